@@ -1,0 +1,90 @@
+/**
+ * Every failure splinter reports on purpose carries one of these codes. They are part of the public
+ * contract: the CLI maps them to exit codes, the API to HTTP statuses. Add codes; never rename one.
+ */
+export const ERROR_CODES = [
+  // input and configuration
+  'INVALID_ARGUMENT',
+  'INVALID_REFERENCE',
+  'INVALID_CONFIG',
+  'NOT_FOUND',
+  // content and registry
+  'DIGEST_MISMATCH',
+  'SIZE_MISMATCH',
+  'MANIFEST_INVALID',
+  'MANIFEST_TOO_LARGE',
+  'MANIFEST_UNKNOWN',
+  'BLOB_UNKNOWN',
+  'UNSUPPORTED_MEDIA_TYPE',
+  'REGISTRY_UNAUTHORIZED',
+  'REGISTRY_DENIED',
+  'REGISTRY_ERROR',
+  'REGISTRY_UNREACHABLE',
+  'RETRIES_EXHAUSTED',
+  'CREDENTIALS_ERROR',
+  'LAYOUT_INVALID',
+  // packing
+  'UNSAFE_PATH',
+  'UNSAFE_LINK',
+  'UNSUPPORTED_ENTRY',
+  'LAYER_TOO_LARGE',
+  'ARCHIVE_INVALID',
+  'OUTPUT_EXISTS',
+  // signing
+  'KEY_INVALID',
+  'KEY_PASSWORD_WRONG',
+  'KEY_UNSUPPORTED',
+  'SIGNATURE_MISSING',
+  'SIGNATURE_INVALID',
+  'SIGNATURE_UNTRUSTED',
+  'VERIFICATION_SKIPPED',
+  // preload
+  'DECRYPTION_FAILED',
+  'KEY_LOCKED',
+  'KEY_REQUIRED',
+  'KEY_REVOKED',
+  'KEK_INVALID',
+  // chain
+  'HEAD_CONFLICT',
+  'PATCH_EXISTS',
+  'PATCH_UNKNOWN',
+  'REALM_MISMATCH',
+  'REALM_UNKNOWN',
+  'INVALID_TRANSITION',
+  'DATABASE_ERROR',
+  'MIGRATION_FAILED',
+  // api
+  'UNAUTHENTICATED',
+  'FORBIDDEN',
+  'RATE_LIMITED',
+  // anything not anticipated
+  'INTERNAL',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export interface SplinterErrorOptions {
+  cause?: unknown;
+  /** Structured facts for --json output and API problem bodies (never secrets). */
+  details?: Record<string, unknown>;
+}
+
+/** The one error type splinter throws on purpose: a stable code plus a one-line message. */
+export class SplinterError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: SplinterErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'SplinterError';
+    this.code = code;
+    this.details = options.details;
+  }
+}
+
+export function isSplinterError(value: unknown, code?: ErrorCode): value is SplinterError {
+  // Checked structurally so that errors from a second copy of this package (source vs. dist) still match.
+  if (!(value instanceof Error) || value.name !== 'SplinterError') return false;
+  const valueCode = (value as { code?: unknown }).code;
+  return typeof valueCode === 'string' && (code === undefined || valueCode === code);
+}

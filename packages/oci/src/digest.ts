@@ -1,0 +1,102 @@
+import { createHash } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import { SplinterError } from '@splinter/errors';
+import type { Descriptor, Digest } from './descriptor.js';
+
+const DIGEST_PATTERN = /^sha256:[a-f0-9]{64}$/;
+
+export function isDigest(value: string): value is Digest {
+  return DIGEST_PATTERN.test(value);
+}
+
+export function parseDigest(value: string): Digest {
+  if (!isDigest(value)) {
+    throw new SplinterError('INVALID_REFERENCE', `not a sha256 digest: ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+export function sha256Digest(data: Uint8Array | string): Digest {
+  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+}
+
+/** The hex part of a digest, e.g. for `blobs/sha256/<hex>` paths and `sha256-<hex>` tags. */
+export function digestHex(digest: Digest): string {
+  return digest.slice('sha256:'.length);
+}
+
+export function descriptorFor(mediaType: string, data: Uint8Array): Descriptor {
+  return { mediaType, digest: sha256Digest(data), size: data.byteLength };
+}
+
+/**
+ * Passes bytes through unchanged and fails the stream if they do not add up to `expected`'s size and
+ * digest. `offset`/`resumeHash` let a resumed download continue hashing where it stopped.
+ */
+export class VerifyingStream extends Transform {
+  private readonly hash;
+  private received: number;
+
+  constructor(
+    private readonly expected: Pick<Descriptor, 'digest' | 'size'>,
+    resume?: { hash: ReturnType<typeof createHash>; received: number },
+  ) {
+    super();
+    this.hash = resume?.hash ?? createHash('sha256');
+    this.received = resume?.received ?? 0;
+  }
+
+  /** Bytes seen so far, and a copy of the running hash (for resuming a dropped download). */
+  checkpoint(): { hash: ReturnType<typeof createHash>; received: number } {
+    return { hash: this.hash.copy(), received: this.received };
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.received += chunk.byteLength;
+    if (this.received > this.expected.size) {
+      callback(sizeMismatch(this.expected, this.received));
+      return;
+    }
+    this.hash.update(chunk);
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.received !== this.expected.size) {
+      callback(sizeMismatch(this.expected, this.received));
+      return;
+    }
+    const actual = `sha256:${this.hash.digest('hex')}`;
+    if (actual !== this.expected.digest) {
+      callback(
+        new SplinterError('DIGEST_MISMATCH', `content of ${this.expected.digest} hashes to ${actual}`, {
+          details: { expected: this.expected.digest, actual },
+        }),
+      );
+      return;
+    }
+    callback();
+  }
+}
+
+function sizeMismatch(expected: Pick<Descriptor, 'digest' | 'size'>, received: number): SplinterError {
+  return new SplinterError(
+    'SIZE_MISMATCH',
+    `${expected.digest}: expected ${expected.size} bytes, got ${received}${received > expected.size ? '+' : ''}`,
+    { details: { expected: expected.size, received } },
+  );
+}
+
+/** Reads a whole stream into memory, refusing more than `limit` bytes. For manifests and small blobs only. */
+export async function readAllLimited(stream: AsyncIterable<Uint8Array>, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of stream) {
+    total += chunk.byteLength;
+    if (total > limit) {
+      throw new SplinterError('MANIFEST_TOO_LARGE', `content exceeds the ${limit}-byte limit`);
+    }
+    chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+  }
+  return Buffer.concat(chunks, total);
+}

@@ -1,0 +1,50 @@
+import type { Readable } from 'node:stream';
+import type { Descriptor } from './descriptor.js';
+
+export interface FetchOptions {
+  signal?: AbortSignal;
+}
+
+export interface PushOptions {
+  signal?: AbortSignal;
+  /** Called with the number of bytes sent so far (for progress bars). */
+  onProgress?: (bytesDone: number) => void;
+}
+
+/**
+ * Content addressed by descriptor. Every store checks size and digest: `fetch` yields a stream that
+ * errors with DIGEST_MISMATCH / SIZE_MISMATCH before it ends if the bytes are not what `desc` promises,
+ * and `push` refuses content that does not match `expected` without keeping any of it.
+ */
+export interface ReadOnlyStorage {
+  fetch(desc: Descriptor, options?: FetchOptions): Promise<Readable>;
+  exists(desc: Descriptor, options?: FetchOptions): Promise<boolean>;
+}
+
+export interface Storage extends ReadOnlyStorage {
+  push(expected: Descriptor, content: Readable | Uint8Array, options?: PushOptions): Promise<void>;
+}
+
+/** A Storage with names (tags) and the referrers graph: the one interface every store implements. */
+export interface Target extends Storage {
+  /** A tag or a `sha256:` digest to the descriptor of the manifest it names. NOT_FOUND if unknown. */
+  resolve(reference: string, options?: FetchOptions): Promise<Descriptor>;
+  /** Points `reference` (a tag) at the manifest `desc`, which must already be stored. */
+  tag(desc: Descriptor, reference: string, options?: FetchOptions): Promise<void>;
+  /** Manifests whose `subject` is `subject`, optionally only those of one artifact type. */
+  referrers(subject: Descriptor, artifactType?: string, options?: FetchOptions): Promise<Descriptor[]>;
+  /** Human-readable location, e.g. `oci-layout:/home/u/.splinter/store` or `localhost:5000/game/patches`. */
+  readonly location: string;
+}
+
+/** Optional capability of registry targets: cross-repository blob mount within one registry. */
+export interface Mountable {
+  /** True if the blob was mounted from `fromRepository`; false if the registry declined. */
+  mount(desc: Descriptor, fromRepository: string, options?: FetchOptions): Promise<boolean>;
+  readonly registryHost: string;
+  readonly repository: string;
+}
+
+export function isMountable(target: unknown): target is Mountable {
+  return typeof (target as Partial<Mountable> | null)?.mount === 'function';
+}
