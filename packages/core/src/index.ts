@@ -1,1 +1,18 @@
-export {};
+export type { ArtifactKind } from './artifact.js';
+export { ArtifactAnnotation, ArtifactType, buildArtifactManifest } from './artifact.js';
+export type { Location } from './locations.js';
+export { destinationFor, formatLocation, parseLocation } from './locations.js';
+export type { ProgressSink } from './progress.js';
+export type { Settings } from './settings.js';
+export { settingsFromEnvironment } from './settings.js';
+export type { OpenOptions } from './splinter.js';
+export { openSplinter, Splinter } from './splinter.js';
+export type {
+  InspectResult,
+  PullInput,
+  PullResult,
+  PushInput,
+  PushResult,
+  SignatureFormat,
+  TransferStats,
+} from './types.js';

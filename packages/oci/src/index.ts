@@ -1,3 +1,5 @@
+export type { CopyEvent, CopyOptions, CopyStats } from './copy.js';
+export { copyGraph, DEFAULT_COPY_CONCURRENCY, fetchManifestBytes, runLimited } from './copy.js';
 export type { Descriptor, Digest, ImageIndex, ImageManifest, Manifest } from './descriptor.js';
 export { isManifestMediaType } from './descriptor.js';
 export {
@@ -9,6 +11,8 @@ export {
   sha256Digest,
   VerifyingStream,
 } from './digest.js';
+export { isIndexManifest, parseManifest, successors } from './graph.js';
+export { OciLayoutTarget } from './layout/layout-target.js';
 export {
   Annotation,
   EMPTY_JSON,
@@ -17,5 +21,14 @@ export {
   MAX_MANIFEST_BYTES,
   MediaType,
 } from './media-types.js';
+export { MemoryTarget } from './memory/memory-target.js';
+export type { RegistryClientOptions, RegistryStats } from './registry/client.js';
+export { parseChallenge, RegistryClient } from './registry/client.js';
+export type { Credential, CredentialSource } from './registry/credentials.js';
+export { dockerConfigCredentials } from './registry/credentials.js';
+export type { RegistryTargetOptions } from './registry/registry-target.js';
+export { RegistryTarget } from './registry/registry-target.js';
+export type { RetryPolicy } from './registry/retry.js';
+export { DEFAULT_RETRY_POLICY } from './registry/retry.js';
 export type { FetchOptions, Mountable, PushOptions, ReadOnlyStorage, Storage, Target } from './target.js';
 export { isMountable } from './target.js';

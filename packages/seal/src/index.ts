@@ -1,1 +1,14 @@
-export {};
+export type { SealOptions } from './format.js';
+export {
+  createOpenStream,
+  createSealStream,
+  generatePatchKey,
+  KEY_BYTES,
+  KEY_ID_ANNOTATION,
+  keyIdOf,
+  NONCE_BYTES,
+  SEAL_OVERHEAD,
+  SEALED_LAYER_MEDIA_TYPE,
+  sealedSize,
+  TAG_BYTES,
+} from './format.js';

@@ -1,0 +1,99 @@
+import type { ArtifactKind, PullResult, PushResult } from '@splinter/core';
+import { SplinterError } from '@splinter/errors';
+import type { Command } from 'commander';
+import { globalOptions, withSplinter } from '../context.js';
+import { printResult } from '../output.js';
+
+export interface PushFlags {
+  registry?: string;
+  plainHttp?: boolean;
+  concurrency?: string;
+}
+
+export interface PullFlags {
+  output: string;
+  plainHttp?: boolean;
+  replace?: boolean;
+  concurrency?: string;
+}
+
+export function addPushOptions(command: Command, registryEnv: string): Command {
+  return command
+    .option(
+      '--registry <ref>',
+      `registry and namespace, host[:port][/path] (default: $${registryEnv}, else the embedded store)`,
+    )
+    .option('--plain-http', 'talk plain HTTP to the registry (never the default)')
+    .option('--concurrency <n>', 'parallel blob transfers (default 4)');
+}
+
+export function addPullOptions(command: Command): Command {
+  return command
+    .requiredOption('--output <dir>', 'folder to write the tree into (staged, then renamed into place)')
+    .option('--plain-http', 'talk plain HTTP to the registry (never the default)')
+    .option('--replace', 'replace --output if it already exists')
+    .option('--concurrency <n>', 'parallel blob transfers (default 4)');
+}
+
+export function parseConcurrency(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 1 || parsed > 64) {
+    throw new SplinterError(
+      'INVALID_ARGUMENT',
+      `--concurrency must be a whole number from 1 to 64, got ${value}`,
+    );
+  }
+  return parsed;
+}
+
+export async function runPush(
+  command: Command,
+  kind: ArtifactKind,
+  dir: string,
+  flags: PushFlags,
+  identity: {
+    realm?: string;
+    name?: string;
+    version: string;
+    parent?: string;
+    mods?: string[];
+    preload?: boolean;
+  },
+): Promise<void> {
+  const output = globalOptions(command);
+  const result: PushResult = await withSplinter(command, flags, (splinter) =>
+    splinter.push({
+      kind,
+      dir,
+      ...identity,
+      registry: flags.registry,
+      concurrency: parseConcurrency(flags.concurrency),
+    }),
+  );
+  const human = [result.digest, result.reference];
+  if (result.id !== undefined) human.push(`id: ${result.id}`);
+  printResult(output, result, human);
+}
+
+export async function runPull(
+  command: Command,
+  kind: ArtifactKind,
+  reference: string,
+  flags: PullFlags,
+): Promise<void> {
+  const output = globalOptions(command);
+  const result: PullResult = await withSplinter(command, flags, (splinter) =>
+    splinter.pull({
+      kind,
+      reference,
+      output: flags.output,
+      replace: flags.replace === true,
+      concurrency: parseConcurrency(flags.concurrency),
+    }),
+  );
+  printResult(output, result, [
+    `${result.digest} -> ${result.output} (${result.files} files, ${result.bytes} bytes)`,
+    ...result.verifiedBy.map((v) => `verified: ${v.format} signature by key ${v.keyId}`),
+  ]);
+}

@@ -1,0 +1,39 @@
+import { isSplinterError } from '@splinter/errors';
+import { ExitCode, type ExitCodeValue, exitCodeFor } from './exit-codes.js';
+
+export interface OutputOptions {
+  json: boolean;
+  debug: boolean;
+}
+
+/** Prints a command's result: `json` as one JSON document on stdout, otherwise the human lines. */
+export function printResult(options: OutputOptions, json: unknown, human: string[]): void {
+  if (options.json) {
+    process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+    return;
+  }
+  for (const line of human) process.stdout.write(`${line}\n`);
+}
+
+export function warn(message: string): void {
+  process.stderr.write(`splinter: warning: ${message}\n`);
+}
+
+/**
+ * The one top-level error handler: one line `splinter: CODE: message` on stderr (the stack only with
+ * --debug), a JSON `{ error: { code, message } }` on stdout with --json, and the code's exit status.
+ */
+export function reportError(error: unknown, options: OutputOptions): ExitCodeValue {
+  const code = isSplinterError(error) ? error.code : 'INTERNAL';
+  const message = error instanceof Error ? error.message : String(error);
+  const oneLine = message.replace(/\s*\n\s*/g, ' ');
+  process.stderr.write(`splinter: ${code}: ${oneLine}\n`);
+  if (options.debug && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+  if (options.json) {
+    const details = isSplinterError(error) ? error.details : undefined;
+    process.stdout.write(
+      `${JSON.stringify({ error: { code, message: oneLine, ...(details ? { details } : {}) } })}\n`,
+    );
+  }
+  return isSplinterError(error) ? exitCodeFor(error.code) : ExitCode.Internal;
+}

@@ -1,0 +1,34 @@
+import { Command, Option } from 'commander';
+import { registerInspectCommand } from './commands/inspect.js';
+import { registerModCommands } from './commands/mod.js';
+import { registerPatchCommands } from './commands/patch.js';
+
+export function buildProgram(): Command {
+  const program = new Command('splinter')
+    .description(
+      'Deliver game patches and mods through OCI registries: signed, preloadable, atomically activated.',
+    )
+    .version('0.1.0')
+    .addOption(new Option('--json', 'print machine-readable JSON on stdout'))
+    .addOption(new Option('--debug', 'print stack traces for errors'))
+    .enablePositionalOptions()
+    .showHelpAfterError()
+    .exitOverride();
+  registerPatchCommands(program);
+  registerModCommands(program);
+  registerInspectCommand(program);
+  addOutputOptions(program);
+  return program;
+}
+
+/** --json and --debug work before the command and after it (`splinter patch push ... --json`). */
+function addOutputOptions(command: Command): void {
+  for (const sub of command.commands) {
+    if (sub.commands.length > 0) {
+      addOutputOptions(sub);
+    } else {
+      sub.addOption(new Option('--json', 'print machine-readable JSON on stdout'));
+      sub.addOption(new Option('--debug', 'print stack traces for errors'));
+    }
+  }
+}

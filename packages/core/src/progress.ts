@@ -1,0 +1,6 @@
+/** Where long transfers report their progress (the CLI draws a bar; libraries pass nothing). */
+export interface ProgressSink {
+  begin(label: string, totalBytes: number): void;
+  advance(bytes: number): void;
+  end(): void;
+}

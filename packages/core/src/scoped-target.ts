@@ -1,0 +1,46 @@
+import type { Readable } from 'node:stream';
+import type { Descriptor, FetchOptions, PushOptions, Target } from '@splinter/oci';
+import { isDigest } from '@splinter/oci';
+
+/**
+ * One repository inside the embedded store: the embedded OCI layout holds every repository's blobs
+ * once (shared dedup), and names tags `<repository>:<tag>` in index.json.
+ */
+export class ScopedTarget implements Target {
+  readonly location: string;
+
+  constructor(
+    private readonly inner: Target,
+    readonly repository: string,
+  ) {
+    this.location = `${inner.location}#${repository}`;
+  }
+
+  fetch(desc: Descriptor, options?: FetchOptions): Promise<Readable> {
+    return this.inner.fetch(desc, options);
+  }
+
+  exists(desc: Descriptor, options?: FetchOptions): Promise<boolean> {
+    return this.inner.exists(desc, options);
+  }
+
+  push(expected: Descriptor, content: Readable | Uint8Array, options?: PushOptions): Promise<void> {
+    return this.inner.push(expected, content, options);
+  }
+
+  resolve(reference: string, options?: FetchOptions): Promise<Descriptor> {
+    return this.inner.resolve(isDigest(reference) ? reference : this.scoped(reference), options);
+  }
+
+  tag(desc: Descriptor, reference: string, options?: FetchOptions): Promise<void> {
+    return this.inner.tag(desc, this.scoped(reference), options);
+  }
+
+  referrers(subject: Descriptor, artifactType?: string, options?: FetchOptions): Promise<Descriptor[]> {
+    return this.inner.referrers(subject, artifactType, options);
+  }
+
+  private scoped(tag: string): string {
+    return `${this.repository}:${tag}`;
+  }
+}

@@ -1,0 +1,66 @@
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { SplinterError } from '@splinter/errors';
+import { z } from 'zod';
+
+/** Everything splinter reads from its environment, parsed once at the edge (CLI, API) and passed down typed. */
+export interface Settings {
+  /** Local state: the embedded OCI store, the embedded database, the content cache. */
+  home: string;
+  patchRegistry: string | undefined;
+  modRegistry: string | undefined;
+  /** Unset means the embedded PGlite database under `home`. */
+  databaseUrl: string | undefined;
+  /** COSIGN_PASSWORD wins over SPLINTER_PASSWORD; a set-but-empty value is an empty password (cosign semantics). */
+  keyPassword: string | undefined;
+  dockerConfigDir: string | undefined;
+  /** SOURCE_DATE_EPOCH, for reproducible `org.opencontainers.image.created` values. */
+  sourceDateEpoch: number | undefined;
+  kek: string | undefined;
+  kekFile: string | undefined;
+}
+
+const optionalText = z
+  .string()
+  .optional()
+  .transform((value) => (value === undefined || value.trim() === '' ? undefined : value));
+
+const environmentSchema = z.object({
+  SPLINTER_HOME: optionalText,
+  HOME: optionalText,
+  SPLINTERTREE_PATCH_REGISTRY: optionalText,
+  SPLINTERTREE_MOD_REGISTRY: optionalText,
+  DATABASE_URL: optionalText.refine((value) => value === undefined || /^postgres(ql)?:\/\//.test(value), {
+    message: 'must be a postgres:// or postgresql:// URL',
+  }),
+  COSIGN_PASSWORD: z.string().optional(),
+  SPLINTER_PASSWORD: z.string().optional(),
+  DOCKER_CONFIG: optionalText,
+  SOURCE_DATE_EPOCH: optionalText.refine((value) => value === undefined || /^\d+$/.test(value), {
+    message: 'must be a whole number of seconds since 1970',
+  }),
+  SPLINTER_KEK: optionalText,
+  SPLINTER_KEK_FILE: optionalText,
+});
+
+export function settingsFromEnvironment(environment: Record<string, string | undefined>): Settings {
+  const parsed = environmentSchema.safeParse(environment);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')} ${issue.message}`);
+    throw new SplinterError('INVALID_CONFIG', `invalid environment: ${problems.join('; ')}`, {
+      details: { problems },
+    });
+  }
+  const env = parsed.data;
+  return {
+    home: env.SPLINTER_HOME ?? join(env.HOME ?? homedir(), '.splinter'),
+    patchRegistry: env.SPLINTERTREE_PATCH_REGISTRY,
+    modRegistry: env.SPLINTERTREE_MOD_REGISTRY,
+    databaseUrl: env.DATABASE_URL,
+    keyPassword: env.COSIGN_PASSWORD ?? env.SPLINTER_PASSWORD,
+    dockerConfigDir: env.DOCKER_CONFIG,
+    sourceDateEpoch: env.SOURCE_DATE_EPOCH === undefined ? undefined : Number(env.SOURCE_DATE_EPOCH),
+    kek: env.SPLINTER_KEK,
+    kekFile: env.SPLINTER_KEK_FILE,
+  };
+}

@@ -1,0 +1,220 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SplinterError } from '@splinter/errors';
+import {
+  copyGraph,
+  type Descriptor,
+  type ImageManifest,
+  MAX_MANIFEST_BYTES,
+  parseManifest,
+  readAllLimited,
+  type Target,
+} from '@splinter/oci';
+import { ArtifactAnnotation, ArtifactType } from './artifact.js';
+import { destinationFor, formatLocation, parseLocation } from './locations.js';
+import { validateName, validateVersion } from './names.js';
+import type { ProgressSink } from './progress.js';
+import { unpackArtifact } from './pull.js';
+import { stageArtifact } from './push.js';
+import type { Settings } from './settings.js';
+import { Stores } from './stores.js';
+import type { InspectResult, PullInput, PullResult, PushInput, PushResult, TransferStats } from './types.js';
+
+export interface OpenOptions {
+  settings: Settings;
+  plainHttp?: boolean;
+  progress?: ProgressSink | undefined;
+  warn?: (message: string) => void;
+  /** Parallel blob transfers; 4 unless a call says otherwise. */
+  concurrency?: number;
+}
+
+const DEFAULT_CONCURRENCY = 4;
+
+export async function openSplinter(options: OpenOptions): Promise<Splinter> {
+  return new Splinter(options);
+}
+
+/** The façade the apps use: every operation splinter offers, over typed settings. */
+export class Splinter {
+  private readonly settings: Settings;
+  private readonly stores: Stores;
+
+  constructor(private readonly options: OpenOptions) {
+    this.settings = options.settings;
+    this.stores = new Stores({
+      home: this.settings.home,
+      plainHttp: options.plainHttp === true,
+      dockerConfigDir: this.settings.dockerConfigDir,
+    });
+  }
+
+  async push(input: PushInput): Promise<PushResult> {
+    const concurrency = input.concurrency ?? this.options.concurrency ?? DEFAULT_CONCURRENCY;
+    const version = validateVersion(input.version);
+    const isPatch = input.kind === 'patch';
+    const leaf = isPatch
+      ? validateName('realm', required(input.realm, '--realm'))
+      : validateName('mod name', required(input.name, '--name'));
+    const registryBase =
+      input.registry ?? (isPatch ? this.settings.patchRegistry : this.settings.modRegistry);
+    const destination = destinationFor(registryBase, isPatch ? 'patches' : 'mods', leaf, version);
+    if (!isPatch && (input.preload || input.parent !== undefined || (input.mods?.length ?? 0) > 0)) {
+      throw new SplinterError('INVALID_ARGUMENT', '--preload, --parent and --mod apply to patches only');
+    }
+
+    const annotations: Record<string, string> = { [ArtifactAnnotation.Version]: version };
+    if (isPatch) {
+      annotations[ArtifactAnnotation.Realm] = leaf;
+      if (input.parent !== undefined) annotations[ArtifactAnnotation.Parent] = input.parent;
+    } else {
+      annotations[ArtifactAnnotation.ModName] = leaf;
+    }
+
+    const staged = await stageArtifact({
+      kind: input.kind,
+      dir: input.dir,
+      tmpRoot: join(this.settings.home, 'tmp'),
+      annotations,
+      createdAt: this.settings.sourceDateEpoch,
+      patchKey: undefined,
+      concurrency,
+    });
+    try {
+      const target = await this.stores.target(destination);
+      const manifestDescriptor = staged.manifest.descriptor;
+      const blobs = await this.copyWithProgress(
+        staged.source,
+        target,
+        manifestDescriptor,
+        concurrency,
+        `push ${leaf}`,
+      );
+      await target.tag(manifestDescriptor, version);
+      return {
+        kind: input.kind,
+        digest: manifestDescriptor.digest,
+        reference: formatLocation(destination),
+        blobs,
+        signatures: [],
+      };
+    } finally {
+      await rm(staged.workDir, { recursive: true, force: true });
+    }
+  }
+
+  async pull(input: PullInput): Promise<PullResult> {
+    const concurrency = input.concurrency ?? this.options.concurrency ?? DEFAULT_CONCURRENCY;
+    const location = parseLocation(input.reference);
+    const target = await this.stores.target(location);
+    const descriptor = await target.resolve(location.digest ?? location.tag ?? 'latest');
+
+    const verifiedBy: PullResult['verifiedBy'] = [];
+    const manifest = await fetchManifest(target, descriptor);
+    const expectedType = input.kind === 'patch' ? ArtifactType.Patch : ArtifactType.Mod;
+    if (manifest.artifactType !== expectedType) {
+      throw new SplinterError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        `${input.reference} is ${manifest.artifactType ?? 'not an artifact'}, not a ${input.kind} (${expectedType})`,
+      );
+    }
+
+    // Content goes through the embedded store, which doubles as the client's cache: a rollback to a
+    // version pulled before downloads nothing.
+    const cache = await this.stores.embeddedLayout();
+    const blobs =
+      location.kind === 'embedded'
+        ? { uploaded: 0, skipped: manifest.layers.length + 1, mounted: 0, bytes: 0 }
+        : await this.copyWithProgress(target, cache, descriptor, concurrency, `pull ${location.repository}`);
+    const unpacked = await unpackArtifact({
+      manifest,
+      content: cache,
+      output: input.output,
+      replace: input.replace === true,
+      patchKey: undefined,
+    });
+    return {
+      kind: input.kind,
+      digest: descriptor.digest,
+      reference: formatLocation({ ...location, digest: descriptor.digest }),
+      output: input.output,
+      files: unpacked.files,
+      bytes: unpacked.bytes,
+      blobs,
+      verifiedBy,
+    };
+  }
+
+  async inspect(reference: string): Promise<InspectResult> {
+    const location = parseLocation(reference);
+    const target = await this.stores.target(location);
+    const descriptor = await target.resolve(location.digest ?? location.tag ?? 'latest');
+    const manifest = await fetchManifest(target, descriptor);
+    const referrers = await target.referrers(descriptor);
+    return {
+      reference: formatLocation({ ...location, digest: descriptor.digest }),
+      digest: descriptor.digest,
+      mediaType: descriptor.mediaType,
+      artifactType: manifest.artifactType,
+      annotations: manifest.annotations ?? {},
+      layers: manifest.layers.map((layer) => ({
+        digest: layer.digest,
+        size: layer.size,
+        mediaType: layer.mediaType,
+        title: layer.annotations?.['org.opencontainers.image.title'],
+      })),
+      referrers: referrers.map((r) => ({
+        digest: r.digest,
+        mediaType: r.mediaType,
+        artifactType: r.artifactType,
+      })),
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.stores.close();
+  }
+
+  private async copyWithProgress(
+    source: Target,
+    destination: Target,
+    root: Descriptor,
+    concurrency: number,
+    label: string,
+  ): Promise<TransferStats> {
+    const progress = this.options.progress;
+    let began = false;
+    const stats = await copyGraph(source, destination, root, {
+      concurrency,
+      onProgress: progress
+        ? (event) => {
+            if (event.type === 'start' && !began) {
+              began = true;
+              progress.begin(label, event.totalBytes);
+            } else if (event.type === 'bytes') {
+              progress.advance(event.bytes);
+            }
+          }
+        : undefined,
+    });
+    if (began) progress?.end();
+    return { uploaded: stats.copied, skipped: stats.skipped, mounted: stats.mounted, bytes: stats.bytes };
+  }
+}
+
+async function fetchManifest(target: Target, descriptor: Descriptor): Promise<ImageManifest> {
+  const bytes = await readAllLimited(await target.fetch(descriptor), MAX_MANIFEST_BYTES);
+  const manifest = parseManifest(bytes, descriptor.mediaType);
+  if (!('layers' in manifest)) {
+    throw new SplinterError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      `${descriptor.digest} is an index, not an artifact manifest`,
+    );
+  }
+  return manifest;
+}
+
+function required(value: string | undefined, flag: string): string {
+  if (value === undefined) throw new SplinterError('INVALID_ARGUMENT', `${flag} is required`);
+  return value;
+}

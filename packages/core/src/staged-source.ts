@@ -1,0 +1,55 @@
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { SplinterError } from '@splinter/errors';
+import { type Descriptor, type Digest, type Target, VerifyingStream } from '@splinter/oci';
+
+type Content = { kind: 'file'; path: string } | { kind: 'bytes'; bytes: Uint8Array };
+
+/**
+ * A read-only Target over content that was just packed: whole files on disk (large file layers are the
+ * user's own files, never copied), temporary files (groups, sealed layers) and small in-memory blobs
+ * (manifest, config). It lets push be one `copyGraph(staged -> destination)` without first writing
+ * every layer into a local store.
+ */
+export class StagedSource implements Target {
+  readonly location = 'staged';
+  private readonly contents = new Map<Digest, Content>();
+
+  addFile(digest: Digest, path: string): void {
+    this.contents.set(digest, { kind: 'file', path });
+  }
+
+  addBytes(digest: Digest, bytes: Uint8Array): void {
+    this.contents.set(digest, { kind: 'bytes', bytes });
+  }
+
+  async fetch(desc: Descriptor): Promise<Readable> {
+    const content = this.contents.get(desc.digest);
+    if (!content) throw new SplinterError('BLOB_UNKNOWN', `staged content has no blob ${desc.digest}`);
+    // Re-verified on the way out: a file the user changed between packing and upload is caught here.
+    const source = content.kind === 'file' ? createReadStream(content.path) : Readable.from([content.bytes]);
+    const verified = new VerifyingStream(desc);
+    source.on('error', (error: Error) => verified.destroy(error));
+    return source.pipe(verified);
+  }
+
+  async exists(desc: Descriptor): Promise<boolean> {
+    return this.contents.has(desc.digest);
+  }
+
+  async push(): Promise<void> {
+    throw new SplinterError('INTERNAL', 'staged content is read-only');
+  }
+
+  async resolve(reference: string): Promise<Descriptor> {
+    throw new SplinterError('NOT_FOUND', `staged content has no tag ${reference}`);
+  }
+
+  async tag(): Promise<void> {
+    throw new SplinterError('INTERNAL', 'staged content is read-only');
+  }
+
+  async referrers(): Promise<Descriptor[]> {
+    return [];
+  }
+}

@@ -1,0 +1,277 @@
+import { SplinterError } from '@splinter/errors';
+import { Agent, type Dispatcher } from 'undici';
+import type { Credential, CredentialSource } from './credentials.js';
+import {
+  DEFAULT_RETRY_POLICY,
+  delayFor,
+  isRetryableNetworkError,
+  isRetryableStatus,
+  type RetryPolicy,
+  sleep,
+} from './retry.js';
+
+export interface RegistryClientOptions {
+  registry: string;
+  plainHttp?: boolean;
+  credentials?: CredentialSource;
+  retry?: Partial<RetryPolicy>;
+  dispatcher?: Dispatcher;
+}
+
+export interface RegistryRequest {
+  method: Dispatcher.HttpMethod;
+  /** A path on the registry (`/v2/...`) or an absolute URL (upload locations). */
+  url: string;
+  headers?: Record<string, string>;
+  /** A function so that a retry can make the body anew; streams that cannot be re-made are sent once. */
+  body?: () => Dispatcher.DispatchOptions['body'];
+  replayable?: boolean;
+  /** Token scopes, e.g. `repository:game/eu-1:pull,push`. */
+  scopes: string[];
+}
+
+export interface RegistryResponse {
+  status: number;
+  headers: Record<string, string | undefined>;
+  body: Dispatcher.ResponseData['body'];
+  url: URL;
+}
+
+type Challenge = { scheme: 'basic' } | { scheme: 'bearer'; realm: string; service: string | undefined };
+
+/** Counts of what crossed the wire, for tests and benchmarks. */
+export interface RegistryStats {
+  requests: number;
+  blobUploads: number;
+  blobMounts: number;
+  chunks: number;
+  retries: number;
+  resumes: number;
+  tokenRequests: number;
+}
+
+/**
+ * HTTP to one registry on undici: keep-alive connections, the distribution auth flows (anonymous,
+ * Basic, Bearer tokens cached per scope), and one retry policy for resets, 5xx and 429.
+ */
+export class RegistryClient {
+  readonly registry: string;
+  readonly origin: string;
+  readonly stats: RegistryStats = {
+    requests: 0,
+    blobUploads: 0,
+    blobMounts: 0,
+    chunks: 0,
+    retries: 0,
+    resumes: 0,
+    tokenRequests: 0,
+  };
+  readonly retry: RetryPolicy;
+  private readonly dispatcher: Dispatcher;
+  private readonly ownsDispatcher: boolean;
+  private readonly credentials: CredentialSource | undefined;
+  private credential: Promise<Credential | undefined> | undefined;
+  private challenge: Challenge | undefined;
+  private readonly tokens = new Map<string, { token: string; expiresAt: number }>();
+
+  constructor(options: RegistryClientOptions) {
+    this.registry = options.registry;
+    this.origin = `${options.plainHttp ? 'http' : 'https'}://${options.registry}`;
+    this.credentials = options.credentials;
+    this.retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
+    this.ownsDispatcher = options.dispatcher === undefined;
+    this.dispatcher =
+      options.dispatcher ??
+      new Agent({ connections: 16, keepAliveTimeout: 30_000, headersTimeout: 120_000, bodyTimeout: 120_000 });
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsDispatcher) await this.dispatcher.close();
+  }
+
+  /** Sends a request, authenticating on a 401 challenge and retrying transient faults within the policy. */
+  async send(request: RegistryRequest): Promise<RegistryResponse> {
+    const started = Date.now();
+    let authRetried = false;
+    let lastCause = '';
+    for (let attempt = 1; ; attempt++) {
+      let response: RegistryResponse | undefined;
+      try {
+        response = await this.once(request);
+      } catch (error) {
+        if (error instanceof SplinterError) throw error;
+        if (!isRetryableNetworkError(error) || !request.replayable) {
+          throw new SplinterError(
+            'REGISTRY_UNREACHABLE',
+            `${request.method} ${this.describe(request.url)}: ${(error as Error).message}`,
+            {
+              cause: error,
+            },
+          );
+        }
+        lastCause = (error as Error).message || String((error as { code?: string }).code);
+      }
+      if (response) {
+        if (response.status === 401 && !authRetried) {
+          await response.body.dump();
+          authRetried = true;
+          await this.authenticate(response, request.scopes);
+          attempt -= 1;
+          continue;
+        }
+        if (!isRetryableStatus(response.status) || !request.replayable) return response;
+        lastCause = `HTTP ${response.status}`;
+        await response.body.dump().catch(() => undefined);
+      }
+      const delay = delayFor(this.retry, attempt, response?.headers['retry-after']);
+      if (attempt >= this.retry.maxAttempts || Date.now() - started + delay > this.retry.maxElapsedMs) {
+        throw new SplinterError(
+          'RETRIES_EXHAUSTED',
+          `${request.method} ${this.describe(request.url)}: ${lastCause} after ${attempt} attempts`,
+          { details: { attempts: attempt, lastCause } },
+        );
+      }
+      this.stats.retries += 1;
+      await sleep(delay);
+    }
+  }
+
+  private describe(url: string): string {
+    return url.startsWith('/') ? `${this.origin}${url}` : url;
+  }
+
+  private async once(request: RegistryRequest): Promise<RegistryResponse> {
+    const url = new URL(request.url, this.origin);
+    const headers: Record<string, string> = { ...request.headers };
+    // Credentials go only to the registry itself, never to a storage host a blob redirects to.
+    if (url.host === this.registry) {
+      const authorization = await this.authorizationFor(request.scopes);
+      if (authorization) headers.authorization = authorization;
+    }
+    this.stats.requests += 1;
+    const response = await this.dispatcher.request({
+      origin: url.origin,
+      path: `${url.pathname}${url.search}`,
+      method: request.method,
+      headers,
+      body: request.body?.() ?? null,
+    });
+    const flat: Record<string, string | undefined> = {};
+    for (const [key, value] of Object.entries(response.headers))
+      flat[key] = Array.isArray(value) ? value.join(', ') : value;
+    return { status: response.statusCode, headers: flat, body: response.body, url };
+  }
+
+  private async authorizationFor(scopes: string[]): Promise<string | undefined> {
+    if (!this.challenge) return undefined;
+    if (this.challenge.scheme === 'basic') {
+      const credential = await this.loadCredential();
+      if (credential?.username === undefined) return undefined;
+      return `Basic ${Buffer.from(`${credential.username}:${credential.password ?? ''}`).toString('base64')}`;
+    }
+    const cached = this.tokens.get(scopeKey(scopes));
+    if (cached && cached.expiresAt > Date.now()) return `Bearer ${cached.token}`;
+    return `Bearer ${await this.fetchToken(this.challenge, scopes)}`;
+  }
+
+  private loadCredential(): Promise<Credential | undefined> {
+    this.credential ??= this.credentials ? this.credentials(this.registry) : Promise.resolve(undefined);
+    return this.credential;
+  }
+
+  private async authenticate(response: RegistryResponse, scopes: string[]): Promise<void> {
+    const header = response.headers['www-authenticate'];
+    const challenge = header ? parseChallenge(header) : undefined;
+    if (!challenge) {
+      throw new SplinterError(
+        'REGISTRY_UNAUTHORIZED',
+        `${this.registry} refused the request (401) without a usable challenge`,
+      );
+    }
+    this.challenge = challenge;
+    if (challenge.scheme === 'basic') {
+      const credential = await this.loadCredential();
+      if (credential?.username === undefined) {
+        throw new SplinterError(
+          'REGISTRY_UNAUTHORIZED',
+          `${this.registry} needs a login: no credentials in the docker config`,
+        );
+      }
+      return;
+    }
+    this.tokens.delete(scopeKey(scopes));
+    await this.fetchToken(challenge, scopes);
+  }
+
+  private async fetchToken(
+    challenge: Extract<Challenge, { scheme: 'bearer' }>,
+    scopes: string[],
+  ): Promise<string> {
+    const url = new URL(challenge.realm);
+    if (challenge.service) url.searchParams.set('service', challenge.service);
+    for (const scope of scopes) url.searchParams.append('scope', scope);
+    const credential = await this.loadCredential();
+    const headers: Record<string, string> = {};
+    if (credential?.username !== undefined) {
+      headers.authorization = `Basic ${Buffer.from(`${credential.username}:${credential.password ?? ''}`).toString('base64')}`;
+    }
+    this.stats.tokenRequests += 1;
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await this.dispatcher.request({
+        origin: url.origin,
+        path: `${url.pathname}${url.search}`,
+        method: 'GET',
+        headers,
+      });
+    } catch (error) {
+      throw new SplinterError(
+        'REGISTRY_UNREACHABLE',
+        `token service ${url.origin}: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+    if (response.statusCode === 401 || response.statusCode === 403) {
+      await response.body.dump();
+      throw new SplinterError(
+        'REGISTRY_UNAUTHORIZED',
+        `token service for ${this.registry} refused the credentials (${response.statusCode})`,
+      );
+    }
+    if (response.statusCode !== 200) {
+      await response.body.dump();
+      throw new SplinterError(
+        'REGISTRY_ERROR',
+        `token service for ${this.registry} answered ${response.statusCode}`,
+      );
+    }
+    const body = (await response.body.json()) as {
+      token?: string;
+      access_token?: string;
+      expires_in?: number;
+    };
+    const token = body.access_token ?? body.token;
+    if (!token)
+      throw new SplinterError('REGISTRY_ERROR', `token service for ${this.registry} returned no token`);
+    const lifetime = (body.expires_in ?? 60) * 1000;
+    this.tokens.set(scopeKey(scopes), { token, expiresAt: Date.now() + Math.max(0, lifetime - 5_000) });
+    return token;
+  }
+}
+
+function scopeKey(scopes: string[]): string {
+  return [...scopes].sort().join(' ');
+}
+
+/** Parses `Basic realm="x"` or `Bearer realm="...",service="...",scope="..."`. */
+export function parseChallenge(header: string): Challenge | undefined {
+  const match = /^\s*(\w+)\s*(.*)$/.exec(header);
+  if (!match) return undefined;
+  const scheme = match[1]!.toLowerCase();
+  if (scheme === 'basic') return { scheme: 'basic' };
+  if (scheme !== 'bearer') return undefined;
+  const params: Record<string, string> = {};
+  for (const part of match[2]!.matchAll(/(\w+)="([^"]*)"/g)) params[part[1]!.toLowerCase()] = part[2]!;
+  if (!params.realm) return undefined;
+  return { scheme: 'bearer', realm: params.realm, service: params.service };
+}

@@ -1,0 +1,518 @@
+import { Readable } from 'node:stream';
+import { type ErrorCode, SplinterError } from '@splinter/errors';
+import { progressStream, readVerified, toReadable } from '../content.js';
+import { type Descriptor, type ImageIndex, isManifestMediaType } from '../descriptor.js';
+import { digestHex, isDigest, readAllLimited, sha256Digest, VerifyingStream } from '../digest.js';
+import { parseManifest } from '../graph.js';
+import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, MediaType } from '../media-types.js';
+import type { Mountable, PushOptions, Target } from '../target.js';
+import { RegistryClient, type RegistryClientOptions, type RegistryResponse } from './client.js';
+import { dockerConfigCredentials } from './credentials.js';
+import { delayFor, isRetryableNetworkError, sleep } from './retry.js';
+
+export interface RegistryTargetOptions extends Omit<RegistryClientOptions, 'credentials'> {
+  repository: string;
+  /** Folder of the docker `config.json` (DOCKER_CONFIG); defaults to ~/.docker. */
+  dockerConfigDir?: string | undefined;
+  credentials?: RegistryClientOptions['credentials'];
+  /** Blobs larger than this go up in chunks (PATCH with Content-Range). Default 64 MiB. */
+  chunkThreshold?: number;
+  chunkSize?: number;
+  /** Share one client (connections, tokens) between repositories of one registry. */
+  client?: RegistryClient;
+}
+
+const DEFAULT_CHUNK_THRESHOLD = 64 * 1024 * 1024;
+const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
+
+/** One repository of an OCI distribution registry, as a Target. */
+export class RegistryTarget implements Target, Mountable {
+  readonly registryHost: string;
+  readonly repository: string;
+  readonly location: string;
+  readonly client: RegistryClient;
+  private readonly ownsClient: boolean;
+  private readonly chunkThreshold: number;
+  private readonly chunkSize: number;
+  private referrersApi: boolean | undefined;
+
+  constructor(options: RegistryTargetOptions) {
+    this.registryHost = options.registry;
+    this.repository = options.repository;
+    this.location = `${options.registry}/${options.repository}`;
+    this.ownsClient = options.client === undefined;
+    this.client =
+      options.client ??
+      new RegistryClient({
+        ...options,
+        credentials: options.credentials ?? dockerConfigCredentials(options.dockerConfigDir),
+      });
+    this.chunkThreshold = options.chunkThreshold ?? DEFAULT_CHUNK_THRESHOLD;
+    this.chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  }
+
+  get stats() {
+    return this.client.stats;
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsClient) await this.client.close();
+  }
+
+  private scopes(push = false, extra: string[] = []): string[] {
+    return [`repository:${this.repository}:${push ? 'pull,push' : 'pull'}`, ...extra];
+  }
+
+  private path(kind: 'blobs' | 'manifests' | 'referrers', reference: string): string {
+    return `/v2/${this.repository}/${kind}/${reference}`;
+  }
+
+  // ---- blobs and manifests ----
+
+  async exists(desc: Descriptor): Promise<boolean> {
+    const kind = isManifestMediaType(desc.mediaType) ? 'manifests' : 'blobs';
+    const response = await this.client.send({
+      method: 'HEAD',
+      url: this.path(kind, desc.digest),
+      headers: kind === 'manifests' ? { accept: MANIFEST_ACCEPT.join(', ') } : {},
+      scopes: this.scopes(),
+      replayable: true,
+    });
+    await response.body.dump();
+    if (response.status === 200) return true;
+    if (response.status === 404) return false;
+    throw await this.failure(response, `HEAD ${desc.digest}`);
+  }
+
+  async fetch(desc: Descriptor): Promise<Readable> {
+    if (isManifestMediaType(desc.mediaType)) {
+      const bytes = await this.fetchManifest(desc.digest);
+      return Readable.from([bytes.bytes]).pipe(new VerifyingStream(desc));
+    }
+    const verifying = new VerifyingStream(desc);
+    const source = Readable.from(this.download(desc));
+    source.on('error', (error) => verifying.destroy(error));
+    return source.pipe(verifying);
+  }
+
+  /** Streams a blob; after a dropped connection it resumes with `Range` from the byte it reached. */
+  private async *download(desc: Descriptor): AsyncGenerator<Buffer> {
+    let received = 0;
+    for (let resumes = 0; ; resumes++) {
+      const headers: Record<string, string> = received > 0 ? { range: `bytes=${received}-` } : {};
+      const response = await this.followRedirects(
+        await this.client.send({
+          method: 'GET',
+          url: this.path('blobs', desc.digest),
+          headers,
+          scopes: this.scopes(),
+          replayable: true,
+        }),
+        headers,
+      );
+      if (response.status !== 200 && response.status !== 206)
+        throw await this.failure(response, `GET blob ${desc.digest}`);
+      let skip = response.status === 200 ? received : 0; // the server ignored Range: drop what we have
+      try {
+        for await (const chunk of response.body as AsyncIterable<Buffer>) {
+          if (skip > 0) {
+            if (chunk.byteLength <= skip) {
+              skip -= chunk.byteLength;
+              continue;
+            }
+            const rest = chunk.subarray(skip);
+            skip = 0;
+            received += rest.byteLength;
+            yield rest;
+            continue;
+          }
+          received += chunk.byteLength;
+          yield chunk;
+        }
+        return;
+      } catch (error) {
+        if (!isRetryableNetworkError(error) || resumes + 1 >= this.client.retry.maxAttempts) {
+          if (isRetryableNetworkError(error)) {
+            throw new SplinterError(
+              'RETRIES_EXHAUSTED',
+              `GET blob ${desc.digest}: connection dropped ${resumes + 1} times`,
+              { cause: error },
+            );
+          }
+          throw error;
+        }
+        this.client.stats.resumes += 1;
+        await sleep(delayFor(this.client.retry, resumes + 1, undefined));
+      }
+    }
+  }
+
+  private async followRedirects(
+    response: RegistryResponse,
+    headers: Record<string, string>,
+  ): Promise<RegistryResponse> {
+    let current = response;
+    for (let hops = 0; hops < 5 && current.status >= 300 && current.status < 400; hops++) {
+      const location = current.headers.location;
+      await current.body.dump();
+      if (!location)
+        throw new SplinterError('REGISTRY_ERROR', `redirect without Location from ${current.url.href}`);
+      current = await this.client.send({
+        method: 'GET',
+        url: new URL(location, current.url).href,
+        headers,
+        scopes: this.scopes(),
+        replayable: true,
+      });
+    }
+    return current;
+  }
+
+  async push(expected: Descriptor, content: Readable | Uint8Array, options?: PushOptions): Promise<void> {
+    if (isManifestMediaType(expected.mediaType)) {
+      const bytes = await readVerified(expected, content, MAX_MANIFEST_BYTES);
+      await this.putManifest(expected, bytes, expected.digest);
+      return;
+    }
+    if (await this.exists(expected)) {
+      if (!(content instanceof Uint8Array)) content.resume();
+      return;
+    }
+    await this.uploadBlob(expected, content, options);
+  }
+
+  private async startUpload(): Promise<string> {
+    const response = await this.client.send({
+      method: 'POST',
+      url: `/v2/${this.repository}/blobs/uploads/`,
+      headers: { 'content-length': '0' },
+      scopes: this.scopes(true),
+      replayable: true,
+    });
+    await response.body.dump();
+    if (response.status !== 202 || !response.headers.location)
+      throw await this.failure(response, 'start upload');
+    return new URL(response.headers.location, response.url).href;
+  }
+
+  private async uploadBlob(
+    expected: Descriptor,
+    content: Readable | Uint8Array,
+    options?: PushOptions,
+  ): Promise<void> {
+    let location = await this.startUpload();
+    const source = toReadable(content);
+    const verifying = new VerifyingStream(expected);
+    const counted = progressStream(options?.onProgress);
+    source.on('error', (error) => verifying.destroy(error));
+    verifying.on('error', (error) => counted.destroy(error));
+    source.pipe(verifying).pipe(counted);
+    this.client.stats.blobUploads += 1;
+    try {
+      if (expected.size > this.chunkThreshold) {
+        const chunks = chunksOf(counted, this.chunkSize);
+        let offset = 0;
+        for await (const chunk of chunks) {
+          const end = offset + chunk.length - 1;
+          const response = await this.client.send({
+            method: 'PATCH',
+            url: location,
+            headers: {
+              'content-type': 'application/octet-stream',
+              'content-length': String(chunk.length),
+              'content-range': `${offset}-${end}`,
+            },
+            body: () => Readable.from(chunk.body),
+            scopes: this.scopes(true),
+          });
+          await response.body.dump();
+          if (response.status !== 202 || !response.headers.location)
+            throw await this.failure(response, `upload chunk ${offset}-${end}`);
+          location = new URL(response.headers.location, response.url).href;
+          offset = end + 1;
+          this.client.stats.chunks += 1;
+        }
+        await this.finishUpload(location, expected, undefined);
+      } else {
+        await this.finishUpload(location, expected, counted);
+      }
+    } catch (error) {
+      counted.destroy();
+      await this.client
+        .send({ method: 'DELETE', url: location, scopes: this.scopes(true) })
+        .then((r) => r.body.dump())
+        .catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private async finishUpload(
+    location: string,
+    expected: Descriptor,
+    body: Readable | undefined,
+  ): Promise<void> {
+    const url = new URL(location);
+    url.searchParams.set('digest', expected.digest);
+    const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
+    headers['content-length'] = body ? String(expected.size) : '0';
+    const response = await this.client.send({
+      method: 'PUT',
+      url: url.href,
+      headers,
+      ...(body ? { body: () => body } : {}),
+      scopes: this.scopes(true),
+    });
+    await response.body.dump();
+    if (response.status !== 201) throw await this.failure(response, `finish upload of ${expected.digest}`);
+  }
+
+  async mount(desc: Descriptor, fromRepository: string): Promise<boolean> {
+    const from = encodeURIComponent(fromRepository);
+    const response = await this.client.send({
+      method: 'POST',
+      url: `/v2/${this.repository}/blobs/uploads/?mount=${desc.digest}&from=${from}`,
+      headers: { 'content-length': '0' },
+      scopes: this.scopes(true, [`repository:${fromRepository}:pull`]),
+      replayable: true,
+    });
+    await response.body.dump();
+    if (response.status === 201) {
+      this.client.stats.blobMounts += 1;
+      return true;
+    }
+    if (response.status === 202 && response.headers.location) {
+      const session = new URL(response.headers.location, response.url).href;
+      await this.client
+        .send({ method: 'DELETE', url: session, scopes: this.scopes(true) })
+        .then((r) => r.body.dump())
+        .catch(() => undefined);
+      return false;
+    }
+    if (response.status === 404 || response.status === 401 || response.status === 403) return false;
+    throw await this.failure(response, `mount ${desc.digest} from ${fromRepository}`);
+  }
+
+  private async fetchManifest(
+    reference: string,
+  ): Promise<{ bytes: Buffer; mediaType: string; digest: string }> {
+    const response = await this.client.send({
+      method: 'GET',
+      url: this.path('manifests', reference),
+      headers: { accept: MANIFEST_ACCEPT.join(', ') },
+      scopes: this.scopes(),
+      replayable: true,
+    });
+    if (response.status !== 200) throw await this.failure(response, `GET manifest ${reference}`);
+    const declared = Number(response.headers['content-length']);
+    if (Number.isFinite(declared) && declared > MAX_MANIFEST_BYTES) {
+      await response.body.dump();
+      throw new SplinterError(
+        'MANIFEST_TOO_LARGE',
+        `manifest ${reference} is ${declared} bytes, over the ${MAX_MANIFEST_BYTES}-byte limit`,
+      );
+    }
+    const bytes = await readAllLimited(response.body as AsyncIterable<Uint8Array>, MAX_MANIFEST_BYTES);
+    const digest = sha256Digest(bytes);
+    if (isDigest(reference) && digest !== reference) {
+      throw new SplinterError(
+        'DIGEST_MISMATCH',
+        `registry returned manifest ${digest} when asked for ${reference}`,
+      );
+    }
+    const mediaType = (response.headers['content-type'] ?? '').split(';')[0]!.trim();
+    return { bytes, mediaType, digest };
+  }
+
+  private async putManifest(desc: Descriptor, bytes: Buffer, reference: string): Promise<void> {
+    if (bytes.byteLength > MAX_MANIFEST_BYTES) {
+      throw new SplinterError(
+        'MANIFEST_TOO_LARGE',
+        `manifest is ${bytes.byteLength} bytes, over the ${MAX_MANIFEST_BYTES}-byte limit`,
+      );
+    }
+    const manifest = parseManifest(bytes, desc.mediaType);
+    const response = await this.client.send({
+      method: 'PUT',
+      url: this.path('manifests', reference),
+      headers: { 'content-type': desc.mediaType, 'content-length': String(bytes.byteLength) },
+      body: () => bytes,
+      scopes: this.scopes(true),
+      replayable: true,
+    });
+    await response.body.dump();
+    if (response.status !== 201) throw await this.failure(response, `PUT manifest ${reference}`);
+    if (manifest.subject && isDigest(reference)) {
+      if (response.headers['oci-subject'] === manifest.subject.digest) {
+        this.referrersApi = true;
+      } else {
+        const entry: Descriptor = { mediaType: desc.mediaType, digest: desc.digest, size: desc.size };
+        const artifactType =
+          manifest.artifactType ?? ('config' in manifest ? manifest.config.mediaType : undefined);
+        if (artifactType) entry.artifactType = artifactType;
+        if (manifest.annotations) entry.annotations = manifest.annotations;
+        await this.addToFallbackIndex(manifest.subject, entry);
+      }
+    }
+  }
+
+  async resolve(reference: string): Promise<Descriptor> {
+    const response = await this.client.send({
+      method: 'HEAD',
+      url: this.path('manifests', reference),
+      headers: { accept: MANIFEST_ACCEPT.join(', ') },
+      scopes: this.scopes(),
+      replayable: true,
+    });
+    await response.body.dump();
+    const digest = response.headers['docker-content-digest'];
+    const size = Number(response.headers['content-length']);
+    const mediaType = (response.headers['content-type'] ?? '').split(';')[0]!.trim();
+    if (
+      response.status === 200 &&
+      digest &&
+      isDigest(digest) &&
+      Number.isFinite(size) &&
+      isManifestMediaType(mediaType)
+    ) {
+      if (isDigest(reference) && digest !== reference) {
+        throw new SplinterError('DIGEST_MISMATCH', `registry resolved ${reference} to ${digest}`);
+      }
+      return { mediaType, digest, size };
+    }
+    if (response.status === 404)
+      throw new SplinterError('NOT_FOUND', `${this.location} has no manifest ${reference}`);
+    if (response.status !== 200) throw await this.failure(response, `resolve ${reference}`);
+    // HEAD without the headers we need: fall back to GET.
+    const fetched = await this.fetchManifest(reference);
+    return {
+      mediaType: fetched.mediaType,
+      digest: fetched.digest as Descriptor['digest'],
+      size: fetched.bytes.byteLength,
+    };
+  }
+
+  async tag(desc: Descriptor, reference: string): Promise<void> {
+    const { bytes } = await this.fetchManifest(desc.digest);
+    await this.putManifest(desc, bytes, reference);
+  }
+
+  // ---- referrers ----
+
+  async referrers(subject: Descriptor, artifactType?: string): Promise<Descriptor[]> {
+    let found: Descriptor[] | undefined;
+    if (this.referrersApi !== false) {
+      const response = await this.client.send({
+        method: 'GET',
+        url: this.path('referrers', subject.digest),
+        headers: { accept: MediaType.ImageIndex },
+        scopes: this.scopes(),
+        replayable: true,
+      });
+      const type = (response.headers['content-type'] ?? '').split(';')[0]!.trim();
+      if (response.status === 200 && type === MediaType.ImageIndex) {
+        this.referrersApi = true;
+        const index = parseManifest(
+          await readAllLimited(response.body as AsyncIterable<Uint8Array>, MAX_MANIFEST_BYTES),
+          MediaType.ImageIndex,
+        );
+        found = 'manifests' in index ? index.manifests : [];
+      } else {
+        await response.body.dump();
+        this.referrersApi = false;
+      }
+    }
+    found ??= (await this.readFallbackIndex(subject))?.manifests ?? [];
+    return artifactType === undefined ? found : found.filter((d) => d.artifactType === artifactType);
+  }
+
+  private fallbackTag(subject: Descriptor): string {
+    return `sha256-${digestHex(subject.digest)}`;
+  }
+
+  private async readFallbackIndex(subject: Descriptor): Promise<ImageIndex | undefined> {
+    try {
+      const { bytes } = await this.fetchManifest(this.fallbackTag(subject));
+      const index = parseManifest(bytes);
+      return 'manifests' in index ? index : undefined;
+    } catch (error) {
+      if (error instanceof SplinterError && (error.code === 'NOT_FOUND' || error.code === 'MANIFEST_UNKNOWN'))
+        return undefined;
+      throw error;
+    }
+  }
+
+  /** The referrers tag schema: read `sha256-<hex>`, append the referrer if new, put it back. */
+  private async addToFallbackIndex(subject: Descriptor, entry: Descriptor): Promise<void> {
+    const index: ImageIndex = (await this.readFallbackIndex(subject)) ?? {
+      schemaVersion: 2,
+      mediaType: MediaType.ImageIndex,
+      manifests: [],
+    };
+    if (index.manifests.some((d) => d.digest === entry.digest)) return;
+    index.manifests.push(entry);
+    const bytes = Buffer.from(JSON.stringify(index));
+    const desc: Descriptor = {
+      mediaType: MediaType.ImageIndex,
+      digest: sha256Digest(bytes),
+      size: bytes.byteLength,
+    };
+    await this.putManifest(desc, bytes, this.fallbackTag(subject));
+  }
+
+  // ---- errors ----
+
+  private async failure(response: RegistryResponse, what: string): Promise<SplinterError> {
+    let detail = '';
+    let registryCode: string | undefined;
+    try {
+      const text = (await response.body.text()).slice(0, 2000);
+      const parsed = JSON.parse(text) as { errors?: Array<{ code?: string; message?: string }> };
+      registryCode = parsed.errors?.[0]?.code;
+      detail = parsed.errors?.map((e) => `${e.code}: ${e.message}`).join('; ') ?? '';
+    } catch {
+      // not a distribution error body
+    }
+    const code = codeFor(response.status, registryCode);
+    return new SplinterError(
+      code,
+      `${this.location}: ${what}: HTTP ${response.status}${detail ? ` (${detail})` : ''}`,
+      {
+        details: { status: response.status, ...(registryCode ? { registryCode } : {}) },
+      },
+    );
+  }
+}
+
+function codeFor(status: number, registryCode: string | undefined): ErrorCode {
+  if (registryCode === 'MANIFEST_UNKNOWN') return 'NOT_FOUND';
+  if (registryCode === 'BLOB_UNKNOWN') return 'BLOB_UNKNOWN';
+  if (registryCode === 'DIGEST_INVALID') return 'DIGEST_MISMATCH';
+  if (registryCode === 'MANIFEST_INVALID' || registryCode === 'MANIFEST_BLOB_UNKNOWN')
+    return 'MANIFEST_INVALID';
+  if (status === 401) return 'REGISTRY_UNAUTHORIZED';
+  if (status === 403) return 'REGISTRY_DENIED';
+  if (status === 404) return 'NOT_FOUND';
+  if (status === 413) return 'MANIFEST_TOO_LARGE';
+  return 'REGISTRY_ERROR';
+}
+
+/** Splits a stream into chunks of `size` bytes; each chunk is buffered (bounded by `size`). */
+async function* chunksOf(source: Readable, size: number): AsyncGenerator<{ body: Buffer[]; length: number }> {
+  let parts: Buffer[] = [];
+  let length = 0;
+  for await (const data of source as AsyncIterable<Buffer>) {
+    let chunk = data;
+    while (chunk.byteLength > 0) {
+      const take = Math.min(size - length, chunk.byteLength);
+      parts.push(chunk.subarray(0, take));
+      length += take;
+      chunk = chunk.subarray(take);
+      if (length === size) {
+        yield { body: parts, length };
+        parts = [];
+        length = 0;
+      }
+    }
+  }
+  if (length > 0) yield { body: parts, length };
+}

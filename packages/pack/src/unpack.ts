@@ -1,0 +1,318 @@
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { link, lstat, mkdir, readdir, rename, rm, rmdir, symlink } from 'node:fs/promises';
+import { dirname, join, posix } from 'node:path';
+import { type Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { SplinterError } from '@splinter/errors';
+import { Annotation, type Descriptor, MediaType } from '@splinter/oci';
+import { type Header as Headers, extract as tarExtract } from 'tar-stream';
+import { PackAnnotation } from './annotations.js';
+import { assertLinkInside } from './walk.js';
+
+export interface UnpackLimits {
+  /** Without a declared size, a group may expand to at most this many times its compressed size. */
+  maxExpansionRatio?: number;
+}
+
+export interface UnpackResult {
+  files: number;
+  bytes: number;
+}
+
+const DEFAULT_EXPANSION_RATIO = 1024;
+
+/**
+ * Writes one layer into `staging`. Everything lands under `staging`: paths with `..`, absolute paths,
+ * links that escape, writes through links, devices and layers larger than declared are refused with a
+ * one-line error. The caller owns `staging` and deletes it on failure.
+ */
+export async function unpackLayer(
+  desc: Descriptor,
+  content: Readable,
+  staging: string,
+  limits: UnpackLimits = {},
+): Promise<UnpackResult> {
+  const title = desc.annotations?.[Annotation.Title];
+  const isGroup =
+    desc.mediaType === MediaType.LayerTarGzip && desc.annotations?.[Annotation.OrasContentUnpack] === 'true';
+  if (title === undefined) {
+    content.resume(); // untitled layers (e.g. the empty config) carry no files, as with `oras pull`
+    return { files: 0, bytes: 0 };
+  }
+  const safeTitle = safeRelativePath(title, 'layer title');
+  if (isGroup) return unpackGroup(desc, safeTitle, content, staging, limits);
+  const mode = desc.annotations?.[PackAnnotation.FileMode] === '0755' ? 0o755 : 0o644;
+  const target = await prepareParent(staging, safeTitle);
+  let bytes = 0;
+  await pipeline(
+    content,
+    new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        bytes += chunk.byteLength;
+        if (bytes > desc.size) return callback(tooLarge(desc, 'bytes'));
+        callback(null, chunk);
+      },
+    }),
+    createWriteStream(target, { flags: 'wx', mode }),
+  ).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'EEXIST')
+      throw new SplinterError('UNSAFE_PATH', `${safeTitle}: two layers write the same path`);
+    throw error;
+  });
+  return { files: 1, bytes };
+}
+
+async function unpackGroup(
+  desc: Descriptor,
+  title: string,
+  content: Readable,
+  staging: string,
+  limits: UnpackLimits,
+): Promise<UnpackResult> {
+  const declared = Number(desc.annotations?.[PackAnnotation.ContentSize]);
+  const bound =
+    Number.isSafeInteger(declared) && declared >= 0
+      ? declared
+      : desc.size * (limits.maxExpansionRatio ?? DEFAULT_EXPANSION_RATIO);
+  const expectedTarDigest = desc.annotations?.[Annotation.OrasContentDigest];
+  const tarHash = createHash('sha256');
+  let tarBytes = 0;
+  let files = 0;
+  let bytes = 0;
+  const counting = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      tarBytes += chunk.byteLength;
+      if (tarBytes > bound) return callback(tooLarge(desc, 'uncompressed bytes'));
+      tarHash.update(chunk);
+      callback(null, chunk);
+    },
+  });
+  const extract = tarExtract();
+  extract.on('entry', (header, stream, next) => {
+    writeEntry(header, stream as unknown as Readable, title, staging)
+      .then((written) => {
+        if (written !== undefined) {
+          files += 1;
+          bytes += written;
+        }
+        next();
+      })
+      .catch((error: unknown) => {
+        stream.resume();
+        next(error as Error);
+      });
+  });
+  const gunzip = createGunzip();
+  try {
+    await pipeline(content, gunzip, counting, extract);
+  } catch (error) {
+    if (error instanceof SplinterError) throw error;
+    const code = (error as NodeJS.ErrnoException).code ?? '';
+    if (code.startsWith('Z_') || /tar|header|gzip|unexpected end/i.test((error as Error).message)) {
+      throw new SplinterError(
+        'ARCHIVE_INVALID',
+        `layer ${desc.digest}: corrupt archive (${(error as Error).message})`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+  if (expectedTarDigest !== undefined) {
+    const actual = `sha256:${tarHash.digest('hex')}`;
+    if (actual !== expectedTarDigest) {
+      throw new SplinterError(
+        'DIGEST_MISMATCH',
+        `layer ${desc.digest}: tar content is ${actual}, annotation says ${expectedTarDigest}`,
+      );
+    }
+  }
+  return { files, bytes };
+}
+
+/** Writes one tar entry; returns the bytes of a regular file, undefined for other entries. */
+async function writeEntry(
+  header: Headers,
+  stream: Readable,
+  title: string,
+  staging: string,
+): Promise<number | undefined> {
+  const name = header.name.replace(/\/+$/, '');
+  if (name === title) {
+    if (header.type !== 'directory')
+      throw new SplinterError('UNSAFE_PATH', `${name}: the group root must be a folder`);
+    stream.resume();
+    return undefined;
+  }
+  if (!name.startsWith(`${title}/`)) {
+    throw new SplinterError(
+      'UNSAFE_PATH',
+      `${JSON.stringify(header.name)} is outside the layer's folder ${title}/`,
+    );
+  }
+  const relative = safeRelativePath(name.slice(title.length + 1), 'tar entry');
+  switch (header.type) {
+    case 'directory': {
+      stream.resume();
+      const target = await prepareParent(staging, relative);
+      await mkdir(target, { mode: 0o755 }).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EEXIST') throw error;
+      });
+      const info = await lstat(target);
+      if (!info.isDirectory())
+        throw new SplinterError('UNSAFE_LINK', `${relative}: a folder entry over a non-folder`);
+      return undefined;
+    }
+    case 'file':
+    case 'contiguous-file': {
+      const target = await prepareParent(staging, relative);
+      const mode = (header.mode ?? 0o644) & 0o111 ? 0o755 : 0o644;
+      let written = 0;
+      await pipeline(
+        stream,
+        new Transform({
+          transform(chunk: Buffer, _encoding, callback) {
+            written += chunk.byteLength;
+            callback(null, chunk);
+          },
+        }),
+        createWriteStream(target, { flags: 'wx', mode }),
+      ).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === 'EEXIST') throw new SplinterError('UNSAFE_PATH', `${relative}: written twice`);
+        throw error;
+      });
+      return written;
+    }
+    case 'symlink': {
+      stream.resume();
+      const linkTarget = header.linkname ?? '';
+      assertLinkInside(relative, linkTarget);
+      await symlink(linkTarget, await prepareParent(staging, relative));
+      return undefined;
+    }
+    case 'link': {
+      stream.resume();
+      const source = safeRelativePath(
+        (header.linkname ?? '').replace(new RegExp(`^${escapeRegExp(title)}/`), ''),
+        'hard link',
+      );
+      const sourcePath = join(staging, source);
+      const info = await lstat(sourcePath).catch(() => undefined);
+      if (!info?.isFile())
+        throw new SplinterError(
+          'UNSAFE_LINK',
+          `${relative}: hard link to ${source}, which is not a file in this tree`,
+        );
+      await assertNoLinkOnPath(staging, source);
+      await link(sourcePath, await prepareParent(staging, relative));
+      return 0;
+    }
+    default:
+      throw new SplinterError(
+        'UNSUPPORTED_ENTRY',
+        `${relative}: ${header.type} entries are not allowed in a patch`,
+      );
+  }
+}
+
+/**
+ * A layer-supplied path must be relative, free of `..`, empty and `.` components and NUL, so that
+ * joined to the staging folder it stays inside it.
+ */
+export function safeRelativePath(path: string, what: string): string {
+  if (path === '' || path.includes('\0') || path.includes('\\')) {
+    throw new SplinterError('UNSAFE_PATH', `${what} ${JSON.stringify(path)} is not a safe relative path`);
+  }
+  if (path.startsWith('/') || /^[A-Za-z]:/.test(path)) {
+    throw new SplinterError('UNSAFE_PATH', `${what} ${JSON.stringify(path)} is an absolute path`);
+  }
+  const parts = path.split('/');
+  if (parts.some((part) => part === '..')) {
+    throw new SplinterError('UNSAFE_PATH', `${what} ${JSON.stringify(path)} climbs out with '..'`);
+  }
+  if (parts.some((part) => part === '' || part === '.')) {
+    throw new SplinterError('UNSAFE_PATH', `${what} ${JSON.stringify(path)} has empty or '.' components`);
+  }
+  return posix.normalize(path);
+}
+
+/** Creates the parent folders of `relative` under `staging`, refusing to pass through any symlink. */
+async function prepareParent(staging: string, relative: string): Promise<string> {
+  const parts = relative.split('/');
+  let current = staging;
+  for (const part of parts.slice(0, -1)) {
+    current = join(current, part);
+    const info = await lstat(current).catch(() => undefined);
+    if (!info) {
+      await mkdir(current, { mode: 0o755 });
+    } else if (info.isSymbolicLink()) {
+      throw new SplinterError(
+        'UNSAFE_LINK',
+        `${relative}: would be written through the symlink ${posix.join(...parts.slice(0, parts.indexOf(part) + 1))}`,
+      );
+    } else if (!info.isDirectory()) {
+      throw new SplinterError('UNSAFE_PATH', `${relative}: a parent is not a folder`);
+    }
+  }
+  return join(staging, relative);
+}
+
+async function assertNoLinkOnPath(staging: string, relative: string): Promise<void> {
+  let current = staging;
+  for (const part of relative.split('/')) {
+    current = join(current, part);
+    if ((await lstat(current)).isSymbolicLink())
+      throw new SplinterError('UNSAFE_LINK', `${relative}: path goes through a symlink`);
+  }
+}
+
+function tooLarge(desc: Descriptor, what: string): SplinterError {
+  return new SplinterError(
+    'LAYER_TOO_LARGE',
+    `layer ${desc.digest} expands beyond the ${what} its manifest declares`,
+  );
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+export interface FinalizeOptions {
+  /** Replace an existing non-empty output (moved aside, then deleted once the new tree is in place). */
+  replace?: boolean;
+}
+
+/** Moves a fully unpacked staging folder to `output` with renames, so readers never see a partial tree. */
+export async function finalizeTree(
+  staging: string,
+  output: string,
+  options: FinalizeOptions = {},
+): Promise<void> {
+  const existing = await lstat(output).catch(() => undefined);
+  if (!existing) {
+    await mkdir(dirname(output), { recursive: true });
+    await rename(staging, output);
+    return;
+  }
+  if (existing.isDirectory() && (await readdir(output)).length === 0) {
+    await rmdir(output);
+    await rename(staging, output);
+    return;
+  }
+  if (!options.replace) {
+    throw new SplinterError(
+      'OUTPUT_EXISTS',
+      `${output} already exists and is not empty (pass --replace to replace it)`,
+    );
+  }
+  const aside = `${output}.splinter-old-${process.pid}-${Date.now()}`;
+  await rename(output, aside);
+  try {
+    await rename(staging, output);
+  } catch (error) {
+    await rename(aside, output);
+    throw error;
+  }
+  await rm(aside, { recursive: true, force: true });
+}

@@ -1,0 +1,117 @@
+import { createCipheriv, createDecipheriv, createHash, type DecipherGCM, randomBytes } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import { SplinterError } from '@splinter/errors';
+
+/**
+ * The preload blob format: `12-byte random nonce | AES-256-GCM ciphertext | 16-byte tag`, no
+ * associated data, one random 32-byte key per patch and a fresh nonce per blob — anyone holding the
+ * key can open a blob with standard AES-GCM.
+ */
+export const NONCE_BYTES = 12;
+export const TAG_BYTES = 16;
+export const KEY_BYTES = 32;
+export const SEAL_OVERHEAD = NONCE_BYTES + TAG_BYTES;
+
+/** Our own media type: not ocicrypt's `+encrypted`, which other tools would try to decrypt. */
+export const SEALED_LAYER_MEDIA_TYPE = 'application/vnd.splintertree.layer.v1.sealed';
+/** Manifest and layer annotation naming the key a sealed layer needs (never the key itself). */
+export const KEY_ID_ANNOTATION = 'dev.splintertree.seal.key-id';
+
+export function sealedSize(plainSize: number): number {
+  return plainSize + SEAL_OVERHEAD;
+}
+
+export function generatePatchKey(): Uint8Array {
+  return new Uint8Array(randomBytes(KEY_BYTES));
+}
+
+/**
+ * A public, stable name for a key: SHA-256 over a domain-separation label and the key. It identifies
+ * which key a layer needs without revealing the key (a preimage of SHA-256 over 256 random bits).
+ */
+export function keyIdOf(key: Uint8Array): string {
+  assertKey(key);
+  return `sha256:${createHash('sha256').update('splinter preload key id v1\0').update(key).digest('hex')}`;
+}
+
+function assertKey(key: Uint8Array): void {
+  if (key.byteLength !== KEY_BYTES) {
+    throw new SplinterError('INVALID_ARGUMENT', `a patch key is ${KEY_BYTES} bytes, got ${key.byteLength}`);
+  }
+}
+
+export interface SealOptions {
+  /** For known-answer tests only: a fixed nonce. Production code must let each blob draw a random one. */
+  nonce?: Uint8Array;
+}
+
+/** Encrypts a stream into the preload format; memory stays at one chunk. */
+export function createSealStream(key: Uint8Array, options: SealOptions = {}): Transform {
+  assertKey(key);
+  const nonce = options.nonce ?? randomBytes(NONCE_BYTES);
+  if (nonce.byteLength !== NONCE_BYTES)
+    throw new SplinterError('INVALID_ARGUMENT', `a nonce is ${NONCE_BYTES} bytes`);
+  const cipher = createCipheriv('aes-256-gcm', key, nonce);
+  let started = false;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
+      if (!started) {
+        started = true;
+        this.push(Buffer.from(nonce));
+      }
+      callback(null, cipher.update(chunk));
+    },
+    flush(callback: TransformCallback) {
+      if (!started) this.push(Buffer.from(nonce));
+      const last = cipher.final();
+      if (last.byteLength > 0) this.push(last);
+      callback(null, cipher.getAuthTag());
+    },
+  });
+}
+
+/**
+ * Decrypts the preload format. The trailing 16 bytes (the tag) are held back across chunks. GCM
+ * authenticates only at the end: bytes this stream emits are UNVERIFIED until it ends without error,
+ * so callers must write them to staging and let them into place only after a clean end
+ * (core's pull unpacks into a staging folder and renames it only when every layer verified).
+ */
+export function createOpenStream(key: Uint8Array): Transform {
+  assertKey(key);
+  let header = Buffer.alloc(0);
+  let decipher: DecipherGCM | undefined;
+  let held = Buffer.alloc(0);
+  const failed = (why: string, cause?: unknown) =>
+    new SplinterError('DECRYPTION_FAILED', `sealed layer does not open with this key: ${why}`, { cause });
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
+      let data = chunk;
+      if (!decipher) {
+        header = Buffer.concat([header, data]);
+        if (header.byteLength < NONCE_BYTES) return callback();
+        decipher = createDecipheriv('aes-256-gcm', key, header.subarray(0, NONCE_BYTES));
+        data = header.subarray(NONCE_BYTES);
+        header = Buffer.alloc(0);
+      }
+      const combined = held.byteLength === 0 ? data : Buffer.concat([held, data]);
+      if (combined.byteLength <= TAG_BYTES) {
+        held = Buffer.from(combined);
+        return callback();
+      }
+      const cut = combined.byteLength - TAG_BYTES;
+      held = Buffer.from(combined.subarray(cut));
+      callback(null, decipher.update(combined.subarray(0, cut)));
+    },
+    flush(callback: TransformCallback) {
+      if (!decipher || held.byteLength < TAG_BYTES)
+        return callback(failed('truncated (shorter than nonce and tag)'));
+      try {
+        decipher.setAuthTag(held);
+        const last = decipher.final();
+        callback(null, last.byteLength > 0 ? last : undefined);
+      } catch (error) {
+        callback(failed('authentication tag mismatch (wrong key or altered bytes)', error));
+      }
+    },
+  });
+}
