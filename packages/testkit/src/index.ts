@@ -1,3 +1,5 @@
+export type { Fault, FaultProxy, FaultRule } from './fault-proxy.js';
+export { startFaultProxy } from './fault-proxy.js';
 export { freePort } from './ports.js';
 export type { RegistryOptions, RunningRegistry } from './registry.js';
 export { startRegistry } from './registry.js';

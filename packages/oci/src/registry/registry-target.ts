@@ -78,10 +78,10 @@ export class RegistryTarget implements Target, Mountable {
       scopes: this.scopes(),
       replayable: true,
     });
+    if (response.status !== 200 && response.status !== 404)
+      throw await this.failure(response, `HEAD ${desc.digest}`);
     await response.body.dump();
-    if (response.status === 200) return true;
-    if (response.status === 404) return false;
-    throw await this.failure(response, `HEAD ${desc.digest}`);
+    return response.status === 200;
   }
 
   async fetch(desc: Descriptor): Promise<Readable> {
@@ -363,6 +363,11 @@ export class RegistryTarget implements Target, Mountable {
       scopes: this.scopes(),
       replayable: true,
     });
+    if (response.status === 404) {
+      await response.body.dump();
+      throw new SplinterError('NOT_FOUND', `${this.location} has no manifest ${reference}`);
+    }
+    if (response.status !== 200) throw await this.failure(response, `resolve ${reference}`);
     await response.body.dump();
     const digest = response.headers['docker-content-digest'];
     const size = Number(response.headers['content-length']);
@@ -465,7 +470,9 @@ export class RegistryTarget implements Target, Mountable {
     let detail = '';
     let registryCode: string | undefined;
     try {
-      const text = (await response.body.text()).slice(0, 2000);
+      // HEAD answers and bodies already drained carry nothing to read.
+      const consumed = (response.body as { bodyUsed?: boolean }).bodyUsed === true;
+      const text = consumed ? '' : (await response.body.text()).slice(0, 2000);
       const parsed = JSON.parse(text) as { errors?: Array<{ code?: string; message?: string }> };
       registryCode = parsed.errors?.[0]?.code;
       detail = parsed.errors?.map((e) => `${e.code}: ${e.message}`).join('; ') ?? '';
