@@ -384,9 +384,6 @@ export class RegistryTarget implements Target, Mountable {
       }
       return { mediaType, digest, size };
     }
-    if (response.status === 404)
-      throw new SplinterError('NOT_FOUND', `${this.location} has no manifest ${reference}`);
-    if (response.status !== 200) throw await this.failure(response, `resolve ${reference}`);
     // HEAD without the headers we need: fall back to GET.
     const fetched = await this.fetchManifest(reference);
     return {
