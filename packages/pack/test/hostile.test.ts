@@ -9,7 +9,7 @@ import { type Header as Headers, pack as tarPack } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshot, streamOf, tempDir } from './helpers.js';
 
-type Entry = Headers & { body?: Buffer };
+type Entry = Partial<Headers> & { name: string; body?: Buffer };
 
 async function tarOf(entries: Entry[]): Promise<Buffer> {
   const tar = tarPack();

@@ -1,0 +1,204 @@
+import { execFile } from 'node:child_process';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { type RunningRegistry, requireTool, startRegistry } from '@splinter/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { snapshot, tempDir } from '../packages/pack/test/helpers.js';
+
+const run = promisify(execFile);
+const CLI = join(import.meta.dirname, '..', 'apps', 'cli', 'bin', 'splinter.js');
+const SAMPLE = join(import.meta.dirname, '..', 'fixtures', 'sample-patch');
+const SAMPLE_MOD = join(import.meta.dirname, '..', 'fixtures', 'sample-mod');
+
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function splinter(args: string[], env: Record<string, string>): Promise<CliResult> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], {
+      env: { ...process.env, ...env },
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+  }
+}
+
+describe('splinter CLI end to end', () => {
+  let work: string;
+  let registry: RunningRegistry;
+  let env: Record<string, string>;
+  beforeAll(async () => {
+    work = await tempDir('cli');
+    registry = await startRegistry({ auth: 'htpasswd' });
+    env = { SPLINTER_HOME: join(work, 'home'), DOCKER_CONFIG: registry.dockerConfigDir };
+  });
+  afterAll(async () => {
+    await registry?.stop();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('pushes the sample patch into the embedded store and pulls it back exactly', async () => {
+    const pushed = await splinter(['patch', 'push', SAMPLE, '--realm', 'demo', '--version', '1.0.0'], env);
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const [digest, reference] = pushed.stdout.trim().split('\n');
+    expect(digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(reference).toBe('patches/demo:1.0.0');
+
+    const pulled = await splinter(
+      ['patch', 'pull', 'patches/demo:1.0.0', '--output', join(work, 'out'), '--json'],
+      env,
+    );
+    expect(pulled.code, pulled.stderr).toBe(0);
+    expect(JSON.parse(pulled.stdout)).toMatchObject({ digest, files: 7 });
+    expect(await snapshot(join(work, 'out'))).toEqual(await snapshot(SAMPLE));
+  });
+
+  it('uploads no blob when an unchanged tree is pushed again', async () => {
+    const again = await splinter(
+      ['patch', 'push', SAMPLE, '--realm', 'demo', '--version', '1.0.1', '--json'],
+      env,
+    );
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout).blobs).toMatchObject({ uploaded: 0, mounted: 0 });
+  });
+
+  it('pushes to a registry with Basic auth from DOCKER_CONFIG; skopeo reads it; a fresh client pulls it', async () => {
+    const pushed = await splinter(
+      [
+        'patch',
+        'push',
+        SAMPLE,
+        '--realm',
+        'eu-1',
+        '--version',
+        '2.0.0',
+        '--registry',
+        `${registry.host}/game`,
+        '--plain-http',
+        '--json',
+      ],
+      env,
+    );
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const result = JSON.parse(pushed.stdout) as { digest: string; reference: string };
+    expect(result.reference).toBe(`${registry.host}/game/eu-1:2.0.0`);
+
+    const skopeo = requireTool('skopeo');
+    const { stdout } = await run(skopeo, [
+      'inspect',
+      '--raw',
+      '--tls-verify=false',
+      '--creds',
+      `${registry.username}:${registry.password}`,
+      `docker://${result.reference}`,
+    ]);
+    const manifest = JSON.parse(stdout) as { artifactType: string; annotations: Record<string, string> };
+    expect(manifest.artifactType).toBe('application/vnd.splintertree.patch.v1');
+    expect(manifest.annotations['dev.splintertree.patch.realm']).toBe('eu-1');
+    expect(manifest.annotations['org.opencontainers.image.created']).toMatch(
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/,
+    );
+
+    const fresh = { ...env, SPLINTER_HOME: join(work, 'client-home') };
+    const pulled = await splinter(
+      [
+        'patch',
+        'pull',
+        `${result.reference.replace(':2.0.0', '')}@${result.digest}`,
+        '--output',
+        join(work, 'client'),
+        '--plain-http',
+      ],
+      fresh,
+    );
+    expect(pulled.code, pulled.stderr).toBe(0);
+    expect(await snapshot(join(work, 'client'))).toEqual(await snapshot(SAMPLE));
+  });
+
+  it('pushes and pulls a mod, and inspect shows it', async () => {
+    const pushed = await splinter(
+      ['mod', 'push', SAMPLE_MOD, '--name', 'better-minimap', '--version', '0.3.0', '--json'],
+      env,
+    );
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const inspected = await splinter(['inspect', 'mods/better-minimap:0.3.0', '--json'], env);
+    expect(JSON.parse(inspected.stdout)).toMatchObject({
+      artifactType: 'application/vnd.splintertree.mod.v1',
+      annotations: { 'dev.splintertree.mod.name': 'better-minimap' },
+    });
+    const pulled = await splinter(
+      ['mod', 'pull', 'mods/better-minimap:0.3.0', '--output', join(work, 'mod')],
+      env,
+    );
+    expect(pulled.code, pulled.stderr).toBe(0);
+    expect(await snapshot(join(work, 'mod'))).toEqual(await snapshot(SAMPLE_MOD));
+    const wrongKind = await splinter(
+      ['patch', 'pull', 'mods/better-minimap:0.3.0', '--output', join(work, 'nope')],
+      env,
+    );
+    expect(wrongKind.code).toBe(4);
+    expect(wrongKind.stderr).toMatch(/^splinter: UNSUPPORTED_MEDIA_TYPE: /);
+  });
+
+  it('leaves no partial tree when a blob in the store is corrupt, and says so in one line', async () => {
+    const pushed = await splinter(
+      ['patch', 'push', SAMPLE, '--realm', 'corrupt', '--version', '1', '--json'],
+      env,
+    );
+    const manifestDigest = JSON.parse(pushed.stdout).digest as string;
+    const blobs = join(env.SPLINTER_HOME!, 'store', 'blobs', 'sha256');
+    const manifest = JSON.parse(await readFile(join(blobs, manifestDigest.slice(7)), 'utf8')) as {
+      layers: Array<{ digest: string }>;
+    };
+    const victim = join(blobs, manifest.layers[0]!.digest.slice(7));
+    const original = await readFile(victim);
+    const damaged = Buffer.from(original);
+    damaged[damaged.length - 1]! ^= 0xff;
+    await writeFile(victim, damaged);
+    try {
+      const pulled = await splinter(
+        ['patch', 'pull', 'patches/corrupt:1', '--output', join(work, 'corrupt-out')],
+        env,
+      );
+      expect(pulled.code).toBe(4);
+      expect(pulled.stderr.trim().split('\n')).toHaveLength(1);
+      expect(pulled.stderr).toMatch(/DIGEST_MISMATCH|ARCHIVE_INVALID/);
+      const leftovers = (await readdir(work)).filter(
+        (name) => name.startsWith('corrupt-out') || name.startsWith('.splinter-staging'),
+      );
+      expect(leftovers).toEqual([]);
+    } finally {
+      await writeFile(victim, original);
+    }
+  });
+
+  it('refuses to overwrite a non-empty output without --replace', async () => {
+    const output = join(work, 'occupied');
+    await run('mkdir', ['-p', output]);
+    await writeFile(join(output, 'save.dat'), 'player progress');
+    const pulled = await splinter(['patch', 'pull', 'patches/demo:1.0.0', '--output', output], env);
+    expect(pulled.code).toBe(2);
+    expect(pulled.stderr).toMatch(/^splinter: OUTPUT_EXISTS: /);
+    expect(await readFile(join(output, 'save.dat'), 'utf8')).toBe('player progress');
+  });
+
+  it('maps errors to documented exit codes with one-line messages', async () => {
+    const unknown = await splinter(['patch', 'pull', 'patches/demo:9.9.9', '--output', join(work, 'x')], env);
+    expect(unknown.code).toBe(3);
+    expect(unknown.stderr).toMatch(/^splinter: NOT_FOUND: .*9\.9\.9/);
+    const badReference = await splinter(['inspect', 'Not A Reference'], env);
+    expect(badReference.code).toBe(2);
+    expect(badReference.stderr).toMatch(/^splinter: INVALID_REFERENCE: /);
+    const badVersion = await splinter(['patch', 'push', SAMPLE, '--realm', 'demo', '--version', '../1'], env);
+    expect(badVersion.code).toBe(2);
+    const unreachable = await splinter(['inspect', '127.0.0.1:1/nothing:1', '--plain-http', '--json'], env);
+    expect(unreachable.code).toBe(6);
+    expect(JSON.parse(unreachable.stdout).error.code).toMatch(/REGISTRY_UNREACHABLE|RETRIES_EXHAUSTED/);
+  }, 120_000);
+});
