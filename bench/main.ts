@@ -5,10 +5,7 @@
 const BENCHES: Record<string, () => Promise<{ default: (args: string[]) => Promise<void> }>> = {
   push: () => import('./push.js'),
   pull: () => import('./pull.js'),
-  sign: () => import('./sign.js'),
-  chain: () => import('./chain.js'),
   seal: () => import('./seal.js'),
-  api: () => import('./api.js'),
 };
 
 async function main(): Promise<void> {

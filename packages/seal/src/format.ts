@@ -11,6 +11,8 @@ export const NONCE_BYTES = 12;
 export const TAG_BYTES = 16;
 export const KEY_BYTES = 32;
 export const SEAL_OVERHEAD = NONCE_BYTES + TAG_BYTES;
+/** AES-GCM in node runs about twice as fast on cache-sized slices as on 1 MiB buffers (measured). */
+const SLICE_BYTES = 16 * 1024;
 
 /** Our own media type: not ocicrypt's `+encrypted`, which other tools would try to decrypt. */
 export const SEALED_LAYER_MEDIA_TYPE = 'application/vnd.splintertree.layer.v1.sealed';
@@ -59,7 +61,10 @@ export function createSealStream(key: Uint8Array, options: SealOptions = {}): Tr
         started = true;
         this.push(Buffer.from(nonce));
       }
-      callback(null, cipher.update(chunk));
+      for (let offset = 0; offset < chunk.byteLength; offset += SLICE_BYTES) {
+        this.push(cipher.update(chunk.subarray(offset, offset + SLICE_BYTES)));
+      }
+      callback();
     },
     flush(callback: TransformCallback) {
       if (!started) this.push(Buffer.from(nonce));
@@ -100,7 +105,10 @@ export function createOpenStream(key: Uint8Array): Transform {
       }
       const cut = combined.byteLength - TAG_BYTES;
       held = Buffer.from(combined.subarray(cut));
-      callback(null, decipher.update(combined.subarray(0, cut)));
+      for (let offset = 0; offset < cut; offset += SLICE_BYTES) {
+        this.push(decipher.update(combined.subarray(offset, Math.min(cut, offset + SLICE_BYTES))));
+      }
+      callback();
     },
     flush(callback: TransformCallback) {
       if (!decipher || held.byteLength < TAG_BYTES)

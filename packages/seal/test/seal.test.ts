@@ -1,7 +1,14 @@
 import { randomBytes, webcrypto } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { isSplinterError } from '@splinter/errors';
-import { createOpenStream, createSealStream, generatePatchKey, keyIdOf, SEAL_OVERHEAD, sealedSize } from '@splinter/seal';
+import {
+  createOpenStream,
+  createSealStream,
+  generatePatchKey,
+  keyIdOf,
+  SEAL_OVERHEAD,
+  sealedSize,
+} from '@splinter/seal';
 import { describe, expect, it } from 'vitest';
 
 async function through(stream: NodeJS.ReadWriteStream, chunks: Buffer[]): Promise<Buffer> {
@@ -69,11 +76,17 @@ describe('preload format: nonce | AES-256-GCM ciphertext | tag', () => {
     const plain = randomBytes(100_003);
     const nonce = randomBytes(12);
     const cryptoKey = await webcrypto.subtle.importKey('raw', key, 'AES-GCM', false, ['encrypt', 'decrypt']);
-    const theirs = Buffer.from(await webcrypto.subtle.encrypt({ name: 'AES-GCM', iv: nonce }, cryptoKey, plain));
+    const theirs = Buffer.from(
+      await webcrypto.subtle.encrypt({ name: 'AES-GCM', iv: nonce }, cryptoKey, plain),
+    );
     expect((await open(key, [Buffer.concat([nonce, theirs])])).equals(plain)).toBe(true);
 
     const ours = await seal(key, plain);
-    const opened = await webcrypto.subtle.decrypt({ name: 'AES-GCM', iv: ours.subarray(0, 12) }, cryptoKey, ours.subarray(12));
+    const opened = await webcrypto.subtle.decrypt(
+      { name: 'AES-GCM', iv: ours.subarray(0, 12) },
+      cryptoKey,
+      ours.subarray(12),
+    );
     expect(Buffer.from(opened).equals(plain)).toBe(true);
   });
 
@@ -93,7 +106,9 @@ describe('preload format: nonce | AES-256-GCM ciphertext | tag', () => {
     const sealed = await seal(key, plain);
     for (let cut = 0; cut <= sealed.byteLength; cut++) {
       for (const second of [cut, Math.min(sealed.byteLength, cut + 5)]) {
-        const parts = [sealed.subarray(0, cut), sealed.subarray(cut, second), sealed.subarray(second)].filter((p) => p.length > 0);
+        const parts = [sealed.subarray(0, cut), sealed.subarray(cut, second), sealed.subarray(second)].filter(
+          (p) => p.length > 0,
+        );
         expect((await open(key, parts)).equals(plain)).toBe(true);
       }
     }

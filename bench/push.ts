@@ -1,0 +1,5 @@
+import { runTransferBench } from './transfer.js';
+
+export default async function (): Promise<void> {
+  await runTransferBench('push');
+}

@@ -1,0 +1,105 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { requireTool, startRegistry } from '@splinter/testkit';
+import { CLI, generateTree, type Measured, measure, mib, table } from './support.js';
+
+/**
+ * The push and pull benchmarks: a generated tree of about 1 GiB in about 5,000 files
+ * (BENCH_SIZE_MIB, BENCH_FILES), moved between a local CNCF Distribution and the client, by splinter
+ * and by skopeo copying the same content between an OCI layout and the same registry.
+ */
+export async function runTransferBench(mode: 'push' | 'pull'): Promise<void> {
+  const sizeMib = Number(process.env.BENCH_SIZE_MIB ?? 1024);
+  const files = Number(process.env.BENCH_FILES ?? 5000);
+  const skopeo = requireTool('skopeo');
+  const work = await mkdtemp(join(tmpdir(), 'splinter-bench-'));
+  const registry = await startRegistry();
+  try {
+    const tree = join(work, 'tree');
+    console.log(`generating ${sizeMib} MiB in ${files} files ...`);
+    await generateTree(tree, sizeMib * 1024 * 1024, files, 100);
+    const bytes = sizeMib * 1024 * 1024;
+    const home = join(work, 'home');
+    const env = { ...process.env, SPLINTER_HOME: home };
+    const splinter = (args: string[], environment = env) =>
+      measure(process.execPath, [CLI, ...args], environment);
+
+    // The embedded store is an OCI layout: it gives skopeo the very same blobs to copy.
+    const packed = await splinter(['patch', 'push', tree, '--realm', 'bench', '--version', '1', '--json']);
+    const layout = `oci:${join(home, 'store')}:patches/bench:1`;
+    const rows: Array<Record<string, string>> = [];
+    const row = (tool: string, what: string, result: Measured) =>
+      rows.push({
+        tool,
+        what,
+        seconds: result.seconds.toFixed(2),
+        throughput: `${(bytes / 1024 / 1024 / result.seconds).toFixed(1)} MiB/s`,
+        'peak RSS': mib(result.peakRssBytes),
+      });
+    row('splinter', 'pack into embedded store', packed);
+
+    const toRegistry = ['--registry', registry.host, '--plain-http', '--json'];
+    if (mode === 'push') {
+      const ours = await splinter([
+        'patch',
+        'push',
+        tree,
+        '--realm',
+        'bench',
+        '--version',
+        '1',
+        ...toRegistry,
+      ]);
+      const theirs = await measure(skopeo, [
+        'copy',
+        '--quiet',
+        '--dest-tls-verify=false',
+        layout,
+        `docker://${registry.host}/bench/skopeo:1`,
+      ]);
+      const again = await splinter([
+        'patch',
+        'push',
+        tree,
+        '--realm',
+        'bench',
+        '--version',
+        '2',
+        ...toRegistry,
+      ]);
+      row('splinter', 'push folder -> registry', ours);
+      row('skopeo', 'copy OCI layout -> registry', theirs);
+      row('splinter', 're-push unchanged folder', again);
+      table(rows);
+      const reupload = JSON.parse(again.stdout).blobs as { uploaded: number; skipped: number };
+      console.log(`\nthroughput ratio splinter/skopeo: ${(theirs.seconds / ours.seconds).toFixed(2)}`);
+      console.log(`unchanged re-push uploaded ${reupload.uploaded} blobs (skipped ${reupload.skipped})`);
+    } else {
+      await splinter(['patch', 'push', tree, '--realm', 'bench', '--version', '1', ...toRegistry]);
+      const reference = `${registry.host}/patches/bench:1`;
+      const clientEnv = { ...env, SPLINTER_HOME: join(work, 'client-home') };
+      const ours = await splinter(
+        ['patch', 'pull', reference, '--output', join(work, 'client'), '--plain-http', '--json'],
+        clientEnv,
+      );
+      const theirs = await measure(skopeo, [
+        'copy',
+        '--quiet',
+        '--src-tls-verify=false',
+        `docker://${reference}`,
+        `oci:${join(work, 'skopeo-layout')}:1`,
+      ]);
+      row('splinter', 'pull registry -> cache + unpacked folder', ours);
+      row('skopeo', 'copy registry -> OCI layout', theirs);
+      table(rows);
+      console.log(`\nthroughput ratio splinter/skopeo: ${(theirs.seconds / ours.seconds).toFixed(2)}`);
+      console.log(
+        '(splinter also unpacks the tree and keeps the blobs in its cache; skopeo only stores blobs)',
+      );
+    }
+  } finally {
+    await registry.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+}
