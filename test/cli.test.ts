@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -119,6 +120,38 @@ describe('splinter CLI end to end', () => {
     );
     expect(pulled.code, pulled.stderr).toBe(0);
     expect(await snapshot(join(work, 'client'))).toEqual(await snapshot(SAMPLE));
+  });
+
+  it('mounts blobs from another realm of the same registry instead of uploading them again', async () => {
+    const tree = join(work, 'mount-tree');
+    await run('mkdir', ['-p', tree]);
+    await writeFile(join(tree, 'unique.dat'), randomBytes(5000));
+    await writeFile(join(tree, 'large.pak'), randomBytes(5 * 1024 * 1024));
+    const push = (realm: string) =>
+      splinter(
+        [
+          'patch',
+          'push',
+          tree,
+          '--realm',
+          realm,
+          '--version',
+          '1',
+          '--registry',
+          `${registry.host}/mounts`,
+          '--plain-http',
+          '--json',
+        ],
+        env,
+      );
+    const first = await push('eu-2');
+    expect(first.code, first.stderr).toBe(0);
+    expect(JSON.parse(first.stdout).blobs).toMatchObject({ uploaded: 3, mounted: 0 });
+    const second = await push('na-2');
+    expect(second.code, second.stderr).toBe(0);
+    const blobs = JSON.parse(second.stdout).blobs as { uploaded: number; mounted: number };
+    expect(blobs.uploaded).toBe(0);
+    expect(blobs.mounted).toBe(3);
   });
 
   it('pushes and pulls a mod, and inspect shows it', async () => {

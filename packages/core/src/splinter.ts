@@ -11,7 +11,8 @@ import {
   type Target,
 } from '@splinter/oci';
 import { ArtifactAnnotation, ArtifactType } from './artifact.js';
-import { destinationFor, formatLocation, parseLocation } from './locations.js';
+import { BlobLocations } from './blob-locations.js';
+import { destinationFor, formatLocation, type Location, parseLocation } from './locations.js';
 import { validateName, validateVersion } from './names.js';
 import type { ProgressSink } from './progress.js';
 import { unpackArtifact } from './pull.js';
@@ -39,9 +40,11 @@ export async function openSplinter(options: OpenOptions): Promise<Splinter> {
 export class Splinter {
   private readonly settings: Settings;
   private readonly stores: Stores;
+  private readonly blobLocations: BlobLocations;
 
   constructor(private readonly options: OpenOptions) {
     this.settings = options.settings;
+    this.blobLocations = new BlobLocations(join(this.settings.home, 'blob-locations.json'));
     this.stores = new Stores({
       home: this.settings.home,
       plainHttp: options.plainHttp === true,
@@ -89,6 +92,11 @@ export class Splinter {
         manifestDescriptor,
         concurrency,
         `push ${leaf}`,
+        {
+          remote: destination,
+          side: 'destination',
+          blobs: [staged.manifest.manifest.config, ...staged.manifest.manifest.layers],
+        },
       );
       await target.tag(manifestDescriptor, version);
       return {
@@ -125,7 +133,11 @@ export class Splinter {
     const blobs =
       location.kind === 'embedded'
         ? { uploaded: 0, skipped: manifest.layers.length + 1, mounted: 0, bytes: 0 }
-        : await this.copyWithProgress(target, cache, descriptor, concurrency, `pull ${location.repository}`);
+        : await this.copyWithProgress(target, cache, descriptor, concurrency, `pull ${location.repository}`, {
+            remote: location,
+            side: 'source',
+            blobs: [manifest.config, ...manifest.layers],
+          });
     const unpacked = await unpackArtifact({
       manifest,
       content: cache,
@@ -181,11 +193,18 @@ export class Splinter {
     root: Descriptor,
     concurrency: number,
     label: string,
+    registry: { remote: Location; side: 'source' | 'destination'; blobs: Descriptor[] },
   ): Promise<TransferStats> {
     const progress = this.options.progress;
+    const remote = registry.remote.kind === 'registry' ? registry.remote : undefined;
+    const mountFrom =
+      remote && registry.side === 'destination'
+        ? await this.blobLocations.candidates(remote.registry)
+        : undefined;
     let began = false;
     const stats = await copyGraph(source, destination, root, {
       concurrency,
+      ...(mountFrom ? { mountFrom } : {}),
       onProgress: progress
         ? (event) => {
             if (event.type === 'start' && !began) {
@@ -198,6 +217,7 @@ export class Splinter {
         : undefined,
     });
     if (began) progress?.end();
+    if (remote) await this.blobLocations.record(remote.registry, remote.repository, registry.blobs);
     return { uploaded: stats.copied, skipped: stats.skipped, mounted: stats.mounted, bytes: stats.bytes };
   }
 }
