@@ -2,7 +2,7 @@ import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { dirname, join, resolve as resolvePath } from 'node:path';
 import type { Readable } from 'node:stream';
 import { SplinterError } from '@splinter/errors';
-import { type Descriptor, type ImageManifest, MediaType, type Target } from '@splinter/oci';
+import { type Descriptor, type ImageManifest, MediaType, runLimited, type Target } from '@splinter/oci';
 import { finalizeTree, unpackLayer } from '@splinter/pack';
 import {
   createOpenStream,
@@ -19,6 +19,8 @@ export interface UnpackOptions {
   output: string;
   replace: boolean;
   patchKey: Uint8Array | undefined;
+  /** Layers unpacked at once. */
+  concurrency: number;
 }
 
 /**
@@ -32,13 +34,13 @@ export async function unpackArtifact(options: UnpackOptions): Promise<{ files: n
   let files = 0;
   let bytes = 0;
   try {
-    for (const layer of options.manifest.layers) {
-      if (layer.mediaType === MediaType.Empty) continue;
+    const layers = options.manifest.layers.filter((layer) => layer.mediaType !== MediaType.Empty);
+    await runLimited(layers, options.concurrency, async (layer) => {
       const { descriptor, stream } = await openLayer(layer, options);
       const result = await unpackLayer(descriptor, stream, staging);
       files += result.files;
       bytes += result.bytes;
-    }
+    });
     await chmod(staging, 0o755); // mkdtemp makes it 0700
     await finalizeTree(staging, output, { replace: options.replace });
     return { files, bytes };

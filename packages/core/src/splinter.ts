@@ -144,6 +144,7 @@ export class Splinter {
       output: input.output,
       replace: input.replace === true,
       patchKey: undefined,
+      concurrency,
     });
     return {
       kind: input.kind,

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { PassThrough, type Readable, Transform } from 'node:stream';
-import { createGzip } from 'node:zlib';
+import { open } from 'node:fs/promises';
+import { createGzip, deflateRawSync } from 'node:zlib';
 import { Annotation, type Digest, MediaType } from '@splinter/oci';
 import { pack as tarPack } from 'tar-stream';
 import { PackAnnotation } from './annotations.js';
@@ -152,15 +153,51 @@ function openGroup(title: string, entries: TreeEntry[]): OpenedLayer {
     },
   });
   const output = new PassThrough();
-  const gzip = createGzip({ level: 6 });
   const onError = (error: Error) => {
     fail(error);
     output.destroy(error);
   };
-  for (const stream of [tar, hashing, gzip]) stream.on('error', onError);
-  tar.pipe(hashing).pipe(gzip).pipe(output);
-  void writeEntries(tar, title, entries).catch(onError);
+  tar.on('error', onError);
+  hashing.on('error', onError);
+  void compressionLevelFor(entries)
+    .then((level) => {
+      const gzip = createGzip({ level });
+      gzip.on('error', onError);
+      tar.pipe(hashing).pipe(gzip).pipe(output);
+      return writeEntries(tar, title, entries);
+    })
+    .catch(onError);
   return { stream: output, extraAnnotations };
+}
+
+const SAMPLE_BYTES = 256 * 1024;
+
+/**
+ * Game content is mostly compressed already (textures, audio, archives), and deflate crawls over such
+ * bytes (~30 MiB/s against ~770 MiB/s for stored blocks). A group whose first 256 KiB of file content
+ * does not shrink by 10% at level 1 is stored (level 0); others get level 6. The sample depends only on
+ * the content, so the choice — and the layer bytes — stay deterministic.
+ */
+async function compressionLevelFor(entries: TreeEntry[]): Promise<number> {
+  const sample: Buffer[] = [];
+  let sampled = 0;
+  for (const entry of entries) {
+    if (entry.type !== 'file' || entry.size === 0) continue;
+    const handle = await open(entry.absolutePath, 'r');
+    try {
+      const want = Math.min(entry.size, SAMPLE_BYTES - sampled);
+      const buffer = Buffer.alloc(want);
+      const { bytesRead } = await handle.read(buffer, 0, want, 0);
+      sample.push(buffer.subarray(0, bytesRead));
+      sampled += bytesRead;
+    } finally {
+      await handle.close();
+    }
+    if (sampled >= SAMPLE_BYTES) break;
+  }
+  if (sampled === 0) return 6;
+  const compressed = deflateRawSync(Buffer.concat(sample), { level: 1 }).byteLength;
+  return compressed > sampled * 0.9 ? 0 : 6;
 }
 
 const FIXED = { mtime: new Date(0), uid: 0, gid: 0, uname: '', gname: '' };

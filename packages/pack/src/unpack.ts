@@ -243,10 +243,15 @@ async function prepareParent(staging: string, relative: string): Promise<string>
   let current = staging;
   for (const part of parts.slice(0, -1)) {
     current = join(current, part);
-    const info = await lstat(current).catch(() => undefined);
+    let info = await lstat(current).catch(() => undefined);
     if (!info) {
-      await mkdir(current, { mode: 0o755 });
-    } else if (info.isSymbolicLink()) {
+      // Layers unpack in parallel: another one may create the same folder at the same moment.
+      await mkdir(current, { mode: 0o755 }).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EEXIST') throw error;
+      });
+      info = await lstat(current);
+    }
+    if (info.isSymbolicLink()) {
       throw new SplinterError(
         'UNSAFE_LINK',
         `${relative}: would be written through the symlink ${posix.join(...parts.slice(0, parts.indexOf(part) + 1))}`,
