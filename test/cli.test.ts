@@ -146,7 +146,10 @@ describe('splinter CLI end to end', () => {
       );
     const first = await push('eu-2');
     expect(first.code, first.stderr).toBe(0);
-    expect(JSON.parse(first.stdout).blobs).toMatchObject({ uploaded: 3, mounted: 0 });
+    const firstBlobs = JSON.parse(first.stdout).blobs as { uploaded: number; mounted: number };
+    // The new content is uploaded; only the shared 2-byte empty config may come by mount already.
+    expect(firstBlobs.uploaded).toBeGreaterThanOrEqual(2);
+    expect(firstBlobs.uploaded + firstBlobs.mounted).toBe(3);
     const second = await push('na-2');
     expect(second.code, second.stderr).toBe(0);
     const blobs = JSON.parse(second.stdout).blobs as { uploaded: number; mounted: number };
