@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { PassThrough, type Readable, Transform } from 'node:stream';
 import { open } from 'node:fs/promises';
+import { PassThrough, type Readable, Transform } from 'node:stream';
 import { createGzip, deflateRawSync } from 'node:zlib';
 import { Annotation, type Digest, MediaType } from '@splinter/oci';
 import { pack as tarPack } from 'tar-stream';

@@ -1,6 +1,8 @@
 export type { Fault, FaultProxy, FaultRule } from './fault-proxy.js';
 export { startFaultProxy } from './fault-proxy.js';
 export { freePort } from './ports.js';
+export type { FreshDatabase } from './postgres.js';
+export { ADMIN_DATABASE_URL, freshDatabase } from './postgres.js';
 export type { RegistryOptions, RunningRegistry } from './registry.js';
 export { startRegistry } from './registry.js';
 export type { TokenService } from './token-service.js';

@@ -1,0 +1,115 @@
+import { SplinterError } from '@splinter/errors';
+import type { SqlClient } from './sql.js';
+
+/** Numbered, append-only migrations of the `cluster` schema. Never edit one that has shipped. */
+export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
+  {
+    version: 1,
+    name: 'patch chains, realm heads, release log',
+    sql: `
+      CREATE TABLE cluster.realms (
+        realm       text PRIMARY KEY,
+        head        bigint,
+        head_seq    bigint NOT NULL DEFAULT 0,
+        updated_at  timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE TABLE cluster.patches (
+        id            bigserial PRIMARY KEY,
+        realm         text NOT NULL REFERENCES cluster.realms (realm),
+        version       text NOT NULL,
+        parent        bigint REFERENCES cluster.patches (id),
+        -- every ancestor, root first, ending with the patch itself: chain[depth + 1] = id
+        chain         bigint[] NOT NULL,
+        depth         integer NOT NULL,
+        reference     text NOT NULL,
+        digest        text NOT NULL,
+        status        text NOT NULL CHECK (status IN ('draft', 'preload', 'active', 'superseded', 'revoked')),
+        mods          jsonb NOT NULL DEFAULT '[]'::jsonb,
+        created_at    timestamptz NOT NULL DEFAULT now(),
+        activated_at  timestamptz,
+        CONSTRAINT patches_realm_version_key UNIQUE (realm, version),
+        CONSTRAINT patches_chain_ends_with_self CHECK (chain[depth + 1] = id AND cardinality(chain) = depth + 1)
+      );
+      ALTER TABLE cluster.realms ADD CONSTRAINT realms_head_fkey FOREIGN KEY (head) REFERENCES cluster.patches (id);
+      CREATE TABLE cluster.releases (
+        seq        bigserial PRIMARY KEY,
+        realm      text NOT NULL REFERENCES cluster.realms (realm),
+        action     text NOT NULL CHECK (action IN ('activate', 'rollback')),
+        from_head  bigint REFERENCES cluster.patches (id),
+        to_head    bigint NOT NULL REFERENCES cluster.patches (id),
+        actor      text NOT NULL,
+        forced     boolean NOT NULL DEFAULT false,
+        at         timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX releases_realm_seq ON cluster.releases (realm, seq);
+      CREATE FUNCTION cluster.refuse_release_rewrite() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        RAISE EXCEPTION 'cluster.releases is append-only';
+      END $$;
+      CREATE TRIGGER releases_append_only BEFORE UPDATE OR DELETE ON cluster.releases
+        FOR EACH ROW EXECUTE FUNCTION cluster.refuse_release_rewrite();
+    `,
+  },
+  {
+    version: 2,
+    name: 'preload keys and launcher tokens',
+    sql: `
+      CREATE TABLE cluster.patch_keys (
+        patch_id      bigint PRIMARY KEY REFERENCES cluster.patches (id),
+        key_id        text NOT NULL,
+        wrapped_key   bytea,
+        kek_id        text NOT NULL,
+        created_at    timestamptz NOT NULL DEFAULT now(),
+        destroyed_at  timestamptz,
+        CHECK ((wrapped_key IS NULL) = (destroyed_at IS NOT NULL))
+      );
+      CREATE TABLE cluster.api_tokens (
+        id          bigserial PRIMARY KEY,
+        realm       text NOT NULL,
+        token_hash  bytea NOT NULL UNIQUE,
+        label       text,
+        created_at  timestamptz NOT NULL DEFAULT now(),
+        revoked_at  timestamptz
+      );
+    `,
+  },
+];
+
+// An arbitrary constant naming "splinter migrations" for pg_advisory_xact_lock.
+const MIGRATION_LOCK = 0x5f11_7e12;
+
+/**
+ * Brings the `cluster` schema up to date in one transaction, under a transaction-scoped advisory lock:
+ * processes that start together migrate once; the others wait, then find nothing to do.
+ */
+export async function migrate(client: SqlClient): Promise<{ applied: number[] }> {
+  try {
+    return await client.transaction(async (tx) => {
+      if (client.kind === 'postgres') await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+      await tx.query('CREATE SCHEMA IF NOT EXISTS cluster');
+      await tx.query(
+        `CREATE TABLE IF NOT EXISTS cluster.schema_migrations (
+           version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+      );
+      const { rows } = await tx.query<{ version: number }>('SELECT version FROM cluster.schema_migrations');
+      const done = new Set(rows.map((row) => Number(row.version)));
+      const applied: number[] = [];
+      for (const migration of MIGRATIONS) {
+        if (done.has(migration.version)) continue;
+        await tx.exec(migration.sql);
+        await tx.query('INSERT INTO cluster.schema_migrations (version, name) VALUES ($1, $2)', [
+          migration.version,
+          migration.name,
+        ]);
+        applied.push(migration.version);
+      }
+      return { applied };
+    });
+  } catch (error) {
+    throw new SplinterError(
+      'MIGRATION_FAILED',
+      `migrating schema cluster failed: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+}

@@ -1,0 +1,127 @@
+import { PGlite } from '@electric-sql/pglite';
+import { SplinterError } from '@splinter/errors';
+import pg from 'pg';
+
+export interface QueryResult<T> {
+  rows: T[];
+}
+
+export interface Queryable {
+  query<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<QueryResult<T>>;
+  /** Several statements without parameters (migrations). */
+  exec(text: string): Promise<void>;
+}
+
+/** The seam between the chain model and its two backends: PostgreSQL (pg, pooled) and PGlite. */
+export interface SqlClient extends Queryable {
+  readonly kind: 'postgres' | 'pglite';
+  /** Runs `work` in one transaction (READ COMMITTED), committed if it returns, rolled back if it throws. */
+  transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** LISTEN on a channel; returns the function that stops listening. */
+  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  close(): Promise<void>;
+}
+
+/** Driver errors become one-line DATABASE_ERRORs (constraint names kept for the callers that map them). */
+export function databaseError(error: unknown): SplinterError {
+  if (error instanceof SplinterError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: string }).code;
+  const constraint = (error as { constraint?: string }).constraint;
+  return new SplinterError('DATABASE_ERROR', `database: ${message.split('\n')[0]}`, {
+    cause: error,
+    details: { ...(code ? { sqlState: code } : {}), ...(constraint ? { constraint } : {}) },
+  });
+}
+
+async function guarded<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    throw databaseError(error);
+  }
+}
+
+export async function openPostgres(
+  connectionString: string,
+  options: { max?: number } = {},
+): Promise<SqlClient> {
+  const pool = new pg.Pool({ connectionString, max: options.max ?? 10 });
+  pool.on('error', () => {
+    // An idle client died (server restart); the pool replaces it on the next query.
+  });
+  await guarded(() => pool.query('SELECT 1'));
+  const listeners: pg.PoolClient[] = [];
+  return {
+    kind: 'postgres',
+    query: <T>(text: string, params?: unknown[]) =>
+      guarded(async () => ({ rows: (await pool.query(text, params)).rows as T[] })),
+    exec: (text: string) => guarded(async () => void (await pool.query(text))),
+    async transaction(work) {
+      const client = await guarded(() => pool.connect());
+      try {
+        await client.query('BEGIN');
+        const result = await work({
+          query: async <T>(text: string, params?: unknown[]) => ({
+            rows: (await client.query(text, params)).rows as T[],
+          }),
+          exec: async (text: string) => {
+            await client.query(text);
+          },
+        });
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw databaseError(error);
+      } finally {
+        client.release();
+      }
+    },
+    async listen(channel, onPayload) {
+      const client = await guarded(() => pool.connect());
+      listeners.push(client);
+      client.on('notification', (message) => {
+        if (message.channel === channel) onPayload(message.payload ?? '');
+      });
+      await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+      return async () => {
+        await client.query(`UNLISTEN ${pg.escapeIdentifier(channel)}`).catch(() => undefined);
+        listeners.splice(listeners.indexOf(client), 1);
+        client.release();
+      };
+    },
+    async close() {
+      for (const client of listeners.splice(0)) client.release();
+      await pool.end();
+    },
+  };
+}
+
+export async function openPglite(dataDir: string): Promise<SqlClient> {
+  const db = await guarded(() => PGlite.create(dataDir));
+  return {
+    kind: 'pglite',
+    query: <T>(text: string, params?: unknown[]) =>
+      guarded(async () => ({ rows: (await db.query(text, params)).rows as T[] })),
+    exec: (text: string) => guarded(async () => void (await db.exec(text))),
+    transaction: (work) =>
+      guarded(() =>
+        db.transaction((tx) =>
+          work({
+            query: async <T>(text: string, params?: unknown[]) => ({
+              rows: (await tx.query(text, params)).rows as T[],
+            }),
+            exec: async (text: string) => {
+              await tx.exec(text);
+            },
+          }),
+        ),
+      ),
+    async listen(channel, onPayload) {
+      const stop = await db.listen(channel, onPayload);
+      return stop;
+    },
+    close: () => db.close(),
+  };
+}

@@ -1,0 +1,426 @@
+import { SplinterError } from '@splinter/errors';
+import type { Queryable, SqlClient } from './sql.js';
+
+export type PatchStatus = 'draft' | 'preload' | 'active' | 'superseded' | 'revoked';
+
+export interface ModPin {
+  reference: string;
+  digest: string;
+}
+
+export interface PatchRow {
+  id: string;
+  realm: string;
+  version: string;
+  parent: string | null;
+  /** Every ancestor, root first, ending with this patch. */
+  chain: string[];
+  depth: number;
+  reference: string;
+  digest: string;
+  status: PatchStatus;
+  mods: ModPin[];
+  createdAt: string;
+  activatedAt: string | null;
+}
+
+export interface ReleaseRow {
+  seq: string;
+  realm: string;
+  action: 'activate' | 'rollback';
+  fromHead: string | null;
+  toHead: string;
+  actor: string;
+  forced: boolean;
+  at: string;
+}
+
+export interface HeadChange {
+  realm: string;
+  seq: string;
+  action: 'activate' | 'rollback';
+  fromHead: string | null;
+  toHead: string;
+  forced: boolean;
+}
+
+/**
+ * Every head change is announced on this channel, in the same transaction that makes it, with a JSON
+ * payload `{"realm","seq","action","fromHead","toHead","forced"}` (ids and seq as strings).
+ */
+export const HEAD_CHANGED_CHANNEL = 'splinter_head_changed';
+
+export interface RegisterPatchInput {
+  realm: string;
+  version: string;
+  /** Parent id or version in the same realm; default: the realm's head (none: a new root). */
+  parent?: string | undefined;
+  reference: string;
+  digest: string;
+  status: 'draft' | 'preload';
+  mods?: ModPin[];
+  /** The preload key, wrapped by the KEK (no crypto happens here). */
+  key?: { keyId: string; wrappedKey: Uint8Array; kekId: string };
+}
+
+const PATCH_COLUMNS = `id::text AS id, realm, version, parent::text AS parent, chain::text[] AS chain, depth, reference,
+  digest, status, mods, created_at::text AS "createdAt", activated_at::text AS "activatedAt"`;
+
+const RELEASE_COLUMNS = `seq::text AS seq, realm, action, from_head::text AS "fromHead", to_head::text AS "toHead",
+  actor, forced, at::text AS at`;
+
+type RawPatch = Omit<PatchRow, 'mods' | 'depth'> & { mods: ModPin[] | string; depth: number | string };
+
+function toPatch(raw: RawPatch): PatchRow {
+  return {
+    ...raw,
+    depth: Number(raw.depth),
+    mods: typeof raw.mods === 'string' ? (JSON.parse(raw.mods) as ModPin[]) : raw.mods,
+  };
+}
+
+/**
+ * Statuses: the realm's head is `active`; a patch that was the head and no longer is, is `superseded`;
+ * one never activated is `draft` or `preload`; `revoked` is final. Whether a patch is live (its key may
+ * be released) is decided by membership of the head's chain, not by status.
+ */
+export class ChainStore {
+  constructor(private readonly db: SqlClient) {}
+
+  async registerPatch(input: RegisterPatchInput): Promise<PatchRow> {
+    return this.db.transaction(async (tx) => {
+      await tx.query('INSERT INTO cluster.realms (realm) VALUES ($1) ON CONFLICT (realm) DO NOTHING', [
+        input.realm,
+      ]);
+      const realm = await lockRealm(tx, input.realm);
+      const parent =
+        input.parent === undefined
+          ? realm.head === null
+            ? undefined
+            : await patchSummary(tx, realm.head)
+          : await resolveInRealm(tx, input.realm, input.parent);
+      if (parent?.status === 'revoked') {
+        throw new SplinterError('INVALID_TRANSITION', `parent ${parent.id} (${parent.version}) is revoked`);
+      }
+      const taken = await tx.query('SELECT 1 FROM cluster.patches WHERE realm = $1 AND version = $2', [
+        input.realm,
+        input.version,
+      ]);
+      if (taken.rows.length > 0) {
+        throw new SplinterError(
+          'PATCH_EXISTS',
+          `realm ${input.realm} already has a patch version ${input.version}`,
+        );
+      }
+      const { rows: ids } = await tx.query<{ id: string }>(
+        `SELECT nextval(pg_get_serial_sequence('cluster.patches', 'id'))::text AS id`,
+      );
+      const id = ids[0]!.id;
+      // The chain is copied from the parent inside the database: deep chains never cross the wire.
+      const { rows } = await tx.query<RawPatch>(
+        `INSERT INTO cluster.patches (id, realm, version, parent, chain, depth, reference, digest, status, mods)
+         SELECT $1, $2, $3, $4::bigint, coalesce(p.chain, '{}') || $1::bigint, coalesce(p.depth + 1, 0), $5, $6, $7, $8::jsonb
+           FROM (SELECT 1) AS one LEFT JOIN cluster.patches p ON p.id = $4::bigint
+         RETURNING ${PATCH_COLUMNS}`,
+        [
+          id,
+          input.realm,
+          input.version,
+          parent?.id ?? null,
+          input.reference,
+          input.digest,
+          input.status,
+          JSON.stringify(input.mods ?? []),
+        ],
+      );
+      if (input.key) {
+        await tx.query(
+          'INSERT INTO cluster.patch_keys (patch_id, key_id, wrapped_key, kek_id) VALUES ($1, $2, $3, $4)',
+          [id, input.key.keyId, Buffer.from(input.key.wrappedKey), input.key.kekId],
+        );
+      }
+      return toPatch(rows[0]!);
+    });
+  }
+
+  /**
+   * Makes `patchId` its realm's head in one transaction: the realm row is locked, the head compared
+   * with what the caller saw, statuses changed, a release row appended and the change announced.
+   */
+  async activate(input: {
+    patchId: string;
+    realm?: string | undefined;
+    expectedHead?: string | null | undefined;
+    actor: string;
+    force?: boolean;
+  }): Promise<ReleaseRow> {
+    return this.db.transaction(async (tx) => {
+      const patch = await patchSummary(tx, input.patchId);
+      if (input.realm !== undefined && patch.realm !== input.realm) {
+        throw new SplinterError(
+          'REALM_MISMATCH',
+          `patch ${patch.id} belongs to realm ${patch.realm}, not ${input.realm}`,
+        );
+      }
+      if (patch.status === 'revoked')
+        throw new SplinterError('INVALID_TRANSITION', `patch ${patch.id} is revoked`);
+      const realm = await lockRealm(tx, patch.realm);
+      checkExpected(realm.head, input.expectedHead, patch.realm);
+      if (realm.head === patch.id) {
+        throw new SplinterError(
+          'HEAD_CONFLICT',
+          `patch ${patch.id} (${patch.version}) is already the head of ${patch.realm}`,
+        );
+      }
+      const forced = realm.head !== null && !(await isAncestor(tx, realm.head, patch.id));
+      if (forced && !input.force) {
+        throw new SplinterError(
+          'HEAD_CONFLICT',
+          `patch ${patch.id} (${patch.version}) does not descend from the head ${realm.head} of ${patch.realm}; use --force to activate it anyway`,
+        );
+      }
+      return moveHead(tx, patch.realm, realm.head, patch.id, 'activate', input.actor, forced);
+    });
+  }
+
+  /** Moves the head back to its parent, or to `to`, which must be in the head's chain. Constant time. */
+  async rollback(input: {
+    realm: string;
+    to?: string | undefined;
+    expectedHead?: string | null | undefined;
+    actor: string;
+  }): Promise<ReleaseRow> {
+    return this.db.transaction(async (tx) => {
+      const realm = await lockRealm(tx, input.realm);
+      checkExpected(realm.head, input.expectedHead, input.realm);
+      if (realm.head === null)
+        throw new SplinterError('INVALID_TRANSITION', `realm ${input.realm} has no head to roll back`);
+      const head = await patchSummary(tx, realm.head);
+      const target =
+        input.to === undefined ? head.parent : (await resolveInRealm(tx, input.realm, input.to)).id;
+      if (target === null) {
+        throw new SplinterError(
+          'INVALID_TRANSITION',
+          `the head ${head.id} (${head.version}) of ${input.realm} is a root: nothing to roll back to`,
+        );
+      }
+      if (target === head.id || !(await isAncestor(tx, target, head.id))) {
+        throw new SplinterError(
+          'INVALID_TRANSITION',
+          `patch ${target} is not an ancestor of the head ${head.id} of ${input.realm}`,
+        );
+      }
+      if ((await patchSummary(tx, target)).status === 'revoked') {
+        throw new SplinterError('INVALID_TRANSITION', `patch ${target} is revoked`);
+      }
+      return moveHead(tx, input.realm, head.id, target, 'rollback', input.actor, false);
+    });
+  }
+
+  async revokePatch(patchId: string): Promise<PatchRow> {
+    return this.db.transaction(async (tx) => {
+      const patch = await patchById(tx, patchId);
+      const realm = await lockRealm(tx, patch.realm);
+      if (realm.head === patch.id) {
+        throw new SplinterError(
+          'INVALID_TRANSITION',
+          `patch ${patch.id} is the head of ${patch.realm}: roll back before revoking it`,
+        );
+      }
+      const { rows } = await tx.query<RawPatch>(
+        `UPDATE cluster.patches SET status = 'revoked' WHERE id = $1 RETURNING ${PATCH_COLUMNS}`,
+        [patch.id],
+      );
+      await tx.query(
+        'UPDATE cluster.patch_keys SET wrapped_key = NULL, destroyed_at = now() WHERE patch_id = $1 AND destroyed_at IS NULL',
+        [patch.id],
+      );
+      return toPatch(rows[0]!);
+    });
+  }
+
+  async getPatch(id: string): Promise<PatchRow> {
+    return patchById(this.db, id);
+  }
+
+  /** A patch by id, or by version within `realm`. */
+  async findPatch(idOrVersion: string, realm?: string): Promise<PatchRow> {
+    if (realm !== undefined) return resolveInRealm(this.db, realm, idOrVersion);
+    if (!/^\d+$/.test(idOrVersion)) {
+      throw new SplinterError(
+        'INVALID_ARGUMENT',
+        `${JSON.stringify(idOrVersion)} is not a patch id (pass --realm to name a version)`,
+      );
+    }
+    return patchById(this.db, idOrVersion);
+  }
+
+  async findVersion(realm: string, version: string): Promise<PatchRow | undefined> {
+    const { rows } = await this.db.query<RawPatch>(
+      `SELECT ${PATCH_COLUMNS} FROM cluster.patches WHERE realm = $1 AND version = $2`,
+      [realm, version],
+    );
+    return rows[0] ? toPatch(rows[0]) : undefined;
+  }
+
+  async listPatches(realm: string): Promise<PatchRow[]> {
+    const { rows } = await this.db.query<RawPatch>(
+      `SELECT ${PATCH_COLUMNS} FROM cluster.patches WHERE realm = $1 ORDER BY id`,
+      [realm],
+    );
+    return rows.map(toPatch);
+  }
+
+  async history(realm: string): Promise<ReleaseRow[]> {
+    const { rows } = await this.db.query<ReleaseRow>(
+      `SELECT ${RELEASE_COLUMNS} FROM cluster.releases WHERE realm = $1 ORDER BY seq`,
+      [realm],
+    );
+    return rows;
+  }
+
+  /** The realm's head and its chain, root first. */
+  async showRealm(realm: string): Promise<{ realm: string; head: PatchRow | null; chain: PatchRow[] }> {
+    const { rows } = await this.db.query<{ head: string | null }>(
+      'SELECT head::text AS head FROM cluster.realms WHERE realm = $1',
+      [realm],
+    );
+    if (rows.length === 0) throw new SplinterError('REALM_UNKNOWN', `no realm ${realm}`);
+    const headId = rows[0]!.head;
+    if (headId === null) return { realm, head: null, chain: [] };
+    const head = await patchById(this.db, headId);
+    const { rows: chainRows } = await this.db.query<RawPatch>(
+      `SELECT ${PATCH_COLUMNS} FROM cluster.patches WHERE id = ANY($1::bigint[]) ORDER BY depth`,
+      [`{${head.chain.join(',')}}`],
+    );
+    return { realm, head, chain: chainRows.map(toPatch) };
+  }
+
+  /** The mods of the realm's head: mods follow the head through activations and rollbacks. */
+  async activeMods(realm: string): Promise<ModPin[]> {
+    const shown = await this.showRealm(realm);
+    return shown.head?.mods ?? [];
+  }
+
+  /** True iff the patch is its realm's head or in the head's chain: the rule for releasing its key. */
+  async isInActiveChain(patchId: string): Promise<boolean> {
+    const { rows } = await this.db.query<{ live: boolean }>(
+      `SELECT (h.chain[p.depth + 1] = p.id) AS live
+         FROM cluster.patches p JOIN cluster.realms r ON r.realm = p.realm JOIN cluster.patches h ON h.id = r.head
+        WHERE p.id = $1`,
+      [patchId],
+    );
+    return rows[0]?.live === true;
+  }
+
+  /** Calls `onChange` for every head change committed from now on (LISTEN). */
+  async listenHeadChanges(onChange: (change: HeadChange) => void): Promise<() => Promise<void>> {
+    return this.db.listen(HEAD_CHANGED_CHANNEL, (payload) => onChange(JSON.parse(payload) as HeadChange));
+  }
+}
+
+async function lockRealm(tx: Queryable, realm: string): Promise<{ head: string | null; headSeq: string }> {
+  const { rows } = await tx.query<{ head: string | null; headSeq: string }>(
+    'SELECT head::text AS head, head_seq::text AS "headSeq" FROM cluster.realms WHERE realm = $1 FOR UPDATE',
+    [realm],
+  );
+  if (rows.length === 0) throw new SplinterError('REALM_UNKNOWN', `no realm ${realm}`);
+  return rows[0]!;
+}
+
+function checkExpected(head: string | null, expected: string | null | undefined, realm: string): void {
+  if (expected !== undefined && expected !== head) {
+    throw new SplinterError(
+      'HEAD_CONFLICT',
+      `the head of ${realm} moved: expected ${expected ?? '(none)'}, found ${head ?? '(none)'}; look again and retry`,
+    );
+  }
+}
+
+async function patchById(db: Queryable, id: string): Promise<PatchRow> {
+  if (!/^\d+$/.test(id)) throw new SplinterError('PATCH_UNKNOWN', `no patch ${JSON.stringify(id)}`);
+  const { rows } = await db.query<RawPatch>(`SELECT ${PATCH_COLUMNS} FROM cluster.patches WHERE id = $1`, [
+    id,
+  ]);
+  if (!rows[0]) throw new SplinterError('PATCH_UNKNOWN', `no patch ${id}`);
+  return toPatch(rows[0]);
+}
+
+interface PatchSummary {
+  id: string;
+  realm: string;
+  version: string;
+  parent: string | null;
+  status: PatchStatus;
+}
+
+/** A patch without its chain: what the hot paths need, in constant time. */
+async function patchSummary(db: Queryable, id: string): Promise<PatchSummary> {
+  if (!/^\d+$/.test(id)) throw new SplinterError('PATCH_UNKNOWN', `no patch ${JSON.stringify(id)}`);
+  const { rows } = await db.query<PatchSummary>(
+    'SELECT id::text AS id, realm, version, parent::text AS parent, status FROM cluster.patches WHERE id = $1',
+    [id],
+  );
+  if (!rows[0]) throw new SplinterError('PATCH_UNKNOWN', `no patch ${id}`);
+  return rows[0];
+}
+
+/** `chain[depth + 1] = id` makes ancestry one array subscript in the database, whatever the chain length. */
+async function isAncestor(db: Queryable, ancestor: string, descendant: string): Promise<boolean> {
+  const { rows } = await db.query<{ yes: boolean }>(
+    `SELECT coalesce(d.chain[a.depth + 1] = a.id, false) AS yes
+       FROM cluster.patches a, cluster.patches d WHERE a.id = $1 AND d.id = $2`,
+    [ancestor, descendant],
+  );
+  return rows[0]?.yes === true;
+}
+
+/** An id or a version of `realm`; an id of another realm is REALM_MISMATCH. */
+async function resolveInRealm(db: Queryable, realm: string, idOrVersion: string): Promise<PatchRow> {
+  const byVersion = await db.query<RawPatch>(
+    `SELECT ${PATCH_COLUMNS} FROM cluster.patches WHERE realm = $1 AND version = $2`,
+    [realm, idOrVersion],
+  );
+  if (byVersion.rows[0]) return toPatch(byVersion.rows[0]);
+  if (/^\d+$/.test(idOrVersion)) {
+    const patch = await patchById(db, idOrVersion);
+    if (patch.realm !== realm) {
+      throw new SplinterError(
+        'REALM_MISMATCH',
+        `patch ${patch.id} belongs to realm ${patch.realm}, not ${realm}`,
+      );
+    }
+    return patch;
+  }
+  throw new SplinterError('PATCH_UNKNOWN', `realm ${realm} has no patch ${idOrVersion}`);
+}
+
+async function moveHead(
+  tx: Queryable,
+  realm: string,
+  from: string | null,
+  to: string,
+  action: 'activate' | 'rollback',
+  actor: string,
+  forced: boolean,
+): Promise<ReleaseRow> {
+  // Compare-and-set: the row lock makes it certain, the WHERE clause makes it explicit.
+  const moved = await tx.query(
+    `UPDATE cluster.realms SET head = $2, head_seq = head_seq + 1, updated_at = now()
+      WHERE realm = $1 AND head IS NOT DISTINCT FROM $3::bigint RETURNING realm`,
+    [realm, to, from],
+  );
+  if (moved.rows.length !== 1)
+    throw new SplinterError('HEAD_CONFLICT', `the head of ${realm} moved during the update`);
+  if (from !== null) await tx.query(`UPDATE cluster.patches SET status = 'superseded' WHERE id = $1`, [from]);
+  await tx.query(`UPDATE cluster.patches SET status = 'active', activated_at = now() WHERE id = $1`, [to]);
+  const { rows } = await tx.query<ReleaseRow>(
+    `INSERT INTO cluster.releases (realm, action, from_head, to_head, actor, forced)
+     VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${RELEASE_COLUMNS}`,
+    [realm, action, from, to, actor, forced],
+  );
+  const release = rows[0]!;
+  const change: HeadChange = { realm, seq: release.seq, action, fromHead: from, toHead: to, forced };
+  await tx.query('SELECT pg_notify($1, $2)', [HEAD_CHANGED_CHANNEL, JSON.stringify(change)]);
+  return release;
+}
