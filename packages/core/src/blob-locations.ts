@@ -30,7 +30,8 @@ export class BlobLocations {
 
   async record(registry: string, repository: string, blobs: Descriptor[]): Promise<void> {
     const locations = await this.load();
-    const byDigest = (locations[registry] ??= {});
+    const byDigest = locations[registry] ?? {};
+    locations[registry] = byDigest;
     for (const blob of blobs) {
       const repositories = (byDigest[blob.digest] ?? []).filter((r) => r !== repository);
       byDigest[blob.digest] = [repository, ...repositories].slice(0, REPOSITORIES_PER_BLOB);
