@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
+import { SplinterError } from '@splinter/errors';
 import { PassThrough, type Readable, Transform } from 'node:stream';
 import { createGzip, deflateRawSync } from 'node:zlib';
 import { Annotation, type Digest, MediaType } from '@splinter/oci';
@@ -201,6 +202,7 @@ async function compressionLevelFor(entries: TreeEntry[]): Promise<number> {
 }
 
 const FIXED = { mtime: new Date(0), uid: 0, gid: 0, uname: '', gname: '' };
+const WHOLE_READ_BYTES = 1024 * 1024;
 
 async function writeEntries(
   tar: ReturnType<typeof tarPack>,
@@ -213,6 +215,13 @@ async function writeEntries(
       tar.entry({ ...FIXED, name, type: 'directory', mode: 0o755 });
     } else if (entry.type === 'symlink') {
       tar.entry({ ...FIXED, name, type: 'symlink', linkname: entry.target, mode: 0o777 });
+    } else if (entry.size <= WHOLE_READ_BYTES) {
+      // Small files in one read: per-file stream setup would cost more than the bytes.
+      const body = await readFile(entry.absolutePath);
+      if (body.byteLength !== entry.size) {
+        throw new SplinterError('INVALID_ARGUMENT', `${entry.path} changed size while being packed`);
+      }
+      tar.entry({ ...FIXED, name, type: 'file', size: entry.size, mode: entry.executable ? 0o755 : 0o644 }, body);
     } else {
       await new Promise<void>((resolve, reject) => {
         const sink = tar.entry(
