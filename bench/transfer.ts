@@ -76,8 +76,8 @@ export async function runTransferBench(mode: 'push' | 'pull'): Promise<void> {
       console.log(`\nthroughput ratio splinter/skopeo: ${(theirs.seconds / ours.seconds).toFixed(2)}`);
       console.log(`unchanged re-push uploaded ${reupload.uploaded} blobs (skipped ${reupload.skipped})`);
     } else {
-      await splinter(['patch', 'push', tree, '--realm', 'bench', '--version', '1', ...toRegistry]);
-      const reference = `${registry.host}/patches/bench:1`;
+      await splinter(['patch', 'push', tree, '--realm', 'bench-remote', '--version', '1', ...toRegistry]);
+      const reference = `${registry.host}/patches/bench-remote:1`;
       const clientEnv = { ...env, SPLINTER_HOME: join(work, 'client-home') };
       const ours = await splinter(
         ['patch', 'pull', reference, '--output', join(work, 'client'), '--plain-http', '--json'],

@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { registerInspectCommand } from './commands/inspect.js';
 import { registerModCommands } from './commands/mod.js';
 import { registerPatchCommands } from './commands/patch.js';
+import { registerRealmCommands } from './commands/realm.js';
 
 export function buildProgram(): Command {
   const program = new Command('splinter')
@@ -15,6 +16,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerPatchCommands(program);
+  registerRealmCommands(program);
   registerModCommands(program);
   registerInspectCommand(program);
   addOutputOptions(program);

@@ -1,3 +1,4 @@
+export type { HeadChange, ModPin, PatchRow, PatchStatus, ReleaseRow } from '@splinter/chain';
 export type { ArtifactKind } from './artifact.js';
 export { ArtifactAnnotation, ArtifactType, buildArtifactManifest } from './artifact.js';
 export type { Location } from './locations.js';

@@ -1,5 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { ModPin, PatchRow, ReleaseRow } from '@splinter/chain';
 import { SplinterError } from '@splinter/errors';
 import {
   copyGraph,
@@ -12,6 +13,7 @@ import {
 } from '@splinter/oci';
 import { ArtifactAnnotation, ArtifactType } from './artifact.js';
 import { BlobLocations } from './blob-locations.js';
+import { type ChainDatabase, openChainDatabase } from './database.js';
 import { destinationFor, formatLocation, type Location, parseLocation } from './locations.js';
 import { validateName, validateVersion } from './names.js';
 import type { ProgressSink } from './progress.js';
@@ -41,6 +43,7 @@ export class Splinter {
   private readonly settings: Settings;
   private readonly stores: Stores;
   private readonly blobLocations: BlobLocations;
+  private database: Promise<ChainDatabase> | undefined;
 
   constructor(private readonly options: OpenOptions) {
     this.settings = options.settings;
@@ -50,6 +53,12 @@ export class Splinter {
       plainHttp: options.plainHttp === true,
       dockerConfigDir: this.settings.dockerConfigDir,
     });
+  }
+
+  /** The release database, opened and migrated on first use. */
+  private chain() {
+    this.database ??= openChainDatabase(this.settings);
+    return this.database.then((db) => db.chain);
   }
 
   async push(input: PushInput): Promise<PushResult> {
@@ -66,10 +75,20 @@ export class Splinter {
       throw new SplinterError('INVALID_ARGUMENT', '--preload, --parent and --mod apply to patches only');
     }
 
+    // Patches are checked against the chain before anything is uploaded: a refused push moves no bytes.
+    const chain = isPatch ? await this.chain() : undefined;
+    if (chain && (await chain.findVersion(leaf, version))) {
+      throw new SplinterError('PATCH_EXISTS', `realm ${leaf} already has a patch version ${version}`);
+    }
+    const parent =
+      chain && input.parent !== undefined ? await chain.findPatch(input.parent, leaf) : undefined;
+    const mods = await Promise.all((input.mods ?? []).map((reference) => this.pinMod(reference)));
+
     const annotations: Record<string, string> = { [ArtifactAnnotation.Version]: version };
     if (isPatch) {
       annotations[ArtifactAnnotation.Realm] = leaf;
-      if (input.parent !== undefined) annotations[ArtifactAnnotation.Parent] = input.parent;
+      if (parent) annotations[ArtifactAnnotation.Parent] = parent.version;
+      if (mods.length > 0) annotations[ArtifactAnnotation.Mods] = JSON.stringify(mods);
     } else {
       annotations[ArtifactAnnotation.ModName] = leaf;
     }
@@ -99,13 +118,30 @@ export class Splinter {
         },
       );
       await target.tag(manifestDescriptor, version);
-      return {
+      const result: PushResult = {
         kind: input.kind,
         digest: manifestDescriptor.digest,
         reference: formatLocation(destination),
         blobs,
         signatures: [],
       };
+      if (chain) {
+        const pinned: Location = { ...destination, digest: manifestDescriptor.digest };
+        delete pinned.tag;
+        const row = await chain.registerPatch({
+          realm: leaf,
+          version,
+          parent: parent?.id,
+          reference: formatLocation(pinned),
+          digest: manifestDescriptor.digest,
+          status: 'draft',
+          mods,
+        });
+        result.id = row.id;
+        result.status = row.status;
+        result.parent = row.parent;
+      }
+      return result;
     } finally {
       await rm(staged.workDir, { recursive: true, force: true });
     }
@@ -184,8 +220,72 @@ export class Splinter {
     };
   }
 
+  // ---- release management (cluster.patches) ----
+
+  /** Activates a patch (an id, or a version with `realm`) with a compare-and-set on the head read first. */
+  async activate(input: {
+    patch: string;
+    realm?: string | undefined;
+    force: boolean;
+    actor: string;
+  }): Promise<ReleaseRow> {
+    const chain = await this.chain();
+    const patch = await chain.findPatch(input.patch, input.realm);
+    const seen = (await chain.showRealm(patch.realm)).head?.id ?? null;
+    return chain.activate({
+      patchId: patch.id,
+      realm: input.realm,
+      expectedHead: seen,
+      actor: input.actor,
+      force: input.force,
+    });
+  }
+
+  async rollback(input: { realm: string; to?: string | undefined; actor: string }): Promise<ReleaseRow> {
+    const chain = await this.chain();
+    const to = input.to === undefined ? undefined : (await chain.findPatch(input.to, input.realm)).id;
+    return chain.rollback({ realm: input.realm, to, actor: input.actor });
+  }
+
+  async listPatches(realm: string): Promise<PatchRow[]> {
+    return (await this.chain()).listPatches(realm);
+  }
+
+  async history(realm: string): Promise<ReleaseRow[]> {
+    return (await this.chain()).history(realm);
+  }
+
+  async showRealm(
+    realm: string,
+  ): Promise<{ realm: string; head: PatchRow | null; chain: PatchRow[]; mods: ModPin[] }> {
+    const shown = await (await this.chain()).showRealm(realm);
+    return { ...shown, mods: shown.head?.mods ?? [] };
+  }
+
+  async revoke(patch: string, realm?: string): Promise<PatchRow> {
+    const chain = await this.chain();
+    return chain.revokePatch((await chain.findPatch(patch, realm)).id);
+  }
+
   async close(): Promise<void> {
     await this.stores.close();
+    if (this.database) await (await this.database).client.close();
+  }
+
+  private async pinMod(reference: string): Promise<ModPin> {
+    const location = parseLocation(reference);
+    const target = await this.stores.target(location);
+    const descriptor = await target.resolve(location.digest ?? location.tag ?? 'latest');
+    const manifest = await fetchManifest(target, descriptor);
+    if (manifest.artifactType !== ArtifactType.Mod) {
+      throw new SplinterError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        `--mod ${reference} is not a mod (${manifest.artifactType ?? 'no artifact type'})`,
+      );
+    }
+    const pinned: Location = { ...location, digest: descriptor.digest };
+    delete pinned.tag;
+    return { reference: formatLocation(pinned), digest: descriptor.digest };
   }
 
   private async copyWithProgress(

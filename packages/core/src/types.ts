@@ -32,8 +32,10 @@ export interface PushResult {
   kind: ArtifactKind;
   digest: string;
   reference: string;
+  /** Patches: the id `cluster.patches` gave it, its status and parent. */
   id?: string;
   status?: string;
+  parent?: string | null;
   keyId?: string;
   blobs: TransferStats;
   signatures: Array<{ format: 'legacy' | 'bundle'; location: string }>;

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
-import { SplinterError } from '@splinter/errors';
 import { PassThrough, type Readable, Transform } from 'node:stream';
 import { createGzip, deflateRawSync } from 'node:zlib';
+import { SplinterError } from '@splinter/errors';
 import { Annotation, type Digest, MediaType } from '@splinter/oci';
 import { pack as tarPack } from 'tar-stream';
 import { PackAnnotation } from './annotations.js';
@@ -221,7 +221,10 @@ async function writeEntries(
       if (body.byteLength !== entry.size) {
         throw new SplinterError('INVALID_ARGUMENT', `${entry.path} changed size while being packed`);
       }
-      tar.entry({ ...FIXED, name, type: 'file', size: entry.size, mode: entry.executable ? 0o755 : 0o644 }, body);
+      tar.entry(
+        { ...FIXED, name, type: 'file', size: entry.size, mode: entry.executable ? 0o755 : 0o644 },
+        body,
+      );
     } else {
       await new Promise<void>((resolve, reject) => {
         const sink = tar.entry(

@@ -1,5 +1,7 @@
+import { SplinterError } from '@splinter/errors';
 import type { Command } from 'commander';
-import { collect } from '../context.js';
+import { collect, globalOptions, withSplinter } from '../context.js';
+import { printResult } from '../output.js';
 import {
   addPullOptions,
   addPushOptions,
@@ -15,10 +17,10 @@ export function registerPatchCommands(program: Command): void {
   addPushOptions(
     patch
       .command('push <dir>')
-      .description('pack DIR as a patch and push it')
+      .description('pack DIR as a patch, push it and register it in the realm chain')
       .requiredOption('--realm <realm>', 'realm the patch belongs to')
       .requiredOption('--version <version>', 'patch version, unique within the realm')
-      .option('--parent <id|version>', "parent patch (default: the realm's current head)")
+      .option('--parent <id|version>', "parent patch in the same realm (default: the realm's current head)")
       .option('--mod <ref>', 'bundle a mod by reference (repeatable; pinned by digest)', collect, []),
     'SPLINTERTREE_PATCH_REGISTRY',
   ).action(async function (
@@ -39,4 +41,92 @@ export function registerPatchCommands(program: Command): void {
   ).action(async function (this: Command, reference: string, flags: PullFlags) {
     await runPull(this, 'patch', reference, flags);
   });
+
+  patch
+    .command('activate <id>')
+    .description("make patch ID its realm's head (one atomic compare-and-set)")
+    .option('--realm <realm>', 'the realm (also lets ID be a version); refuse a patch of another realm')
+    .option('--force', "activate even if the patch's chain does not contain the current head (logged)")
+    .option('--actor <name>', 'who is acting, for the release log (default: $USER)')
+    .action(async function (
+      this: Command,
+      id: string,
+      flags: { realm?: string; force?: boolean; actor?: string },
+    ) {
+      const output = globalOptions(this);
+      const result = await withSplinter(this, {}, (splinter) =>
+        splinter.activate({
+          patch: id,
+          realm: flags.realm,
+          force: flags.force === true,
+          actor: actorOf(flags.actor),
+        }),
+      );
+      printResult(output, result, [
+        `${result.realm}: head ${result.fromHead ?? '(none)'} -> ${result.toHead} (release #${result.seq})`,
+      ]);
+    });
+
+  patch
+    .command('rollback')
+    .description("move the realm's head back to the previous chain head (or --to an ancestor)")
+    .requiredOption('--realm <realm>', 'realm to roll back')
+    .option('--to <id|version>', 'an ancestor of the current head')
+    .option('--actor <name>', 'who is acting, for the release log (default: $USER)')
+    .action(async function (this: Command, flags: { realm: string; to?: string; actor?: string }) {
+      const output = globalOptions(this);
+      const result = await withSplinter(this, {}, (splinter) =>
+        splinter.rollback({ realm: flags.realm, to: flags.to, actor: actorOf(flags.actor) }),
+      );
+      printResult(output, result, [
+        `${result.realm}: head ${result.fromHead ?? '(none)'} -> ${result.toHead} (release #${result.seq})`,
+      ]);
+    });
+
+  patch
+    .command('list')
+    .description("list a realm's patches")
+    .requiredOption('--realm <realm>', 'realm')
+    .action(async function (this: Command, flags: { realm: string }) {
+      const output = globalOptions(this);
+      const patches = await withSplinter(this, {}, (splinter) => splinter.listPatches(flags.realm));
+      printResult(
+        output,
+        { realm: flags.realm, patches },
+        patches.map((p) => `${p.id}\t${p.version}\t${p.status}\tparent=${p.parent ?? '-'}\t${p.reference}`),
+      );
+    });
+
+  patch
+    .command('history')
+    .description("a realm's release log (activations and rollbacks)")
+    .requiredOption('--realm <realm>', 'realm')
+    .action(async function (this: Command, flags: { realm: string }) {
+      const output = globalOptions(this);
+      const releases = await withSplinter(this, {}, (splinter) => splinter.history(flags.realm));
+      printResult(
+        output,
+        { realm: flags.realm, releases },
+        releases.map(
+          (r) =>
+            `#${r.seq}\t${r.action}${r.forced ? ' (forced)' : ''}\t${r.fromHead ?? '-'} -> ${r.toHead ?? '-'}\t${r.actor}\t${r.at}`,
+        ),
+      );
+    });
+
+  patch
+    .command('revoke <id>')
+    .description('revoke a patch for good (never the current head)')
+    .option('--realm <realm>', 'realm, to name the patch by version')
+    .action(async function (this: Command, id: string, flags: { realm?: string }) {
+      const output = globalOptions(this);
+      const result = await withSplinter(this, {}, (splinter) => splinter.revoke(id, flags.realm));
+      printResult(output, result, [`revoked ${result.id} (${result.realm} ${result.version})`]);
+    });
+}
+
+function actorOf(flag: string | undefined): string {
+  const actor = flag ?? process.env.USER ?? process.env.LOGNAME;
+  if (!actor) throw new SplinterError('INVALID_ARGUMENT', 'no actor: pass --actor NAME or set USER');
+  return actor;
 }

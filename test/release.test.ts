@@ -1,0 +1,114 @@
+import { execFile } from 'node:child_process';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { type FreshDatabase, freshDatabase } from '@splinter/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../packages/pack/test/helpers.js';
+
+const run = promisify(execFile);
+const CLI = join(import.meta.dirname, '..', 'apps', 'cli', 'bin', 'splinter.js');
+const SAMPLE = join(import.meta.dirname, '..', 'fixtures', 'sample-patch');
+const SAMPLE_MOD = join(import.meta.dirname, '..', 'fixtures', 'sample-mod');
+
+async function splinter(args: string[], env: Record<string, string>) {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args, '--json'], {
+      env: { ...process.env, USER: 'ci-operator', ...env },
+    });
+    return {
+      code: 0,
+      json: JSON.parse(stdout) as Record<string, unknown> & { error?: { code: string } },
+      stderr,
+    };
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, json: JSON.parse(failed.stdout || '{}'), stderr: failed.stderr };
+  }
+}
+
+for (const backend of ['PostgreSQL (DATABASE_URL)', 'embedded PGlite'] as const) {
+  describe(`release management from the CLI on ${backend}`, () => {
+    let work: string;
+    let database: FreshDatabase | undefined;
+    let env: Record<string, string>;
+    beforeAll(async () => {
+      work = await tempDir('release');
+      env = { SPLINTER_HOME: join(work, 'home') };
+      if (backend.startsWith('PostgreSQL')) {
+        database = await freshDatabase('cli');
+        env.DATABASE_URL = database.url;
+      }
+    });
+    afterAll(async () => {
+      await database?.drop();
+      await rm(work, { recursive: true, force: true });
+    });
+
+    it('registers on push, activates, bundles mods, rolls back and keeps the history', async () => {
+      const mod = await splinter(['mod', 'push', SAMPLE_MOD, '--name', 'minimap', '--version', '1'], env);
+      expect(mod.code, mod.stderr).toBe(0);
+      const v1 = await splinter(['patch', 'push', SAMPLE, '--realm', 'eu-1', '--version', '1.0.0'], env);
+      expect(v1.code, v1.stderr).toBe(0);
+      expect(v1.json).toMatchObject({ id: expect.stringMatching(/^\d+$/), status: 'draft', parent: null });
+      const activated = await splinter(['patch', 'activate', String(v1.json.id)], env);
+      expect(activated.json).toMatchObject({
+        action: 'activate',
+        fromHead: null,
+        toHead: v1.json.id,
+        actor: 'ci-operator',
+      });
+
+      const v2 = await splinter(
+        ['patch', 'push', SAMPLE, '--realm', 'eu-1', '--version', '1.1.0', '--mod', 'mods/minimap:1'],
+        env,
+      );
+      expect(v2.code, v2.stderr).toBe(0);
+      expect(v2.json.parent).toBe(v1.json.id);
+      const duplicate = await splinter(
+        ['patch', 'push', SAMPLE, '--realm', 'eu-1', '--version', '1.1.0'],
+        env,
+      );
+      expect(duplicate.code).toBe(7);
+      expect(duplicate.json.error?.code).toBe('PATCH_EXISTS');
+
+      await splinter(['patch', 'activate', '1.1.0', '--realm', 'eu-1'], env);
+      const shown = await splinter(['realm', 'show', 'eu-1'], env);
+      expect((shown.json.chain as Array<{ version: string }>).map((p) => p.version)).toEqual([
+        '1.0.0',
+        '1.1.0',
+      ]);
+      expect(shown.json.mods).toEqual([
+        { reference: `mods/minimap@${mod.json.digest}`, digest: mod.json.digest },
+      ]);
+
+      const sideline = await splinter(
+        ['patch', 'push', SAMPLE, '--realm', 'eu-1', '--version', '1.0.1', '--parent', '1.0.0'],
+        env,
+      );
+      const refused = await splinter(['patch', 'activate', String(sideline.json.id)], env);
+      expect(refused.code).toBe(7);
+      expect(refused.json.error?.code).toBe('HEAD_CONFLICT');
+
+      const back = await splinter(['patch', 'rollback', '--realm', 'eu-1'], env);
+      expect(back.json).toMatchObject({ action: 'rollback', fromHead: v2.json.id, toHead: v1.json.id });
+      const afterRollback = await splinter(['realm', 'show', 'eu-1'], env);
+      expect(afterRollback.json.mods).toEqual([]);
+
+      const history = await splinter(['patch', 'history', '--realm', 'eu-1'], env);
+      expect((history.json.releases as Array<{ action: string }>).map((r) => r.action)).toEqual([
+        'activate',
+        'activate',
+        'rollback',
+      ]);
+      const list = await splinter(['patch', 'list', '--realm', 'eu-1'], env);
+      expect(
+        (list.json.patches as Array<{ version: string; status: string }>).map((p) => [p.version, p.status]),
+      ).toEqual([
+        ['1.0.0', 'active'],
+        ['1.1.0', 'superseded'],
+        ['1.0.1', 'draft'],
+      ]);
+    }, 120_000);
+  });
+}
