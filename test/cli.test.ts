@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { type RunningRegistry, requireTool, startRegistry } from '@splinter/testkit';
+import { type RunningRegistry, requireTool, startFaultProxy, startRegistry } from '@splinter/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshot, tempDir } from '../packages/pack/test/helpers.js';
 
@@ -211,6 +211,58 @@ describe('splinter CLI end to end', () => {
       expect(leftovers).toEqual([]);
     } finally {
       await writeFile(victim, original);
+    }
+  });
+
+  it('refuses content a hostile mirror altered in transit, keeping neither the tree nor the blob', async () => {
+    const proxy = await startFaultProxy(registry.host);
+    try {
+      const pushed = await splinter(
+        [
+          'patch',
+          'push',
+          SAMPLE,
+          '--realm',
+          'mirror',
+          '--version',
+          '1',
+          '--registry',
+          registry.host,
+          '--plain-http',
+          '--json',
+        ],
+        env,
+      );
+      const manifestDigest = JSON.parse(pushed.stdout).digest as string;
+      proxy.add({ method: 'GET', path: /\/blobs\/sha256:/, fault: { kind: 'corrupt', offset: 10 } });
+      const dockerConfig = join(work, 'mirror-docker');
+      await run('mkdir', ['-p', dockerConfig]);
+      const auth = Buffer.from(`${registry.username}:${registry.password}`).toString('base64');
+      await writeFile(
+        join(dockerConfig, 'config.json'),
+        JSON.stringify({ auths: { [proxy.host]: { auth } } }),
+      );
+      const client = { ...env, SPLINTER_HOME: join(work, 'mirror-home'), DOCKER_CONFIG: dockerConfig };
+      const pulled = await splinter(
+        [
+          'patch',
+          'pull',
+          `${proxy.host}/patches/mirror@${manifestDigest}`,
+          '--output',
+          join(work, 'mirror-out'),
+          '--plain-http',
+        ],
+        client,
+      );
+      expect(pulled.stderr).toMatch(/^splinter: DIGEST_MISMATCH: /);
+      expect(pulled.code).toBe(4);
+      expect(
+        (await readdir(work)).filter((n) => n.startsWith('mirror-out') || n.startsWith('.splinter-staging')),
+      ).toEqual([]);
+      const cached = await readdir(join(work, 'mirror-home', 'store', 'blobs', 'sha256')).catch(() => []);
+      expect(cached).toEqual([]);
+    } finally {
+      await proxy.stop();
     }
   });
 

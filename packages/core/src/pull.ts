@@ -1,6 +1,6 @@
 import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { dirname, join, resolve as resolvePath } from 'node:path';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { SplinterError } from '@splinter/errors';
 import { type Descriptor, type ImageManifest, MediaType, runLimited, type Target } from '@splinter/oci';
 import { finalizeTree, unpackLayer } from '@splinter/pack';
@@ -15,7 +15,11 @@ import { SEALED_INNER_MEDIA_TYPE_ANNOTATION } from './push.js';
 
 export interface UnpackOptions {
   manifest: ImageManifest;
+  /** The local cache (the embedded store): blobs it lacks are fetched from `remote` and kept there. */
   content: Target;
+  remote?: Target | undefined;
+  /** Bytes fetched from the remote, as they arrive. */
+  onBytes?: ((bytes: number) => void) | undefined;
   output: string;
   replace: boolean;
   patchKey: Uint8Array | undefined;
@@ -27,34 +31,81 @@ export interface UnpackOptions {
  * Unpacks every content layer into a staging folder beside `output`, then renames it into place, so a
  * failed pull (hostile entry, bad tag, wrong key) leaves `output` exactly as it was.
  */
-export async function unpackArtifact(options: UnpackOptions): Promise<{ files: number; bytes: number }> {
+export async function unpackArtifact(
+  options: UnpackOptions,
+): Promise<{ files: number; bytes: number; fetched: number; cached: number; fetchedBytes: number }> {
   const output = resolvePath(options.output);
   await mkdir(dirname(output), { recursive: true });
   const staging = await mkdtemp(join(dirname(output), '.splinter-staging-'));
-  let files = 0;
-  let bytes = 0;
+  const totals = { files: 0, bytes: 0, fetched: 0, cached: 0, fetchedBytes: 0 };
   try {
-    const layers = options.manifest.layers.filter((layer) => layer.mediaType !== MediaType.Empty);
-    await runLimited(layers, options.concurrency, async (layer) => {
-      const { descriptor, stream } = await openLayer(layer, options);
-      const result = await unpackLayer(descriptor, stream, staging);
-      files += result.files;
-      bytes += result.bytes;
+    await runLimited(options.manifest.layers, options.concurrency, async (layer) => {
+      const source = await openThroughCache(layer, options, totals);
+      if (layer.mediaType === MediaType.Empty) {
+        source.stream.resume();
+        await source.stored;
+        return;
+      }
+      try {
+        const { descriptor, stream } = await openLayer(layer, source.stream, options);
+        const result = await unpackLayer(descriptor, stream, staging);
+        totals.files += result.files;
+        totals.bytes += result.bytes;
+      } catch (error) {
+        source.stream.destroy(error as Error);
+        await source.stored.catch(() => undefined);
+        throw error;
+      }
+      await source.stored;
     });
     await chmod(staging, 0o755); // mkdtemp makes it 0700
     await finalizeTree(staging, output, { replace: options.replace });
-    return { files, bytes };
+    return totals;
   } catch (error) {
     await rm(staging, { recursive: true, force: true });
     throw error;
   }
 }
 
-async function openLayer(
+/**
+ * A layer's bytes for unpacking. A blob the cache lacks is downloaded once and teed: one branch into
+ * the cache (which checks the digest), one into the unpacker, whose output stays in staging until every
+ * layer has verified. No second pass over the bytes.
+ */
+async function openThroughCache(
   layer: Descriptor,
   options: UnpackOptions,
+  totals: { fetched: number; cached: number; fetchedBytes: number },
+): Promise<{ stream: Readable; stored: Promise<void> }> {
+  if (!options.remote || (await options.content.exists(layer))) {
+    totals.cached += 1;
+    return { stream: await options.content.fetch(layer), stored: Promise.resolve() };
+  }
+  const source = await options.remote.fetch(layer);
+  const toCache = new PassThrough();
+  const toUnpack = new PassThrough();
+  source.on('data', (chunk: Buffer) => options.onBytes?.(chunk.byteLength));
+  source.on('error', (error) => {
+    toCache.destroy(error);
+    toUnpack.destroy(error);
+  });
+  toUnpack.on('close', () => {
+    if (!toUnpack.readableEnded) source.destroy(new SplinterError('INTERNAL', 'unpack stopped reading'));
+  });
+  source.pipe(toCache);
+  source.pipe(toUnpack);
+  const stored = options.content.push(layer, toCache);
+  stored.catch((error: Error) => toUnpack.destroy(error));
+  totals.fetched += 1;
+  totals.fetchedBytes += layer.size;
+  return { stream: toUnpack, stored };
+}
+
+async function openLayer(
+  layer: Descriptor,
+  fetched: Readable,
+  options: UnpackOptions,
 ): Promise<{ descriptor: Descriptor; stream: Readable }> {
-  const fetched = await options.content.fetch(layer);
   if (layer.mediaType !== SEALED_LAYER_MEDIA_TYPE) return { descriptor: layer, stream: fetched };
   const key = options.patchKey;
   if (!key) {

@@ -166,22 +166,33 @@ export class Splinter {
     // Content goes through the embedded store, which doubles as the client's cache: a rollback to a
     // version pulled before downloads nothing.
     const cache = await this.stores.embeddedLayout();
-    const blobs =
-      location.kind === 'embedded'
-        ? { uploaded: 0, skipped: manifest.layers.length + 1, mounted: 0, bytes: 0 }
-        : await this.copyWithProgress(target, cache, descriptor, concurrency, `pull ${location.repository}`, {
-            remote: location,
-            side: 'source',
-            blobs: [manifest.config, ...manifest.layers],
-          });
+    const remote = location.kind === 'embedded' ? undefined : target;
+    const progress = this.options.progress;
+    progress?.begin(
+      `pull ${location.repository}`,
+      manifest.layers.reduce((sum, l) => sum + l.size, 0),
+    );
     const unpacked = await unpackArtifact({
       manifest,
       content: cache,
+      remote,
+      onBytes: progress ? (n) => progress.advance(n) : undefined,
       output: input.output,
       replace: input.replace === true,
       patchKey: undefined,
       concurrency,
     });
+    progress?.end();
+    if (remote && !(await cache.exists(descriptor))) {
+      await cache.push(descriptor, await remote.fetch(descriptor));
+    }
+    if (location.kind === 'registry') {
+      await this.blobLocations.record(location.registry, location.repository, [
+        manifest.config,
+        ...manifest.layers,
+      ]);
+    }
+    const blobs = { downloaded: unpacked.fetched, cached: unpacked.cached, bytes: unpacked.fetchedBytes };
     return {
       kind: input.kind,
       digest: descriptor.digest,

@@ -56,7 +56,8 @@ export interface PullResult {
   output: string;
   files: number;
   bytes: number;
-  blobs: TransferStats;
+  /** Blobs downloaded (and kept in the cache) versus found in the cache already. */
+  blobs: { downloaded: number; cached: number; bytes: number };
   verifiedBy: Array<{ format: 'legacy' | 'bundle'; keyId: string }>;
 }
 

@@ -13,7 +13,9 @@ export type Fault =
   /** Answer this status without asking the registry (optionally with headers such as Retry-After). */
   | { kind: 'status'; status: number; headers?: Record<string, string> }
   /** Forward, but pause this long between body chunks. */
-  | { kind: 'slow'; delayMs: number };
+  | { kind: 'slow'; delayMs: number }
+  /** Forward, flipping the bits of the body byte at this offset (a hostile or broken mirror). */
+  | { kind: 'corrupt'; offset: number };
 
 export interface FaultRule {
   method?: string;
@@ -71,7 +73,8 @@ export async function startFaultProxy(upstreamHost: string): Promise<FaultProxy>
       (upstreamResponse) => {
         response.writeHead(upstreamResponse.statusCode ?? 502, upstreamResponse.headers);
         let sent = 0;
-        upstreamResponse.on('data', (chunk: Buffer) => {
+        upstreamResponse.on('data', (data: Buffer) => {
+          let chunk = data;
           if (fault?.kind === 'reset-after') {
             const room = fault.bytes - sent;
             if (room <= 0 || chunk.byteLength > room) {
@@ -80,6 +83,11 @@ export async function startFaultProxy(upstreamHost: string): Promise<FaultProxy>
               request.socket.destroy();
               return;
             }
+          }
+          if (fault?.kind === 'corrupt' && fault.offset >= sent && fault.offset < sent + chunk.byteLength) {
+            const copy = Buffer.from(chunk);
+            copy[fault.offset - sent] = (copy[fault.offset - sent] ?? 0) ^ 0xff;
+            chunk = copy;
           }
           sent += chunk.byteLength;
           if (fault?.kind === 'slow') {
