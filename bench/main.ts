@@ -5,6 +5,7 @@
 const BENCHES: Record<string, () => Promise<{ default: (args: string[]) => Promise<void> }>> = {
   push: () => import('./push.js'),
   pull: () => import('./pull.js'),
+  chain: () => import('./chain.js'),
   seal: () => import('./seal.js'),
 };
 

@@ -221,10 +221,14 @@ async function writeEntries(
       if (body.byteLength !== entry.size) {
         throw new SplinterError('INVALID_ARGUMENT', `${entry.path} changed size while being packed`);
       }
-      tar.entry(
-        { ...FIXED, name, type: 'file', size: entry.size, mode: entry.executable ? 0o755 : 0o644 },
-        body,
-      );
+      // Waiting for each entry keeps tar-stream's backpressure: at most one file ahead of gzip.
+      await new Promise<void>((resolve, reject) => {
+        tar.entry(
+          { ...FIXED, name, type: 'file', size: entry.size, mode: entry.executable ? 0o755 : 0o644 },
+          body,
+          (error) => (error ? reject(error) : resolve()),
+        );
+      });
     } else {
       await new Promise<void>((resolve, reject) => {
         const sink = tar.entry(
