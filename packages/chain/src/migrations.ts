@@ -42,6 +42,8 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
         at         timestamptz NOT NULL DEFAULT now()
       );
       CREATE INDEX releases_realm_seq ON cluster.releases (realm, seq);
+      -- Chains are read by subscript; stored uncompressed, a subscript skips decompressing the array.
+      ALTER TABLE cluster.patches ALTER COLUMN chain SET STORAGE EXTERNAL;
       CREATE FUNCTION cluster.refuse_release_rewrite() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
         RAISE EXCEPTION 'cluster.releases is append-only';

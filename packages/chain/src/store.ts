@@ -204,7 +204,8 @@ export class ChainStore {
           `the head ${head.id} (${head.version}) of ${input.realm} is a root: nothing to roll back to`,
         );
       }
-      if (target === head.id || !(await isAncestor(tx, target, head.id))) {
+      // The parent is an ancestor by construction: the usual rollback touches no chain at all.
+      if (target === head.id || (target !== head.parent && !(await isAncestor(tx, target, head.id)))) {
         throw new SplinterError(
           'INVALID_TRANSITION',
           `patch ${target} is not an ancestor of the head ${head.id} of ${input.realm}`,
