@@ -11,8 +11,10 @@ const SECONDS_PER_RUN = Number(process.env.BENCH_SECONDS ?? 3);
  * database on 127.0.0.1:5432.
  */
 export default async function (): Promise<void> {
-  let database: FreshDatabase | undefined;
-  const url = process.env.DATABASE_URL ?? (database = await freshDatabase('bench_chain')).url;
+  const database: FreshDatabase | undefined = process.env.DATABASE_URL
+    ? undefined
+    : await freshDatabase('bench_chain');
+  const url = process.env.DATABASE_URL ?? database!.url;
   const client = await openPostgres(url, { max: 40 });
   try {
     await migrate(client);
