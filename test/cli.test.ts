@@ -1,34 +1,12 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { type RunningRegistry, requireTool, startFaultProxy, startRegistry } from '@splinter/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshot, tempDir } from '../packages/pack/test/helpers.js';
+import { run, SAMPLE, SAMPLE_MOD, splinterCli } from './support.js';
 
-const run = promisify(execFile);
-const CLI = join(import.meta.dirname, '..', 'apps', 'cli', 'bin', 'splinter.js');
-const SAMPLE = join(import.meta.dirname, '..', 'fixtures', 'sample-patch');
-const SAMPLE_MOD = join(import.meta.dirname, '..', 'fixtures', 'sample-mod');
-
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function splinter(args: string[], env: Record<string, string>): Promise<CliResult> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], {
-      env: { ...process.env, ...env },
-    });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
-}
+const splinter = splinterCli;
 
 describe('splinter CLI end to end', () => {
   let work: string;

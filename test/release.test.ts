@@ -1,30 +1,16 @@
-import { execFile } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { type FreshDatabase, freshDatabase } from '@splinter/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../packages/pack/test/helpers.js';
-
-const run = promisify(execFile);
-const CLI = join(import.meta.dirname, '..', 'apps', 'cli', 'bin', 'splinter.js');
-const SAMPLE = join(import.meta.dirname, '..', 'fixtures', 'sample-patch');
-const SAMPLE_MOD = join(import.meta.dirname, '..', 'fixtures', 'sample-mod');
+import { SAMPLE, SAMPLE_MOD, splinterCli } from './support.js';
 
 async function splinter(args: string[], env: Record<string, string>) {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args, '--json'], {
-      env: { ...process.env, USER: 'ci-operator', ...env },
-    });
-    return {
-      code: 0,
-      json: JSON.parse(stdout) as Record<string, unknown> & { error?: { code: string } },
-      stderr,
-    };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, json: JSON.parse(failed.stdout || '{}'), stderr: failed.stderr };
-  }
+  const result = await splinterCli([...args, '--json'], { USER: 'ci-operator', ...env });
+  return {
+    ...result,
+    json: JSON.parse(result.stdout || '{}') as Record<string, unknown> & { error?: { code: string } },
+  };
 }
 
 for (const backend of ['PostgreSQL (DATABASE_URL)', 'embedded PGlite'] as const) {

@@ -1,16 +1,7 @@
 import { HEAD_CHANGED_CHANNEL, type HeadChange, migrate } from '@splinter/chain';
-import { isSplinterError } from '@splinter/errors';
+import { errorCodeOf } from '@splinter/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Backend, type BackendName, dumpTables, openBackend, patchInput } from './backends.js';
-
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!isSplinterError(error)) throw new Error(`expected a SplinterError, got ${String(error)}`);
-  return error.code;
-}
 
 for (const backendName of ['postgres', 'pglite'] as BackendName[]) {
   describe(`cluster.patches on ${backendName}`, () => {
@@ -48,9 +39,11 @@ for (const backendName of ['postgres', 'pglite'] as BackendName[]) {
       const other = await chain.registerPatch(patchInput('other-realm', '1'));
       await chain.registerPatch(patchInput('rules', '1'));
       const before = await dumpTables(client);
-      expect(await codeOf(chain.registerPatch(patchInput('rules', '1')))).toBe('PATCH_EXISTS');
-      expect(await codeOf(chain.registerPatch(patchInput('rules', '2', 'nope')))).toBe('PATCH_UNKNOWN');
-      expect(await codeOf(chain.registerPatch(patchInput('rules', '2', other.id)))).toBe('REALM_MISMATCH');
+      expect(await errorCodeOf(chain.registerPatch(patchInput('rules', '1')))).toBe('PATCH_EXISTS');
+      expect(await errorCodeOf(chain.registerPatch(patchInput('rules', '2', 'nope')))).toBe('PATCH_UNKNOWN');
+      expect(await errorCodeOf(chain.registerPatch(patchInput('rules', '2', other.id)))).toBe(
+        'REALM_MISMATCH',
+      );
       expect(await dumpTables(client)).toBe(before);
     });
 
@@ -66,15 +59,15 @@ for (const backendName of ['postgres', 'pglite'] as BackendName[]) {
       expect(BigInt(second.seq)).toBeGreaterThan(BigInt(first.seq));
 
       const before = await dumpTables(client);
-      expect(await codeOf(chain.activate({ patchId: sideline.id, actor: 'bob' }))).toBe('HEAD_CONFLICT');
-      expect(await codeOf(chain.activate({ patchId: b.id, actor: 'bob', expectedHead: a.id }))).toBe(
+      expect(await errorCodeOf(chain.activate({ patchId: sideline.id, actor: 'bob' }))).toBe('HEAD_CONFLICT');
+      expect(await errorCodeOf(chain.activate({ patchId: b.id, actor: 'bob', expectedHead: a.id }))).toBe(
         'HEAD_CONFLICT',
       );
-      expect(await codeOf(chain.activate({ patchId: c.id, actor: 'bob' }))).toBe('HEAD_CONFLICT');
-      expect(await codeOf(chain.activate({ patchId: a.id, actor: 'bob', realm: 'reg' }))).toBe(
+      expect(await errorCodeOf(chain.activate({ patchId: c.id, actor: 'bob' }))).toBe('HEAD_CONFLICT');
+      expect(await errorCodeOf(chain.activate({ patchId: a.id, actor: 'bob', realm: 'reg' }))).toBe(
         'REALM_MISMATCH',
       );
-      expect(await codeOf(chain.rollback({ realm: 'flow', to: sideline.id, actor: 'bob' }))).toBe(
+      expect(await errorCodeOf(chain.rollback({ realm: 'flow', to: sideline.id, actor: 'bob' }))).toBe(
         'INVALID_TRANSITION',
       );
       expect(await dumpTables(client)).toBe(before);
@@ -86,7 +79,7 @@ for (const backendName of ['postgres', 'pglite'] as BackendName[]) {
       const toRoot = await chain.rollback({ realm: 'flow', to: a.id, actor: 'carol' });
       expect(toRoot.toHead).toBe(a.id);
       expect(await chain.isInActiveChain(b.id)).toBe(false);
-      expect(await codeOf(chain.rollback({ realm: 'flow', actor: 'carol' }))).toBe('INVALID_TRANSITION');
+      expect(await errorCodeOf(chain.rollback({ realm: 'flow', actor: 'carol' }))).toBe('INVALID_TRANSITION');
 
       const forced = await chain.activate({ patchId: sideline.id, actor: 'dave', force: true });
       expect(forced.forced).toBe(false); // a is the head and sideline descends from it: nothing to force
@@ -110,10 +103,10 @@ for (const backendName of ['postgres', 'pglite'] as BackendName[]) {
     });
 
     it('keeps the release log append-only in the database itself', async () => {
-      expect(await codeOf(backend.client.query("UPDATE cluster.releases SET actor = 'mallory'"))).toBe(
+      expect(await errorCodeOf(backend.client.query("UPDATE cluster.releases SET actor = 'mallory'"))).toBe(
         'DATABASE_ERROR',
       );
-      expect(await codeOf(backend.client.query('DELETE FROM cluster.releases'))).toBe('DATABASE_ERROR');
+      expect(await errorCodeOf(backend.client.query('DELETE FROM cluster.releases'))).toBe('DATABASE_ERROR');
     });
 
     it('makes the mods of the head the active mods, through activation and rollback', async () => {
@@ -134,9 +127,9 @@ for (const backendName of ['postgres', 'pglite'] as BackendName[]) {
       const one = await chain.registerPatch(patchInput('revoke', '1'));
       await chain.activate({ patchId: one.id, actor: 't' });
       const two = await chain.registerPatch(patchInput('revoke', '2'));
-      expect(await codeOf(chain.revokePatch(one.id))).toBe('INVALID_TRANSITION');
+      expect(await errorCodeOf(chain.revokePatch(one.id))).toBe('INVALID_TRANSITION');
       expect((await chain.revokePatch(two.id)).status).toBe('revoked');
-      expect(await codeOf(chain.activate({ patchId: two.id, actor: 't' }))).toBe('INVALID_TRANSITION');
+      expect(await errorCodeOf(chain.activate({ patchId: two.id, actor: 't' }))).toBe('INVALID_TRANSITION');
     });
 
     it(`announces every head change on ${HEAD_CHANGED_CHANNEL}`, async () => {

@@ -4,7 +4,6 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { isSplinterError } from '@splinter/errors';
 import {
   copyGraph,
   type Descriptor,
@@ -17,21 +16,18 @@ import {
   type RegistryTargetOptions,
   readAllLimited,
 } from '@splinter/oci';
-import { type RunningRegistry, requireTool, startFaultProxy, startRegistry } from '@splinter/testkit';
+import {
+  errorCodeOf,
+  type RunningRegistry,
+  requireTool,
+  startFaultProxy,
+  startRegistry,
+} from '@splinter/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { manifestFor } from './conformance.js';
 
 const run = promisify(execFile);
 const FAST_RETRY = { maxAttempts: 4, baseDelayMs: 20, maxDelayMs: 2_000, maxElapsedMs: 10_000 };
-
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!isSplinterError(error)) throw new Error(`expected a SplinterError, got ${String(error)}`);
-  return error.code;
-}
 
 function targetFor(
   registry: RunningRegistry,
@@ -108,7 +104,7 @@ describe('registry client against CNCF Distribution', () => {
     const big = manifestFor(layers);
     expect(big.bytes.byteLength).toBeGreaterThan(4 * 1024 * 1024);
     const requestsBefore = target.stats.requests;
-    expect(await codeOf(target.push(big.descriptor, big.bytes))).toBe('MANIFEST_TOO_LARGE');
+    expect(await errorCodeOf(target.push(big.descriptor, big.bytes))).toBe('MANIFEST_TOO_LARGE');
     expect(target.stats.requests).toBe(requestsBefore);
     await target.close();
   });
@@ -249,7 +245,7 @@ describe('registry client against CNCF Distribution', () => {
         proxy.add({ path: /.*/, fault: { kind: 'status', status: 503 } });
         const started = Date.now();
         const data = randomBytes(100);
-        expect(await codeOf(target.push(descriptorFor('application/octet-stream', data), data))).toBe(
+        expect(await errorCodeOf(target.push(descriptorFor('application/octet-stream', data), data))).toBe(
           'RETRIES_EXHAUSTED',
         );
         expect(Date.now() - started).toBeLessThan(FAST_RETRY.maxElapsedMs);
@@ -272,9 +268,9 @@ describe('registry authentication', () => {
       const wrong = targetFor(registry, 'auth/basic', {
         credentials: async () => ({ username: 'splinter', password: 'nope' }),
       });
-      expect(await codeOf(wrong.resolve('v1'))).toBe('REGISTRY_UNAUTHORIZED');
+      expect(await errorCodeOf(wrong.resolve('v1'))).toBe('REGISTRY_UNAUTHORIZED');
       const none = targetFor(registry, 'auth/basic', { credentials: async () => undefined });
-      expect(await codeOf(none.resolve('v1'))).toBe('REGISTRY_UNAUTHORIZED');
+      expect(await errorCodeOf(none.resolve('v1'))).toBe('REGISTRY_UNAUTHORIZED');
       await Promise.all([wrong.close(), none.close()]);
     } finally {
       await registry.stop();
@@ -293,7 +289,7 @@ describe('registry authentication', () => {
       const wrong = targetFor(registry, 'auth/token', {
         credentials: async () => ({ username: 'splinter', password: 'nope' }),
       });
-      expect(await codeOf(wrong.resolve('v1'))).toBe('REGISTRY_UNAUTHORIZED');
+      expect(await errorCodeOf(wrong.resolve('v1'))).toBe('REGISTRY_UNAUTHORIZED');
       await wrong.close();
     } finally {
       await registry.stop();

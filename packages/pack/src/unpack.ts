@@ -44,23 +44,14 @@ export async function unpackLayer(
   const safeTitle = safeRelativePath(title, 'layer title');
   if (isGroup) return unpackGroup(desc, safeTitle, content, staging, limits);
   const mode = desc.annotations?.[PackAnnotation.FileMode] === '0755' ? 0o755 : 0o644;
-  const target = await prepareParent(staging, safeTitle);
-  let bytes = 0;
-  await pipeline(
+  const bytes = await writeNewFile(
+    await prepareParent(staging, safeTitle),
     content,
-    new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        bytes += chunk.byteLength;
-        if (bytes > desc.size) return callback(tooLarge(desc, 'bytes'));
-        callback(null, chunk);
-      },
-    }),
-    createWriteStream(target, { flags: 'wx', mode }),
-  ).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'EEXIST')
-      throw new SplinterError('UNSAFE_PATH', `${safeTitle}: two layers write the same path`);
-    throw error;
-  });
+    mode,
+    safeTitle,
+    desc.size,
+    () => tooLarge(desc, 'bytes'),
+  );
   return { files: 1, bytes };
 }
 
@@ -166,23 +157,8 @@ async function writeEntry(
     }
     case 'file':
     case 'contiguous-file': {
-      const target = await prepareParent(staging, relative);
       const mode = (header.mode ?? 0o644) & 0o111 ? 0o755 : 0o644;
-      let written = 0;
-      await pipeline(
-        stream,
-        new Transform({
-          transform(chunk: Buffer, _encoding, callback) {
-            written += chunk.byteLength;
-            callback(null, chunk);
-          },
-        }),
-        createWriteStream(target, { flags: 'wx', mode }),
-      ).catch((error: NodeJS.ErrnoException) => {
-        if (error.code === 'EEXIST') throw new SplinterError('UNSAFE_PATH', `${relative}: written twice`);
-        throw error;
-      });
-      return written;
+      return writeNewFile(await prepareParent(staging, relative), stream, mode, relative);
     }
     case 'symlink': {
       stream.resume();
@@ -214,6 +190,36 @@ async function writeEntry(
         `${relative}: ${header.type} entries are not allowed in a patch`,
       );
   }
+}
+
+/**
+ * Streams into a file that must not exist yet (two entries for one path are refused), counting bytes
+ * and refusing more than `limit`.
+ */
+async function writeNewFile(
+  target: string,
+  content: Readable,
+  mode: number,
+  path: string,
+  limit = Number.POSITIVE_INFINITY,
+  overLimit: () => Error = () => new SplinterError('LAYER_TOO_LARGE', `${path}: more bytes than declared`),
+): Promise<number> {
+  let written = 0;
+  await pipeline(
+    content,
+    new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        written += chunk.byteLength;
+        if (written > limit) return callback(overLimit());
+        callback(null, chunk);
+      },
+    }),
+    createWriteStream(target, { flags: 'wx', mode }),
+  ).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'EEXIST') throw new SplinterError('UNSAFE_PATH', `${path}: written twice`);
+    throw error;
+  });
+  return written;
 }
 
 /**

@@ -1,3 +1,4 @@
+export { errorCodeOf } from './errors.js';
 export type { Fault, FaultProxy, FaultRule } from './fault-proxy.js';
 export { startFaultProxy } from './fault-proxy.js';
 export { freePort } from './ports.js';
