@@ -38,6 +38,7 @@ export async function unpackArtifact(
   await mkdir(dirname(output), { recursive: true });
   const staging = await mkdtemp(join(dirname(output), '.splinter-staging-'));
   const totals = { files: 0, bytes: 0, fetched: 0, cached: 0, fetchedBytes: 0 };
+  const knownFolders = new Set<string>();
   try {
     await runLimited(options.manifest.layers, options.concurrency, async (layer) => {
       const source = await openThroughCache(layer, options, totals);
@@ -48,7 +49,7 @@ export async function unpackArtifact(
       }
       try {
         const { descriptor, stream } = await openLayer(layer, source.stream, options);
-        const result = await unpackLayer(descriptor, stream, staging);
+        const result = await unpackLayer(descriptor, stream, staging, { knownFolders });
         totals.files += result.files;
         totals.bytes += result.bytes;
       } catch (error) {
@@ -94,7 +95,8 @@ async function openThroughCache(
   });
   source.pipe(toCache);
   source.pipe(toUnpack);
-  const stored = options.content.push(layer, toCache);
+  // `source` is the remote's digest-checked stream: it errors before ending if the bytes are wrong.
+  const stored = options.content.push(layer, toCache, { verifiedUpstream: true });
   stored.catch((error: Error) => toUnpack.destroy(error));
   totals.fetched += 1;
   totals.fetchedBytes += layer.size;

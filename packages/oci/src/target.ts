@@ -9,6 +9,12 @@ export interface PushOptions {
   signal?: AbortSignal;
   /** Called with the number of bytes sent so far (for progress bars). */
   onProgress?: (bytesDone: number) => void;
+  /**
+   * The content stream already fails before it ends unless it matches `expected` (it comes out of a
+   * VerifyingStream, e.g. a registry download): the store need not hash it a second time. Stores still
+   * keep nothing from a stream that errors.
+   */
+  verifiedUpstream?: boolean;
 }
 
 /**

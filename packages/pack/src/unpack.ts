@@ -14,6 +14,12 @@ import { assertLinkInside } from './walk.js';
 export interface UnpackLimits {
   /** Without a declared size, a group may expand to at most this many times its compressed size. */
   maxExpansionRatio?: number;
+  /**
+   * Folders under staging already checked to be real folders. Pass one Set to every layer of an
+   * artifact: it saves an lstat per path component per file (nothing can later turn a folder we made
+   * into a symlink: symlink() refuses an existing path).
+   */
+  knownFolders?: Set<string>;
 }
 
 export interface UnpackResult {
@@ -45,7 +51,7 @@ export async function unpackLayer(
   if (isGroup) return unpackGroup(desc, safeTitle, content, staging, limits);
   const mode = desc.annotations?.[PackAnnotation.FileMode] === '0755' ? 0o755 : 0o644;
   const bytes = await writeNewFile(
-    await prepareParent(staging, safeTitle),
+    await prepareParent(staging, safeTitle, limits.knownFolders),
     content,
     mode,
     safeTitle,
@@ -82,7 +88,7 @@ async function unpackGroup(
   });
   const extract = tarExtract();
   extract.on('entry', (header, stream, next) => {
-    writeEntry(header, stream as unknown as Readable, title, staging)
+    writeEntry(header, stream as unknown as Readable, title, staging, limits.knownFolders)
       .then((written) => {
         if (written !== undefined) {
           files += 1;
@@ -128,6 +134,7 @@ async function writeEntry(
   stream: Readable,
   title: string,
   staging: string,
+  knownFolders: Set<string> | undefined,
 ): Promise<number | undefined> {
   const name = header.name.replace(/\/+$/, '');
   if (name === title) {
@@ -146,7 +153,7 @@ async function writeEntry(
   switch (header.type) {
     case 'directory': {
       stream.resume();
-      const target = await prepareParent(staging, relative);
+      const target = await prepareParent(staging, relative, knownFolders);
       await mkdir(target, { mode: 0o755 }).catch((error: NodeJS.ErrnoException) => {
         if (error.code !== 'EEXIST') throw error;
       });
@@ -158,13 +165,13 @@ async function writeEntry(
     case 'file':
     case 'contiguous-file': {
       const mode = (header.mode ?? 0o644) & 0o111 ? 0o755 : 0o644;
-      return writeNewFile(await prepareParent(staging, relative), stream, mode, relative);
+      return writeNewFile(await prepareParent(staging, relative, knownFolders), stream, mode, relative);
     }
     case 'symlink': {
       stream.resume();
       const linkTarget = header.linkname ?? '';
       assertLinkInside(relative, linkTarget);
-      await symlink(linkTarget, await prepareParent(staging, relative));
+      await symlink(linkTarget, await prepareParent(staging, relative, knownFolders));
       return undefined;
     }
     case 'link': {
@@ -181,7 +188,7 @@ async function writeEntry(
           `${relative}: hard link to ${source}, which is not a file in this tree`,
         );
       await assertNoLinkOnPath(staging, source);
-      await link(sourcePath, await prepareParent(staging, relative));
+      await link(sourcePath, await prepareParent(staging, relative, knownFolders));
       return 0;
     }
     default:
@@ -244,11 +251,12 @@ export function safeRelativePath(path: string, what: string): string {
 }
 
 /** Creates the parent folders of `relative` under `staging`, refusing to pass through any symlink. */
-async function prepareParent(staging: string, relative: string): Promise<string> {
+async function prepareParent(staging: string, relative: string, knownFolders?: Set<string>): Promise<string> {
   const parts = relative.split('/');
   let current = staging;
   for (const part of parts.slice(0, -1)) {
     current = join(current, part);
+    if (knownFolders?.has(current)) continue;
     let info = await lstat(current).catch(() => undefined);
     if (!info) {
       // Layers unpack in parallel: another one may create the same folder at the same moment.
@@ -265,6 +273,7 @@ async function prepareParent(staging: string, relative: string): Promise<string>
     } else if (!info.isDirectory()) {
       throw new SplinterError('UNSAFE_PATH', `${relative}: a parent is not a folder`);
     }
+    knownFolders?.add(current);
   }
   return join(staging, relative);
 }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SplinterError } from '@splinter/errors';
@@ -126,7 +126,7 @@ export class OciLayoutTarget implements Target {
     try {
       await pipeline(
         toReadable(content),
-        new VerifyingStream(expected),
+        options?.verifiedUpstream ? sizeLimit(expected) : new VerifyingStream(expected),
         progressStream(options?.onProgress),
         createWriteStream(ingest, { flags: 'wx' }),
       );
@@ -253,6 +253,31 @@ async function acquireLock(path: string): Promise<() => Promise<void>> {
       await sleep(Math.min(50, 2 + attempt * 2));
     }
   }
+}
+
+/** Counts bytes against the expected size (for content whose digest is checked upstream). */
+function sizeLimit(expected: Descriptor): Transform {
+  let received = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      received += chunk.byteLength;
+      if (received > expected.size)
+        return callback(
+          new SplinterError('SIZE_MISMATCH', `${expected.digest}: more than ${expected.size} bytes`),
+        );
+      callback(null, chunk);
+    },
+    flush(callback) {
+      callback(
+        received === expected.size
+          ? null
+          : new SplinterError(
+              'SIZE_MISMATCH',
+              `${expected.digest}: expected ${expected.size} bytes, got ${received}`,
+            ),
+      );
+    },
+  });
 }
 
 function hasControlCharacter(text: string): boolean {
