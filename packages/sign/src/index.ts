@@ -1,1 +1,17 @@
-export {};
+export type { Signer, TrustedKey } from './keys.js';
+export {
+  generateKeyPair,
+  keyIdOf,
+  loadPrivateKey,
+  loadPublicKey,
+  PRIVATE_KEY_LABELS,
+  writeKeyPair,
+} from './keys.js';
+export type { LegacySignatureLayer, LegacyVerdict } from './legacy.js';
+export {
+  parseSimpleSigningPayload,
+  SIGNATURE_ANNOTATION,
+  SIMPLE_SIGNING_MEDIA_TYPE,
+  simpleSigningPayload,
+  verifyLegacySignature,
+} from './legacy.js';
