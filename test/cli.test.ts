@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { loadPrivateKey, loadPublicKey } from '@splinter/sign';
 import { type RunningRegistry, requireTool, startFaultProxy, startRegistry } from '@splinter/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshot, tempDir } from '../packages/pack/test/helpers.js';
@@ -252,6 +253,28 @@ describe('splinter CLI end to end', () => {
     expect(pulled.code).toBe(2);
     expect(pulled.stderr).toMatch(/^splinter: OUTPUT_EXISTS: /);
     expect(await readFile(join(output, 'save.dat'), 'utf8')).toBe('player progress');
+  });
+
+  it('generates a cosign key pair with the password from COSIGN_PASSWORD (empty allowed)', async () => {
+    const prefix = join(work, 'release-key');
+    const generated = await splinter(['key', 'generate', '--output-key-prefix', prefix, '--json'], {
+      ...env,
+      COSIGN_PASSWORD: '',
+    });
+    expect(generated.code, generated.stderr).toBe(0);
+    expect(JSON.parse(generated.stdout)).toEqual({
+      privateKeyFile: `${prefix}.key`,
+      publicKeyFile: `${prefix}.pub`,
+    });
+    expect((await stat(`${prefix}.key`)).mode & 0o777).toBe(0o600);
+    const signer = await loadPrivateKey(await readFile(`${prefix}.key`, 'utf8'), '');
+    expect(signer.keyId).toBe(loadPublicKey(await readFile(`${prefix}.pub`, 'utf8')).keyId);
+    const again = await splinter(['key', 'generate', '--output-key-prefix', prefix], {
+      ...env,
+      COSIGN_PASSWORD: 'x',
+    });
+    expect(again.code).toBe(2);
+    expect(again.stderr).toMatch(/^splinter: OUTPUT_EXISTS: /);
   });
 
   it('maps errors to documented exit codes with one-line messages', async () => {

@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { registerInspectCommand } from './commands/inspect.js';
+import { registerKeyCommands } from './commands/key.js';
 import { registerModCommands } from './commands/mod.js';
 import { registerPatchCommands } from './commands/patch.js';
 import { registerRealmCommands } from './commands/realm.js';
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerPatchCommands(program);
   registerRealmCommands(program);
+  registerKeyCommands(program);
   registerModCommands(program);
   registerInspectCommand(program);
   addOutputOptions(program);

@@ -1,6 +1,7 @@
 export type { HeadChange, ModPin, PatchRow, PatchStatus, ReleaseRow } from '@splinter/chain';
 export type { ArtifactKind } from './artifact.js';
 export { ArtifactAnnotation, ArtifactType, buildArtifactManifest } from './artifact.js';
+export { generateKeyPairFiles } from './keys.js';
 export type { Location } from './locations.js';
 export { destinationFor, formatLocation, parseLocation } from './locations.js';
 export type { ProgressSink } from './progress.js';
