@@ -1,3 +1,10 @@
+export type { SignatureReport } from './attach.js';
+export {
+  attachLegacySignature,
+  legacySignatureTag,
+  requireTrustedSignature,
+  verifyLegacySignatures,
+} from './attach.js';
 export type { Signer, TrustedKey } from './keys.js';
 export {
   generateKeyPair,
