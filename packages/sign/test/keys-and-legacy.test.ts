@@ -10,6 +10,7 @@ import {
   generateKeyPair,
   loadPrivateKey,
   loadPublicKey,
+  PRIVATE_KEY_LABELS,
   SIGNATURE_ANNOTATION,
   SIMPLE_SIGNING_MEDIA_TYPE,
   simpleSigningPayload,
@@ -95,7 +96,8 @@ describe('generated keys and signatures', () => {
     expect((await stat(`${prefix}.key`)).mode & 0o777).toBe(0o600);
     expect((await stat(`${prefix}.pub`)).mode & 0o777).toBe(0o644);
     const text = await readFile(`${prefix}.key`, 'utf8');
-    expect(text.startsWith('-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n')).toBe(true);
+    expect(text.startsWith(`-----BEGIN ${PRIVATE_KEY_LABELS[0]}-----\n`)).toBe(true);
+    expect(PRIVATE_KEY_LABELS[0]).toBe(['ENCRYPTED', 'SIGSTORE', 'PRIVATE', 'KEY'].join(' '));
     const body = JSON.parse(Buffer.from(text.split('\n').slice(1, -2).join(''), 'base64').toString());
     expect(body.kdf).toMatchObject({ name: 'scrypt', params: { N: 65536, r: 8, p: 1 } });
     const signer = await loadPrivateKey(text, 'correct horse');
