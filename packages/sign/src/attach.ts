@@ -49,6 +49,7 @@ export async function attachLegacySignature(
   await target.push(layer, payload);
   const tag = legacySignatureTag(subject);
   for (let attempt = 0; attempt < MAX_MERGE_ATTEMPTS; attempt++) {
+    const readAt = Date.now();
     const existing = await readSignatureImage(target, tag);
     const layers = (existing?.layers ?? []).filter((l) => !samePayloadBySameKey(l, layer));
     if (
@@ -59,9 +60,12 @@ export async function attachLegacySignature(
       layers.push(layer);
       await writeSignatureImage(target, tag, layers);
     }
+    // A rival that read before our write lands its own within about one read-merge-write window of
+    // ours, so each confirmation waits a few of our windows: slow registries get proportionally longer.
+    const window = Date.now() - readAt;
     let confirmed = 0;
     for (; confirmed < CONFIRM_ROUNDS; confirmed++) {
-      await sleep(20 + Math.floor(Math.random() * 80));
+      await sleep(Math.max(20, 2 * window) + Math.floor(Math.random() * Math.max(80, window)));
       const now = await readSignatureImage(target, tag);
       if (!now?.layers.some((l) => l.annotations?.[SIGNATURE_ANNOTATION] === signature)) break;
     }

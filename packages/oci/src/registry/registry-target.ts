@@ -24,6 +24,7 @@ export interface RegistryTargetOptions extends Omit<RegistryClientOptions, 'cred
 
 const DEFAULT_CHUNK_THRESHOLD = 64 * 1024 * 1024;
 const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
+const MANIFEST_BLOB_RETRIES = 4;
 
 /** One repository of an OCI distribution registry, as a Target. */
 export class RegistryTarget implements Target, Mountable {
@@ -331,16 +332,27 @@ export class RegistryTarget implements Target, Mountable {
       );
     }
     const manifest = parseManifest(bytes, desc.mediaType);
-    const response = await this.client.send({
-      method: 'PUT',
-      url: this.path('manifests', reference),
-      headers: { 'content-type': desc.mediaType, 'content-length': String(bytes.byteLength) },
-      body: () => bytes,
-      scopes: this.scopes(true),
-      replayable: true,
-    });
-    await response.body.dump();
-    if (response.status !== 201) throw await this.failure(response, `PUT manifest ${reference}`);
+    for (let attempt = 1; ; attempt++) {
+      const response = await this.client.send({
+        method: 'PUT',
+        url: this.path('manifests', reference),
+        headers: { 'content-type': desc.mediaType, 'content-length': String(bytes.byteLength) },
+        body: () => bytes,
+        scopes: this.scopes(true),
+        replayable: true,
+      });
+      if (response.status === 201) {
+        await response.body.dump();
+        break;
+      }
+      const error = await this.failure(response, `PUT manifest ${reference}`);
+      // Manifests go up after their blobs. Distribution's filesystem driver rewrites a repository's blob
+      // link in place when two clients upload the same blob at once, and a manifest checked in that
+      // window names a blob the registry briefly cannot read (MANIFEST_BLOB_UNKNOWN): ask again, bounded.
+      const codes = (error.details?.registryCodes ?? []) as string[];
+      if (!codes.includes('MANIFEST_BLOB_UNKNOWN') || attempt >= MANIFEST_BLOB_RETRIES) throw error;
+      await sleep(delayFor(this.client.retry, attempt, undefined));
+    }
     if (manifest.subject && isDigest(reference)) {
       if (response.headers['oci-subject'] === manifest.subject.digest) {
         this.referrersApi = true;
@@ -466,12 +478,14 @@ export class RegistryTarget implements Target, Mountable {
   private async failure(response: RegistryResponse, what: string): Promise<SplinterError> {
     let detail = '';
     let registryCode: string | undefined;
+    let registryCodes: string[] = [];
     try {
       // HEAD answers and bodies already drained carry nothing to read.
       const consumed = (response.body as { bodyUsed?: boolean }).bodyUsed === true;
       const text = consumed ? '' : (await response.body.text()).slice(0, 2000);
       const parsed = JSON.parse(text) as { errors?: Array<{ code?: string; message?: string }> };
-      registryCode = parsed.errors?.[0]?.code;
+      registryCodes = (parsed.errors ?? []).flatMap((e) => (typeof e.code === 'string' ? [e.code] : []));
+      registryCode = registryCodes[0];
       detail = parsed.errors?.map((e) => `${e.code}: ${e.message}`).join('; ') ?? '';
     } catch {
       // not a distribution error body
@@ -481,7 +495,10 @@ export class RegistryTarget implements Target, Mountable {
       code,
       `${this.location}: ${what}: HTTP ${response.status}${detail ? ` (${detail})` : ''}`,
       {
-        details: { status: response.status, ...(registryCode ? { registryCode } : {}) },
+        details: {
+          status: response.status,
+          ...(registryCode ? { registryCode, registryCodes } : {}),
+        },
       },
     );
   }
