@@ -332,6 +332,7 @@ export class RegistryTarget implements Target, Mountable {
       );
     }
     const manifest = parseManifest(bytes, desc.mediaType);
+    let subjectHeader: string | undefined;
     for (let attempt = 1; ; attempt++) {
       const response = await this.client.send({
         method: 'PUT',
@@ -342,6 +343,7 @@ export class RegistryTarget implements Target, Mountable {
         replayable: true,
       });
       if (response.status === 201) {
+        subjectHeader = response.headers['oci-subject'] as string | undefined;
         await response.body.dump();
         break;
       }
@@ -354,7 +356,7 @@ export class RegistryTarget implements Target, Mountable {
       await sleep(delayFor(this.client.retry, attempt, undefined));
     }
     if (manifest.subject && isDigest(reference)) {
-      if (response.headers['oci-subject'] === manifest.subject.digest) {
+      if (subjectHeader === manifest.subject.digest) {
         this.referrersApi = true;
       } else {
         const entry: Descriptor = { mediaType: desc.mediaType, digest: desc.digest, size: desc.size };
