@@ -44,6 +44,7 @@ const BY_CODE: Record<ErrorCode, ExitCodeValue> = {
   SIGNATURE_INVALID: ExitCode.Signature,
   SIGNATURE_UNTRUSTED: ExitCode.Signature,
   VERIFICATION_SKIPPED: ExitCode.Signature,
+  TRUST_REQUIRED: ExitCode.Signature,
   REGISTRY_UNAUTHORIZED: ExitCode.Registry,
   REGISTRY_DENIED: ExitCode.Registry,
   REGISTRY_ERROR: ExitCode.Registry,

@@ -1,3 +1,5 @@
+export type { ConfirmedMerge } from './confirmed-merge.js';
+export { confirmedMerge } from './confirmed-merge.js';
 export type { CopyEvent, CopyOptions, CopyStats } from './copy.js';
 export { copyGraph, DEFAULT_COPY_CONCURRENCY, fetchManifestBytes, runLimited } from './copy.js';
 export type { Descriptor, Digest, ImageIndex, ImageManifest, Manifest } from './descriptor.js';

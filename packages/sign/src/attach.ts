@@ -1,9 +1,12 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+import { createPublicKey, verify } from 'node:crypto';
 import { SplinterError } from '@splinter/errors';
 import {
+  Annotation,
+  confirmedMerge,
   type Descriptor,
   descriptorFor,
   digestHex,
+  EMPTY_JSON,
   type ImageManifest,
   MAX_MANIFEST_BYTES,
   MediaType,
@@ -11,7 +14,13 @@ import {
   readAllLimited,
   type Target,
 } from '@splinter/oci';
-import type { Signer, TrustedKey } from './keys.js';
+import {
+  COSIGN_SIGN_PREDICATE_TYPE,
+  createSignatureBundle,
+  SIGSTORE_BUNDLE_MEDIA_TYPE,
+  verifySignatureBundle,
+} from './bundle.js';
+import { keyIdOf, type Signer, type TrustedKey } from './keys.js';
 import {
   type LegacyVerdict,
   SIGNATURE_ANNOTATION,
@@ -20,19 +29,22 @@ import {
   verifyLegacySignature,
 } from './legacy.js';
 
+export type SignatureFormat = 'legacy' | 'bundle';
+
 /** cosign's tag for the legacy signature image of a manifest: `sha256-<hex>.sig`. */
 export function legacySignatureTag(subject: Pick<Descriptor, 'digest'>): string {
   return `sha256-${digestHex(subject.digest)}.sig`;
 }
 
-const CONFIRM_ROUNDS = 2;
-const MAX_MERGE_ATTEMPTS = 8;
+/** Signature payloads and bundles are small; anything larger is not one of ours or cosign's. */
+const MAX_SIGNATURE_BLOB = 1024 * 1024;
+const BUNDLE_MEDIA_TYPE_PREFIX = 'application/vnd.dev.sigstore.bundle';
 
 /**
- * Appends a cosign legacy signature to `sha256-<hex>.sig`: read the signature image, add our layer
- * (dropping an identical one), push blobs, config and manifest, retag. Registries offer no conditional
- * PUT, so two signers can overwrite each other; we re-read after writing and merge again until our layer
- * survives two reads a short random delay apart (bounded).
+ * Appends a cosign legacy signature to `sha256-<hex>.sig`: read the signature image, add our layer,
+ * write it back. As cosign does, a signature of the same payload that already verifies under the same
+ * key makes ours redundant (ECDSA signatures differ on every signing, so byte equality would never
+ * match). Rivals writing at once are merged with, never overwritten (see confirmedMerge).
  */
 export async function attachLegacySignature(
   target: Target,
@@ -41,48 +53,87 @@ export async function attachLegacySignature(
   dockerReference: string,
 ): Promise<{ tag: string; layer: Descriptor }> {
   const payload = simpleSigningPayload(subject.digest, dockerReference);
-  const signature = Buffer.from(await signer.sign(payload)).toString('base64');
-  const layer: Descriptor = {
-    ...descriptorFor(SIMPLE_SIGNING_MEDIA_TYPE, payload),
-    annotations: { [SIGNATURE_ANNOTATION]: signature },
-  };
-  await target.push(layer, payload);
+  const payloadDigest = descriptorFor(SIMPLE_SIGNING_MEDIA_TYPE, payload).digest;
+  const publicKey = createPublicKey(signer.publicKeyPem);
+  const ours = (layer: Descriptor) =>
+    layer.digest === payloadDigest &&
+    verify(
+      'sha256',
+      payload,
+      publicKey,
+      Buffer.from(layer.annotations?.[SIGNATURE_ANNOTATION] ?? '', 'base64'),
+    );
   const tag = legacySignatureTag(subject);
-  for (let attempt = 0; attempt < MAX_MERGE_ATTEMPTS; attempt++) {
-    const readAt = Date.now();
-    const existing = await readSignatureImage(target, tag);
-    const layers = (existing?.layers ?? []).filter((l) => !samePayloadBySameKey(l, layer));
-    if (
-      !existing?.layers.some(
-        (l) => l.digest === layer.digest && l.annotations?.[SIGNATURE_ANNOTATION] === signature,
-      )
-    ) {
-      layers.push(layer);
-      await writeSignatureImage(target, tag, layers);
-    }
-    // A rival that read before our write lands its own within about one read-merge-write window of
-    // ours, so each confirmation waits a few of our windows: slow registries get proportionally longer.
-    const window = Date.now() - readAt;
-    let confirmed = 0;
-    for (; confirmed < CONFIRM_ROUNDS; confirmed++) {
-      await sleep(Math.max(20, 2 * window) + Math.floor(Math.random() * Math.max(80, window)));
-      const now = await readSignatureImage(target, tag);
-      if (!now?.layers.some((l) => l.annotations?.[SIGNATURE_ANNOTATION] === signature)) break;
-    }
-    if (confirmed === CONFIRM_ROUNDS) return { tag, layer };
+
+  let layer = (await readSignatureImage(target, tag))?.layers.find(ours);
+  if (!layer) {
+    const signature = Buffer.from(await signer.sign(payload)).toString('base64');
+    layer = {
+      ...descriptorFor(SIMPLE_SIGNING_MEDIA_TYPE, payload),
+      annotations: { [SIGNATURE_ANNOTATION]: signature },
+    };
+    await target.push(layer, payload);
   }
-  throw new SplinterError(
-    'REGISTRY_ERROR',
-    `could not keep a signature on ${tag}: concurrent signers kept overwriting it`,
-  );
+  const signed = layer;
+  await confirmedMerge({
+    what: `${target.location}:${tag}`,
+    present: async () => (await readSignatureImage(target, tag))?.layers.some(ours) === true,
+    merge: async () => {
+      const existing = (await readSignatureImage(target, tag))?.layers ?? [];
+      if (!existing.some(ours)) await writeSignatureImage(target, tag, [...existing, signed]);
+    },
+  });
+  return { tag, layer: signed };
 }
 
-/** cosign drops a new signature when the same payload is already signed by the same key. */
-function samePayloadBySameKey(existing: Descriptor, candidate: Descriptor): boolean {
-  return (
-    existing.digest === candidate.digest &&
-    existing.annotations?.[SIGNATURE_ANNOTATION] === candidate.annotations?.[SIGNATURE_ANNOTATION]
+/**
+ * Attaches a Sigstore bundle v0.3 as an OCI referrer of `subject`, laid out as cosign v3 writes it
+ * (pushed by digest, untagged; registries without the referrers API get the `sha256-<hex>` index).
+ * A bundle of ours that already verifies for this subject is kept instead of adding another.
+ */
+export async function attachSignatureBundle(
+  target: Target,
+  subject: Descriptor,
+  signer: Signer,
+  createdAt: Date = new Date(),
+): Promise<{ digest: string }> {
+  const publicKey = createPublicKey(signer.publicKeyPem);
+  const ourKey: TrustedKey = { keyObject: publicKey, keyId: keyIdOf(publicKey), source: 'signer' };
+  for (const existing of await bundleReferrers(target, subject)) {
+    if (verifySignatureBundle(existing.bundle, subject.digest, [ourKey]).ok)
+      return { digest: existing.digest };
+  }
+  const bundle = await createSignatureBundle(subject.digest, signer);
+  const config = descriptorFor(MediaType.Empty, EMPTY_JSON);
+  const layer = descriptorFor(SIGSTORE_BUNDLE_MEDIA_TYPE, bundle);
+  await target.push(config, EMPTY_JSON);
+  await target.push(layer, bundle);
+  const manifest: ImageManifest = {
+    schemaVersion: 2,
+    mediaType: MediaType.ImageManifest,
+    // cosign also puts the artifact type on the config descriptor; readers ignore it, we match the bytes' shape.
+    config: { ...config, artifactType: SIGSTORE_BUNDLE_MEDIA_TYPE },
+    layers: [layer],
+    annotations: {
+      [Annotation.Created]: `${createdAt.toISOString().slice(0, 19)}Z`,
+      'dev.sigstore.bundle.content': 'dsse-envelope',
+      'dev.sigstore.bundle.predicateType': COSIGN_SIGN_PREDICATE_TYPE,
+    },
+    subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
+    artifactType: SIGSTORE_BUNDLE_MEDIA_TYPE,
+  };
+  const bytes = Buffer.from(JSON.stringify(manifest));
+  const descriptor = descriptorFor(MediaType.ImageManifest, bytes);
+  await target.push(descriptor, bytes);
+  return { digest: descriptor.digest };
+}
+
+async function readImageManifest(target: Target, descriptor: Descriptor): Promise<ImageManifest | undefined> {
+  const manifest = parseManifest(
+    await readAllLimited(await target.fetch(descriptor), MAX_MANIFEST_BYTES),
+    descriptor.mediaType,
   );
+  return 'layers' in manifest ? manifest : undefined;
 }
 
 async function readSignatureImage(target: Target, tag: string): Promise<ImageManifest | undefined> {
@@ -93,11 +144,7 @@ async function readSignatureImage(target: Target, tag: string): Promise<ImageMan
     if ((error as { code?: string }).code === 'NOT_FOUND') return undefined;
     throw error;
   }
-  const manifest = parseManifest(
-    await readAllLimited(await target.fetch(descriptor), MAX_MANIFEST_BYTES),
-    descriptor.mediaType,
-  );
-  return 'layers' in manifest ? manifest : undefined;
+  return readImageManifest(target, descriptor);
 }
 
 async function writeSignatureImage(target: Target, tag: string, layers: Descriptor[]): Promise<void> {
@@ -126,55 +173,115 @@ async function writeSignatureImage(target: Target, tag: string, layers: Descript
   await target.tag(descriptor, tag);
 }
 
+/**
+ * The bundles among `subject`'s referrers, read as cosign reads them: a manifest with exactly one layer
+ * of a Sigstore bundle media type. Other referrers are someone else's attachments and are skipped.
+ */
+async function bundleReferrers(
+  target: Target,
+  subject: Descriptor,
+): Promise<Array<{ digest: string; bundle: Buffer }>> {
+  const found: Array<{ digest: string; bundle: Buffer }> = [];
+  for (const referrer of await target.referrers(subject)) {
+    if (referrer.artifactType !== undefined && !referrer.artifactType.startsWith(BUNDLE_MEDIA_TYPE_PREFIX))
+      continue;
+    const manifest = await readImageManifest(target, referrer);
+    const layer = manifest?.layers.length === 1 ? manifest.layers[0] : undefined;
+    if (!layer?.mediaType.startsWith(BUNDLE_MEDIA_TYPE_PREFIX) || layer.size > MAX_SIGNATURE_BLOB) continue;
+    found.push({
+      digest: referrer.digest,
+      bundle: await readAllLimited(await target.fetch(layer), MAX_SIGNATURE_BLOB),
+    });
+  }
+  return found;
+}
+
+export interface VerifiedSignature {
+  format: SignatureFormat;
+  keyId: string;
+  /** Which trusted key: the file it was loaded from. */
+  key: string;
+  /** The `.sig` layer (payload) digest, or the bundle referrer's manifest digest. */
+  signatureDigest: string;
+}
+
+export interface RejectedSignature {
+  format: SignatureFormat;
+  code: 'SIGNATURE_INVALID' | 'SIGNATURE_UNTRUSTED';
+  reason: string;
+  signatureDigest: string;
+}
+
 export interface SignatureReport {
-  verified: Array<{ format: 'legacy'; keyId: string; signatureDigest: string }>;
-  rejected: Array<{ format: 'legacy'; code: string; reason: string; signatureDigest: string }>;
+  verified: VerifiedSignature[];
+  rejected: RejectedSignature[];
 }
 
 /**
- * Checks the legacy signatures of `subject`, reading only the signature image and its payloads — never
- * the subject's content. Layers that are not simple-signing payloads are someone else's attachments.
+ * Checks every signature of `subject` in both formats, reading only signature images, referrer
+ * manifests and their small blobs — never the subject's content.
  */
-export async function verifyLegacySignatures(
+export async function verifySignatures(
   target: Target,
   subject: Descriptor,
   trustedKeys: TrustedKey[],
 ): Promise<SignatureReport> {
   const report: SignatureReport = { verified: [], rejected: [] };
+  const record = (
+    format: SignatureFormat,
+    signatureDigest: string,
+    verdict: LegacyVerdict | ReturnType<typeof verifySignatureBundle>,
+  ) => {
+    if (verdict.ok) {
+      const key = trustedKeys.find((k) => k.keyId === verdict.keyId)?.source ?? verdict.keyId;
+      report.verified.push({ format, keyId: verdict.keyId, key, signatureDigest });
+    } else {
+      report.rejected.push({ format, code: verdict.code, reason: verdict.reason, signatureDigest });
+    }
+  };
+
   const image = await readSignatureImage(target, legacySignatureTag(subject));
   for (const layer of image?.layers ?? []) {
-    if (layer.mediaType !== SIMPLE_SIGNING_MEDIA_TYPE || layer.size > 64 * 1024) continue;
-    const payload = await readAllLimited(await target.fetch(layer), 64 * 1024);
-    const verdict: LegacyVerdict | undefined = verifyLegacySignature(
+    if (layer.mediaType !== SIMPLE_SIGNING_MEDIA_TYPE || layer.size > MAX_SIGNATURE_BLOB) continue;
+    const payload = await readAllLimited(await target.fetch(layer), MAX_SIGNATURE_BLOB);
+    const verdict = verifyLegacySignature(
       { mediaType: layer.mediaType, payload, annotations: layer.annotations ?? {} },
       subject.digest,
       trustedKeys,
     );
-    if (!verdict) continue;
-    if (verdict.ok)
-      report.verified.push({ format: 'legacy', keyId: verdict.keyId, signatureDigest: layer.digest });
-    else
-      report.rejected.push({
-        format: 'legacy',
-        code: verdict.code,
-        reason: verdict.reason,
-        signatureDigest: layer.digest,
-      });
+    if (verdict) record('legacy', layer.digest, verdict);
+  }
+  for (const { digest, bundle } of await bundleReferrers(target, subject)) {
+    record('bundle', digest, verifySignatureBundle(bundle, subject.digest, trustedKeys));
   }
   return report;
 }
 
-/** Throws unless at least one trusted signature names exactly `subject`: SIGNATURE_MISSING, _UNTRUSTED or _INVALID. */
+/**
+ * Throws unless at least one signature by a trusted key names exactly `subject`: SIGNATURE_MISSING
+ * (none at all), SIGNATURE_INVALID (a trusted key signed something else, or a signature is malformed),
+ * SIGNATURE_UNTRUSTED (signed, but by no trusted key).
+ */
 export async function requireTrustedSignature(
   target: Target,
   subject: Descriptor,
   trustedKeys: TrustedKey[],
-): Promise<SignatureReport['verified']> {
-  const report = await verifyLegacySignatures(target, subject, trustedKeys);
-  if (report.verified.length > 0) return report.verified;
+): Promise<SignatureReport> {
+  if (trustedKeys.length === 0) throw new SplinterError('TRUST_REQUIRED', 'no trusted public key was given');
+  const report = await verifySignatures(target, subject, trustedKeys);
+  if (report.verified.length > 0) return report;
   if (report.rejected.length === 0)
     throw new SplinterError('SIGNATURE_MISSING', `${subject.digest} has no signatures`);
   const invalid = report.rejected.find((r) => r.code === 'SIGNATURE_INVALID');
-  if (invalid) throw new SplinterError('SIGNATURE_INVALID', `${subject.digest}: ${invalid.reason}`);
-  throw new SplinterError('SIGNATURE_UNTRUSTED', `${subject.digest}: signed, but by no trusted key`);
+  if (invalid)
+    throw new SplinterError(
+      'SIGNATURE_INVALID',
+      `${subject.digest}: ${invalid.format} signature: ${invalid.reason}`,
+      {
+        details: { rejected: report.rejected },
+      },
+    );
+  throw new SplinterError('SIGNATURE_UNTRUSTED', `${subject.digest}: signed, but by no trusted key`, {
+    details: { rejected: report.rejected },
+  });
 }

@@ -1,10 +1,20 @@
-export type { SignatureReport } from './attach.js';
+export type { RejectedSignature, SignatureFormat, SignatureReport, VerifiedSignature } from './attach.js';
 export {
   attachLegacySignature,
+  attachSignatureBundle,
   legacySignatureTag,
   requireTrustedSignature,
-  verifyLegacySignatures,
+  verifySignatures,
 } from './attach.js';
+export type { BundleVerdict } from './bundle.js';
+export {
+  COSIGN_SIGN_PREDICATE_TYPE,
+  cosignSignStatement,
+  createSignatureBundle,
+  IN_TOTO_PAYLOAD_TYPE,
+  SIGSTORE_BUNDLE_MEDIA_TYPE,
+  verifySignatureBundle,
+} from './bundle.js';
 export type { Signer, TrustedKey } from './keys.js';
 export {
   generateKeyPair,

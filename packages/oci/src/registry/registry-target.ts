@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import { type ErrorCode, SplinterError } from '@splinter/errors';
+import { confirmedMerge } from '../confirmed-merge.js';
 import { progressStream, readVerified, toReadable } from '../content.js';
 import { type Descriptor, type ImageIndex, isManifestMediaType } from '../descriptor.js';
 import { digestHex, isDigest, readAllLimited, sha256Digest, VerifyingStream } from '../digest.js';
@@ -457,22 +458,33 @@ export class RegistryTarget implements Target, Mountable {
     }
   }
 
-  /** The referrers tag schema: read `sha256-<hex>`, append the referrer if new, put it back. */
+  /**
+   * The referrers tag schema: read `sha256-<hex>`, append the referrer if new, put it back. Two
+   * referrers written at once (two signers) would otherwise overwrite each other's entry.
+   */
   private async addToFallbackIndex(subject: Descriptor, entry: Descriptor): Promise<void> {
-    const index: ImageIndex = (await this.readFallbackIndex(subject)) ?? {
-      schemaVersion: 2,
-      mediaType: MediaType.ImageIndex,
-      manifests: [],
-    };
-    if (index.manifests.some((d) => d.digest === entry.digest)) return;
-    index.manifests.push(entry);
-    const bytes = Buffer.from(JSON.stringify(index));
-    const desc: Descriptor = {
-      mediaType: MediaType.ImageIndex,
-      digest: sha256Digest(bytes),
-      size: bytes.byteLength,
-    };
-    await this.putManifest(desc, bytes, this.fallbackTag(subject));
+    const listed = async () =>
+      (await this.readFallbackIndex(subject))?.manifests.some((d) => d.digest === entry.digest) === true;
+    await confirmedMerge({
+      what: `${this.location}:${this.fallbackTag(subject)}`,
+      present: listed,
+      merge: async () => {
+        const index: ImageIndex = (await this.readFallbackIndex(subject)) ?? {
+          schemaVersion: 2,
+          mediaType: MediaType.ImageIndex,
+          manifests: [],
+        };
+        if (index.manifests.some((d) => d.digest === entry.digest)) return;
+        index.manifests.push(entry);
+        const bytes = Buffer.from(JSON.stringify(index));
+        const desc: Descriptor = {
+          mediaType: MediaType.ImageIndex,
+          digest: sha256Digest(bytes),
+          size: bytes.byteLength,
+        };
+        await this.putManifest(desc, bytes, this.fallbackTag(subject));
+      },
+    });
   }
 
   // ---- errors ----

@@ -1,0 +1,163 @@
+import {
+  BUNDLE_V03_MEDIA_TYPE,
+  type Bundle,
+  bundleFromJSON,
+  bundleToJSON,
+  isBundleWithDsseEnvelope,
+} from '@sigstore/bundle';
+import { DSSEBundleBuilder, type Signer as SigstoreSigner } from '@sigstore/sign';
+import { toSignedEntity, toTrustMaterial, Verifier } from '@sigstore/verify';
+import { SplinterError } from '@splinter/errors';
+import { type Digest, digestHex } from '@splinter/oci';
+import type { Signer, TrustedKey } from './keys.js';
+
+export const SIGSTORE_BUNDLE_MEDIA_TYPE = BUNDLE_V03_MEDIA_TYPE;
+/** The predicate type cosign v3 gives image signatures (`cosign sign`). */
+export const COSIGN_SIGN_PREDICATE_TYPE = 'https://sigstore.dev/cosign/sign/v1';
+export const IN_TOTO_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
+const IN_TOTO_STATEMENT_TYPE = 'https://in-toto.io/Statement/v1';
+
+/** The in-toto statement cosign v3 signs for an image: one subject by sha256, no name, an empty predicate. */
+export function cosignSignStatement(manifestDigest: Digest): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      _type: IN_TOTO_STATEMENT_TYPE,
+      subject: [{ digest: { sha256: digestHex(manifestDigest) } }],
+      predicateType: COSIGN_SIGN_PREDICATE_TYPE,
+      predicate: {},
+    }),
+  );
+}
+
+/**
+ * A Sigstore bundle v0.3 as `cosign sign --key` writes it offline: a DSSE envelope over the statement,
+ * the key named only by its hint, no transparency-log entry and no timestamp.
+ */
+export async function createSignatureBundle(manifestDigest: Digest, signer: Signer): Promise<Buffer> {
+  const adapter: SigstoreSigner = {
+    sign: async (data) => ({
+      signature: Buffer.from(await signer.sign(data)),
+      key: { $case: 'publicKey', publicKey: signer.publicKeyPem, hint: signer.keyId },
+    }),
+  };
+  const bundle = await new DSSEBundleBuilder({ signer: adapter, witnesses: [] }).create({
+    data: cosignSignStatement(manifestDigest),
+    type: IN_TOTO_PAYLOAD_TYPE,
+  });
+  return Buffer.from(JSON.stringify(bundleToJSON(bundle)));
+}
+
+export type BundleVerdict =
+  | { ok: true; keyId: string }
+  | { ok: false; code: 'SIGNATURE_INVALID' | 'SIGNATURE_UNTRUSTED'; reason: string };
+
+const EMPTY_TRUSTED_ROOT: Parameters<typeof toTrustMaterial>[0] = {
+  mediaType: 'application/vnd.dev.sigstore.trustedroot.v0.2+json',
+  tlogs: [],
+  certificateAuthorities: [],
+  ctlogs: [],
+  timestampAuthorities: [],
+};
+
+/** One @sigstore/verify Verifier per trusted key: the key answers every hint, as `cosign verify --key` does. */
+const verifiers = new WeakMap<TrustedKey, Verifier>();
+function verifierFor(key: TrustedKey): Verifier {
+  let verifier = verifiers.get(key);
+  if (!verifier) {
+    const material = toTrustMaterial(EMPTY_TRUSTED_ROOT, () => ({
+      publicKey: key.keyObject,
+      validFor: () => true,
+    }));
+    verifier = new Verifier(material, { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 0 });
+    verifiers.set(key, verifier);
+  }
+  return verifier;
+}
+
+/**
+ * Checks one bundle against `manifestDigest` with @sigstore/verify, given only public keys. Like
+ * `cosign verify --key ... --insecure-ignore-tlog=true`: the signature must verify under a trusted key,
+ * transparency-log entries and timestamps are not consulted (there is no trusted root offline), and the
+ * in-toto statement must name exactly this digest.
+ */
+export function verifySignatureBundle(
+  json: Uint8Array,
+  manifestDigest: Digest,
+  trustedKeys: TrustedKey[],
+): BundleVerdict {
+  let bundle: Bundle;
+  try {
+    bundle = bundleFromJSON(JSON.parse(Buffer.from(json).toString('utf8')));
+  } catch (error) {
+    return {
+      ok: false,
+      code: 'SIGNATURE_INVALID',
+      reason: `not a Sigstore bundle: ${(error as Error).message}`,
+    };
+  }
+  if (bundle.mediaType !== BUNDLE_V03_MEDIA_TYPE) {
+    return {
+      ok: false,
+      code: 'SIGNATURE_INVALID',
+      reason: `bundle media type ${bundle.mediaType} is older than v0.3`,
+    };
+  }
+  if (!isBundleWithDsseEnvelope(bundle)) {
+    return { ok: false, code: 'SIGNATURE_INVALID', reason: 'bundle does not hold a DSSE envelope' };
+  }
+  const envelope = bundle.content.dsseEnvelope;
+  if (envelope.payloadType !== IN_TOTO_PAYLOAD_TYPE) {
+    return { ok: false, code: 'SIGNATURE_INVALID', reason: `DSSE payload type is ${envelope.payloadType}` };
+  }
+  const keyOnly: Bundle = {
+    ...bundle,
+    verificationMaterial: {
+      ...bundle.verificationMaterial,
+      tlogEntries: [],
+      timestampVerificationData: undefined,
+    },
+  };
+  const signer = trustedKeys.find((key) => {
+    try {
+      verifierFor(key).verify(toSignedEntity(keyOnly));
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  if (!signer)
+    return { ok: false, code: 'SIGNATURE_UNTRUSTED', reason: 'no trusted key verifies this bundle' };
+  let named: string[];
+  try {
+    named = statementSubjects(envelope.payload);
+  } catch (error) {
+    return { ok: false, code: 'SIGNATURE_INVALID', reason: (error as Error).message };
+  }
+  const hex = digestHex(manifestDigest);
+  if (!named.includes(hex)) {
+    return {
+      ok: false,
+      code: 'SIGNATURE_INVALID',
+      reason: `statement names ${named.map((h) => `sha256:${h}`).join(', ') || 'no subject'}, not ${manifestDigest}`,
+    };
+  }
+  return { ok: true, keyId: signer.keyId };
+}
+
+/** The sha256 digests an in-toto v1 statement names as its subjects. */
+function statementSubjects(payload: Buffer): string[] {
+  let statement: { _type?: unknown; subject?: unknown };
+  try {
+    statement = JSON.parse(payload.toString('utf8')) as typeof statement;
+  } catch {
+    throw new SplinterError('SIGNATURE_INVALID', 'the signed statement is not JSON');
+  }
+  if (statement._type !== IN_TOTO_STATEMENT_TYPE) {
+    throw new SplinterError('SIGNATURE_INVALID', `statement type is ${JSON.stringify(statement._type)}`);
+  }
+  if (!Array.isArray(statement.subject))
+    throw new SplinterError('SIGNATURE_INVALID', 'statement has no subject');
+  return statement.subject.flatMap((subject: { digest?: { sha256?: unknown } }) =>
+    typeof subject?.digest?.sha256 === 'string' ? [subject.digest.sha256.toLowerCase()] : [],
+  );
+}
