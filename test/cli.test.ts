@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadPrivateKey, loadPublicKey } from '@splinter/sign';
+import { generateKeyPair, loadPrivateKey, loadPublicKey, writeKeyPair } from '@splinter/sign';
 import { type RunningRegistry, requireTool, startFaultProxy, startRegistry } from '@splinter/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshot, tempDir } from '../packages/pack/test/helpers.js';
@@ -13,10 +13,20 @@ describe('splinter CLI end to end', () => {
   let work: string;
   let registry: RunningRegistry;
   let env: Record<string, string>;
+  // Every push here is signed and every pull verifies, as in production; signing.test.ts covers refusals.
+  let sign: string[];
+  let trust: string[];
   beforeAll(async () => {
     work = await tempDir('cli');
     registry = await startRegistry({ auth: 'htpasswd' });
-    env = { SPLINTER_HOME: join(work, 'home'), DOCKER_CONFIG: registry.dockerConfigDir };
+    env = {
+      SPLINTER_HOME: join(work, 'home'),
+      DOCKER_CONFIG: registry.dockerConfigDir,
+      COSIGN_PASSWORD: 'cli-test',
+    };
+    await writeKeyPair(join(work, 'signing'), await generateKeyPair('cli-test'));
+    sign = ['--key', join(work, 'signing.key')];
+    trust = ['--key', join(work, 'signing.pub')];
   });
   afterAll(async () => {
     await registry?.stop();
@@ -24,14 +34,17 @@ describe('splinter CLI end to end', () => {
   });
 
   it('pushes the sample patch into the embedded store and pulls it back exactly', async () => {
-    const pushed = await splinter(['patch', 'push', SAMPLE, '--realm', 'demo', '--version', '1.0.0'], env);
+    const pushed = await splinter(
+      ['patch', 'push', SAMPLE, '--realm', 'demo', '--version', '1.0.0', ...sign],
+      env,
+    );
     expect(pushed.code, pushed.stderr).toBe(0);
     const [digest, reference] = pushed.stdout.trim().split('\n');
     expect(digest).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(reference).toBe('patches/demo:1.0.0');
 
     const pulled = await splinter(
-      ['patch', 'pull', 'patches/demo:1.0.0', '--output', join(work, 'out'), '--json'],
+      ['patch', 'pull', 'patches/demo:1.0.0', '--output', join(work, 'out'), '--json', ...trust],
       env,
     );
     expect(pulled.code, pulled.stderr).toBe(0);
@@ -41,7 +54,7 @@ describe('splinter CLI end to end', () => {
 
   it('uploads no blob when an unchanged tree is pushed again', async () => {
     const again = await splinter(
-      ['patch', 'push', SAMPLE, '--realm', 'demo', '--version', '1.0.1', '--json'],
+      ['patch', 'push', SAMPLE, '--realm', 'demo', '--version', '1.0.1', '--json', ...sign],
       env,
     );
     expect(again.code, again.stderr).toBe(0);
@@ -62,6 +75,7 @@ describe('splinter CLI end to end', () => {
         `${registry.host}/game`,
         '--plain-http',
         '--json',
+        ...sign,
       ],
       env,
     );
@@ -94,6 +108,7 @@ describe('splinter CLI end to end', () => {
         '--output',
         join(work, 'client'),
         '--plain-http',
+        ...trust,
       ],
       fresh,
     );
@@ -138,7 +153,7 @@ describe('splinter CLI end to end', () => {
 
   it('pushes and pulls a mod, and inspect shows it', async () => {
     const pushed = await splinter(
-      ['mod', 'push', SAMPLE_MOD, '--name', 'better-minimap', '--version', '0.3.0', '--json'],
+      ['mod', 'push', SAMPLE_MOD, '--name', 'better-minimap', '--version', '0.3.0', '--json', ...sign],
       env,
     );
     expect(pushed.code, pushed.stderr).toBe(0);
@@ -148,13 +163,13 @@ describe('splinter CLI end to end', () => {
       annotations: { 'dev.splintertree.mod.name': 'better-minimap' },
     });
     const pulled = await splinter(
-      ['mod', 'pull', 'mods/better-minimap:0.3.0', '--output', join(work, 'mod')],
+      ['mod', 'pull', 'mods/better-minimap:0.3.0', '--output', join(work, 'mod'), ...trust],
       env,
     );
     expect(pulled.code, pulled.stderr).toBe(0);
     expect(await snapshot(join(work, 'mod'))).toEqual(await snapshot(SAMPLE_MOD));
     const wrongKind = await splinter(
-      ['patch', 'pull', 'mods/better-minimap:0.3.0', '--output', join(work, 'nope')],
+      ['patch', 'pull', 'mods/better-minimap:0.3.0', '--output', join(work, 'nope'), ...trust],
       env,
     );
     expect(wrongKind.code).toBe(4);
@@ -163,7 +178,7 @@ describe('splinter CLI end to end', () => {
 
   it('leaves no partial tree when a blob in the store is corrupt, and says so in one line', async () => {
     const pushed = await splinter(
-      ['patch', 'push', SAMPLE, '--realm', 'corrupt', '--version', '1', '--json'],
+      ['patch', 'push', SAMPLE, '--realm', 'corrupt', '--version', '1', '--json', ...sign],
       env,
     );
     const manifestDigest = JSON.parse(pushed.stdout).digest as string;
@@ -178,7 +193,7 @@ describe('splinter CLI end to end', () => {
     await writeFile(victim, damaged);
     try {
       const pulled = await splinter(
-        ['patch', 'pull', 'patches/corrupt:1', '--output', join(work, 'corrupt-out')],
+        ['patch', 'pull', 'patches/corrupt:1', '--output', join(work, 'corrupt-out'), ...trust],
         env,
       );
       expect(pulled.code).toBe(4);
@@ -209,6 +224,7 @@ describe('splinter CLI end to end', () => {
           registry.host,
           '--plain-http',
           '--json',
+          ...sign,
         ],
         env,
       );
@@ -230,6 +246,7 @@ describe('splinter CLI end to end', () => {
           '--output',
           join(work, 'mirror-out'),
           '--plain-http',
+          ...trust,
         ],
         client,
       );
@@ -249,7 +266,7 @@ describe('splinter CLI end to end', () => {
     const output = join(work, 'occupied');
     await run('mkdir', ['-p', output]);
     await writeFile(join(output, 'save.dat'), 'player progress');
-    const pulled = await splinter(['patch', 'pull', 'patches/demo:1.0.0', '--output', output], env);
+    const pulled = await splinter(['patch', 'pull', 'patches/demo:1.0.0', '--output', output, ...trust], env);
     expect(pulled.code).toBe(2);
     expect(pulled.stderr).toMatch(/^splinter: OUTPUT_EXISTS: /);
     expect(await readFile(join(output, 'save.dat'), 'utf8')).toBe('player progress');
@@ -278,7 +295,10 @@ describe('splinter CLI end to end', () => {
   });
 
   it('maps errors to documented exit codes with one-line messages', async () => {
-    const unknown = await splinter(['patch', 'pull', 'patches/demo:9.9.9', '--output', join(work, 'x')], env);
+    const unknown = await splinter(
+      ['patch', 'pull', 'patches/demo:9.9.9', '--output', join(work, 'x'), ...trust],
+      env,
+    );
     expect(unknown.code).toBe(3);
     expect(unknown.stderr).toMatch(/^splinter: NOT_FOUND: .*9\.9\.9/);
     const badReference = await splinter(['inspect', 'Not A Reference'], env);

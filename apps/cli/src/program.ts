@@ -4,6 +4,7 @@ import { registerKeyCommands } from './commands/key.js';
 import { registerModCommands } from './commands/mod.js';
 import { registerPatchCommands } from './commands/patch.js';
 import { registerRealmCommands } from './commands/realm.js';
+import { registerSignatureCommands } from './commands/signature.js';
 
 export function buildProgram(): Command {
   const program = new Command('splinter')
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerRealmCommands(program);
   registerKeyCommands(program);
   registerModCommands(program);
+  registerSignatureCommands(program);
   registerInspectCommand(program);
   addOutputOptions(program);
   return program;

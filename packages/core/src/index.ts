@@ -1,4 +1,5 @@
 export type { HeadChange, ModPin, PatchRow, PatchStatus, ReleaseRow } from '@splinter/chain';
+export type { Signer, TrustedKey } from '@splinter/sign';
 export type { ArtifactKind } from './artifact.js';
 export { ArtifactAnnotation, ArtifactType, buildArtifactManifest } from './artifact.js';
 export { generateKeyPairFiles } from './keys.js';
@@ -7,14 +8,20 @@ export { destinationFor, formatLocation, parseLocation } from './locations.js';
 export type { ProgressSink } from './progress.js';
 export type { Settings } from './settings.js';
 export { settingsFromEnvironment } from './settings.js';
+export { loadSigningKey, loadTrustedKeys } from './signing.js';
 export type { OpenOptions } from './splinter.js';
 export { openSplinter, Splinter } from './splinter.js';
 export type {
   InspectResult,
   PullInput,
   PullResult,
+  PullTrust,
   PushInput,
   PushResult,
   SignatureFormat,
+  SignatureRecord,
+  SignResult,
   TransferStats,
+  VerifiedSignature,
+  VerifyResult,
 } from './types.js';

@@ -11,6 +11,7 @@ import {
   readAllLimited,
   type Target,
 } from '@splinter/oci';
+import { requireTrustedSignature, type Signer, type TrustedKey } from '@splinter/sign';
 import { ArtifactAnnotation, ArtifactType } from './artifact.js';
 import { BlobLocations } from './blob-locations.js';
 import { type ChainDatabase, openChainDatabase } from './database.js';
@@ -20,8 +21,20 @@ import type { ProgressSink } from './progress.js';
 import { unpackArtifact } from './pull.js';
 import { stageArtifact } from './push.js';
 import type { Settings } from './settings.js';
+import { signManifest } from './signing.js';
 import { Stores } from './stores.js';
-import type { InspectResult, PullInput, PullResult, PushInput, PushResult, TransferStats } from './types.js';
+import type {
+  InspectResult,
+  PullInput,
+  PullResult,
+  PushInput,
+  PushResult,
+  SignatureFormat,
+  SignResult,
+  TransferStats,
+  VerifiedSignature,
+  VerifyResult,
+} from './types.js';
 
 export interface OpenOptions {
   settings: Settings;
@@ -118,12 +131,21 @@ export class Splinter {
         },
       );
       await target.tag(manifestDescriptor, version);
+      const signatures = input.signer
+        ? await signManifest(
+            target,
+            manifestDescriptor,
+            input.signer,
+            input.signatureFormat ?? 'both',
+            destination,
+          )
+        : [];
       const result: PushResult = {
         kind: input.kind,
         digest: manifestDescriptor.digest,
         reference: formatLocation(destination),
         blobs,
-        signatures: [],
+        signatures,
       };
       if (chain) {
         const pinned: Location = { ...destination, digest: manifestDescriptor.digest };
@@ -153,7 +175,15 @@ export class Splinter {
     const target = await this.stores.target(location);
     const descriptor = await target.resolve(location.digest ?? location.tag ?? 'latest');
 
-    const verifiedBy: PullResult['verifiedBy'] = [];
+    // Signatures first: nothing of the artifact beyond its manifest digest is read until one verifies.
+    let verifiedBy: VerifiedSignature[] = [];
+    if ('keys' in input.trust) {
+      verifiedBy = (await requireTrustedSignature(target, descriptor, input.trust.keys)).verified;
+    } else {
+      this.options.warn?.(
+        `pulling ${formatLocation({ ...location, digest: descriptor.digest })} without verifying any signature (--insecure-skip-verify)`,
+      );
+    }
     const manifest = await fetchManifest(target, descriptor);
     const expectedType = input.kind === 'patch' ? ArtifactType.Patch : ArtifactType.Mod;
     if (manifest.artifactType !== expectedType) {
@@ -202,6 +232,36 @@ export class Splinter {
       bytes: unpacked.bytes,
       blobs,
       verifiedBy,
+      verificationSkipped: !('keys' in input.trust),
+    };
+  }
+
+  /** Signs an artifact that is already stored (`splinter sign`). */
+  async sign(input: { reference: string; signer: Signer; format?: SignatureFormat }): Promise<SignResult> {
+    const location = parseLocation(input.reference);
+    const target = await this.stores.target(location);
+    const descriptor = await target.resolve(location.digest ?? location.tag ?? 'latest');
+    const signatures = await signManifest(target, descriptor, input.signer, input.format ?? 'both', location);
+    return {
+      digest: descriptor.digest,
+      reference: formatLocation({ ...location, digest: descriptor.digest }),
+      signatures,
+    };
+  }
+
+  /**
+   * Reports which signatures of an artifact verify under `keys` (`splinter verify`). Throws as a pull
+   * would (SIGNATURE_MISSING / _UNTRUSTED / _INVALID) unless at least one does.
+   */
+  async verify(input: { reference: string; keys: TrustedKey[] }): Promise<VerifyResult> {
+    const location = parseLocation(input.reference);
+    const target = await this.stores.target(location);
+    const descriptor = await target.resolve(location.digest ?? location.tag ?? 'latest');
+    const report = await requireTrustedSignature(target, descriptor, input.keys);
+    return {
+      digest: descriptor.digest,
+      reference: formatLocation({ ...location, digest: descriptor.digest }),
+      ...report,
     };
   }
 

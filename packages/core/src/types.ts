@@ -1,6 +1,17 @@
+import type { Signer, TrustedKey } from '@splinter/sign';
 import type { ArtifactKind } from './artifact.js';
 
+/** Which cosign formats to sign in: the legacy `.sig` image, a Sigstore bundle referrer, or both. */
 export type SignatureFormat = 'legacy' | 'bundle' | 'both';
+
+export interface SignatureRecord {
+  format: 'legacy' | 'bundle';
+  /** The `.sig` tag or the bundle referrer's digest, as a full reference. */
+  location: string;
+}
+
+/** What a pull trusts: these keys, or nothing at all when the caller explicitly skips verification. */
+export type PullTrust = { keys: TrustedKey[] } | { skipVerification: true };
 
 export interface PushInput {
   kind: ArtifactKind;
@@ -19,6 +30,10 @@ export interface PushInput {
   /** `host[:port][/namespace]`; unset means the configured registry, else the embedded store. */
   registry?: string | undefined;
   concurrency?: number | undefined;
+  /** Sign the pushed manifest with this key (load it first, so a wrong password uploads nothing). */
+  signer?: Signer | undefined;
+  /** Default `both`. */
+  signatureFormat?: SignatureFormat | undefined;
 }
 
 export interface TransferStats {
@@ -38,7 +53,7 @@ export interface PushResult {
   parent?: string | null;
   keyId?: string;
   blobs: TransferStats;
-  signatures: Array<{ format: 'legacy' | 'bundle'; location: string }>;
+  signatures: SignatureRecord[];
 }
 
 export interface PullInput {
@@ -47,6 +62,8 @@ export interface PullInput {
   output: string;
   replace?: boolean;
   concurrency?: number | undefined;
+  /** Checked before any content blob is downloaded. */
+  trust: PullTrust;
 }
 
 export interface PullResult {
@@ -58,7 +75,30 @@ export interface PullResult {
   bytes: number;
   /** Blobs downloaded (and kept in the cache) versus found in the cache already. */
   blobs: { downloaded: number; cached: number; bytes: number };
-  verifiedBy: Array<{ format: 'legacy' | 'bundle'; keyId: string }>;
+  /** Signatures that verified; empty only when verification was skipped. */
+  verifiedBy: VerifiedSignature[];
+  verificationSkipped: boolean;
+}
+
+export interface VerifiedSignature {
+  format: 'legacy' | 'bundle';
+  keyId: string;
+  /** The trusted key's file. */
+  key: string;
+  signatureDigest: string;
+}
+
+export interface SignResult {
+  digest: string;
+  reference: string;
+  signatures: SignatureRecord[];
+}
+
+export interface VerifyResult {
+  digest: string;
+  reference: string;
+  verified: VerifiedSignature[];
+  rejected: Array<{ format: 'legacy' | 'bundle'; code: string; reason: string; signatureDigest: string }>;
 }
 
 export interface InspectResult {

@@ -4,6 +4,7 @@ import {
   Annotation,
   confirmedMerge,
   type Descriptor,
+  type Digest,
   descriptorFor,
   digestHex,
   EMPTY_JSON,
@@ -96,7 +97,7 @@ export async function attachSignatureBundle(
   subject: Descriptor,
   signer: Signer,
   createdAt: Date = new Date(),
-): Promise<{ digest: string }> {
+): Promise<{ digest: Digest }> {
   const publicKey = createPublicKey(signer.publicKeyPem);
   const ourKey: TrustedKey = { keyObject: publicKey, keyId: keyIdOf(publicKey), source: 'signer' };
   for (const existing of await bundleReferrers(target, subject)) {
@@ -180,8 +181,8 @@ async function writeSignatureImage(target: Target, tag: string, layers: Descript
 async function bundleReferrers(
   target: Target,
   subject: Descriptor,
-): Promise<Array<{ digest: string; bundle: Buffer }>> {
-  const found: Array<{ digest: string; bundle: Buffer }> = [];
+): Promise<Array<{ digest: Digest; bundle: Buffer }>> {
+  const found: Array<{ digest: Digest; bundle: Buffer }> = [];
   for (const referrer of await target.referrers(subject)) {
     if (referrer.artifactType !== undefined && !referrer.artifactType.startsWith(BUNDLE_MEDIA_TYPE_PREFIX))
       continue;

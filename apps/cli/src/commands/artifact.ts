@@ -1,16 +1,25 @@
-import type { ArtifactKind, PullResult, PushResult } from '@splinter/core';
+import type { ArtifactKind, PullResult, PushResult, SignatureFormat } from '@splinter/core';
 import { SplinterError } from '@splinter/errors';
 import type { Command } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
 import { printResult } from '../output.js';
+import {
+  addTrustOptions,
+  loadSignerFlag,
+  signatureFormatOption,
+  type TrustFlags,
+  trustFromFlags,
+} from '../signing-flags.js';
 
 export interface PushFlags {
   registry?: string;
   plainHttp?: boolean;
   concurrency?: string;
+  key?: string;
+  signatureFormat: SignatureFormat;
 }
 
-export interface PullFlags {
+export interface PullFlags extends TrustFlags {
   output: string;
   plainHttp?: boolean;
   replace?: boolean;
@@ -24,15 +33,20 @@ export function addPushOptions(command: Command, registryEnv: string): Command {
       `registry and namespace, host[:port][/path] (default: $${registryEnv}, else the embedded store)`,
     )
     .option('--plain-http', 'talk plain HTTP to the registry (never the default)')
-    .option('--concurrency <n>', 'parallel blob transfers (default 4)');
+    .option('--concurrency <n>', 'parallel blob transfers (default 4)')
+    .option('--key <keyfile>', 'sign the pushed manifest with this cosign private key')
+    .addOption(signatureFormatOption());
 }
 
 export function addPullOptions(command: Command): Command {
-  return command
-    .requiredOption('--output <dir>', 'folder to write the tree into (staged, then renamed into place)')
-    .option('--plain-http', 'talk plain HTTP to the registry (never the default)')
-    .option('--replace', 'replace --output if it already exists')
-    .option('--concurrency <n>', 'parallel blob transfers (default 4)');
+  return addTrustOptions(
+    command
+      .requiredOption('--output <dir>', 'folder to write the tree into (staged, then renamed into place)')
+      .option('--plain-http', 'talk plain HTTP to the registry (never the default)')
+      .option('--replace', 'replace --output if it already exists')
+      .option('--concurrency <n>', 'parallel blob transfers (default 4)'),
+    true,
+  );
 }
 
 export function parseConcurrency(value: string | undefined): number | undefined {
@@ -62,17 +76,24 @@ export async function runPush(
   },
 ): Promise<void> {
   const output = globalOptions(command);
+  const concurrency = parseConcurrency(flags.concurrency);
+  // The key is opened before anything is packed or uploaded: a wrong password costs nothing.
+  const signer = flags.key === undefined ? undefined : await loadSignerFlag(flags.key);
   const result: PushResult = await withSplinter(command, flags, (splinter) =>
     splinter.push({
       kind,
       dir,
       ...identity,
       registry: flags.registry,
-      concurrency: parseConcurrency(flags.concurrency),
+      concurrency,
+      signer,
+      signatureFormat: flags.signatureFormat,
     }),
   );
   const human = [result.digest, result.reference];
   if (result.id !== undefined) human.push(`id: ${result.id}`);
+  for (const signature of result.signatures)
+    human.push(`signed (${signature.format}): ${signature.location}`);
   printResult(output, result, human);
 }
 
@@ -83,17 +104,20 @@ export async function runPull(
   flags: PullFlags,
 ): Promise<void> {
   const output = globalOptions(command);
+  const concurrency = parseConcurrency(flags.concurrency);
+  const trust = await trustFromFlags(flags);
   const result: PullResult = await withSplinter(command, flags, (splinter) =>
     splinter.pull({
       kind,
       reference,
       output: flags.output,
       replace: flags.replace === true,
-      concurrency: parseConcurrency(flags.concurrency),
+      concurrency,
+      trust,
     }),
   );
   printResult(output, result, [
     `${result.digest} -> ${result.output} (${result.files} files, ${result.bytes} bytes)`,
-    ...result.verifiedBy.map((v) => `verified: ${v.format} signature by key ${v.keyId}`),
+    ...result.verifiedBy.map((v) => `verified: ${v.format} signature by ${v.key} (${v.keyId})`),
   ]);
 }

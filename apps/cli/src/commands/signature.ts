@@ -1,0 +1,49 @@
+import type { Command } from 'commander';
+import { globalOptions, withSplinter } from '../context.js';
+import { printResult } from '../output.js';
+import {
+  addTrustOptions,
+  loadSignerFlag,
+  signatureFormatOption,
+  type TrustFlags,
+  trustedKeysFromFlags,
+} from '../signing-flags.js';
+
+export function registerSignatureCommands(program: Command): void {
+  program
+    .command('sign <ref>')
+    .description('sign an artifact already in a registry or the embedded store, in cosign formats')
+    .requiredOption('--key <keyfile>', 'cosign private key file')
+    .addOption(signatureFormatOption())
+    .option('--plain-http', 'talk plain HTTP to the registry (never the default)')
+    .action(async function (
+      this: Command,
+      reference: string,
+      flags: { key: string; signatureFormat: 'legacy' | 'bundle' | 'both'; plainHttp?: boolean },
+    ) {
+      const signer = await loadSignerFlag(flags.key);
+      const result = await withSplinter(this, flags, (splinter) =>
+        splinter.sign({ reference, signer, format: flags.signatureFormat }),
+      );
+      printResult(globalOptions(this), result, [
+        result.reference,
+        ...result.signatures.map((s) => `signed (${s.format}): ${s.location}`),
+      ]);
+    });
+
+  addTrustOptions(
+    program
+      .command('verify <ref>')
+      .description('check the cosign signatures of an artifact against trusted public keys')
+      .option('--plain-http', 'talk plain HTTP to the registry (never the default)'),
+    false,
+  ).action(async function (this: Command, reference: string, flags: TrustFlags & { plainHttp?: boolean }) {
+    const keys = await trustedKeysFromFlags(flags);
+    const result = await withSplinter(this, flags, (splinter) => splinter.verify({ reference, keys }));
+    printResult(globalOptions(this), result, [
+      result.reference,
+      ...result.verified.map((v) => `verified: ${v.format} signature by ${v.key} (${v.keyId})`),
+      ...result.rejected.map((r) => `rejected: ${r.format} signature ${r.signatureDigest}: ${r.reason}`),
+    ]);
+  });
+}

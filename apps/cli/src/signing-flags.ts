@@ -1,0 +1,63 @@
+import {
+  loadSigningKey,
+  loadTrustedKeys,
+  type PullTrust,
+  type Signer,
+  type TrustedKey,
+} from '@splinter/core';
+import { SplinterError } from '@splinter/errors';
+import { type Command, Option } from 'commander';
+import { collect, loadSettings } from './context.js';
+import { readPassword } from './password.js';
+
+export interface TrustFlags {
+  key: string[];
+  trust?: string;
+  insecureSkipVerify?: boolean;
+}
+
+/** Opens a cosign private key; the password comes as cosign takes it (COSIGN_PASSWORD, ..., a prompt). */
+export async function loadSignerFlag(keyFile: string): Promise<Signer> {
+  return loadSigningKey(keyFile, await readPassword(loadSettings().keyPassword, false));
+}
+
+export async function trustedKeysFromFlags(flags: TrustFlags): Promise<TrustedKey[]> {
+  const keys = await loadTrustedKeys({ keyFiles: flags.key, trustFile: flags.trust });
+  if (keys.length === 0) {
+    throw new SplinterError(
+      'TRUST_REQUIRED',
+      'no trusted public key: give --key PUBFILE or --trust FILE (or, for unsigned content, --insecure-skip-verify)',
+    );
+  }
+  return keys;
+}
+
+export async function trustFromFlags(flags: TrustFlags): Promise<PullTrust> {
+  if (flags.insecureSkipVerify === true) {
+    if (flags.key.length > 0 || flags.trust !== undefined) {
+      throw new SplinterError(
+        'INVALID_ARGUMENT',
+        '--insecure-skip-verify cannot be combined with --key or --trust',
+      );
+    }
+    return { skipVerification: true };
+  }
+  return { keys: await trustedKeysFromFlags(flags) };
+}
+
+export function signatureFormatOption(): Option {
+  return new Option('--signature-format <format>', 'cosign formats to sign in')
+    .choices(['legacy', 'bundle', 'both'])
+    .default('both');
+}
+
+/** --key PUB (repeatable), --trust FILE and --insecure-skip-verify: what a pull or verify trusts. */
+export function addTrustOptions(command: Command, skippable: boolean): Command {
+  command
+    .option('--key <pubfile>', 'trusted public key, PEM (repeatable, for key rotation)', collect, [])
+    .option('--trust <file>', 'trust file: PEM public keys and/or paths of .pub files, one per line');
+  if (skippable) {
+    command.option('--insecure-skip-verify', 'pull without verifying any signature (warns on stderr)');
+  }
+  return command;
+}
