@@ -83,7 +83,16 @@ export async function runTransferBench(mode: 'push' | 'pull'): Promise<void> {
       const reference = `${registry.host}/patches/bench-remote:1`;
       const clientEnv = { ...env, SPLINTER_HOME: join(work, 'client-home') };
       const ours = await splinter(
-        ['patch', 'pull', reference, '--output', join(work, 'client'), '--plain-http', '--insecure-skip-verify', '--json'],
+        [
+          'patch',
+          'pull',
+          reference,
+          '--output',
+          join(work, 'client'),
+          '--plain-http',
+          '--insecure-skip-verify',
+          '--json',
+        ],
         clientEnv,
       );
       const theirs = await measure(skopeo, [
