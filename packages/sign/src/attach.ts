@@ -197,6 +197,23 @@ async function bundleReferrers(
   return found;
 }
 
+/** The simple-signing layers of `sha256-<hex>.sig` with their payloads; other layers are not signatures. */
+async function legacyPayloads(
+  target: Target,
+  subject: Descriptor,
+): Promise<Array<{ layer: Descriptor; payload: Buffer }>> {
+  const image = await readSignatureImage(target, legacySignatureTag(subject));
+  const layers = (image?.layers ?? []).filter(
+    (layer) => layer.mediaType === SIMPLE_SIGNING_MEDIA_TYPE && layer.size <= MAX_SIGNATURE_BLOB,
+  );
+  return Promise.all(
+    layers.map(async (layer) => ({
+      layer,
+      payload: await readAllLimited(await target.fetch(layer), MAX_SIGNATURE_BLOB),
+    })),
+  );
+}
+
 export interface VerifiedSignature {
   format: SignatureFormat;
   keyId: string;
@@ -241,10 +258,12 @@ export async function verifySignatures(
     }
   };
 
-  const image = await readSignatureImage(target, legacySignatureTag(subject));
-  for (const layer of image?.layers ?? []) {
-    if (layer.mediaType !== SIMPLE_SIGNING_MEDIA_TYPE || layer.size > MAX_SIGNATURE_BLOB) continue;
-    const payload = await readAllLimited(await target.fetch(layer), MAX_SIGNATURE_BLOB);
+  // The two formats live in different places; read both at once (each is a few round trips).
+  const [legacy, bundles] = await Promise.all([
+    legacyPayloads(target, subject),
+    bundleReferrers(target, subject),
+  ]);
+  for (const { layer, payload } of legacy) {
     const verdict = verifyLegacySignature(
       { mediaType: layer.mediaType, payload, annotations: layer.annotations ?? {} },
       subject.digest,
@@ -252,7 +271,7 @@ export async function verifySignatures(
     );
     if (verdict) record('legacy', layer.digest, verdict);
   }
-  for (const { digest, bundle } of await bundleReferrers(target, subject)) {
+  for (const { digest, bundle } of bundles) {
     record('bundle', digest, verifySignatureBundle(bundle, subject.digest, trustedKeys));
   }
   return report;
