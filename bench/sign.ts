@@ -84,23 +84,17 @@ export default async function (): Promise<void> {
   };
   const openssl = opensslRates();
   const perSecond = (n: number) => `${n.toFixed(0)}/s`;
+  const row = (operation: string, legacy: number, bundle: number, reference: number) => ({
+    operation,
+    'legacy .sig': perSecond(legacy),
+    'bundle v0.3': perSecond(bundle),
+    'openssl speed ecdsap256': perSecond(reference),
+    'legacy / openssl': (legacy / reference).toFixed(2),
+    'bundle / openssl': (bundle / reference).toFixed(2),
+  });
   table([
-    {
-      operation: 'sign',
-      'legacy .sig': perSecond(rates.legacySign),
-      'bundle v0.3': perSecond(rates.bundleSign),
-      'openssl speed ecdsap256': perSecond(openssl.sign),
-      'legacy / openssl': (rates.legacySign / openssl.sign).toFixed(2),
-      'bundle / openssl': (rates.bundleSign / openssl.sign).toFixed(2),
-    },
-    {
-      operation: 'verify',
-      'legacy .sig': perSecond(rates.legacyVerify),
-      'bundle v0.3': perSecond(rates.bundleVerify),
-      'openssl speed ecdsap256': perSecond(openssl.verify),
-      'legacy / openssl': (rates.legacyVerify / openssl.verify).toFixed(2),
-      'bundle / openssl': (rates.bundleVerify / openssl.verify).toFixed(2),
-    },
+    row('sign', rates.legacySign, rates.bundleSign, openssl.sign),
+    row('verify', rates.legacyVerify, rates.bundleVerify, openssl.verify),
   ]);
 
   // What verification adds to a pull: the same small patch, pulled into a fresh client each time.

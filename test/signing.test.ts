@@ -32,24 +32,10 @@ describe('signing on push, verification before download (CLI, real registry)', (
     await rm(work, { recursive: true, force: true });
   });
 
+  const pushTo = (args: string[], environment = env) =>
+    splinterCli([...args, '--registry', registry.host, '--plain-http', '--json'], environment);
   const push = async (realm: string, extra: string[], version = '1') => {
-    const pushed = await splinterCli(
-      [
-        'patch',
-        'push',
-        SAMPLE,
-        '--realm',
-        realm,
-        '--version',
-        version,
-        '--registry',
-        registry.host,
-        '--plain-http',
-        '--json',
-        ...extra,
-      ],
-      env,
-    );
+    const pushed = await pushTo(['patch', 'push', SAMPLE, '--realm', realm, '--version', version, ...extra]);
     expect(pushed.code, pushed.stderr).toBe(0);
     const result = JSON.parse(pushed.stdout) as PushJson;
     return { ...result, pinned: `${registry.host}/patches/${realm}@${result.digest}` };
@@ -206,21 +192,8 @@ describe('signing on push, verification before download (CLI, real registry)', (
   });
 
   it('refuses a wrong password before uploading anything', async () => {
-    const refused = await splinterCli(
-      [
-        'patch',
-        'push',
-        SAMPLE,
-        '--realm',
-        'no-upload',
-        '--version',
-        '1',
-        '--registry',
-        registry.host,
-        '--plain-http',
-        '--key',
-        key('release'),
-      ],
+    const refused = await pushTo(
+      ['patch', 'push', SAMPLE, '--realm', 'no-upload', '--version', '1', '--key', key('release')],
       { ...env, COSIGN_PASSWORD: 'not-the-password' },
     );
     expect(refused.code).toBe(5);
@@ -230,24 +203,17 @@ describe('signing on push, verification before download (CLI, real registry)', (
   });
 
   it('signs and verifies mods the same way', async () => {
-    const pushed = await splinterCli(
-      [
-        'mod',
-        'push',
-        SAMPLE_MOD,
-        '--name',
-        'minimap',
-        '--version',
-        '1',
-        '--registry',
-        registry.host,
-        '--plain-http',
-        '--key',
-        key('release'),
-        '--json',
-      ],
-      env,
-    );
+    const pushed = await pushTo([
+      'mod',
+      'push',
+      SAMPLE_MOD,
+      '--name',
+      'minimap',
+      '--version',
+      '1',
+      '--key',
+      key('release'),
+    ]);
     expect(pushed.code, pushed.stderr).toBe(0);
     const { digest } = JSON.parse(pushed.stdout) as PushJson;
     const reference = `${registry.host}/mods/minimap@${digest}`;

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { type KeyObject, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,6 +39,32 @@ async function newSigner() {
     trusted: loadPublicKey(pair.publicKeyPem),
     pem: pair.publicKeyPem,
   };
+}
+
+/** openssl, not our code, checks an ECDSA P-256/SHA-256 signature over `data`. */
+async function opensslVerifies(dir: string, pem: string, signature: Buffer, data: Buffer): Promise<string> {
+  await writeFile(join(dir, 'openssl.pub'), pem);
+  await writeFile(join(dir, 'openssl.sig'), signature);
+  await writeFile(join(dir, 'openssl.data'), data);
+  const { stdout } = await run(requireTool('openssl'), [
+    'dgst',
+    '-sha256',
+    '-verify',
+    join(dir, 'openssl.pub'),
+    '-signature',
+    join(dir, 'openssl.sig'),
+    join(dir, 'openssl.data'),
+  ]);
+  return stdout.trim();
+}
+
+/** A @sigstore/verify Verifier that trusts exactly one public key, with no tlog, CT log or timestamps. */
+function keyOnlyVerifier(publicKey: KeyObject): Verifier {
+  const material = toTrustMaterial(
+    { mediaType: '', tlogs: [], ctlogs: [], certificateAuthorities: [], timestampAuthorities: [] },
+    () => ({ publicKey, validFor: () => true }),
+  );
+  return new Verifier(material, { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 0 });
 }
 
 describe('cosign signatures in a real registry', () => {
@@ -97,20 +123,8 @@ describe('cosign signatures in a real registry', () => {
     const layer = image.layers[0]!;
     expect(layer.mediaType).toBe('application/vnd.dev.cosign.simplesigning.v1+json');
     const payload = await readAllLimited(await target.fetch(layer), 1 << 16);
-    await writeFile(join(work, 'payload'), payload);
-    await writeFile(join(work, 'sig'), Buffer.from(layer.annotations![SIGNATURE_ANNOTATION]!, 'base64'));
-    await writeFile(join(work, 'pub.pem'), pem);
-    const openssl = requireTool('openssl');
-    const verified = await run(openssl, [
-      'dgst',
-      '-sha256',
-      '-verify',
-      join(work, 'pub.pem'),
-      '-signature',
-      join(work, 'sig'),
-      join(work, 'payload'),
-    ]);
-    expect(verified.stdout.trim()).toBe('Verified OK');
+    const signature = Buffer.from(layer.annotations![SIGNATURE_ANNOTATION]!, 'base64');
+    expect(await opensslVerifies(work, pem, signature, payload)).toBe('Verified OK');
     expect((await requireTrustedSignature(target, subject, [trusted])).verified).toEqual([
       { format: 'legacy', keyId: signer.keyId, key: trusted.source, signatureDigest: layer.digest },
     ]);
@@ -202,21 +216,9 @@ describe('cosign signatures in a real registry', () => {
 
     // @sigstore/verify, given only the public key.
     const bundle = bundleFromJSON(json);
-    const material = toTrustMaterial(
-      { mediaType: '', tlogs: [], ctlogs: [], certificateAuthorities: [], timestampAuthorities: [] },
-      () => ({ publicKey: trusted.keyObject, validFor: () => true }),
-    );
-    const verifier = new Verifier(material, { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 0 });
-    expect(() => verifier.verify(toSignedEntity(bundle))).not.toThrow();
+    expect(() => keyOnlyVerifier(trusted.keyObject).verify(toSignedEntity(bundle))).not.toThrow();
     const stranger = (await newSigner()).trusted;
-    const strangerVerifier = new Verifier(
-      toTrustMaterial(
-        { mediaType: '', tlogs: [], ctlogs: [], certificateAuthorities: [], timestampAuthorities: [] },
-        () => ({ publicKey: stranger.keyObject, validFor: () => true }),
-      ),
-      { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 0 },
-    );
-    expect(() => strangerVerifier.verify(toSignedEntity(bundle))).toThrow();
+    expect(() => keyOnlyVerifier(stranger.keyObject).verify(toSignedEntity(bundle))).toThrow();
 
     // openssl over the DSSE pre-authentication encoding, computed here from the spec.
     const envelope = json.dsseEnvelope as {
@@ -231,20 +233,8 @@ describe('cosign signatures in a real registry', () => {
       ),
       payload,
     ]);
-    await writeFile(join(work, 'pae'), pae);
-    await writeFile(join(work, 'bundle.sig'), Buffer.from(envelope.signatures[0]!.sig, 'base64'));
-    await writeFile(join(work, 'bundle.pub'), pem);
-    const openssl = requireTool('openssl');
-    const verified = await run(openssl, [
-      'dgst',
-      '-sha256',
-      '-verify',
-      join(work, 'bundle.pub'),
-      '-signature',
-      join(work, 'bundle.sig'),
-      join(work, 'pae'),
-    ]);
-    expect(verified.stdout.trim()).toBe('Verified OK');
+    const signature = Buffer.from(envelope.signatures[0]!.sig, 'base64');
+    expect(await opensslVerifies(work, pem, signature, pae)).toBe('Verified OK');
     const statement = JSON.parse(payload.toString()) as { subject: Array<{ digest: { sha256: string } }> };
     expect(statement.subject).toEqual([{ digest: { sha256: subject.digest.slice(7) } }]);
 
