@@ -59,6 +59,8 @@ const BY_CODE: Record<ErrorCode, ExitCodeValue> = {
   KEY_REQUIRED: ExitCode.Locked,
   KEY_REVOKED: ExitCode.Locked,
   KEK_INVALID: ExitCode.Locked,
+  KEK_MISSING: ExitCode.Locked,
+  KEK_MISMATCH: ExitCode.Locked,
   DATABASE_ERROR: ExitCode.Database,
   MIGRATION_FAILED: ExitCode.Database,
   UNAUTHENTICATED: ExitCode.Registry,

@@ -1,4 +1,5 @@
 import { SplinterError } from '@splinter/errors';
+import { ACCESS_CHANGED_CHANNEL, type AccessChange } from './access.js';
 import type { Queryable, SqlClient } from './sql.js';
 
 export type PatchStatus = 'draft' | 'preload' | 'active' | 'superseded' | 'revoked';
@@ -236,6 +237,8 @@ export class ChainStore {
         'UPDATE cluster.patch_keys SET wrapped_key = NULL, destroyed_at = now() WHERE patch_id = $1 AND destroyed_at IS NULL',
         [patch.id],
       );
+      const change: AccessChange = { kind: 'patch', id: patch.id, realm: patch.realm };
+      await tx.query('SELECT pg_notify($1, $2)', [ACCESS_CHANGED_CHANNEL, JSON.stringify(change)]);
       return toPatch(rows[0]!);
     });
   }
@@ -315,8 +318,15 @@ export class ChainStore {
   }
 
   /** Calls `onChange` for every head change committed from now on (LISTEN). */
-  async listenHeadChanges(onChange: (change: HeadChange) => void): Promise<() => Promise<void>> {
-    return this.db.listen(HEAD_CHANGED_CHANNEL, (payload) => onChange(JSON.parse(payload) as HeadChange));
+  async listenHeadChanges(
+    onChange: (change: HeadChange) => void,
+    onError?: (error: Error) => void,
+  ): Promise<() => Promise<void>> {
+    return this.db.listen(
+      HEAD_CHANGED_CHANNEL,
+      (payload) => onChange(JSON.parse(payload) as HeadChange),
+      onError,
+    );
   }
 }
 

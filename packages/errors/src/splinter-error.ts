@@ -44,6 +44,8 @@ export const ERROR_CODES = [
   'KEY_REQUIRED',
   'KEY_REVOKED',
   'KEK_INVALID',
+  'KEK_MISSING',
+  'KEK_MISMATCH',
   // chain
   'HEAD_CONFLICT',
   'PATCH_EXISTS',
