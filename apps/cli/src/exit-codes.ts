@@ -66,6 +66,8 @@ const BY_CODE: Record<ErrorCode, ExitCodeValue> = {
   UNAUTHENTICATED: ExitCode.Registry,
   FORBIDDEN: ExitCode.Registry,
   RATE_LIMITED: ExitCode.Registry,
+  API_UNREACHABLE: ExitCode.Registry,
+  API_ERROR: ExitCode.Registry,
   INTERNAL: ExitCode.Internal,
 };
 

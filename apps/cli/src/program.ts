@@ -1,9 +1,12 @@
 import { Command, Option } from 'commander';
 import { registerInspectCommand } from './commands/inspect.js';
+import { registerKekCommands } from './commands/kek.js';
 import { registerKeyCommands } from './commands/key.js';
 import { registerModCommands } from './commands/mod.js';
 import { registerPatchCommands } from './commands/patch.js';
 import { registerRealmCommands } from './commands/realm.js';
+import { registerServeCommand } from './commands/serve.js';
+import { registerTokenCommands } from './commands/token.js';
 
 export function buildProgram(): Command {
   const program = new Command('splinter')
@@ -21,6 +24,9 @@ export function buildProgram(): Command {
   registerKeyCommands(program);
   registerModCommands(program);
   registerInspectCommand(program);
+  registerServeCommand(program);
+  registerTokenCommands(program);
+  registerKekCommands(program);
   addOutputOptions(program);
   return program;
 }

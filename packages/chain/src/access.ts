@@ -24,6 +24,15 @@ export interface UnlockState {
   key: { keyId: string; kekId: string; wrappedKey: Uint8Array | null } | null;
 }
 
+export interface PreloadRow {
+  id: string;
+  version: string;
+  parent: string | null;
+  reference: string;
+  digest: string;
+  keyId: string | null;
+}
+
 export interface TokenRow {
   id: string;
   realm: string;
@@ -122,9 +131,9 @@ export class AccessStore {
   }
 
   /** Patches of `realm` published for preload and never activated, with the key id each needs. */
-  async preloads(realm: string): Promise<Array<{ id: string; keyId: string | null }>> {
-    const { rows } = await this.db.query<{ id: string; keyId: string | null }>(
-      `SELECT p.id::text AS id, k.key_id AS "keyId"
+  async preloads(realm: string): Promise<PreloadRow[]> {
+    const { rows } = await this.db.query<PreloadRow>(
+      `SELECT p.id::text AS id, p.version, p.parent::text AS parent, p.reference, p.digest, k.key_id AS "keyId"
          FROM cluster.patches p LEFT JOIN cluster.patch_keys k ON k.patch_id = p.id
         WHERE p.realm = $1 AND p.status = 'preload' ORDER BY p.id`,
       [realm],

@@ -34,7 +34,9 @@ for (const backendName of ['postgres', 'pglite'] as BackendName[]) {
         live: false,
         key: { keyId: 'sha256:k2', kekId: 'sha256:kek', wrappedKey: wrapped(2) },
       });
-      expect(await access.preloads('live')).toEqual([{ id: pre.id, keyId: 'sha256:k2' }]);
+      expect(await access.preloads('live')).toMatchObject([
+        { id: pre.id, version: '2', parent: root.id, keyId: 'sha256:k2' },
+      ]);
       await chain.activate({ patchId: pre.id, actor: 't' });
       expect(await access.unlockState(pre.id)).toMatchObject({ live: true, status: 'active' });
       const next = await chain.registerPatch(patchInput('live', '3'));

@@ -47,6 +47,8 @@ export interface PullInput {
   output: string;
   replace?: boolean;
   concurrency?: number | undefined;
+  /** Patches pushed with --preload: the 32-byte key released by unlock. */
+  patchKey?: Uint8Array | undefined;
 }
 
 export interface PullResult {

@@ -59,6 +59,8 @@ export const ERROR_CODES = [
   'UNAUTHENTICATED',
   'FORBIDDEN',
   'RATE_LIMITED',
+  'API_UNREACHABLE',
+  'API_ERROR',
   // anything not anticipated
   'INTERNAL',
 ] as const;

@@ -81,6 +81,7 @@ export async function runPull(
   kind: ArtifactKind,
   reference: string,
   flags: PullFlags,
+  patchKey?: Uint8Array,
 ): Promise<void> {
   const output = globalOptions(command);
   const result: PullResult = await withSplinter(command, flags, (splinter) =>
@@ -90,6 +91,7 @@ export async function runPull(
       output: flags.output,
       replace: flags.replace === true,
       concurrency: parseConcurrency(flags.concurrency),
+      patchKey,
     }),
   );
   printResult(output, result, [
