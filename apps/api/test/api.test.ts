@@ -118,6 +118,17 @@ describe('launcher API server (in process, real PostgreSQL, real HTTP on loopbac
     }
   });
 
+  it('answers a concurrent poll storm on a locked patch correctly, before and right after activation', async () => {
+    const patch = await preloaded('eu-1', 'storm');
+    const storm = async () =>
+      (await Promise.all(Array.from({ length: 100 }, () => unlock(patch.id)))).map((r) => r.status);
+    expect(new Set(await storm())).toEqual(new Set([423]));
+    const during = storm();
+    await chain.activate({ patchId: patch.id, actor: 'test', force: true });
+    expect((await during).every((status) => status === 423 || status === 200)).toBe(true);
+    expect(new Set(await storm())).toEqual(new Set([200]));
+  });
+
   it('drops cached grants on rollback and revocation as their notifications arrive', async () => {
     const a = await preloaded('eu-1', 'cache-a');
     await chain.activate({ patchId: a.id, actor: 'test', force: true });

@@ -1,4 +1,11 @@
-import { AccessStore, ChainStore, migrate, openPostgres, type SqlClient } from '@splinter/chain';
+import {
+  AccessStore,
+  ChainStore,
+  migrate,
+  openPostgres,
+  type SqlClient,
+  type UnlockState,
+} from '@splinter/chain';
 import { SplinterError } from '@splinter/errors';
 import { kekIdOf, unwrapKey } from '@splinter/seal';
 import { assertKekMatches, parseToken, resolveKek, secretMatches } from './preload.js';
@@ -72,6 +79,10 @@ export async function launcherConfigProblems(settings: Settings): Promise<string
 export class Launcher {
   private readonly grants = new Map<string, UnlockGrant & { realm: string }>();
   private readonly tokens = new Map<string, { realm: string; tokenHash: Uint8Array }>();
+  private readonly reads = new Map<
+    string,
+    { running?: Promise<UnlockState | undefined>; queued?: Promise<UnlockState | undefined> }
+  >();
   /** Bumped by every invalidation: a read that started before one must not fill the cache after it. */
   private generation = 0;
   private listening = false;
@@ -152,7 +163,7 @@ export class Launcher {
       return { patchId, keyId: cached.keyId, key: cached.key };
     }
     const generation = this.generation;
-    const state = await this.access.unlockState(patchId);
+    const state = await this.freshState(patchId);
     if (!state) throw new SplinterError('PATCH_UNKNOWN', `no patch ${JSON.stringify(patchId)}`);
     assertRealm(principal, state.realm, `patch ${patchId}`);
     if (state.status === 'revoked' || state.key?.wrappedKey === null) {
@@ -197,6 +208,36 @@ export class Launcher {
     clearTimeout(this.relistenTimer);
     await this.unlisten();
     await this.client.close();
+  }
+
+  /**
+   * The patch's unlock state as read by a query that starts after this call. Callers that arrive
+   * while one query runs share the next one, so a poll storm on a locked patch costs at most two
+   * queries at a time, and no answer predates its request.
+   */
+  private freshState(patchId: string): Promise<UnlockState | undefined> {
+    let slot = this.reads.get(patchId);
+    if (!slot) {
+      slot = {};
+      this.reads.set(patchId, slot);
+    }
+    if (slot.queued) return slot.queued;
+    const current = slot;
+    const start = () => {
+      const query = this.access.unlockState(patchId);
+      current.running = query;
+      current.queued = undefined;
+      const done = () => {
+        if (current.running !== query) return;
+        current.running = undefined;
+        if (!current.queued) this.reads.delete(patchId);
+      };
+      query.then(done, done);
+      return query;
+    };
+    if (!current.running) return start();
+    current.queued = current.running.then(start, start);
+    return current.queued;
   }
 
   private invalidate(realm?: string): void {
