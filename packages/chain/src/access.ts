@@ -1,5 +1,5 @@
 import { SplinterError } from '@splinter/errors';
-import type { SqlClient } from './sql.js';
+import { listenJson, notifyJson, type SqlClient } from './sql.js';
 import type { PatchStatus } from './store.js';
 
 /**
@@ -187,11 +187,7 @@ export class AccessStore {
     onChange: (change: AccessChange) => void,
     onError?: (error: Error) => void,
   ): Promise<() => Promise<void>> {
-    return this.db.listen(
-      ACCESS_CHANGED_CHANNEL,
-      (payload) => onChange(JSON.parse(payload) as AccessChange),
-      onError,
-    );
+    return listenJson(this.db, ACCESS_CHANGED_CHANNEL, onChange, onError);
   }
 
   async revokeToken(id: string): Promise<TokenRow> {
@@ -204,7 +200,7 @@ export class AccessStore {
       const row = rows[0];
       if (!row) throw new SplinterError('NOT_FOUND', `no launcher token ${JSON.stringify(id)}`);
       const change: AccessChange = { kind: 'token', id: row.id, realm: row.realm };
-      await tx.query('SELECT pg_notify($1, $2)', [ACCESS_CHANGED_CHANNEL, JSON.stringify(change)]);
+      await notifyJson(tx, ACCESS_CHANGED_CHANNEL, change);
       return row;
     });
   }

@@ -29,6 +29,21 @@ export interface SqlClient extends Queryable {
   close(): Promise<void>;
 }
 
+/** LISTEN for JSON payloads on `channel` (see SqlClient.listen). */
+export function listenJson<T>(
+  db: SqlClient,
+  channel: string,
+  onChange: (change: T) => void,
+  onError?: (error: Error) => void,
+): Promise<() => Promise<void>> {
+  return db.listen(channel, (payload) => onChange(JSON.parse(payload) as T), onError);
+}
+
+/** NOTIFY inside `tx`: delivered when, and only if, the transaction commits. */
+export async function notifyJson(tx: Queryable, channel: string, change: object): Promise<void> {
+  await tx.query('SELECT pg_notify($1, $2)', [channel, JSON.stringify(change)]);
+}
+
 /** Driver errors become one-line DATABASE_ERRORs (constraint names kept for the callers that map them). */
 export function databaseError(error: unknown): SplinterError {
   if (error instanceof SplinterError) return error;

@@ -1,6 +1,6 @@
 import { SplinterError } from '@splinter/errors';
 import { ACCESS_CHANGED_CHANNEL, type AccessChange } from './access.js';
-import type { Queryable, SqlClient } from './sql.js';
+import { listenJson, notifyJson, type Queryable, type SqlClient } from './sql.js';
 
 export type PatchStatus = 'draft' | 'preload' | 'active' | 'superseded' | 'revoked';
 
@@ -238,7 +238,7 @@ export class ChainStore {
         [patch.id],
       );
       const change: AccessChange = { kind: 'patch', id: patch.id, realm: patch.realm };
-      await tx.query('SELECT pg_notify($1, $2)', [ACCESS_CHANGED_CHANNEL, JSON.stringify(change)]);
+      await notifyJson(tx, ACCESS_CHANGED_CHANNEL, change);
       return toPatch(rows[0]!);
     });
   }
@@ -322,11 +322,7 @@ export class ChainStore {
     onChange: (change: HeadChange) => void,
     onError?: (error: Error) => void,
   ): Promise<() => Promise<void>> {
-    return this.db.listen(
-      HEAD_CHANGED_CHANNEL,
-      (payload) => onChange(JSON.parse(payload) as HeadChange),
-      onError,
-    );
+    return listenJson(this.db, HEAD_CHANGED_CHANNEL, onChange, onError);
   }
 }
 
@@ -432,6 +428,6 @@ async function moveHead(
   );
   const release = rows[0]!;
   const change: HeadChange = { realm, seq: release.seq, action, fromHead: from, toHead: to, forced };
-  await tx.query('SELECT pg_notify($1, $2)', [HEAD_CHANGED_CHANNEL, JSON.stringify(change)]);
+  await notifyJson(tx, HEAD_CHANGED_CHANNEL, change);
   return release;
 }
