@@ -7,6 +7,7 @@ const BENCHES: Record<string, () => Promise<{ default: (args: string[]) => Promi
   pull: () => import('./pull.js'),
   chain: () => import('./chain.js'),
   seal: () => import('./seal.js'),
+  api: () => import('./api.js'),
   sign: () => import('./sign.js'),
 };
 

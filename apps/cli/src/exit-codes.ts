@@ -60,11 +60,15 @@ const BY_CODE: Record<ErrorCode, ExitCodeValue> = {
   KEY_REQUIRED: ExitCode.Locked,
   KEY_REVOKED: ExitCode.Locked,
   KEK_INVALID: ExitCode.Locked,
+  KEK_MISSING: ExitCode.Locked,
+  KEK_MISMATCH: ExitCode.Locked,
   DATABASE_ERROR: ExitCode.Database,
   MIGRATION_FAILED: ExitCode.Database,
   UNAUTHENTICATED: ExitCode.Registry,
   FORBIDDEN: ExitCode.Registry,
   RATE_LIMITED: ExitCode.Registry,
+  API_UNREACHABLE: ExitCode.Registry,
+  API_ERROR: ExitCode.Registry,
   INTERNAL: ExitCode.Internal,
 };
 

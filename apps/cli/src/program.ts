@@ -1,10 +1,13 @@
 import { Command, Option } from 'commander';
 import { registerInspectCommand } from './commands/inspect.js';
+import { registerKekCommands } from './commands/kek.js';
 import { registerKeyCommands } from './commands/key.js';
 import { registerModCommands } from './commands/mod.js';
 import { registerPatchCommands } from './commands/patch.js';
 import { registerRealmCommands } from './commands/realm.js';
+import { registerServeCommand } from './commands/serve.js';
 import { registerSignatureCommands } from './commands/signature.js';
+import { registerTokenCommands } from './commands/token.js';
 
 export function buildProgram(): Command {
   const program = new Command('splinter')
@@ -23,6 +26,9 @@ export function buildProgram(): Command {
   registerModCommands(program);
   registerSignatureCommands(program);
   registerInspectCommand(program);
+  registerServeCommand(program);
+  registerTokenCommands(program);
+  registerKekCommands(program);
   addOutputOptions(program);
   return program;
 }

@@ -1,3 +1,5 @@
+export type { AccessChange, PreloadRow, TokenRow, UnlockState, WrappedKeyRow } from './access.js';
+export { ACCESS_CHANGED_CHANNEL, AccessStore } from './access.js';
 export { MIGRATIONS, migrate } from './migrations.js';
 export type { Queryable, QueryResult, SqlClient } from './sql.js';
 export { databaseError, openPglite, openPostgres } from './sql.js';

@@ -17,9 +17,31 @@ export interface SqlClient extends Queryable {
   readonly kind: 'postgres' | 'pglite';
   /** Runs `work` in one transaction (READ COMMITTED), committed if it returns, rolled back if it throws. */
   transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T>;
-  /** LISTEN on a channel; returns the function that stops listening. */
-  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  /**
+   * LISTEN on a channel; returns the function that stops listening. `onError` hears of a lost
+   * listening connection (notifications may have been missed; listen again).
+   */
+  listen(
+    channel: string,
+    onPayload: (payload: string) => void,
+    onError?: (error: Error) => void,
+  ): Promise<() => Promise<void>>;
   close(): Promise<void>;
+}
+
+/** LISTEN for JSON payloads on `channel` (see SqlClient.listen). */
+export function listenJson<T>(
+  db: SqlClient,
+  channel: string,
+  onChange: (change: T) => void,
+  onError?: (error: Error) => void,
+): Promise<() => Promise<void>> {
+  return db.listen(channel, (payload) => onChange(JSON.parse(payload) as T), onError);
+}
+
+/** NOTIFY inside `tx`: delivered when, and only if, the transaction commits. */
+export async function notifyJson(tx: Queryable, channel: string, change: object): Promise<void> {
+  await tx.query('SELECT pg_notify($1, $2)', [channel, JSON.stringify(change)]);
 }
 
 /** Driver errors become one-line DATABASE_ERRORs (constraint names kept for the callers that map them). */
@@ -78,17 +100,31 @@ export async function openPostgres(
         client.release();
       }
     },
-    async listen(channel, onPayload) {
+    async listen(channel, onPayload, onError) {
       const client = await guarded(() => pool.connect());
       listeners.push(client);
+      let lost = false;
       client.on('notification', (message) => {
         if (message.channel === channel) onPayload(message.payload ?? '');
       });
-      await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
-      return async () => {
-        await client.query(`UNLISTEN ${pg.escapeIdentifier(channel)}`).catch(() => undefined);
+      client.on('error', (error) => {
+        if (lost) return;
+        lost = true;
+        onError?.(databaseError(error));
+      });
+      try {
+        await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+      } catch (error) {
         listeners.splice(listeners.indexOf(client), 1);
-        client.release();
+        client.release(true);
+        throw databaseError(error);
+      }
+      return async () => {
+        const index = listeners.indexOf(client);
+        if (index < 0) return;
+        listeners.splice(index, 1);
+        if (!lost) await client.query(`UNLISTEN ${pg.escapeIdentifier(channel)}`).catch(() => undefined);
+        client.release(lost);
       };
     },
     async close() {

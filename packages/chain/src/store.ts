@@ -1,5 +1,6 @@
 import { SplinterError } from '@splinter/errors';
-import type { Queryable, SqlClient } from './sql.js';
+import { ACCESS_CHANGED_CHANNEL, type AccessChange } from './access.js';
+import { listenJson, notifyJson, type Queryable, type SqlClient } from './sql.js';
 
 export type PatchStatus = 'draft' | 'preload' | 'active' | 'superseded' | 'revoked';
 
@@ -236,6 +237,8 @@ export class ChainStore {
         'UPDATE cluster.patch_keys SET wrapped_key = NULL, destroyed_at = now() WHERE patch_id = $1 AND destroyed_at IS NULL',
         [patch.id],
       );
+      const change: AccessChange = { kind: 'patch', id: patch.id, realm: patch.realm };
+      await notifyJson(tx, ACCESS_CHANGED_CHANNEL, change);
       return toPatch(rows[0]!);
     });
   }
@@ -315,8 +318,11 @@ export class ChainStore {
   }
 
   /** Calls `onChange` for every head change committed from now on (LISTEN). */
-  async listenHeadChanges(onChange: (change: HeadChange) => void): Promise<() => Promise<void>> {
-    return this.db.listen(HEAD_CHANGED_CHANNEL, (payload) => onChange(JSON.parse(payload) as HeadChange));
+  async listenHeadChanges(
+    onChange: (change: HeadChange) => void,
+    onError?: (error: Error) => void,
+  ): Promise<() => Promise<void>> {
+    return listenJson(this.db, HEAD_CHANGED_CHANNEL, onChange, onError);
   }
 }
 
@@ -422,6 +428,6 @@ async function moveHead(
   );
   const release = rows[0]!;
   const change: HeadChange = { realm, seq: release.seq, action, fromHead: from, toHead: to, forced };
-  await tx.query('SELECT pg_notify($1, $2)', [HEAD_CHANGED_CHANNEL, JSON.stringify(change)]);
+  await notifyJson(tx, HEAD_CHANGED_CHANNEL, change);
   return release;
 }

@@ -1,10 +1,11 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ChainStore, migrate, openPglite, openPostgres, type SqlClient } from '@splinter/chain';
+import { AccessStore, ChainStore, migrate, openPglite, openPostgres, type SqlClient } from '@splinter/chain';
 
 export interface ChainDatabase {
   client: SqlClient;
   chain: ChainStore;
+  access: AccessStore;
 }
 
 /**
@@ -29,5 +30,5 @@ export async function openChainDatabase(settings: {
     await client.close();
     throw error;
   }
-  return { client, chain: new ChainStore(client) };
+  return { client, chain: new ChainStore(client), access: new AccessStore(client) };
 }

@@ -1,10 +1,15 @@
-export type { HeadChange, ModPin, PatchRow, PatchStatus, ReleaseRow } from '@splinter/chain';
+export type { HeadChange, ModPin, PatchRow, PatchStatus, ReleaseRow, TokenRow } from '@splinter/chain';
 export type { Signer, TrustedKey } from '@splinter/sign';
+export { createLauncherToken, listLauncherTokens, revokeLauncherToken, rotateKekFromFile } from './admin.js';
 export type { ArtifactKind } from './artifact.js';
 export { ArtifactAnnotation, ArtifactType, buildArtifactManifest } from './artifact.js';
 export { generateKeyPairFiles } from './keys.js';
+export type { LauncherOptions, Principal, RealmPatch, RealmView, UnlockGrant } from './launcher.js';
+export { Launcher, launcherConfigProblems } from './launcher.js';
 export type { Location } from './locations.js';
 export { destinationFor, formatLocation, parseLocation } from './locations.js';
+export type { CreatedToken } from './preload.js';
+export { generateKek, readPatchKeyFile, writeKeyFile } from './preload.js';
 export type { ProgressSink } from './progress.js';
 export type { Settings } from './settings.js';
 export { settingsFromEnvironment } from './settings.js';
@@ -25,3 +30,4 @@ export type {
   VerifiedSignature,
   VerifyResult,
 } from './types.js';
+export { requestUnlock } from './unlock-client.js';

@@ -34,6 +34,8 @@ export interface UnpackOptions {
 export async function unpackArtifact(
   options: UnpackOptions,
 ): Promise<{ files: number; bytes: number; fetched: number; cached: number; fetchedBytes: number }> {
+  // Refused before any blob is fetched: a missing or wrong key should cost no download.
+  for (const layer of options.manifest.layers) checkSealedLayer(layer, options.patchKey);
   const output = resolvePath(options.output);
   await mkdir(dirname(output), { recursive: true });
   const staging = await mkdtemp(join(dirname(output), '.splinter-staging-'));
@@ -109,9 +111,20 @@ async function openLayer(
   options: UnpackOptions,
 ): Promise<{ descriptor: Descriptor; stream: Readable }> {
   if (layer.mediaType !== SEALED_LAYER_MEDIA_TYPE) return { descriptor: layer, stream: fetched };
-  const key = options.patchKey;
+  const { key, inner } = checkSealedLayer(layer, options.patchKey)!;
+  const opened = createOpenStream(key);
+  fetched.on('error', (error) => opened.destroy(error));
+  const descriptor: Descriptor = { ...layer, mediaType: inner, size: layer.size - SEAL_OVERHEAD };
+  return { descriptor, stream: fetched.pipe(opened) };
+}
+
+/** For a sealed layer: the key it needs is given and the layer says what it holds; else a one-line error. */
+function checkSealedLayer(
+  layer: Descriptor,
+  key: Uint8Array | undefined,
+): { key: Uint8Array; inner: string } | undefined {
+  if (layer.mediaType !== SEALED_LAYER_MEDIA_TYPE) return undefined;
   if (!key) {
-    fetched.destroy();
     throw new SplinterError(
       'KEY_REQUIRED',
       `layer ${layer.digest} is encrypted (preload): pass --key-file with the patch key released by unlock`,
@@ -119,7 +132,6 @@ async function openLayer(
   }
   const wanted = layer.annotations?.[KEY_ID_ANNOTATION];
   if (wanted !== undefined && wanted !== keyIdOf(key)) {
-    fetched.destroy();
     throw new SplinterError(
       'DECRYPTION_FAILED',
       `the given key is ${keyIdOf(key)}, but the layer needs key ${wanted}`,
@@ -127,11 +139,7 @@ async function openLayer(
   }
   const inner = layer.annotations?.[SEALED_INNER_MEDIA_TYPE_ANNOTATION];
   if (inner === undefined) {
-    fetched.destroy();
     throw new SplinterError('MANIFEST_INVALID', `sealed layer ${layer.digest} does not say what it contains`);
   }
-  const opened = createOpenStream(key);
-  fetched.on('error', (error) => opened.destroy(error));
-  const descriptor: Descriptor = { ...layer, mediaType: inner, size: layer.size - SEAL_OVERHEAD };
-  return { descriptor, stream: fetched.pipe(opened) };
+  return { key, inner };
 }

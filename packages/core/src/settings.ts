@@ -1,7 +1,10 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { SplinterError } from '@splinter/errors';
+import { decodeKey32 } from '@splinter/seal';
 import { z } from 'zod';
+
+export const KEK_NOTATION = 'must be 32 bytes written as base64 (44 characters) or as 64 hex digits';
 
 /** Everything splinter reads from its environment, parsed once at the edge (CLI, API) and passed down typed. */
 export interface Settings {
@@ -16,7 +19,9 @@ export interface Settings {
   dockerConfigDir: string | undefined;
   /** SOURCE_DATE_EPOCH, for reproducible `org.opencontainers.image.created` values. */
   sourceDateEpoch: number | undefined;
-  kek: string | undefined;
+  /** SPLINTER_KEK, decoded: the key-encryption key that wraps preload keys at rest. */
+  kek: Uint8Array | undefined;
+  /** SPLINTER_KEK_FILE: a file holding the KEK in the same notation, read when a KEK is needed. */
   kekFile: string | undefined;
 }
 
@@ -25,23 +30,30 @@ const optionalText = z
   .optional()
   .transform((value) => (value === undefined || value.trim() === '' ? undefined : value));
 
-const environmentSchema = z.object({
-  SPLINTER_HOME: optionalText,
-  HOME: optionalText,
-  SPLINTERTREE_PATCH_REGISTRY: optionalText,
-  SPLINTERTREE_MOD_REGISTRY: optionalText,
-  DATABASE_URL: optionalText.refine((value) => value === undefined || /^postgres(ql)?:\/\//.test(value), {
-    message: 'must be a postgres:// or postgresql:// URL',
-  }),
-  COSIGN_PASSWORD: z.string().optional(),
-  SPLINTER_PASSWORD: z.string().optional(),
-  DOCKER_CONFIG: optionalText,
-  SOURCE_DATE_EPOCH: optionalText.refine((value) => value === undefined || /^\d+$/.test(value), {
-    message: 'must be a whole number of seconds since 1970',
-  }),
-  SPLINTER_KEK: optionalText,
-  SPLINTER_KEK_FILE: optionalText,
-});
+const environmentSchema = z
+  .object({
+    SPLINTER_HOME: optionalText,
+    HOME: optionalText,
+    SPLINTERTREE_PATCH_REGISTRY: optionalText,
+    SPLINTERTREE_MOD_REGISTRY: optionalText,
+    DATABASE_URL: optionalText.refine((value) => value === undefined || /^postgres(ql)?:\/\//.test(value), {
+      message: 'must be a postgres:// or postgresql:// URL',
+    }),
+    COSIGN_PASSWORD: z.string().optional(),
+    SPLINTER_PASSWORD: z.string().optional(),
+    DOCKER_CONFIG: optionalText,
+    SOURCE_DATE_EPOCH: optionalText.refine((value) => value === undefined || /^\d+$/.test(value), {
+      message: 'must be a whole number of seconds since 1970',
+    }),
+    SPLINTER_KEK: optionalText.refine((value) => value === undefined || decodeKey32(value) !== undefined, {
+      message: KEK_NOTATION,
+    }),
+    SPLINTER_KEK_FILE: optionalText,
+  })
+  .refine((env) => env.SPLINTER_KEK === undefined || env.SPLINTER_KEK_FILE === undefined, {
+    message: 'and SPLINTER_KEK are both set: give the key-encryption key one way only',
+    path: ['SPLINTER_KEK_FILE'],
+  });
 
 export function settingsFromEnvironment(environment: Record<string, string | undefined>): Settings {
   const parsed = environmentSchema.safeParse(environment);
@@ -60,7 +72,7 @@ export function settingsFromEnvironment(environment: Record<string, string | und
     keyPassword: env.COSIGN_PASSWORD ?? env.SPLINTER_PASSWORD,
     dockerConfigDir: env.DOCKER_CONFIG,
     sourceDateEpoch: env.SOURCE_DATE_EPOCH === undefined ? undefined : Number(env.SOURCE_DATE_EPOCH),
-    kek: env.SPLINTER_KEK,
+    kek: env.SPLINTER_KEK === undefined ? undefined : decodeKey32(env.SPLINTER_KEK),
     kekFile: env.SPLINTER_KEK_FILE,
   };
 }

@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ModPin, PatchRow, ReleaseRow } from '@splinter/chain';
+import type { AccessStore, ModPin, PatchRow, ReleaseRow } from '@splinter/chain';
 import { SplinterError } from '@splinter/errors';
 import {
   copyGraph,
@@ -17,6 +17,7 @@ import { BlobLocations } from './blob-locations.js';
 import { type ChainDatabase, openChainDatabase } from './database.js';
 import { destinationFor, formatLocation, type Location, parseLocation } from './locations.js';
 import { validateName, validateVersion } from './names.js';
+import { type PreloadKey, preparePreload } from './preload.js';
 import type { ProgressSink } from './progress.js';
 import { unpackArtifact } from './pull.js';
 import { stageArtifact } from './push.js';
@@ -74,6 +75,12 @@ export class Splinter {
     return this.database.then((db) => db.chain);
   }
 
+  /** Preload keys and launcher tokens (see preload.ts). */
+  async access(): Promise<AccessStore> {
+    this.database ??= openChainDatabase(this.settings);
+    return (await this.database).access;
+  }
+
   async push(input: PushInput): Promise<PushResult> {
     const concurrency = input.concurrency ?? this.options.concurrency ?? DEFAULT_CONCURRENCY;
     const version = validateVersion(input.version);
@@ -96,6 +103,9 @@ export class Splinter {
     const parent =
       chain && input.parent !== undefined ? await chain.findPatch(input.parent, leaf) : undefined;
     const mods = await Promise.all((input.mods ?? []).map((reference) => this.pinMod(reference)));
+    const preload: PreloadKey | undefined = input.preload
+      ? await preparePreload(this.settings, await this.access())
+      : undefined;
 
     const annotations: Record<string, string> = { [ArtifactAnnotation.Version]: version };
     if (isPatch) {
@@ -112,7 +122,7 @@ export class Splinter {
       tmpRoot: join(this.settings.home, 'tmp'),
       annotations,
       createdAt: this.settings.sourceDateEpoch,
-      patchKey: undefined,
+      patchKey: preload?.key,
       concurrency,
     });
     try {
@@ -156,9 +166,11 @@ export class Splinter {
           parent: parent?.id,
           reference: formatLocation(pinned),
           digest: manifestDescriptor.digest,
-          status: 'draft',
+          status: preload ? 'preload' : 'draft',
           mods,
+          key: preload?.stored,
         });
+        if (preload) result.keyId = preload.keyId;
         result.id = row.id;
         result.status = row.status;
         result.parent = row.parent;
@@ -209,7 +221,7 @@ export class Splinter {
       onBytes: progress ? (n) => progress.advance(n) : undefined,
       output: input.output,
       replace: input.replace === true,
-      patchKey: undefined,
+      patchKey: input.patchKey,
       concurrency,
     });
     progress?.end();

@@ -64,6 +64,8 @@ export interface PullInput {
   concurrency?: number | undefined;
   /** Checked before any content blob is downloaded. */
   trust: PullTrust;
+  /** Patches pushed with --preload: the 32-byte key released by unlock. */
+  patchKey?: Uint8Array | undefined;
 }
 
 export interface PullResult {

@@ -45,6 +45,8 @@ export const ERROR_CODES = [
   'KEY_REQUIRED',
   'KEY_REVOKED',
   'KEK_INVALID',
+  'KEK_MISSING',
+  'KEK_MISMATCH',
   // chain
   'HEAD_CONFLICT',
   'PATCH_EXISTS',
@@ -58,6 +60,8 @@ export const ERROR_CODES = [
   'UNAUTHENTICATED',
   'FORBIDDEN',
   'RATE_LIMITED',
+  'API_UNREACHABLE',
+  'API_ERROR',
   // anything not anticipated
   'INTERNAL',
 ] as const;

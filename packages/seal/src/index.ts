@@ -12,3 +12,4 @@ export {
   sealedSize,
   TAG_BYTES,
 } from './format.js';
+export { decodeKey32, kekIdOf, unwrapKey, WRAP_LABEL, WRAPPED_KEY_BYTES, wrapKey } from './wrap.js';

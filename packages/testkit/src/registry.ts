@@ -23,6 +23,8 @@ export interface RunningRegistry {
   tokenService: TokenService | undefined;
   /** A DOCKER_CONFIG folder holding these credentials. */
   dockerConfigDir: string;
+  /** The registry's filesystem storage: every blob it holds is a file under here. */
+  storageDir: string;
   stop(): Promise<void>;
 }
 
@@ -91,6 +93,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
     password,
     tokenService,
     dockerConfigDir,
+    storageDir: join(dir, 'data'),
     async stop() {
       child.kill('SIGTERM');
       await new Promise((resolve) =>

@@ -102,6 +102,7 @@ export async function runPull(
   kind: ArtifactKind,
   reference: string,
   flags: PullFlags,
+  patchKey?: Uint8Array,
 ): Promise<void> {
   const output = globalOptions(command);
   const concurrency = parseConcurrency(flags.concurrency);
@@ -114,6 +115,7 @@ export async function runPull(
       replace: flags.replace === true,
       concurrency,
       trust,
+      patchKey,
     }),
   );
   printResult(output, result, [

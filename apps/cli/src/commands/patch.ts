@@ -10,6 +10,7 @@ import {
   runPull,
   runPush,
 } from './artifact.js';
+import { patchKeyOption, registerUnlockCommand } from './unlock.js';
 
 export function registerPatchCommands(program: Command): void {
   const patch = program.command('patch').description('push, pull, activate and roll back patches');
@@ -21,26 +22,33 @@ export function registerPatchCommands(program: Command): void {
       .requiredOption('--realm <realm>', 'realm the patch belongs to')
       .requiredOption('--version <version>', 'patch version, unique within the realm')
       .option('--parent <id|version>', "parent patch in the same realm (default: the realm's current head)")
-      .option('--mod <ref>', 'bundle a mod by reference (repeatable; pinned by digest)', collect, []),
+      .option('--mod <ref>', 'bundle a mod by reference (repeatable; pinned by digest)', collect, [])
+      .option('--preload', 'encrypt every layer under a new patch key; register with status preload'),
     'SPLINTERTREE_PATCH_REGISTRY',
   ).action(async function (
     this: Command,
     dir: string,
-    flags: PushFlags & { realm: string; version: string; parent?: string; mod: string[] },
+    flags: PushFlags & { realm: string; version: string; parent?: string; mod: string[]; preload?: boolean },
   ) {
     await runPush(this, 'patch', dir, flags, {
       realm: flags.realm,
       version: flags.version,
       parent: flags.parent,
       mods: flags.mod,
+      preload: flags.preload === true,
     });
   });
 
   addPullOptions(
-    patch.command('pull <ref>').description('verify, download and unpack a patch into a folder'),
-  ).action(async function (this: Command, reference: string, flags: PullFlags) {
-    await runPull(this, 'patch', reference, flags);
+    patch
+      .command('pull <ref>')
+      .description('verify, download and unpack a patch into a folder')
+      .option('--key-file <file>', 'the patch key (from patch unlock --output) to decrypt a preloaded patch'),
+  ).action(async function (this: Command, reference: string, flags: PullFlags & { keyFile?: string }) {
+    await runPull(this, 'patch', reference, flags, await patchKeyOption(flags.keyFile));
   });
+
+  registerUnlockCommand(patch);
 
   patch
     .command('activate <id>')

@@ -1,0 +1,55 @@
+import { launcherConfigProblems, type Settings } from '@splinter/core';
+import { SplinterError } from '@splinter/errors';
+import { z } from 'zod';
+
+export interface ApiConfig {
+  host: string;
+  port: number;
+  /** Requests per second each launcher token may make, on average. */
+  rateLimit: number;
+  /** Requests a token may make at once before the average applies. */
+  burst: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+const wholeNumber = (name: string, min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, `${name} must be a whole number`)
+    .transform(Number)
+    .refine((n) => n >= min && n <= max, `${name} must be from ${min} to ${max}`);
+
+const flagsSchema = z.object({
+  host: z.string().min(1, '--host must not be empty').default('127.0.0.1'),
+  port: wholeNumber('--port', 0, 65535).default(8080),
+  rateLimit: wholeNumber('--rate-limit', 1, 1_000_000).default(50),
+  burst: wholeNumber('--burst', 1, 1_000_000).default(100),
+  logLevel: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+      error: '--log-level must be one of fatal, error, warn, info, debug, trace, silent',
+    })
+    .default('info'),
+});
+
+export type ApiFlags = { [K in keyof z.input<typeof flagsSchema>]?: string | undefined };
+
+/**
+ * Validates everything the API needs before it binds a port: flags, DATABASE_URL, the KEK. Every
+ * problem is reported, one per line, in one INVALID_CONFIG error.
+ */
+export async function apiConfig(flags: ApiFlags, settings: Settings): Promise<ApiConfig> {
+  const defined = Object.fromEntries(Object.entries(flags).filter(([, value]) => value !== undefined));
+  const parsed = flagsSchema.safeParse(defined);
+  const problems = parsed.success ? [] : parsed.error.issues.map((issue) => issue.message);
+  problems.push(...(await launcherConfigProblems(settings)));
+  if (problems.length > 0 || !parsed.success) {
+    throw new SplinterError(
+      'INVALID_CONFIG',
+      `cannot start the launcher API (${problems.length} ${problems.length === 1 ? 'problem' : 'problems'}): ${problems.join('; ')}`,
+      {
+        details: { problems },
+      },
+    );
+  }
+  return parsed.data;
+}

@@ -1,0 +1,35 @@
+import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+
+export interface ApiMetrics {
+  registry: Registry;
+  requests: Counter<'route' | 'method' | 'status'>;
+  duration: Histogram<'route'>;
+  unlocks: Counter<'outcome'>;
+}
+
+export function createMetrics(): ApiMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'splinter_api_' });
+  return {
+    registry,
+    requests: new Counter({
+      name: 'splinter_api_requests_total',
+      help: 'HTTP requests answered, by route, method and status',
+      labelNames: ['route', 'method', 'status'],
+      registers: [registry],
+    }),
+    duration: new Histogram({
+      name: 'splinter_api_request_duration_seconds',
+      help: 'Time to answer a request, by route',
+      labelNames: ['route'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [registry],
+    }),
+    unlocks: new Counter({
+      name: 'splinter_api_unlocks_total',
+      help: 'Unlock requests, by outcome (granted or the error code)',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
+  };
+}

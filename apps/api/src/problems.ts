@@ -1,0 +1,52 @@
+import { type ErrorCode, isSplinterError } from '@splinter/errors';
+
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  INVALID_ARGUMENT: 400,
+  UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  PATCH_UNKNOWN: 404,
+  REALM_UNKNOWN: 404,
+  KEY_REVOKED: 410,
+  KEY_LOCKED: 423,
+  RATE_LIMITED: 429,
+  DATABASE_ERROR: 503,
+};
+
+const TITLE: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  410: 'Gone',
+  423: 'Locked',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: ErrorCode;
+  instance: string;
+}
+
+/** An RFC 9457 problem body for any error: the SplinterError's code and message, else INTERNAL. */
+export function problemFor(error: unknown, instance: string): Problem {
+  const code: ErrorCode = isSplinterError(error) ? error.code : 'INTERNAL';
+  const status = STATUS[code] ?? 500;
+  // Unexpected failures are logged in full; the caller hears only that one happened.
+  const detail =
+    isSplinterError(error) && status !== 500 ? error.message : 'internal error (see the server log)';
+  return {
+    type: `urn:splinter:error:${code}`,
+    title: TITLE[status] ?? 'Error',
+    status,
+    detail,
+    code,
+    instance,
+  };
+}

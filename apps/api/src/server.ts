@@ -1,0 +1,216 @@
+import { Launcher, type Principal, type Settings } from '@splinter/core';
+import { isSplinterError, SplinterError } from '@splinter/errors';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
+import { z } from 'zod';
+import { type ApiFlags, apiConfig } from './config.js';
+import { type ApiMetrics, createMetrics } from './metrics.js';
+import { problemFor } from './problems.js';
+import { RateLimiter } from './rate-limit.js';
+
+const realmParams = z.object({
+  realm: z
+    .string()
+    .regex(/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/, 'not a realm name')
+    .max(64),
+});
+const patchParams = z.object({ id: z.string() });
+
+export interface RunningApi {
+  app: FastifyInstance;
+  launcher: Launcher;
+  /** `http://host:port`, with the port actually bound. */
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Opens the launcher over the database, builds the server and listens; config is validated first. */
+export async function startApi(settings: Settings, flags: ApiFlags): Promise<RunningApi> {
+  const config = await apiConfig(flags, settings);
+  const app = Fastify({
+    logger: { level: config.logLevel, redact: ['req.headers.authorization'] },
+    // One log line per request, written by the onResponse hook, instead of fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
+    forceCloseConnections: 'idle',
+    return503OnClosing: true,
+  });
+  let launcher: Launcher;
+  try {
+    launcher = await Launcher.open({
+      settings,
+      onListenerState: (listening, error) =>
+        listening
+          ? app.log.info('listening for head changes again')
+          : app.log.error(
+              { err: error },
+              'lost the LISTEN connection: serving from the database until it is back',
+            ),
+    });
+  } catch (error) {
+    await app.close();
+    throw error;
+  }
+  const limiter = new RateLimiter(config.rateLimit, config.burst);
+  app.addHook('onClose', async () => {
+    limiter.close();
+    await launcher.close();
+  });
+  registerRoutes(app, launcher, limiter, createMetrics());
+  try {
+    await app.listen({ host: config.host, port: config.port });
+  } catch (error) {
+    await app.close();
+    throw new SplinterError(
+      'INVALID_CONFIG',
+      `cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
+  }
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  app.log.info({ url, rateLimit: config.rateLimit, burst: config.burst }, 'launcher API listening');
+  return { app, launcher, url, close: () => app.close() };
+}
+
+/** `splinter serve`: runs until SIGTERM or SIGINT, then stops taking requests, finishes those in flight and exits. */
+export async function serveUntilSignalled(settings: Settings, flags: ApiFlags): Promise<void> {
+  const api = await startApi(settings, flags);
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        api.app.log.warn({ signal }, 'second signal: exiting now');
+        process.exit(1);
+      }
+      stopping = true;
+      api.app.log.info({ signal }, 'shutting down: finishing requests in flight');
+      const force = setTimeout(() => {
+        api.app.log.error('requests still in flight after 10 s: exiting');
+        process.exit(1);
+      }, 10_000);
+      force.unref();
+      api.close().then(
+        () => {
+          api.app.log.info('stopped');
+          resolve();
+        },
+        (error: unknown) => {
+          api.app.log.error({ err: error }, 'shutdown failed');
+          resolve();
+        },
+      );
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+}
+
+function registerRoutes(
+  app: FastifyInstance,
+  launcher: Launcher,
+  limiter: RateLimiter,
+  metrics: ApiMetrics,
+): void {
+  /** Authenticates the bearer token and charges the request to it; failures are charged to the address. */
+  const guard = async (request: FastifyRequest): Promise<Principal> => {
+    const failures = `ip:${request.ip}`;
+    if (!limiter.allows(failures)) throw rateLimited(limiter.take(failures));
+    const header = request.headers.authorization;
+    const token = header?.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
+    let principal: Principal;
+    try {
+      principal = await launcher.authenticate(token);
+    } catch (error) {
+      limiter.take(failures);
+      throw error;
+    }
+    const wait = limiter.take(`token:${principal.tokenId}`);
+    if (wait > 0) throw rateLimited(wait);
+    return principal;
+  };
+
+  app.setErrorHandler((error, request, reply) => {
+    const known =
+      isSplinterError(error) || !(typeof (error as { statusCode?: unknown }).statusCode === 'number')
+        ? error
+        : new SplinterError('INVALID_ARGUMENT', (error as Error).message);
+    const problem = problemFor(known, request.url);
+    if (problem.status >= 500) request.log.error({ err: error }, 'request failed');
+    if (problem.status === 401) reply.header('www-authenticate', 'Bearer');
+    const retryAfter = isSplinterError(error) ? error.details?.retryAfter : undefined;
+    if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter));
+    return reply.code(problem.status).type('application/problem+json').send(problem);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const problem = problemFor(
+      new SplinterError('NOT_FOUND', `no route ${request.method} ${request.url}`),
+      request.url,
+    );
+    return reply.code(404).type('application/problem+json').send(problem);
+  });
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.url.startsWith('/launcher/')) reply.header('cache-control', 'no-store');
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.requests.inc({ route, method: request.method, status: String(reply.statusCode) });
+    metrics.duration.observe({ route }, reply.elapsedTime / 1000);
+    request.log.info(
+      {
+        method: request.method,
+        url: request.url,
+        status: reply.statusCode,
+        ms: Number(reply.elapsedTime.toFixed(2)),
+      },
+      'request',
+    );
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) => {
+    const state = await launcher.ready();
+    return reply.code(state.ready ? 200 : 503).send(state);
+  });
+  app.get('/metrics', async (_request, reply) =>
+    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  );
+
+  app.get('/launcher/realms/:realm', async (request) => {
+    const principal = await guard(request);
+    const params = realmParams.safeParse(request.params);
+    if (!params.success) {
+      throw new SplinterError(
+        'INVALID_ARGUMENT',
+        `realm ${JSON.stringify((request.params as { realm?: string }).realm)} is not a realm name`,
+      );
+    }
+    return launcher.realm(params.data.realm, principal);
+  });
+
+  app.post('/launcher/patches/:id/unlock', async (request: FastifyRequest, reply: FastifyReply) => {
+    try {
+      const principal = await guard(request);
+      const { id } = patchParams.parse(request.params);
+      const grant = await launcher.unlock(id, principal);
+      metrics.unlocks.inc({ outcome: 'granted' });
+      request.log.info({ patchId: id, keyId: grant.keyId, tokenId: principal.tokenId }, 'key released');
+      return reply.send({ patchId: grant.patchId, keyId: grant.keyId, key: grant.key });
+    } catch (error) {
+      metrics.unlocks.inc({ outcome: isSplinterError(error) ? error.code : 'INTERNAL' });
+      throw error;
+    }
+  });
+}
+
+function rateLimited(retryAfter: number): SplinterError {
+  return new SplinterError('RATE_LIMITED', `too many requests: retry in ${retryAfter} s`, {
+    details: { retryAfter },
+  });
+}

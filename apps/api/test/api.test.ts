@@ -1,0 +1,219 @@
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type RunningApi, startApi } from '@splinter/api';
+import { AccessStore, ChainStore, openPostgres, type SqlClient } from '@splinter/chain';
+import {
+  createLauncherToken,
+  openSplinter,
+  type Settings,
+  type Splinter,
+  settingsFromEnvironment,
+} from '@splinter/core';
+import { generatePatchKey, kekIdOf, keyIdOf, wrapKey } from '@splinter/seal';
+import { errorCodeOf, type FreshDatabase, freshDatabase } from '@splinter/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+describe('launcher API server (in process, real PostgreSQL, real HTTP on loopback)', () => {
+  let database: FreshDatabase;
+  let settings: Settings;
+  let splinter: Splinter;
+  let client: SqlClient;
+  let chain: ChainStore;
+  let api: RunningApi;
+  let token: string;
+  const kek = generatePatchKey();
+
+  /** A preloaded patch registered directly (the registry plays no part in these tests). */
+  async function preloaded(realm: string, version: string, parent?: string) {
+    const key = generatePatchKey();
+    const keyId = keyIdOf(key);
+    const row = await chain.registerPatch({
+      realm,
+      version,
+      parent,
+      reference: `example.test/patches/${realm}@sha256:${'b'.repeat(64)}`,
+      digest: `sha256:${'b'.repeat(64)}`,
+      status: 'preload',
+      key: { keyId, wrappedKey: wrapKey(kek, key, keyId), kekId: kekIdOf(kek) },
+    });
+    return { id: row.id, key: Buffer.from(key).toString('base64') };
+  }
+
+  const unlock = (id: string, bearer = token) =>
+    fetch(`${api.url}/launcher/patches/${id}/unlock`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${bearer}` },
+    });
+
+  beforeAll(async () => {
+    database = await freshDatabase('api');
+    settings = settingsFromEnvironment({
+      DATABASE_URL: database.url,
+      SPLINTER_KEK: Buffer.from(kek).toString('hex'),
+      SPLINTER_HOME: `/tmp/splinter-api-test-${randomBytes(4).toString('hex')}`,
+    });
+    splinter = await openSplinter({ settings });
+    token = (await createLauncherToken(splinter, { realm: 'eu-1' })).token;
+    client = await openPostgres(database.url);
+    chain = new ChainStore(client);
+    api = await startApi(settings, { port: '0', logLevel: 'silent', rateLimit: '1000', burst: '1000' });
+  });
+  afterAll(async () => {
+    await api?.close();
+    await splinter?.close();
+    await client?.close();
+    await database?.drop();
+  });
+
+  it('reports every configuration problem at start-up, one message each, before binding a port', async () => {
+    const bad = settingsFromEnvironment({ SPLINTER_HOME: '/tmp/nowhere' });
+    const error = await startApi(bad, { port: '99999', burst: 'x' }).then(
+      () => undefined,
+      (e: unknown) => e as Error & { code: string; details: { problems: string[] } },
+    );
+    expect(error?.code).toBe('INVALID_CONFIG');
+    expect(error?.details.problems).toEqual([
+      '--port must be from 0 to 65535',
+      '--burst must be a whole number',
+      expect.stringContaining('DATABASE_URL is not set'),
+      expect.stringContaining('set SPLINTER_KEK or SPLINTER_KEK_FILE'),
+    ]);
+    const wrongKek = settingsFromEnvironment({
+      DATABASE_URL: database.url,
+      SPLINTER_KEK: randomBytes(32).toString('base64'),
+    });
+    await preloaded('eu-1', 'kek-check');
+    expect(await errorCodeOf(startApi(wrongKek, { port: '0', logLevel: 'silent' }))).toBe('KEK_MISMATCH');
+  });
+
+  it('answers health, readiness and Prometheus metrics', async () => {
+    expect(await (await fetch(`${api.url}/healthz`)).json()).toEqual({ status: 'ok' });
+    expect(await (await fetch(`${api.url}/readyz`)).json()).toEqual({
+      ready: true,
+      database: true,
+      listening: true,
+    });
+    await unlock('424242');
+    const metrics = await (await fetch(`${api.url}/metrics`)).text();
+    expect(metrics).toContain(
+      'splinter_api_requests_total{route="/launcher/patches/:id/unlock",method="POST",status="404"}',
+    );
+    expect(metrics).toContain('splinter_api_unlocks_total{outcome="PATCH_UNKNOWN"}');
+    expect(metrics).toContain('splinter_api_request_duration_seconds_bucket');
+    const missing = await fetch(`${api.url}/nowhere`);
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toMatchObject({ code: 'NOT_FOUND', status: 404 });
+  });
+
+  it('releases a key the moment its activation commits, every time (no waiting for the notification)', async () => {
+    let parent: string | undefined;
+    for (let i = 0; i < 25; i++) {
+      const patch = await preloaded('eu-1', `race-${i}`, parent);
+      expect((await unlock(patch.id)).status).toBe(423);
+      await chain.activate({ patchId: patch.id, actor: 'test', force: true });
+      const response = await unlock(patch.id);
+      expect(response.status, `round ${i}`).toBe(200);
+      expect(((await response.json()) as { key: string }).key).toBe(patch.key);
+      parent = patch.id;
+    }
+  });
+
+  it('answers a concurrent poll storm on a locked patch correctly, before and right after activation', async () => {
+    const patch = await preloaded('eu-1', 'storm');
+    const storm = async () =>
+      (await Promise.all(Array.from({ length: 100 }, () => unlock(patch.id)))).map((r) => r.status);
+    expect(new Set(await storm())).toEqual(new Set([423]));
+    const during = storm();
+    await chain.activate({ patchId: patch.id, actor: 'test', force: true });
+    expect((await during).every((status) => status === 423 || status === 200)).toBe(true);
+    expect(new Set(await storm())).toEqual(new Set([200]));
+  });
+
+  it('drops cached grants on rollback and revocation as their notifications arrive', async () => {
+    const a = await preloaded('eu-1', 'cache-a');
+    await chain.activate({ patchId: a.id, actor: 'test', force: true });
+    const b = await preloaded('eu-1', 'cache-b', a.id);
+    await chain.activate({ patchId: b.id, actor: 'test' });
+    expect((await unlock(b.id)).status).toBe(200);
+    expect((await unlock(b.id)).status).toBe(200); // now served from the cache
+    await chain.rollback({ realm: 'eu-1', actor: 'test' });
+    expect(await eventually(async () => (await unlock(b.id)).status, 423)).toBe(423);
+    await chain.revokePatch(b.id);
+    expect((await unlock(b.id)).status).toBe(410);
+  });
+
+  it('refuses a revoked token from the moment the revocation commits', async () => {
+    const created = await createLauncherToken(splinter, { realm: 'eu-1', label: 'short-lived' });
+    const p = await preloaded('eu-1', 'tok');
+    expect((await unlock(p.id, created.token)).status).toBe(423);
+    await new AccessStore(client).revokeToken(created.id);
+    expect(await eventually(async () => (await unlock(p.id, created.token)).status, 401)).toBe(401);
+  });
+
+  it('limits each token to its rate (429 with Retry-After) and failed authentications per address', async () => {
+    const limited = await startApi(settings, { port: '0', logLevel: 'silent', rateLimit: '1', burst: '3' });
+    try {
+      const own = (await createLauncherToken(splinter, { realm: 'eu-1' })).token;
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const response = await fetch(`${limited.url}/launcher/patches/1/unlock`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${own}` },
+        });
+        statuses.push(response.status);
+        if (response.status === 429) {
+          expect(response.headers.get('retry-after')).toBe('1');
+          expect(((await response.json()) as { code: string }).code).toBe('RATE_LIMITED');
+        }
+      }
+      expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(2);
+      // Another token has its own bucket.
+      const other = (await createLauncherToken(splinter, { realm: 'eu-1' })).token;
+      const fresh = await fetch(`${limited.url}/launcher/patches/1/unlock`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${other}` },
+      });
+      expect(fresh.status).not.toBe(429);
+      const guesses: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        guesses.push(
+          (
+            await fetch(`${limited.url}/launcher/patches/1/unlock`, {
+              method: 'POST',
+              headers: {
+                authorization: `Bearer spl_1_${randomBytes(32).toString('base64url').slice(0, 43)}`,
+              },
+            })
+          ).status,
+        );
+      }
+      expect(guesses.slice(0, 3)).toEqual([401, 401, 401]);
+      expect(guesses.at(-1)).toBe(429);
+    } finally {
+      await limited.close();
+    }
+  });
+
+  it('survives losing its LISTEN connection: not ready meanwhile, answers stay correct, listens again', async () => {
+    const p = await preloaded('eu-1', 'listen-loss');
+    await client.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()`,
+    );
+    expect(await eventually(async () => (await fetch(`${api.url}/readyz`)).status, 503)).toBe(503);
+    expect((await unlock(p.id)).status).toBe(423);
+    await chain.activate({ patchId: p.id, actor: 'test', force: true });
+    expect((await unlock(p.id)).status).toBe(200);
+    expect(await eventually(async () => (await fetch(`${api.url}/readyz`)).status, 200, 5000)).toBe(200);
+  });
+});
+
+async function eventually<T>(probe: () => Promise<T>, wanted: T, ms = 2000): Promise<T> {
+  const deadline = Date.now() + ms;
+  let value = await probe();
+  while (value !== wanted && Date.now() < deadline) {
+    await sleep(20);
+    value = await probe();
+  }
+  return value;
+}

@@ -1,0 +1,25 @@
+import { serveUntilSignalled } from '@splinter/api';
+import type { Command } from 'commander';
+import { loadSettings } from '../context.js';
+
+export function registerServeCommand(program: Command): void {
+  program
+    .command('serve')
+    .description('run the launcher API (realm chains, preload key unlock) until SIGTERM or SIGINT')
+    .option('--port <port>', 'TCP port (default 8080; 0 picks a free one)')
+    .option('--host <host>', 'address to listen on (default 127.0.0.1)')
+    .option('--rate-limit <n>', 'requests per second per launcher token, on average (default 50)')
+    .option('--burst <n>', 'requests a token may make at once (default 100)')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (default info)')
+    .action(
+      async (flags: {
+        port?: string;
+        host?: string;
+        rateLimit?: string;
+        burst?: string;
+        logLevel?: string;
+      }) => {
+        await serveUntilSignalled(loadSettings(), flags);
+      },
+    );
+}

@@ -1,0 +1,207 @@
+import { SplinterError } from '@splinter/errors';
+import { listenJson, notifyJson, type SqlClient } from './sql.js';
+import type { PatchStatus } from './store.js';
+
+/**
+ * Revocations of patches and launcher tokens are announced on this channel, in the transaction that
+ * makes them, with a JSON payload `{"kind":"patch"|"token","id","realm"}` (ids as strings).
+ */
+export const ACCESS_CHANGED_CHANNEL = 'splinter_access_changed';
+
+export interface AccessChange {
+  kind: 'patch' | 'token';
+  id: string;
+  realm: string;
+}
+
+/** What deciding an unlock needs, in one read: the patch, whether it is live, and its wrapped key. */
+export interface UnlockState {
+  patchId: string;
+  realm: string;
+  status: PatchStatus;
+  /** The patch is its realm's head or in the head's chain. */
+  live: boolean;
+  key: { keyId: string; kekId: string; wrappedKey: Uint8Array | null } | null;
+}
+
+export interface PreloadRow {
+  id: string;
+  version: string;
+  parent: string | null;
+  reference: string;
+  digest: string;
+  keyId: string | null;
+}
+
+export interface TokenRow {
+  id: string;
+  realm: string;
+  label: string | null;
+  createdAt: string;
+  revokedAt: string | null;
+}
+
+export interface WrappedKeyRow {
+  patchId: string;
+  keyId: string;
+  kekId: string;
+  wrappedKey: Uint8Array;
+}
+
+const TOKEN_COLUMNS = `id::text AS id, realm, label, created_at::text AS "createdAt", revoked_at::text AS "revokedAt"`;
+
+/**
+ * Preload keys (stored only wrapped; no crypto happens here) and launcher tokens (stored only hashed).
+ */
+export class AccessStore {
+  constructor(private readonly db: SqlClient) {}
+
+  async unlockState(patchId: string): Promise<UnlockState | undefined> {
+    if (!/^\d{1,18}$/.test(patchId)) return undefined;
+    const { rows } = await this.db.query<{
+      realm: string;
+      status: PatchStatus;
+      live: boolean | null;
+      keyId: string | null;
+      kekId: string | null;
+      wrappedKey: Uint8Array | null;
+    }>(
+      `SELECT p.realm, p.status, (h.chain[p.depth + 1] = p.id) AS live,
+              k.key_id AS "keyId", k.kek_id AS "kekId", k.wrapped_key AS "wrappedKey"
+         FROM cluster.patches p
+         JOIN cluster.realms r ON r.realm = p.realm
+         LEFT JOIN cluster.patches h ON h.id = r.head
+         LEFT JOIN cluster.patch_keys k ON k.patch_id = p.id
+        WHERE p.id = $1`,
+      [patchId],
+    );
+    const row = rows[0];
+    if (!row) return undefined;
+    return {
+      patchId,
+      realm: row.realm,
+      status: row.status,
+      live: row.live === true,
+      key:
+        row.keyId === null
+          ? null
+          : {
+              keyId: row.keyId,
+              kekId: row.kekId!,
+              wrappedKey: row.wrappedKey === null ? null : new Uint8Array(row.wrappedKey),
+            },
+    };
+  }
+
+  /** The KEK fingerprints that wrap keys not yet destroyed. */
+  async kekIds(): Promise<string[]> {
+    const { rows } = await this.db.query<{ kekId: string }>(
+      'SELECT DISTINCT kek_id AS "kekId" FROM cluster.patch_keys WHERE wrapped_key IS NOT NULL ORDER BY 1',
+    );
+    return rows.map((row) => row.kekId);
+  }
+
+  /**
+   * Re-wraps every live key in one transaction (rows locked): `rewrap` may throw, and then nothing
+   * changes. Returns how many keys were re-wrapped.
+   */
+  async rewrapKeys(
+    rewrap: (row: WrappedKeyRow) => { wrappedKey: Uint8Array; kekId: string },
+  ): Promise<number> {
+    return this.db.transaction(async (tx) => {
+      const { rows } = await tx.query<{
+        patchId: string;
+        keyId: string;
+        kekId: string;
+        wrappedKey: Uint8Array;
+      }>(
+        `SELECT patch_id::text AS "patchId", key_id AS "keyId", kek_id AS "kekId", wrapped_key AS "wrappedKey"
+           FROM cluster.patch_keys WHERE wrapped_key IS NOT NULL ORDER BY patch_id FOR UPDATE`,
+      );
+      for (const row of rows) {
+        const next = rewrap({ ...row, wrappedKey: new Uint8Array(row.wrappedKey) });
+        await tx.query('UPDATE cluster.patch_keys SET wrapped_key = $2, kek_id = $3 WHERE patch_id = $1', [
+          row.patchId,
+          Buffer.from(next.wrappedKey),
+          next.kekId,
+        ]);
+      }
+      return rows.length;
+    });
+  }
+
+  /** Patches of `realm` published for preload and never activated, with the key id each needs. */
+  async preloads(realm: string): Promise<PreloadRow[]> {
+    const { rows } = await this.db.query<PreloadRow>(
+      `SELECT p.id::text AS id, p.version, p.parent::text AS parent, p.reference, p.digest, k.key_id AS "keyId"
+         FROM cluster.patches p LEFT JOIN cluster.patch_keys k ON k.patch_id = p.id
+        WHERE p.realm = $1 AND p.status = 'preload' ORDER BY p.id`,
+      [realm],
+    );
+    return rows;
+  }
+
+  async keyIdsOf(patchIds: string[]): Promise<Map<string, string>> {
+    if (patchIds.length === 0) return new Map();
+    const { rows } = await this.db.query<{ id: string; keyId: string }>(
+      `SELECT patch_id::text AS id, key_id AS "keyId" FROM cluster.patch_keys WHERE patch_id = ANY($1::bigint[])`,
+      [`{${patchIds.join(',')}}`],
+    );
+    return new Map(rows.map((row) => [row.id, row.keyId]));
+  }
+
+  async createToken(input: {
+    realm: string;
+    tokenHash: Uint8Array;
+    label?: string | undefined;
+  }): Promise<TokenRow> {
+    const { rows } = await this.db.query<TokenRow>(
+      `INSERT INTO cluster.api_tokens (realm, token_hash, label) VALUES ($1, $2, $3) RETURNING ${TOKEN_COLUMNS}`,
+      [input.realm, Buffer.from(input.tokenHash), input.label ?? null],
+    );
+    return rows[0]!;
+  }
+
+  /** A token that is not revoked, with its hash; undefined otherwise. */
+  async activeToken(id: string): Promise<{ id: string; realm: string; tokenHash: Uint8Array } | undefined> {
+    if (!/^\d{1,18}$/.test(id)) return undefined;
+    const { rows } = await this.db.query<{ id: string; realm: string; tokenHash: Uint8Array }>(
+      `SELECT id::text AS id, realm, token_hash AS "tokenHash" FROM cluster.api_tokens
+        WHERE id = $1 AND revoked_at IS NULL`,
+      [id],
+    );
+    const row = rows[0];
+    return row ? { ...row, tokenHash: new Uint8Array(row.tokenHash) } : undefined;
+  }
+
+  async listTokens(realm?: string): Promise<TokenRow[]> {
+    const { rows } = await this.db.query<TokenRow>(
+      `SELECT ${TOKEN_COLUMNS} FROM cluster.api_tokens WHERE $1::text IS NULL OR realm = $1 ORDER BY id`,
+      [realm ?? null],
+    );
+    return rows;
+  }
+
+  /** Calls `onChange` for every revocation committed from now on (LISTEN). */
+  async listenAccessChanges(
+    onChange: (change: AccessChange) => void,
+    onError?: (error: Error) => void,
+  ): Promise<() => Promise<void>> {
+    return listenJson(this.db, ACCESS_CHANGED_CHANNEL, onChange, onError);
+  }
+
+  async revokeToken(id: string): Promise<TokenRow> {
+    return this.db.transaction(async (tx) => {
+      const { rows } = await tx.query<TokenRow>(
+        `UPDATE cluster.api_tokens SET revoked_at = coalesce(revoked_at, now())
+          WHERE id = $1 RETURNING ${TOKEN_COLUMNS}`,
+        [/^\d{1,18}$/.test(id) ? id : '0'],
+      );
+      const row = rows[0];
+      if (!row) throw new SplinterError('NOT_FOUND', `no launcher token ${JSON.stringify(id)}`);
+      const change: AccessChange = { kind: 'token', id: row.id, realm: row.realm };
+      await notifyJson(tx, ACCESS_CHANGED_CHANNEL, change);
+      return row;
+    });
+  }
+}

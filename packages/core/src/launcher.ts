@@ -1,0 +1,300 @@
+import {
+  AccessStore,
+  ChainStore,
+  migrate,
+  openPostgres,
+  type SqlClient,
+  type UnlockState,
+} from '@splinter/chain';
+import { SplinterError } from '@splinter/errors';
+import { kekIdOf, unwrapKey } from '@splinter/seal';
+import { assertKekMatches, parseToken, resolveKek, secretMatches } from './preload.js';
+import type { Settings } from './settings.js';
+
+/** Who is calling: a launcher token and the realm it is scoped to. */
+export interface Principal {
+  tokenId: string;
+  realm: string;
+}
+
+export interface UnlockGrant {
+  patchId: string;
+  keyId: string;
+  /** The 32-byte patch key, base64. */
+  key: string;
+}
+
+export interface RealmPatch {
+  id: string;
+  version: string;
+  parent: string | null;
+  reference: string;
+  digest: string;
+  status: string;
+  /** Set when the patch was pushed with --preload: the key its layers need. */
+  keyId: string | null;
+}
+
+export interface RealmView {
+  realm: string;
+  head: RealmPatch | null;
+  /** Root first, ending with the head. */
+  chain: RealmPatch[];
+  /** Published for preload, not yet activated: launchers may download these now. */
+  preload: RealmPatch[];
+}
+
+export interface LauncherOptions {
+  settings: Settings;
+  /** Database connections (default 10). */
+  poolSize?: number;
+  /** Told when the LISTEN connection is lost and when it is back. */
+  onListenerState?: (listening: boolean, error?: Error) => void;
+  /** Delay before listening again after a lost connection (default 1 s). */
+  relistenDelayMs?: number;
+}
+
+/** Start-up checks of what the launcher API needs, one message per problem (empty when all is well). */
+export async function launcherConfigProblems(settings: Settings): Promise<string[]> {
+  const problems: string[] = [];
+  if (settings.databaseUrl === undefined) {
+    problems.push(
+      'DATABASE_URL is not set: the launcher API needs PostgreSQL (the embedded PGlite database cannot be shared with the CLI that activates patches)',
+    );
+  }
+  try {
+    await resolveKek(settings, 'the launcher API');
+  } catch (error) {
+    problems.push((error as Error).message);
+  }
+  return problems;
+}
+
+/**
+ * What the launcher API serves, over the release database. Decisions that release keys are cached in
+ * memory and dropped by the NOTIFY of every head change and revocation; a locked answer is always
+ * re-read from the database, so an unlock succeeds as soon as the activation has committed, even
+ * before its notification arrives.
+ */
+export class Launcher {
+  private readonly grants = new Map<string, UnlockGrant & { realm: string }>();
+  private readonly tokens = new Map<string, { realm: string; tokenHash: Uint8Array }>();
+  private readonly reads = new Map<
+    string,
+    { running?: Promise<UnlockState | undefined>; queued?: Promise<UnlockState | undefined> }
+  >();
+  /** Bumped by every invalidation: a read that started before one must not fill the cache after it. */
+  private generation = 0;
+  private listening = false;
+  private stops: Array<() => Promise<void>> = [];
+  private relistenTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly kekId: string;
+
+  private constructor(
+    private readonly client: SqlClient,
+    private readonly chain: ChainStore,
+    private readonly access: AccessStore,
+    private readonly kek: Uint8Array,
+    private readonly options: LauncherOptions,
+  ) {
+    this.kekId = kekIdOf(kek);
+  }
+
+  static async open(options: LauncherOptions): Promise<Launcher> {
+    const problems = await launcherConfigProblems(options.settings);
+    if (problems.length > 0) {
+      throw new SplinterError('INVALID_CONFIG', problems.join('; '), { details: { problems } });
+    }
+    const kek = await resolveKek(options.settings, 'the launcher API');
+    const client = await openPostgres(options.settings.databaseUrl!, { max: options.poolSize ?? 10 });
+    try {
+      await migrate(client);
+      const access = new AccessStore(client);
+      await assertKekMatches(access, kek);
+      const launcher = new Launcher(client, new ChainStore(client), access, kek, options);
+      await launcher.listen();
+      return launcher;
+    } catch (error) {
+      await client.close();
+      throw error;
+    }
+  }
+
+  /** The principal of a bearer token; UNAUTHENTICATED for a missing, malformed, unknown or revoked one. */
+  async authenticate(token: string | undefined): Promise<Principal> {
+    const parsed = token === undefined ? undefined : parseToken(token);
+    if (!parsed)
+      throw new SplinterError('UNAUTHENTICATED', 'a launcher token is required (Authorization: Bearer ...)');
+    let known = this.listening ? this.tokens.get(parsed.id) : undefined;
+    if (!known) {
+      const generation = this.generation;
+      known = await this.access.activeToken(parsed.id);
+      if (known && this.listening && generation === this.generation) this.tokens.set(parsed.id, known);
+    }
+    if (!known || !secretMatches(parsed.secret, known.tokenHash)) {
+      throw new SplinterError('UNAUTHENTICATED', 'unknown or revoked launcher token');
+    }
+    return { tokenId: parsed.id, realm: known.realm };
+  }
+
+  async realm(realm: string, principal: Principal): Promise<RealmView> {
+    assertRealm(principal, realm, `realm ${realm}`);
+    const shown = await this.chain.showRealm(realm);
+    const keyIds = await this.access.keyIdsOf(shown.chain.map((p) => p.id));
+    const view = (p: (typeof shown.chain)[number]): RealmPatch => ({
+      id: p.id,
+      version: p.version,
+      parent: p.parent,
+      reference: p.reference,
+      digest: p.digest,
+      status: p.status,
+      keyId: keyIds.get(p.id) ?? null,
+    });
+    const chain = shown.chain.map(view);
+    const preload = (await this.access.preloads(realm)).map((p) => ({ ...p, status: 'preload' }));
+    return { realm, head: chain.at(-1) ?? null, chain, preload };
+  }
+
+  async unlock(patchId: string, principal: Principal): Promise<UnlockGrant> {
+    const cached = this.listening ? this.grants.get(patchId) : undefined;
+    if (cached) {
+      assertRealm(principal, cached.realm, `patch ${patchId}`);
+      return { patchId, keyId: cached.keyId, key: cached.key };
+    }
+    const generation = this.generation;
+    const state = await this.freshState(patchId);
+    if (!state) throw new SplinterError('PATCH_UNKNOWN', `no patch ${JSON.stringify(patchId)}`);
+    assertRealm(principal, state.realm, `patch ${patchId}`);
+    if (state.status === 'revoked' || state.key?.wrappedKey === null) {
+      throw new SplinterError('KEY_REVOKED', `patch ${patchId} is revoked: its key is destroyed`);
+    }
+    if (!state.key) {
+      throw new SplinterError('NOT_FOUND', `patch ${patchId} was not pushed with --preload: it has no key`);
+    }
+    if (!state.live) {
+      throw new SplinterError(
+        'KEY_LOCKED',
+        state.status === 'preload'
+          ? `patch ${patchId} is in preload: its key is released when it is activated`
+          : `patch ${patchId} is not in the chain of the head of ${state.realm}: its key is locked`,
+        { details: { patchId, status: state.status } },
+      );
+    }
+    if (state.key.kekId !== this.kekId) {
+      throw new SplinterError(
+        'KEK_MISMATCH',
+        `the key of patch ${patchId} is wrapped with ${state.key.kekId}, not with this server's KEK ${this.kekId}`,
+      );
+    }
+    const key = Buffer.from(unwrapKey(this.kek, state.key.wrappedKey, state.key.keyId)).toString('base64');
+    const grant = { patchId, keyId: state.key.keyId, key };
+    if (this.listening && generation === this.generation)
+      this.grants.set(patchId, { ...grant, realm: state.realm });
+    return grant;
+  }
+
+  /** The database answers and head changes are being heard. */
+  async ready(): Promise<{ ready: boolean; database: boolean; listening: boolean }> {
+    const database = await this.client.query('SELECT 1').then(
+      () => true,
+      () => false,
+    );
+    return { ready: database && this.listening, database, listening: this.listening };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.relistenTimer);
+    await this.unlisten();
+    await this.client.close();
+  }
+
+  /**
+   * The patch's unlock state as read by a query that starts after this call. Callers that arrive
+   * while one query runs share the next one, so a poll storm on a locked patch costs at most two
+   * queries at a time, and no answer predates its request.
+   */
+  private freshState(patchId: string): Promise<UnlockState | undefined> {
+    let slot = this.reads.get(patchId);
+    if (!slot) {
+      slot = {};
+      this.reads.set(patchId, slot);
+    }
+    if (slot.queued) return slot.queued;
+    const current = slot;
+    const start = () => {
+      const query = this.access.unlockState(patchId);
+      current.running = query;
+      current.queued = undefined;
+      const done = () => {
+        if (current.running !== query) return;
+        current.running = undefined;
+        if (!current.queued) this.reads.delete(patchId);
+      };
+      query.then(done, done);
+      return query;
+    };
+    if (!current.running) return start();
+    current.queued = current.running.then(start, start);
+    return current.queued;
+  }
+
+  private invalidate(realm?: string): void {
+    this.generation += 1;
+    if (realm === undefined) {
+      this.grants.clear();
+      this.tokens.clear();
+      return;
+    }
+    for (const [id, grant] of this.grants) if (grant.realm === realm) this.grants.delete(id);
+  }
+
+  private async listen(): Promise<void> {
+    const lost = (error: Error) => {
+      if (!this.listening || this.closed) return;
+      this.listening = false;
+      this.invalidate();
+      this.options.onListenerState?.(false, error);
+      void this.unlisten().finally(() => this.scheduleRelisten());
+    };
+    try {
+      this.stops.push(await this.chain.listenHeadChanges((change) => this.invalidate(change.realm), lost));
+      this.stops.push(
+        await this.access.listenAccessChanges((change) => {
+          this.generation += 1;
+          if (change.kind === 'token') this.tokens.delete(change.id);
+          else this.grants.delete(change.id);
+        }, lost),
+      );
+    } catch (error) {
+      await this.unlisten();
+      throw error;
+    }
+    this.invalidate();
+    this.listening = true;
+  }
+
+  private scheduleRelisten(): void {
+    if (this.closed) return;
+    this.relistenTimer = setTimeout(() => {
+      this.listen().then(
+        () => this.options.onListenerState?.(true),
+        () => this.scheduleRelisten(),
+      );
+    }, this.options.relistenDelayMs ?? 1000);
+  }
+
+  private async unlisten(): Promise<void> {
+    for (const stop of this.stops.splice(0)) await stop().catch(() => undefined);
+  }
+}
+
+function assertRealm(principal: Principal, realm: string, what: string): void {
+  if (principal.realm !== realm) {
+    throw new SplinterError(
+      'FORBIDDEN',
+      `this token is scoped to realm ${principal.realm}; ${what} is not in it`,
+    );
+  }
+}
