@@ -98,16 +98,26 @@ export function createOpenStream(key: Uint8Array): Transform {
         data = header.subarray(NONCE_BYTES);
         header = Buffer.alloc(0);
       }
-      const combined = held.byteLength === 0 ? data : Buffer.concat([held, data]);
-      if (combined.byteLength <= TAG_BYTES) {
-        held = Buffer.from(combined);
+      if (data.byteLength < TAG_BYTES) {
+        // A short chunk: the tag may straddle it and `held` (at most 32 bytes to shuffle).
+        const combined = Buffer.concat([held, data]);
+        const cut = Math.max(0, combined.byteLength - TAG_BYTES);
+        if (cut > 0) this.push(decipher.update(combined.subarray(0, cut)));
+        held = combined.subarray(cut);
         return callback();
       }
-      const cut = combined.byteLength - TAG_BYTES;
-      held = Buffer.from(combined.subarray(cut));
-      for (let offset = 0; offset < cut; offset += SLICE_BYTES) {
-        this.push(decipher.update(combined.subarray(offset, Math.min(cut, offset + SLICE_BYTES))));
+      // The tag can only be the last TAG_BYTES of this chunk, so all of `held` is ciphertext. Only the
+      // held bytes and the first slice are copied; the rest is deciphered straight from the chunk.
+      const end = data.byteLength - TAG_BYTES;
+      let offset = 0;
+      if (held.byteLength > 0) {
+        offset = Math.min(end, SLICE_BYTES);
+        this.push(decipher.update(Buffer.concat([held, data.subarray(0, offset)])));
       }
+      for (; offset < end; offset += SLICE_BYTES) {
+        this.push(decipher.update(data.subarray(offset, Math.min(end, offset + SLICE_BYTES))));
+      }
+      held = Buffer.from(data.subarray(end));
       callback();
     },
     flush(callback: TransformCallback) {

@@ -114,6 +114,21 @@ describe('preload format: nonce | AES-256-GCM ciphertext | tag', () => {
     }
   });
 
+  it('opens large content split into chunks of every kind of size', async () => {
+    const key = generatePatchKey();
+    const plain = randomBytes(3 * 1024 * 1024 + 7);
+    const sealed = await seal(key, plain);
+    for (const sizes of [[1, 15, 16, 17], [65_536, 5], [100_000], [1024 * 1024 + 1, 3, 31]]) {
+      const parts: Buffer[] = [];
+      for (let offset = 0, i = 0; offset < sealed.byteLength; i++) {
+        const size = sizes[i % sizes.length]!;
+        parts.push(sealed.subarray(offset, offset + size));
+        offset += size;
+      }
+      expect((await open(key, parts)).equals(plain)).toBe(true);
+    }
+  });
+
   it('uses a fresh nonce per blob', async () => {
     const key = generatePatchKey();
     const plain = Buffer.from('same content');

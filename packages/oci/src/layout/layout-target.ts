@@ -124,12 +124,11 @@ export class OciLayoutTarget implements Target {
       `${digestHex(expected.digest)}-${randomBytes(6).toString('hex')}`,
     );
     try {
-      await pipeline(
-        toReadable(content),
-        options?.verifiedUpstream ? sizeLimit(expected) : new VerifyingStream(expected),
-        progressStream(options?.onProgress),
-        createWriteStream(ingest, { flags: 'wx' }),
-      );
+      const check = options?.verifiedUpstream ? sizeLimit(expected) : new VerifyingStream(expected);
+      const file = createWriteStream(ingest, { flags: 'wx' });
+      await (options?.onProgress
+        ? pipeline(toReadable(content), check, progressStream(options.onProgress), file)
+        : pipeline(toReadable(content), check, file));
       await rename(ingest, this.blobPath(expected));
     } catch (error) {
       await rm(ingest, { force: true });

@@ -92,16 +92,7 @@ export class RegistryTarget implements Target, Mountable {
       return Readable.from([bytes.bytes]).pipe(new VerifyingStream(desc));
     }
     const verifying = new VerifyingStream(desc);
-    const source = Readable.from(this.download(desc));
-    source.on('error', (error) => verifying.destroy(error));
-    return source.pipe(verifying);
-  }
-
-  /** Streams a blob; after a dropped connection it resumes with `Range` from the byte it reached. */
-  private async *download(desc: Descriptor): AsyncGenerator<Buffer> {
-    let received = 0;
-    for (let resumes = 0; ; resumes++) {
-      const headers: Record<string, string> = received > 0 ? { range: `bytes=${received}-` } : {};
+    const source = new BlobDownload(desc, this.client, async (headers) => {
       const response = await this.followRedirects(
         await this.client.send({
           method: 'GET',
@@ -114,39 +105,10 @@ export class RegistryTarget implements Target, Mountable {
       );
       if (response.status !== 200 && response.status !== 206)
         throw await this.failure(response, `GET blob ${desc.digest}`);
-      let skip = response.status === 200 ? received : 0; // the server ignored Range: drop what we have
-      try {
-        for await (const chunk of response.body as AsyncIterable<Buffer>) {
-          if (skip > 0) {
-            if (chunk.byteLength <= skip) {
-              skip -= chunk.byteLength;
-              continue;
-            }
-            const rest = chunk.subarray(skip);
-            skip = 0;
-            received += rest.byteLength;
-            yield rest;
-            continue;
-          }
-          received += chunk.byteLength;
-          yield chunk;
-        }
-        return;
-      } catch (error) {
-        if (!isRetryableNetworkError(error) || resumes + 1 >= this.client.retry.maxAttempts) {
-          if (isRetryableNetworkError(error)) {
-            throw new SplinterError(
-              'RETRIES_EXHAUSTED',
-              `GET blob ${desc.digest}: connection dropped ${resumes + 1} times`,
-              { cause: error },
-            );
-          }
-          throw error;
-        }
-        this.client.stats.resumes += 1;
-        await sleep(delayFor(this.client.retry, resumes + 1, undefined));
-      }
-    }
+      return response;
+    });
+    source.on('error', (error) => verifying.destroy(error));
+    return source.pipe(verifying);
   }
 
   private async followRedirects(
@@ -529,6 +491,94 @@ function codeFor(status: number, registryCode: string | undefined): ErrorCode {
   if (status === 404) return 'NOT_FOUND';
   if (status === 413) return 'MANIFEST_TOO_LARGE';
   return 'REGISTRY_ERROR';
+}
+
+/**
+ * A blob's bytes as one stream; after a dropped connection it resumes with `Range` from the byte it
+ * reached. The response body's chunks are pushed as they come (no async iteration in between: a pull
+ * moves tens of thousands of chunks).
+ */
+class BlobDownload extends Readable {
+  private received = 0;
+  private resumes = 0;
+  private body: Readable | undefined;
+  private connecting = false;
+
+  constructor(
+    private readonly desc: Descriptor,
+    private readonly client: RegistryClient,
+    private readonly request: (headers: Record<string, string>) => Promise<RegistryResponse>,
+  ) {
+    super();
+  }
+
+  override _read(): void {
+    if (this.body) this.body.resume();
+    else if (!this.connecting) void this.connect();
+  }
+
+  private async connect(): Promise<void> {
+    this.connecting = true;
+    let response: RegistryResponse;
+    try {
+      response = await this.request(this.received > 0 ? { range: `bytes=${this.received}-` } : {});
+    } catch (error) {
+      this.destroy(error as Error);
+      return;
+    } finally {
+      this.connecting = false;
+    }
+    const body = response.body as unknown as Readable;
+    if (this.destroyed) {
+      body.destroy();
+      return;
+    }
+    let skip = response.status === 200 ? this.received : 0; // the server ignored Range: drop what we have
+    this.body = body;
+    body.on('data', (data: Buffer) => {
+      let chunk = data;
+      if (skip > 0) {
+        if (chunk.byteLength <= skip) {
+          skip -= chunk.byteLength;
+          return;
+        }
+        chunk = chunk.subarray(skip);
+        skip = 0;
+      }
+      this.received += chunk.byteLength;
+      if (!this.push(chunk)) body.pause();
+    });
+    body.once('end', () => this.push(null));
+    body.once('error', (error) => {
+      this.body = undefined;
+      void this.reconnect(error);
+    });
+  }
+
+  private async reconnect(error: Error): Promise<void> {
+    if (this.destroyed) return;
+    this.resumes += 1;
+    if (!isRetryableNetworkError(error) || this.resumes >= this.client.retry.maxAttempts) {
+      this.destroy(
+        isRetryableNetworkError(error)
+          ? new SplinterError(
+              'RETRIES_EXHAUSTED',
+              `GET blob ${this.desc.digest}: connection dropped ${this.resumes} times`,
+              { cause: error },
+            )
+          : error,
+      );
+      return;
+    }
+    this.client.stats.resumes += 1;
+    await sleep(delayFor(this.client.retry, this.resumes, undefined));
+    if (!this.destroyed) await this.connect();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.body?.destroy();
+    callback(error);
+  }
 }
 
 /** Splits a stream into chunks of `size` bytes; each chunk is buffered (bounded by `size`). */
