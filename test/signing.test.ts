@@ -1,4 +1,4 @@
-import { readdir, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateKeyPair, writeKeyPair } from '@splinter/sign';
 import { type RunningRegistry, requireTool, startFaultProxy, startRegistry } from '@splinter/testkit';
@@ -163,10 +163,12 @@ describe('signing on push, verification before download (CLI, real registry)', (
   it('accepts a rotated key through a trust file, and refuses keys it does not list', async () => {
     const pushed = await push('rotation', ['--key', key('rotated'), '--signature-format', 'bundle']);
     const trustFile = join(work, 'trusted-keys');
-    await writeFile(trustFile, `# release keys, old and new\nrelease.pub\n${pub('rotated')}\n`);
+    // The old key by path (relative to the trust file), the new one inline.
+    const rotatedPem = await readFile(pub('rotated'), 'utf8');
+    await writeFile(trustFile, `# release keys, old and new\nrelease.pub  # until 2027\n${rotatedPem}`);
     const pulled = await pull(pushed.pinned, 'rotation-out', ['--trust', trustFile]);
     expect(pulled.code, pulled.stderr).toBe(0);
-    expect(pulled.stdout).toContain(`verified: bundle signature by ${pub('rotated')}`);
+    expect(pulled.stdout).toContain(`verified: bundle signature by ${trustFile}#1`);
 
     const oldOnly = await pull(pushed.pinned, 'rotation-old', ['--key', pub('release')], 'rotation-home');
     expect(oldOnly.code).toBe(5);

@@ -28,29 +28,27 @@ export async function loadTrustedKeys(input: {
 }): Promise<TrustedKey[]> {
   const keys: TrustedKey[] = [];
   for (const file of input.keyFiles) keys.push(loadPublicKey(await readKeyFile(file), file));
-  if (input.trustFile !== undefined) {
-    const text = await readKeyFile(input.trustFile);
-    const pems = text.match(/-----BEGIN PUBLIC KEY-----[\s\S]*?-----END PUBLIC KEY-----/g) ?? [];
-    pems.forEach((pem, i) => {
-      keys.push(loadPublicKey(pem, `${input.trustFile}#${i + 1}`));
-    });
-    const rest = text.replace(/-----BEGIN PUBLIC KEY-----[\s\S]*?-----END PUBLIC KEY-----/g, '');
-    for (const line of rest.split('\n')) {
-      const entry = line.replace(/#.*/, '').trim();
-      if (entry === '') continue;
-      if (entry.startsWith('-----')) {
-        throw new SplinterError(
-          'KEY_INVALID',
-          `${input.trustFile}: only PEM public keys belong in a trust file`,
-        );
-      }
-      const file = resolve(dirname(input.trustFile), entry);
-      keys.push(loadPublicKey(await readKeyFile(file), file));
+  if (input.trustFile !== undefined) keys.push(...(await trustFileKeys(input.trustFile)));
+  return keys;
+}
+
+const PEM_PUBLIC_KEY = /-----BEGIN PUBLIC KEY-----[\s\S]*?-----END PUBLIC KEY-----/g;
+
+async function trustFileKeys(trustFile: string): Promise<TrustedKey[]> {
+  const text = await readKeyFile(trustFile);
+  const keys = (text.match(PEM_PUBLIC_KEY) ?? []).map((pem, i) =>
+    loadPublicKey(pem, `${trustFile}#${i + 1}`),
+  );
+  for (const line of text.replace(PEM_PUBLIC_KEY, '').split('\n')) {
+    const entry = line.replace(/#.*/, '').trim();
+    if (entry === '') continue;
+    if (entry.startsWith('-----')) {
+      throw new SplinterError('KEY_INVALID', `${trustFile}: only PEM public keys belong in a trust file`);
     }
-    if (pems.length === 0 && keys.length === input.keyFiles.length) {
-      throw new SplinterError('KEY_INVALID', `${input.trustFile} lists no public keys`);
-    }
+    const file = resolve(dirname(trustFile), entry);
+    keys.push(loadPublicKey(await readKeyFile(file), file));
   }
+  if (keys.length === 0) throw new SplinterError('KEY_INVALID', `${trustFile} lists no public keys`);
   return keys;
 }
 
