@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { registerInspectCommand } from './commands/inspect.js';
 import { registerKekCommands } from './commands/kek.js';
 import { registerKeyCommands } from './commands/key.js';
+import { registerLauncherCommands } from './commands/launcher.js';
 import { registerModCommands } from './commands/mod.js';
 import { registerPatchCommands } from './commands/patch.js';
 import { registerRealmCommands } from './commands/realm.js';
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerSignatureCommands(program);
   registerInspectCommand(program);
   registerServeCommand(program);
+  registerLauncherCommands(program);
   registerTokenCommands(program);
   registerKekCommands(program);
   addOutputOptions(program);

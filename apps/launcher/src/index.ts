@@ -1,1 +1,2 @@
-export {};
+export type { SyncOptions, SyncResult } from './sync.js';
+export { syncRealm } from './sync.js';

@@ -30,4 +30,5 @@ export type {
   VerifiedSignature,
   VerifyResult,
 } from './types.js';
-export { requestUnlock } from './unlock-client.js';
+export type { LauncherRealmPatch, LauncherRealmView } from './unlock-client.js';
+export { requestRealmView, requestUnlock } from './unlock-client.js';

@@ -188,22 +188,9 @@ export class Splinter {
     const descriptor = await target.resolve(location.digest ?? location.tag ?? 'latest');
 
     // Signatures first: nothing of the artifact beyond its manifest digest is read until one verifies.
-    let verifiedBy: VerifiedSignature[] = [];
-    if ('keys' in input.trust) {
-      verifiedBy = (await requireTrustedSignature(target, descriptor, input.trust.keys)).verified;
-    } else {
-      this.options.warn?.(
-        `pulling ${formatLocation({ ...location, digest: descriptor.digest })} without verifying any signature (--insecure-skip-verify)`,
-      );
-    }
+    const verifiedBy = await this.requireTrust(target, location, descriptor, input.trust);
     const manifest = await fetchManifest(target, descriptor);
-    const expectedType = input.kind === 'patch' ? ArtifactType.Patch : ArtifactType.Mod;
-    if (manifest.artifactType !== expectedType) {
-      throw new SplinterError(
-        'UNSUPPORTED_MEDIA_TYPE',
-        `${input.reference} is ${manifest.artifactType ?? 'not an artifact'}, not a ${input.kind} (${expectedType})`,
-      );
-    }
+    assertArtifactKind(manifest, input.kind, input.reference);
 
     // Content goes through the embedded store, which doubles as the client's cache: a rollback to a
     // version pulled before downloads nothing.
@@ -245,6 +232,40 @@ export class Splinter {
       blobs,
       verifiedBy,
       verificationSkipped: !('keys' in input.trust),
+    };
+  }
+
+  /**
+   * Downloads an artifact's blobs into the local cache without unpacking anything (launchers stage
+   * preloads early this way): the same signature check as a pull comes first, and a later pull or
+   * rollback to it downloads nothing. Sealed layers are cached as ciphertext; no key is needed.
+   */
+  async prefetch(input: {
+    kind: PullInput['kind'];
+    reference: string;
+    trust: PullInput['trust'];
+    concurrency?: number | undefined;
+  }): Promise<{ digest: string; reference: string; blobs: TransferStats }> {
+    const location = parseLocation(input.reference);
+    const target = await this.stores.target(location);
+    const descriptor = await target.resolve(location.digest ?? location.tag ?? 'latest');
+    await this.requireTrust(target, location, descriptor, input.trust);
+    const manifest = await fetchManifest(target, descriptor);
+    assertArtifactKind(manifest, input.kind, input.reference);
+    const cache = await this.stores.embeddedLayout();
+    const stats = await copyGraph(target, cache, descriptor, {
+      concurrency: input.concurrency ?? this.options.concurrency ?? DEFAULT_CONCURRENCY,
+    });
+    if (location.kind === 'registry') {
+      await this.blobLocations.record(location.registry, location.repository, [
+        manifest.config,
+        ...manifest.layers,
+      ]);
+    }
+    return {
+      digest: descriptor.digest,
+      reference: formatLocation({ ...location, digest: descriptor.digest }),
+      blobs: { uploaded: stats.copied, skipped: stats.skipped, mounted: stats.mounted, bytes: stats.bytes },
     };
   }
 
@@ -355,6 +376,20 @@ export class Splinter {
     if (this.database) await (await this.database).client.close();
   }
 
+  /** The signatures that verify under the trusted keys, or a warning when verification is skipped. */
+  private async requireTrust(
+    target: Target,
+    location: Location,
+    descriptor: Descriptor,
+    trust: PullInput['trust'],
+  ): Promise<VerifiedSignature[]> {
+    if ('keys' in trust) return (await requireTrustedSignature(target, descriptor, trust.keys)).verified;
+    this.options.warn?.(
+      `pulling ${formatLocation({ ...location, digest: descriptor.digest })} without verifying any signature (--insecure-skip-verify)`,
+    );
+    return [];
+  }
+
   private async pinMod(reference: string): Promise<ModPin> {
     const location = parseLocation(reference);
     const target = await this.stores.target(location);
@@ -416,6 +451,16 @@ async function fetchManifest(target: Target, descriptor: Descriptor): Promise<Im
     );
   }
   return manifest;
+}
+
+function assertArtifactKind(manifest: ImageManifest, kind: PullInput['kind'], reference: string): void {
+  const expected = kind === 'patch' ? ArtifactType.Patch : ArtifactType.Mod;
+  if (manifest.artifactType !== expected) {
+    throw new SplinterError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      `${reference} is ${manifest.artifactType ?? 'not an artifact'}, not a ${kind} (${expected})`,
+    );
+  }
 }
 
 function required(value: string | undefined, flag: string): string {

@@ -1,6 +1,24 @@
 import { ERROR_CODES, type ErrorCode, SplinterError } from '@splinter/errors';
 import { decodeKey32, KEY_BYTES, keyIdOf } from '@splinter/seal';
 
+/** A realm as the launcher API shows it (`GET /launcher/realms/:realm`). */
+export interface LauncherRealmView {
+  realm: string;
+  head: LauncherRealmPatch | null;
+  chain: LauncherRealmPatch[];
+  preload: LauncherRealmPatch[];
+}
+
+export interface LauncherRealmPatch {
+  id: string;
+  version: string;
+  parent: string | null;
+  reference: string;
+  digest: string;
+  status: string;
+  keyId: string | null;
+}
+
 /**
  * Asks the launcher API for a patch key (`POST /launcher/patches/:id/unlock`). An answer other than
  * 200 becomes the SplinterError its problem body names; the key is checked against its key id.
@@ -10,25 +28,59 @@ export async function requestUnlock(input: {
   token: string;
   patchId: string;
 }): Promise<{ patchId: string; keyId: string; key: Uint8Array }> {
-  let base: URL;
-  try {
-    base = new URL(input.api);
-    if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new Error('not http(s)');
-  } catch {
-    throw new SplinterError('INVALID_ARGUMENT', `--api ${JSON.stringify(input.api)} is not an http(s) URL`);
-  }
   if (!/^\d{1,18}$/.test(input.patchId)) {
     throw new SplinterError('INVALID_ARGUMENT', `${JSON.stringify(input.patchId)} is not a patch id`);
   }
-  const url = new URL(
+  const body = await callLauncherApi(
+    input.api,
+    input.token,
+    'POST',
     `launcher/patches/${input.patchId}/unlock`,
-    base.href.endsWith('/') ? base : `${base.href}/`,
   );
+  const key = typeof body.key === 'string' ? decodeKey32(body.key) : undefined;
+  if (!key || key.byteLength !== KEY_BYTES || body.keyId !== keyIdOf(key)) {
+    throw new SplinterError('API_ERROR', 'launcher API answered 200 without a key matching its key id');
+  }
+  return { patchId: input.patchId, keyId: keyIdOf(key), key };
+}
+
+/** The realm's head, chain and preloads from the launcher API (`GET /launcher/realms/:realm`). */
+export async function requestRealmView(input: {
+  api: string;
+  token: string;
+  realm: string;
+}): Promise<LauncherRealmView> {
+  const body = await callLauncherApi(
+    input.api,
+    input.token,
+    'GET',
+    `launcher/realms/${encodeURIComponent(input.realm)}`,
+  );
+  if (!Array.isArray(body.chain) || !Array.isArray(body.preload) || body.realm !== input.realm) {
+    throw new SplinterError('API_ERROR', `launcher API answered 200 without a view of realm ${input.realm}`);
+  }
+  return body as unknown as LauncherRealmView;
+}
+
+async function callLauncherApi(
+  api: string,
+  token: string,
+  method: 'GET' | 'POST',
+  path: string,
+): Promise<Record<string, unknown>> {
+  let base: URL;
+  try {
+    base = new URL(api);
+    if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new Error('not http(s)');
+  } catch {
+    throw new SplinterError('INVALID_ARGUMENT', `--api ${JSON.stringify(api)} is not an http(s) URL`);
+  }
+  const url = new URL(path, base.href.endsWith('/') ? base : `${base.href}/`);
   let response: Response;
   try {
     response = await fetch(url, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${input.token}`, accept: 'application/json' },
+      method,
+      headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
       signal: AbortSignal.timeout(30_000),
     });
   } catch (error) {
@@ -41,16 +93,12 @@ export async function requestUnlock(input: {
     );
   }
   const body = (await response.json().catch(() => undefined)) as Record<string, unknown> | undefined;
-  if (response.status !== 200) {
+  if (response.status !== 200 || body === undefined) {
     const code = typeof body?.code === 'string' && isErrorCode(body.code) ? body.code : 'API_ERROR';
     const detail = typeof body?.detail === 'string' ? body.detail : `HTTP ${response.status}`;
     throw new SplinterError(code, `launcher API: ${detail}`, { details: { status: response.status } });
   }
-  const key = typeof body?.key === 'string' ? decodeKey32(body.key) : undefined;
-  if (!key || key.byteLength !== KEY_BYTES || body?.keyId !== keyIdOf(key)) {
-    throw new SplinterError('API_ERROR', 'launcher API answered 200 without a key matching its key id');
-  }
-  return { patchId: input.patchId, keyId: keyIdOf(key), key };
+  return body;
 }
 
 function isErrorCode(value: string): value is ErrorCode {

@@ -1,0 +1,62 @@
+import { join } from 'node:path';
+import { syncRealm } from '@splinter/launcher';
+import type { Command } from 'commander';
+import { globalOptions, withSplinter } from '../context.js';
+import { printResult } from '../output.js';
+import { addTrustOptions, type TrustFlags, trustFromFlags } from '../signing-flags.js';
+import { parseConcurrency } from './artifact.js';
+
+export function registerLauncherCommands(program: Command): void {
+  const launcher = program
+    .command('launcher')
+    .description("a player's launcher: keep a folder at a realm's head");
+  addTrustOptions(
+    launcher
+      .command('sync')
+      .description(
+        "stage the realm's preloads in the cache, then install its head into --output (atomic swap)",
+      )
+      .requiredOption('--api <url>', 'launcher API base URL, e.g. https://launcher.example')
+      .requiredOption('--token <token>', 'launcher token of the realm (splinter token create)')
+      .requiredOption('--realm <realm>', 'the realm to follow')
+      .requiredOption('--output <dir>', 'the game folder (replaced as a whole when the head changes)')
+      .option('--plain-http', 'talk plain HTTP to the registry (never the default)')
+      .option('--concurrency <n>', 'parallel blob transfers (default 4)'),
+    true,
+  ).action(async function (
+    this: Command,
+    flags: TrustFlags & {
+      api: string;
+      token: string;
+      realm: string;
+      output: string;
+      plainHttp?: boolean;
+      concurrency?: string;
+    },
+  ) {
+    const concurrency = parseConcurrency(flags.concurrency);
+    const trust = await trustFromFlags(flags);
+    const result = await withSplinter(this, flags, (splinter, settings) =>
+      syncRealm(splinter, {
+        api: flags.api,
+        token: flags.token,
+        realm: flags.realm,
+        output: flags.output,
+        trust,
+        stateDir: join(settings.home, 'launcher'),
+        concurrency,
+      }),
+    );
+    const lines = result.staged.map(
+      (p) =>
+        `staged ${p.version} (${p.digest}): ${p.blobs.uploaded} blobs downloaded, ${p.blobs.skipped} cached`,
+    );
+    if (result.head === null) lines.push(`realm ${result.realm} has no active patch`);
+    else if (result.action === 'up-to-date') lines.push(`${flags.output} is at ${result.head.version}`);
+    else
+      lines.push(
+        `installed ${result.head.version} (${result.head.digest}) into ${flags.output}: ${result.blobs?.downloaded} blobs downloaded, ${result.blobs?.cached} cached`,
+      );
+    printResult(globalOptions(this), result, lines);
+  });
+}

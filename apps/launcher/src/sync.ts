@@ -1,0 +1,108 @@
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import {
+  type LauncherRealmPatch,
+  type PullTrust,
+  requestRealmView,
+  requestUnlock,
+  type Splinter,
+  type TransferStats,
+} from '@splinter/core';
+
+export interface SyncOptions {
+  /** Launcher API base URL. */
+  api: string;
+  /** A launcher token of `realm`. */
+  token: string;
+  realm: string;
+  /** The client's game folder, replaced as a whole when the head changes. */
+  output: string;
+  trust: PullTrust;
+  /** Where the launcher remembers what it installed (one small JSON file per realm). */
+  stateDir: string;
+  concurrency?: number | undefined;
+}
+
+interface InstalledState {
+  output: string;
+  patchId: string;
+  version: string;
+  digest: string;
+}
+
+export interface SyncResult {
+  realm: string;
+  /** What the realm's head is now, and what happened to the folder. */
+  head: { id: string; version: string; digest: string } | null;
+  action: 'installed' | 'up-to-date' | 'no-head';
+  /** Blobs the install downloaded versus found in the cache (0 downloads after a preload or for a rollback). */
+  blobs?: { downloaded: number; cached: number; bytes: number };
+  /** Preloaded patches whose (encrypted) content is now in the cache. */
+  staged: Array<{ id: string; version: string; digest: string; blobs: TransferStats }>;
+}
+
+/**
+ * One launcher round for a realm: stage every preloaded patch's ciphertext in the cache, then make the
+ * folder hold the realm's head (verified, decrypted with the key the API releases once the patch is
+ * active, swapped in atomically). A folder already at the head is left alone; a rollback installs the
+ * earlier version from the cache.
+ */
+export async function syncRealm(splinter: Splinter, options: SyncOptions): Promise<SyncResult> {
+  const credentials = { api: options.api, token: options.token };
+  const view = await requestRealmView({ ...credentials, realm: options.realm });
+  const staged: SyncResult['staged'] = [];
+  for (const patch of view.preload) {
+    const fetched = await splinter.prefetch({
+      kind: 'patch',
+      reference: patch.reference,
+      trust: options.trust,
+      concurrency: options.concurrency,
+    });
+    staged.push({ ...summary(patch), blobs: fetched.blobs });
+  }
+  if (!view.head) return { realm: options.realm, head: null, action: 'no-head', staged };
+
+  const head = view.head;
+  const output = resolve(options.output);
+  const stateFile = join(options.stateDir, `${options.realm}.json`);
+  const installed = await readState(stateFile);
+  if (installed?.digest === head.digest && installed.output === output && (await isFolder(output))) {
+    return { realm: options.realm, head: summary(head), action: 'up-to-date', staged };
+  }
+  const patchKey = head.keyId ? (await requestUnlock({ ...credentials, patchId: head.id })).key : undefined;
+  const pulled = await splinter.pull({
+    kind: 'patch',
+    reference: head.reference,
+    output,
+    replace: true,
+    trust: options.trust,
+    patchKey,
+    concurrency: options.concurrency,
+  });
+  await writeState(stateFile, { output, patchId: head.id, version: head.version, digest: pulled.digest });
+  return { realm: options.realm, head: summary(head), action: 'installed', blobs: pulled.blobs, staged };
+}
+
+function summary(patch: LauncherRealmPatch): { id: string; version: string; digest: string } {
+  return { id: patch.id, version: patch.version, digest: patch.digest };
+}
+
+async function readState(file: string): Promise<InstalledState | undefined> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as InstalledState;
+  } catch {
+    // No record (or an unreadable one): the folder is installed afresh.
+    return undefined;
+  }
+}
+
+async function writeState(file: string, state: InstalledState): Promise<void> {
+  await mkdir(resolve(file, '..'), { recursive: true });
+  const temporary = `${file}.${process.pid}.tmp`;
+  await writeFile(temporary, `${JSON.stringify(state, null, 2)}\n`);
+  await rename(temporary, file);
+}
+
+async function isFolder(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isDirectory() === true;
+}
