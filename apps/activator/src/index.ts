@@ -1,1 +1,2 @@
-export {};
+export type { ModSyncOptions, ModSyncResult } from './sync.js';
+export { syncMods } from './sync.js';

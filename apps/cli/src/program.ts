@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander';
+import { registerActivatorCommands } from './commands/activator.js';
 import { registerInspectCommand } from './commands/inspect.js';
 import { registerKekCommands } from './commands/kek.js';
 import { registerKeyCommands } from './commands/key.js';
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerInspectCommand(program);
   registerServeCommand(program);
   registerLauncherCommands(program);
+  registerActivatorCommands(program);
   registerTokenCommands(program);
   registerKekCommands(program);
   addOutputOptions(program);

@@ -1,12 +1,14 @@
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import {
+  isFolder,
   type LauncherRealmPatch,
   type PullTrust,
+  readRecord,
   requestRealmView,
   requestUnlock,
   type Splinter,
   type TransferStats,
+  writeRecord,
 } from '@splinter/core';
 
 export interface SyncOptions {
@@ -65,7 +67,7 @@ export async function syncRealm(splinter: Splinter, options: SyncOptions): Promi
   const head = view.head;
   const output = resolve(options.output);
   const stateFile = join(options.stateDir, `${options.realm}.json`);
-  const installed = await readState(stateFile);
+  const installed = await readRecord<InstalledState>(stateFile);
   if (installed?.digest === head.digest && installed.output === output && (await isFolder(output))) {
     return { realm: options.realm, head: summary(head), action: 'up-to-date', staged };
   }
@@ -79,30 +81,10 @@ export async function syncRealm(splinter: Splinter, options: SyncOptions): Promi
     patchKey,
     concurrency: options.concurrency,
   });
-  await writeState(stateFile, { output, patchId: head.id, version: head.version, digest: pulled.digest });
+  await writeRecord(stateFile, { output, patchId: head.id, version: head.version, digest: pulled.digest });
   return { realm: options.realm, head: summary(head), action: 'installed', blobs: pulled.blobs, staged };
 }
 
 function summary(patch: LauncherRealmPatch): { id: string; version: string; digest: string } {
   return { id: patch.id, version: patch.version, digest: patch.digest };
-}
-
-async function readState(file: string): Promise<InstalledState | undefined> {
-  try {
-    return JSON.parse(await readFile(file, 'utf8')) as InstalledState;
-  } catch {
-    // No record (or an unreadable one): the folder is installed afresh.
-    return undefined;
-  }
-}
-
-async function writeState(file: string, state: InstalledState): Promise<void> {
-  await mkdir(resolve(file, '..'), { recursive: true });
-  const temporary = `${file}.${process.pid}.tmp`;
-  await writeFile(temporary, `${JSON.stringify(state, null, 2)}\n`);
-  await rename(temporary, file);
-}
-
-async function isFolder(path: string): Promise<boolean> {
-  return (await stat(path).catch(() => undefined))?.isDirectory() === true;
 }

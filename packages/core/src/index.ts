@@ -11,6 +11,7 @@ export { destinationFor, formatLocation, parseLocation } from './locations.js';
 export type { CreatedToken } from './preload.js';
 export { generateKek, readPatchKeyFile, writeKeyFile } from './preload.js';
 export type { ProgressSink } from './progress.js';
+export { isFolder, readRecord, writeRecord } from './records.js';
 export type { Settings } from './settings.js';
 export { settingsFromEnvironment } from './settings.js';
 export { loadSigningKey, loadTrustedKeys } from './signing.js';

@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { AccessStore, ModPin, PatchRow, ReleaseRow } from '@splinter/chain';
+import type { AccessStore, HeadChange, ModPin, PatchRow, ReleaseRow } from '@splinter/chain';
 import { SplinterError } from '@splinter/errors';
 import {
   copyGraph,
@@ -364,6 +364,17 @@ export class Splinter {
   ): Promise<{ realm: string; head: PatchRow | null; chain: PatchRow[]; mods: ModPin[] }> {
     const shown = await (await this.chain()).showRealm(realm);
     return { ...shown, mods: shown.head?.mods ?? [] };
+  }
+
+  /**
+   * Calls `onChange` after every activation or rollback that commits (PostgreSQL NOTIFY; with the
+   * embedded PGlite database only changes made by this process are heard). Returns the unsubscribe.
+   */
+  async watchHeadChanges(
+    onChange: (change: HeadChange) => void,
+    onError?: (error: Error) => void,
+  ): Promise<() => Promise<void>> {
+    return (await this.chain()).listenHeadChanges(onChange, onError);
   }
 
   async revoke(patch: string, realm?: string): Promise<PatchRow> {

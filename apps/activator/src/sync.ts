@@ -1,0 +1,95 @@
+import { rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import {
+  isFolder,
+  type PullTrust,
+  parseLocation,
+  readRecord,
+  type Splinter,
+  writeRecord,
+} from '@splinter/core';
+import { SplinterError } from '@splinter/errors';
+
+export interface ModSyncOptions {
+  realm: string;
+  /** Each active mod goes to `<output>/<mod name>`. */
+  output: string;
+  trust: PullTrust;
+  /** Where the activator remembers which mods it installed (one JSON file per realm). */
+  stateDir: string;
+  concurrency?: number | undefined;
+}
+
+interface ActivatorRecord {
+  output: string;
+  /** Mod name -> manifest digest, as installed. */
+  mods: Record<string, string>;
+}
+
+export interface ModSyncResult {
+  realm: string;
+  /** The realm's head whose mods are now installed (null: no active patch, so no mods). */
+  head: { id: string; version: string } | null;
+  installed: Array<{ name: string; digest: string; downloaded: number }>;
+  kept: Array<{ name: string; digest: string }>;
+  removed: string[];
+}
+
+/**
+ * Makes `<output>/<name>` hold exactly the mods pinned by the realm's active patch: new or changed mods
+ * are pulled (verified, staged, swapped in), unchanged ones kept, and mods this activator installed
+ * that the head no longer pins are removed. A rollback of the patch therefore rolls its mods back.
+ */
+export async function syncMods(splinter: Splinter, options: ModSyncOptions): Promise<ModSyncResult> {
+  const realm = await splinter.showRealm(options.realm);
+  const output = resolve(options.output);
+  const recordFile = join(options.stateDir, `${options.realm}.json`);
+  const previous = await readRecord<ActivatorRecord>(recordFile);
+  const before = previous?.output === output ? previous.mods : {};
+  const wanted = new Map<string, { reference: string; digest: string }>();
+  for (const pin of realm.mods) {
+    const name = parseLocation(pin.reference).repository.split('/').at(-1)!;
+    if (wanted.has(name)) {
+      throw new SplinterError(
+        'INVALID_ARGUMENT',
+        `the head of ${options.realm} pins two mods named ${name}: ${wanted.get(name)!.reference} and ${pin.reference}`,
+      );
+    }
+    wanted.set(name, pin);
+  }
+
+  const result: ModSyncResult = {
+    realm: options.realm,
+    head: realm.head ? { id: realm.head.id, version: realm.head.version } : null,
+    installed: [],
+    kept: [],
+    removed: [],
+  };
+  const now: Record<string, string> = {};
+  for (const [name, pin] of wanted) {
+    const folder = join(output, name);
+    if (before[name] === pin.digest && (await isFolder(folder))) {
+      result.kept.push({ name, digest: pin.digest });
+    } else {
+      const pulled = await splinter.pull({
+        kind: 'mod',
+        reference: pin.reference,
+        output: folder,
+        replace: true,
+        trust: options.trust,
+        concurrency: options.concurrency,
+      });
+      result.installed.push({ name, digest: pulled.digest, downloaded: pulled.blobs.downloaded });
+    }
+    now[name] = pin.digest;
+    // Recorded as each mod lands, so an interrupted round never forgets a folder it created.
+    await writeRecord(recordFile, { output, mods: { ...before, ...now } } satisfies ActivatorRecord);
+  }
+  for (const name of Object.keys(before)) {
+    if (wanted.has(name)) continue;
+    await rm(join(output, name), { recursive: true, force: true });
+    result.removed.push(name);
+  }
+  await writeRecord(recordFile, { output, mods: now } satisfies ActivatorRecord);
+  return result;
+}

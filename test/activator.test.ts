@@ -1,0 +1,188 @@
+import { spawn } from 'node:child_process';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { generateKeyPair, writeKeyPair } from '@splinter/sign';
+import { type FreshDatabase, freshDatabase, type RunningRegistry, startRegistry } from '@splinter/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { snapshot, tempDir } from '../packages/pack/test/helpers.js';
+import { CLI, SAMPLE, SAMPLE_MOD, splinterCli } from './support.js';
+
+interface RoundJson {
+  head: { version: string } | null;
+  installed: Array<{ name: string; downloaded: number }>;
+  kept: Array<{ name: string }>;
+  removed: string[];
+}
+
+describe('splinter activator: the mods of the active patch follow activation and rollback', () => {
+  let work: string;
+  let registry: RunningRegistry;
+  let database: FreshDatabase;
+  let env: Record<string, string>;
+  let radar: string;
+  const ids: Record<string, string> = {};
+  const mods = () => join(work, 'mods');
+
+  beforeAll(async () => {
+    work = await tempDir('activator');
+    registry = await startRegistry();
+    database = await freshDatabase('activator');
+    env = {
+      SPLINTER_HOME: join(work, 'home'),
+      DATABASE_URL: database.url,
+      SPLINTERTREE_PATCH_REGISTRY: registry.host,
+      SPLINTERTREE_MOD_REGISTRY: registry.host,
+      COSIGN_PASSWORD: 'studio',
+      USER: 'release-bot',
+    };
+    await writeKeyPair(join(work, 'studio'), await generateKeyPair('studio'));
+    radar = join(work, 'radar');
+    await mkdir(join(radar, 'scripts'), { recursive: true });
+    await writeFile(join(radar, 'scripts', 'radar.lua'), 'print("radar")\n');
+  });
+  afterAll(async () => {
+    await database?.drop();
+    await registry?.stop();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  const cli = async (args: string[]) => {
+    const result = await splinterCli([...args, '--json'], env);
+    expect(result.code, result.stderr).toBe(0);
+    return JSON.parse(result.stdout) as Record<string, unknown>;
+  };
+  const signed = () => ['--key', join(work, 'studio.key')];
+  const trusted = () => ['--key', join(work, 'studio.pub')];
+  const runOnce = async () => {
+    const result = await splinterCli(
+      ['activator', 'run', '--realm', 'eu-1', '--output', mods(), '--plain-http', '--json', ...trusted()],
+      env,
+    );
+    expect(result.code, result.stderr).toBe(0);
+    return JSON.parse(result.stdout) as RoundJson;
+  };
+
+  it('installs the pinned mods, keeps unchanged ones, removes unpinned ones on rollback', async () => {
+    const minimap = (
+      await cli([
+        'mod',
+        'push',
+        SAMPLE_MOD,
+        '--name',
+        'minimap',
+        '--version',
+        '1',
+        ...signed(),
+        '--plain-http',
+      ])
+    ).digest as string;
+    await cli(['mod', 'push', radar, '--name', 'radar', '--version', '1', ...signed(), '--plain-http']);
+    const mod = (name: string) => `${registry.host}/mods/${name}:1`;
+    ids.v1 = (
+      await cli([
+        'patch',
+        'push',
+        SAMPLE,
+        '--realm',
+        'eu-1',
+        '--version',
+        '1',
+        '--mod',
+        mod('minimap'),
+        '--plain-http',
+      ])
+    ).id as string;
+    ids.v2 = (
+      await cli([
+        'patch',
+        'push',
+        SAMPLE,
+        '--realm',
+        'eu-1',
+        '--version',
+        '2',
+        '--parent',
+        '1',
+        '--mod',
+        mod('minimap'),
+        '--mod',
+        mod('radar'),
+        '--plain-http',
+      ])
+    ).id as string;
+
+    expect(await runOnce()).toMatchObject({ head: null, installed: [], removed: [] });
+
+    await cli(['patch', 'activate', ids.v1]);
+    const first = await runOnce();
+    expect(first.installed.map((m) => m.name)).toEqual(['minimap']);
+    expect(await snapshot(join(mods(), 'minimap'))).toEqual(await snapshot(SAMPLE_MOD));
+    expect(minimap).toMatch(/^sha256:/);
+
+    await cli(['patch', 'activate', ids.v2]);
+    const second = await runOnce();
+    expect(second).toMatchObject({ head: { version: '2' }, kept: [{ name: 'minimap' }], removed: [] });
+    expect(second.installed.map((m) => m.name)).toEqual(['radar']);
+    expect((await readdir(mods())).sort()).toEqual(['minimap', 'radar']);
+
+    await cli(['patch', 'rollback', '--realm', 'eu-1']);
+    const third = await runOnce();
+    expect(third).toMatchObject({ head: { version: '1' }, installed: [], removed: ['radar'] });
+    expect(await readdir(mods())).toEqual(['minimap']);
+  }, 120_000);
+
+  it('with --watch, follows an activation the moment it commits', async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        'activator',
+        'run',
+        '--realm',
+        'eu-1',
+        '--output',
+        mods(),
+        '--watch',
+        '--plain-http',
+        '--json',
+        ...trusted(),
+      ],
+      { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk;
+    });
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    const rounds = () =>
+      stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as RoundJson);
+    const waitFor = async (count: number) => {
+      const deadline = Date.now() + 30_000;
+      while (rounds().length < count) {
+        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no round ${count}: ${stderr}`);
+        await sleep(50);
+      }
+      return rounds()[count - 1]!;
+    };
+    try {
+      expect(await waitFor(1)).toMatchObject({ head: { version: '1' } });
+      await cli(['patch', 'activate', ids.v2!]);
+      const followed = await waitFor(2);
+      expect(followed).toMatchObject({ head: { version: '2' }, installed: [{ name: 'radar' }] });
+      expect((await readdir(mods())).sort()).toEqual(['minimap', 'radar']);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    const code = await new Promise<number | null>((resolve) =>
+      child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', resolve),
+    );
+    expect(code, stderr).toBe(0);
+  }, 120_000);
+});
