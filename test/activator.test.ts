@@ -64,53 +64,28 @@ describe('splinter activator: the mods of the active patch follow activation and
   };
 
   it('installs the pinned mods, keeps unchanged ones, removes unpinned ones on rollback', async () => {
-    const minimap = (
-      await cli([
-        'mod',
-        'push',
-        SAMPLE_MOD,
-        '--name',
-        'minimap',
-        '--version',
-        '1',
-        ...signed(),
-        '--plain-http',
-      ])
-    ).digest as string;
-    await cli(['mod', 'push', radar, '--name', 'radar', '--version', '1', ...signed(), '--plain-http']);
-    const mod = (name: string) => `${registry.host}/mods/${name}:1`;
-    ids.v1 = (
-      await cli([
-        'patch',
-        'push',
-        SAMPLE,
-        '--realm',
-        'eu-1',
-        '--version',
-        '1',
-        '--mod',
-        mod('minimap'),
-        '--plain-http',
-      ])
-    ).id as string;
-    ids.v2 = (
-      await cli([
-        'patch',
-        'push',
-        SAMPLE,
-        '--realm',
-        'eu-1',
-        '--version',
-        '2',
-        '--parent',
-        '1',
-        '--mod',
-        mod('minimap'),
-        '--mod',
-        mod('radar'),
-        '--plain-http',
-      ])
-    ).id as string;
+    const pushMod = async (dir: string, name: string) =>
+      (await cli(['mod', 'push', dir, '--name', name, '--version', '1', ...signed(), '--plain-http']))
+        .digest as string;
+    const pushPatch = async (version: string, extra: string[]) =>
+      (
+        await cli([
+          'patch',
+          'push',
+          SAMPLE,
+          '--realm',
+          'eu-1',
+          '--version',
+          version,
+          '--plain-http',
+          ...extra,
+        ])
+      ).id as string;
+    const minimap = await pushMod(SAMPLE_MOD, 'minimap');
+    await pushMod(radar, 'radar');
+    const mod = (name: string) => ['--mod', `${registry.host}/mods/${name}:1`];
+    ids.v1 = await pushPatch('1', mod('minimap'));
+    ids.v2 = await pushPatch('2', ['--parent', '1', ...mod('minimap'), ...mod('radar')]);
 
     expect(await runOnce()).toMatchObject({ head: null, installed: [], removed: [] });
 

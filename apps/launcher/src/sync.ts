@@ -1,8 +1,8 @@
 import { join, resolve } from 'node:path';
 import {
   isFolder,
-  type LauncherRealmPatch,
   type PullTrust,
+  type RealmPatch,
   readRecord,
   requestRealmView,
   requestUnlock,
@@ -85,6 +85,6 @@ export async function syncRealm(splinter: Splinter, options: SyncOptions): Promi
   return { realm: options.realm, head: summary(head), action: 'installed', blobs: pulled.blobs, staged };
 }
 
-function summary(patch: LauncherRealmPatch): { id: string; version: string; digest: string } {
+function summary(patch: RealmPatch): { id: string; version: string; digest: string } {
   return { id: patch.id, version: patch.version, digest: patch.digest };
 }

@@ -31,5 +31,4 @@ export type {
   VerifiedSignature,
   VerifyResult,
 } from './types.js';
-export type { LauncherRealmPatch, LauncherRealmView } from './unlock-client.js';
 export { requestRealmView, requestUnlock } from './unlock-client.js';

@@ -1,23 +1,6 @@
 import { ERROR_CODES, type ErrorCode, SplinterError } from '@splinter/errors';
 import { decodeKey32, KEY_BYTES, keyIdOf } from '@splinter/seal';
-
-/** A realm as the launcher API shows it (`GET /launcher/realms/:realm`). */
-export interface LauncherRealmView {
-  realm: string;
-  head: LauncherRealmPatch | null;
-  chain: LauncherRealmPatch[];
-  preload: LauncherRealmPatch[];
-}
-
-export interface LauncherRealmPatch {
-  id: string;
-  version: string;
-  parent: string | null;
-  reference: string;
-  digest: string;
-  status: string;
-  keyId: string | null;
-}
+import type { RealmView } from './launcher.js';
 
 /**
  * Asks the launcher API for a patch key (`POST /launcher/patches/:id/unlock`). An answer other than
@@ -49,7 +32,7 @@ export async function requestRealmView(input: {
   api: string;
   token: string;
   realm: string;
-}): Promise<LauncherRealmView> {
+}): Promise<RealmView> {
   const body = await callLauncherApi(
     input.api,
     input.token,
@@ -59,7 +42,7 @@ export async function requestRealmView(input: {
   if (!Array.isArray(body.chain) || !Array.isArray(body.preload) || body.realm !== input.realm) {
     throw new SplinterError('API_ERROR', `launcher API answered 200 without a view of realm ${input.realm}`);
   }
-  return body as unknown as LauncherRealmView;
+  return body as unknown as RealmView;
 }
 
 async function callLauncherApi(

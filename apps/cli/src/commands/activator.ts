@@ -3,23 +3,26 @@ import { type ModSyncResult, syncMods } from '@splinter/activator';
 import type { Command } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
 import { addTrustOptions, type TrustFlags, trustFromFlags } from '../signing-flags.js';
-import { parseConcurrency } from './artifact.js';
+import { addTransferOptions, parseConcurrency } from './artifact.js';
 
 export function registerActivatorCommands(program: Command): void {
   const activator = program
     .command('activator')
     .description("keep a folder at the mods pinned by a realm's active patch");
   addTrustOptions(
-    activator
-      .command('run')
-      .description(
-        "install the active patch's mods into --output/<name>; with --watch, again on every head change",
-      )
-      .requiredOption('--realm <realm>', 'the realm to follow')
-      .requiredOption('--output <dir>', 'mods folder: each mod in a subfolder named after it')
-      .option('--watch', 'keep running: re-sync when an activation or rollback commits (PostgreSQL NOTIFY)')
-      .option('--plain-http', 'talk plain HTTP to the registry (never the default)')
-      .option('--concurrency <n>', 'parallel blob transfers (default 4)'),
+    addTransferOptions(
+      activator
+        .command('run')
+        .description(
+          "install the active patch's mods into --output/<name>; with --watch, again on every head change",
+        )
+        .requiredOption('--realm <realm>', 'the realm to follow')
+        .requiredOption('--output <dir>', 'mods folder: each mod in a subfolder named after it')
+        .option(
+          '--watch',
+          'keep running: re-sync when an activation or rollback commits (PostgreSQL NOTIFY)',
+        ),
+    ),
     true,
   ).action(async function (
     this: Command,

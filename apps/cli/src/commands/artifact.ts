@@ -26,25 +26,31 @@ export interface PullFlags extends TrustFlags {
   concurrency?: string;
 }
 
-export function addPushOptions(command: Command, registryEnv: string): Command {
+/** --plain-http and --concurrency: how any command that moves blobs talks to the registry. */
+export function addTransferOptions(command: Command): Command {
   return command
-    .option(
+    .option('--plain-http', 'talk plain HTTP to the registry (never the default)')
+    .option('--concurrency <n>', 'parallel blob transfers (default 4)');
+}
+
+export function addPushOptions(command: Command, registryEnv: string): Command {
+  return addTransferOptions(
+    command.option(
       '--registry <ref>',
       `registry and namespace, host[:port][/path] (default: $${registryEnv}, else the embedded store)`,
-    )
-    .option('--plain-http', 'talk plain HTTP to the registry (never the default)')
-    .option('--concurrency <n>', 'parallel blob transfers (default 4)')
+    ),
+  )
     .option('--key <keyfile>', 'sign the pushed manifest with this cosign private key')
     .addOption(signatureFormatOption());
 }
 
 export function addPullOptions(command: Command): Command {
   return addTrustOptions(
-    command
-      .requiredOption('--output <dir>', 'folder to write the tree into (staged, then renamed into place)')
-      .option('--plain-http', 'talk plain HTTP to the registry (never the default)')
-      .option('--replace', 'replace --output if it already exists')
-      .option('--concurrency <n>', 'parallel blob transfers (default 4)'),
+    addTransferOptions(
+      command
+        .requiredOption('--output <dir>', 'folder to write the tree into (staged, then renamed into place)')
+        .option('--replace', 'replace --output if it already exists'),
+    ),
     true,
   );
 }

@@ -4,24 +4,24 @@ import type { Command } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
 import { printResult } from '../output.js';
 import { addTrustOptions, type TrustFlags, trustFromFlags } from '../signing-flags.js';
-import { parseConcurrency } from './artifact.js';
+import { addTransferOptions, parseConcurrency } from './artifact.js';
 
 export function registerLauncherCommands(program: Command): void {
   const launcher = program
     .command('launcher')
     .description("a player's launcher: keep a folder at a realm's head");
   addTrustOptions(
-    launcher
-      .command('sync')
-      .description(
-        "stage the realm's preloads in the cache, then install its head into --output (atomic swap)",
-      )
-      .requiredOption('--api <url>', 'launcher API base URL, e.g. https://launcher.example')
-      .requiredOption('--token <token>', 'launcher token of the realm (splinter token create)')
-      .requiredOption('--realm <realm>', 'the realm to follow')
-      .requiredOption('--output <dir>', 'the game folder (replaced as a whole when the head changes)')
-      .option('--plain-http', 'talk plain HTTP to the registry (never the default)')
-      .option('--concurrency <n>', 'parallel blob transfers (default 4)'),
+    addTransferOptions(
+      launcher
+        .command('sync')
+        .description(
+          "stage the realm's preloads in the cache, then install its head into --output (atomic swap)",
+        )
+        .requiredOption('--api <url>', 'launcher API base URL, e.g. https://launcher.example')
+        .requiredOption('--token <token>', 'launcher token of the realm (splinter token create)')
+        .requiredOption('--realm <realm>', 'the realm to follow')
+        .requiredOption('--output <dir>', 'the game folder (replaced as a whole when the head changes)'),
+    ),
     true,
   ).action(async function (
     this: Command,
