@@ -96,10 +96,15 @@ export function createOpenStream(key: Uint8Array, options: OpenOptions = {}): Tr
     transform(chunk: Buffer, _encoding, callback: TransformCallback) {
       let data = chunk;
       if (!gcm) {
-        header = Buffer.concat([header, data]);
-        if (header.byteLength < NONCE_BYTES) return callback();
-        gcm = createOpenGcm(key, header.subarray(0, NONCE_BYTES), options.backend);
-        data = header.subarray(NONCE_BYTES);
+        // Only a nonce split across chunks is gathered, not the whole first chunk (an allocation and a
+        // copy per blob).
+        const start = header.byteLength > 0 ? Buffer.concat([header, data]) : data;
+        if (start.byteLength < NONCE_BYTES) {
+          header = Buffer.from(start);
+          return callback();
+        }
+        gcm = createOpenGcm(key, start.subarray(0, NONCE_BYTES), options.backend);
+        data = start.subarray(NONCE_BYTES);
         header = Buffer.alloc(0);
       }
       if (data.byteLength < TAG_BYTES) {
