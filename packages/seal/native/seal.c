@@ -3,6 +3,7 @@
 // allocates a fresh output and copies on every call. N-API only, so one build loads on node 20, 22, 24.
 #include <limits.h>
 #include <node_api.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@ typedef struct {
   } while (0)
 
 static napi_value fail(napi_env env, const char* message) {
+  ERR_clear_error();
   napi_throw_error(env, "ERR_SPLINTER_SEAL_NATIVE", message);
   return NULL;
 }
@@ -55,9 +57,19 @@ static gcm_t* unwrap(napi_env env, napi_value value) {
   return gcm->evp ? gcm : NULL;
 }
 
+// Reads `count` arguments into argv; the first is a live context, returned (else NULL).
+static gcm_t* context_call(napi_env env, napi_callback_info info, size_t count, napi_value* argv) {
+  size_t argc = count;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < count) return NULL;
+  return unwrap(env, argv[0]);
+}
+
+// Frees the OpenSSL context once its tag is out or checked, and drops what a failure left on OpenSSL's
+// error queue, which node's own crypto calls would otherwise find there.
 static void finish(gcm_t* gcm) {
   EVP_CIPHER_CTX_free(gcm->evp);
   gcm->evp = NULL;
+  ERR_clear_error();
 }
 
 // create(key: Uint8Array, nonce: Uint8Array, encrypt: boolean): External
@@ -93,10 +105,8 @@ static napi_value create(napi_env env, napi_callback_info info) {
 // update(gcm, input: Uint8Array, output: Uint8Array): undefined. output is at least as long as input
 // and may be input itself (GCM is a stream cipher; OpenSSL allows exact in-place operation).
 static napi_value update(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  gcm_t* gcm = argc < 3 ? NULL : unwrap(env, argv[0]);
+  gcm_t* gcm = context_call(env, info, 3, argv);
   unsigned char *input, *output;
   size_t input_length, output_length;
   if (gcm == NULL) return fail(env, "update on a finished or invalid context");
@@ -117,16 +127,15 @@ static napi_value update(napi_env env, napi_callback_info info) {
 
 // seal(gcm): Buffer, the 16-byte tag; the context is finished.
 static napi_value seal(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  gcm_t* gcm = argc < 1 ? NULL : unwrap(env, argv[0]);
+  gcm_t* gcm = context_call(env, info, 1, argv);
   if (gcm == NULL || !gcm->encrypt) return fail(env, "seal on a finished, invalid or opening context");
   void* tag = NULL;
   napi_value result;
   CHECK(napi_create_buffer(env, TAG_BYTES, &tag, &result));
+  unsigned char none[1];
   int written = 0;
-  bool ok = EVP_CipherFinal_ex(gcm->evp, NULL, &written) == 1 &&
+  bool ok = EVP_CipherFinal_ex(gcm->evp, none, &written) == 1 &&
             EVP_CIPHER_CTX_ctrl(gcm->evp, EVP_CTRL_GCM_GET_TAG, TAG_BYTES, tag) == 1;
   finish(gcm);
   return ok ? result : fail(env, "EVP_CipherFinal_ex failed");
@@ -135,10 +144,8 @@ static napi_value seal(napi_env env, napi_callback_info info) {
 // verify(gcm, tag: Uint8Array): boolean, whether everything updated so far carries this tag; the
 // context is finished.
 static napi_value verify(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  gcm_t* gcm = argc < 2 ? NULL : unwrap(env, argv[0]);
+  gcm_t* gcm = context_call(env, info, 2, argv);
   unsigned char* tag;
   size_t tag_length;
   if (gcm == NULL || gcm->encrypt) return fail(env, "verify on a finished, invalid or sealing context");
