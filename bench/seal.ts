@@ -6,7 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createOpenStream, createSealStream, generatePatchKey } from '@splinter/seal';
+import {
+  createOpenStream,
+  createSealStream,
+  generatePatchKey,
+  type SealBackend,
+  sealBackend,
+} from '@splinter/seal';
 import { requireTool } from '@splinter/testkit';
 import { mib, table } from './support.js';
 
@@ -32,6 +38,7 @@ async function timed(run: () => Promise<void>): Promise<Timed> {
  * divides by the CPU time it used, so the ratios are MiB per CPU-second of this process (user + system,
  * GC threads included) from memory to a discarding sink. Wall-clock throughput is printed beside them
  * (it suffers when the machine is shared), and so is opening a sealed file (the read adds its cost).
+ * Seal and open from memory run on the native addon (when built) and again on the node:crypto fallback.
  */
 export default async function (): Promise<void> {
   const sizeMib = Number(process.env.BENCH_SIZE_MIB ?? 1024);
@@ -57,8 +64,6 @@ export default async function (): Promise<void> {
     peak = Math.max(peak, process.memoryUsage().rss);
   }, 10);
   try {
-    const seal = await timed(() => pipeline(plain(sizeMib), createSealStream(key), discard()));
-
     const parts: Buffer[] = [];
     await pipeline(
       plain(BLOB_MIB),
@@ -75,10 +80,16 @@ export default async function (): Promise<void> {
     const slices: Buffer[] = [];
     for (let offset = 0; offset < sealed.byteLength; offset += chunk.byteLength)
       slices.push(sealed.subarray(offset, offset + chunk.byteLength));
-    const open = await timed(async () => {
-      for (let done = 0; done < sizeMib; done += BLOB_MIB)
-        await pipeline(Readable.from(slices), createOpenStream(key), discard());
+    const measure = async (backend: SealBackend) => ({
+      seal: await timed(() => pipeline(plain(sizeMib), createSealStream(key, { backend }), discard())),
+      open: await timed(async () => {
+        for (let done = 0; done < sizeMib; done += BLOB_MIB)
+          await pipeline(Readable.from(slices), createOpenStream(key, { backend }), discard());
+      }),
     });
+    const active = sealBackend().backend;
+    const { seal, open } = await measure(active);
+    const fallback = active === 'native' ? await measure('node:crypto') : undefined;
 
     await pipeline(plain(sizeMib), createSealStream(key), createWriteStream(sealedPath));
     const openFile = await timed(() =>
@@ -109,9 +120,15 @@ export default async function (): Promise<void> {
       'wall clock': `${rate(result.seconds).toFixed(0)} MiB/s`,
     });
     table([
-      row(`splinter seal ${sizeMib} MiB (memory -> discard)`, seal),
-      row(`splinter open ${sizeMib} MiB (${BLOB_MIB} MiB blobs in memory -> discard)`, open),
-      row(`splinter open ${sizeMib} MiB (file -> discard)`, openFile),
+      row(`splinter seal ${sizeMib} MiB (memory -> discard), ${active}`, seal),
+      row(`splinter open ${sizeMib} MiB (${BLOB_MIB} MiB blobs in memory -> discard), ${active}`, open),
+      row(`splinter open ${sizeMib} MiB (file -> discard), ${active}`, openFile),
+      ...(fallback
+        ? [
+            row(`splinter seal ${sizeMib} MiB (memory -> discard), node:crypto`, fallback.seal),
+            row(`splinter open ${sizeMib} MiB (${BLOB_MIB} MiB blobs in memory), node:crypto`, fallback.open),
+          ]
+        : []),
       {
         what: 'openssl speed -evp aes-256-gcm, 16 KiB, 1 core',
         'per CPU-second': `${opensslMibPerSecond.toFixed(0)} MiB/s`,
@@ -122,6 +139,10 @@ export default async function (): Promise<void> {
       `${(rate(result.cpuSeconds) / opensslMibPerSecond).toFixed(2)} per CPU-second (${(rate(result.seconds) / opensslMibPerSecond).toFixed(2)} wall clock)`;
     console.log(`\nseal/openssl ratio: ${ratio(seal)}`);
     console.log(`open/openssl ratio: ${ratio(open)} (from a file: ${ratio(openFile)})`);
+    if (fallback) {
+      console.log(`node:crypto fallback: seal ${ratio(fallback.seal)}, open ${ratio(fallback.open)}`);
+    }
+    if (active !== 'native') console.log(`native addon not loaded: ${sealBackend().nativeUnavailable}`);
     console.log(`peak RSS growth during the run: ${mib(peak - rssBefore)}`);
   } finally {
     clearInterval(timer);

@@ -1,4 +1,4 @@
-export type { SealOptions } from './format.js';
+export type { OpenOptions, SealOptions } from './format.js';
 export {
   createOpenStream,
   createSealStream,
@@ -12,4 +12,5 @@ export {
   sealedSize,
   TAG_BYTES,
 } from './format.js';
+export { type SealBackend, sealBackend } from './gcm.js';
 export { decodeKey32, kekIdOf, unwrapKey, WRAP_LABEL, WRAPPED_KEY_BYTES, wrapKey } from './wrap.js';
