@@ -160,4 +160,47 @@ describe('splinter activator: the mods of the active patch follow activation and
     );
     expect(code, stderr).toBe(0);
   }, 120_000);
+
+  it('refuses a head that pins two mods of one name, changing nothing', async () => {
+    const before = await snapshot(mods());
+    await cli([
+      'mod',
+      'push',
+      radar,
+      '--name',
+      'radar',
+      '--version',
+      '2',
+      '--registry',
+      `${registry.host}/other`,
+      ...signed(),
+      '--plain-http',
+    ]);
+    const v3 = (
+      await cli([
+        'patch',
+        'push',
+        SAMPLE,
+        '--realm',
+        'eu-1',
+        '--version',
+        '3',
+        '--parent',
+        ids.v2!,
+        '--plain-http',
+        '--mod',
+        `${registry.host}/mods/radar:1`,
+        '--mod',
+        `${registry.host}/other/radar:2`,
+      ])
+    ).id as string;
+    await cli(['patch', 'activate', v3]);
+    const refused = await splinterCli(
+      ['activator', 'run', '--realm', 'eu-1', '--output', mods(), '--plain-http', ...trusted()],
+      env,
+    );
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/^splinter: INVALID_ARGUMENT: .*two mods named radar/);
+    expect(await snapshot(mods())).toEqual(before);
+  }, 120_000);
 });
