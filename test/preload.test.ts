@@ -179,6 +179,11 @@ describe('encrypted preload end to end: real registry, PostgreSQL, splinter serv
       headers: { authorization: `Bearer ${other}` },
     });
     expect(forbidden.status).toBe(403);
+    const malformed = await fetch(`${api.url}/launcher/realms/EU..1`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(malformed.status).toBe(400);
+    expect(await malformed.json()).toMatchObject({ code: 'INVALID_ARGUMENT' });
 
     const noKey = await splinter(
       ['patch', 'pull', reference('2'), '--output', join(work, 'early'), '--plain-http', ...trust()],

@@ -1,4 +1,4 @@
-import { Launcher, type Principal, type Settings } from '@splinter/core';
+import { LauncherService, type Principal, type Settings } from '@splinter/core';
 import { isSplinterError, SplinterError } from '@splinter/errors';
 import Fastify, {
   type FastifyInstance,
@@ -12,17 +12,12 @@ import { type ApiMetrics, createMetrics } from './metrics.js';
 import { problemFor } from './problems.js';
 import { RateLimiter } from './rate-limit.js';
 
-const realmParams = z.object({
-  realm: z
-    .string()
-    .regex(/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/, 'not a realm name')
-    .max(64),
-});
+const realmParams = z.object({ realm: z.string() });
 const patchParams = z.object({ id: z.string() });
 
 export interface RunningApi {
   app: FastifyInstance;
-  launcher: Launcher;
+  launcher: LauncherService;
   /** `http://host:port`, with the port actually bound. */
   url: string;
   close(): Promise<void>;
@@ -38,9 +33,9 @@ export async function startApi(settings: Settings, flags: ApiFlags): Promise<Run
     forceCloseConnections: 'idle',
     return503OnClosing: true,
   });
-  let launcher: Launcher;
+  let launcher: LauncherService;
   try {
-    launcher = await Launcher.open({
+    launcher = await LauncherService.open({
       settings,
       onListenerState: (listening, error) =>
         listening
@@ -114,7 +109,7 @@ export async function serveUntilSignalled(settings: Settings, flags: ApiFlags): 
 
 function registerRoutes(
   app: FastifyInstance,
-  launcher: Launcher,
+  launcher: LauncherService,
   limiter: RateLimiter,
   metrics: ApiMetrics,
 ): void {
@@ -184,14 +179,8 @@ function registerRoutes(
 
   app.get('/launcher/realms/:realm', async (request) => {
     const principal = await guard(request);
-    const params = realmParams.safeParse(request.params);
-    if (!params.success) {
-      throw new SplinterError(
-        'INVALID_ARGUMENT',
-        `realm ${JSON.stringify((request.params as { realm?: string }).realm)} is not a realm name`,
-      );
-    }
-    return launcher.realm(params.data.realm, principal);
+    const { realm } = realmParams.parse(request.params);
+    return launcher.realm(realm, principal);
   });
 
   app.post('/launcher/patches/:id/unlock', async (request: FastifyRequest, reply: FastifyReply) => {

@@ -4,8 +4,9 @@ export { createLauncherToken, listLauncherTokens, revokeLauncherToken, rotateKek
 export type { ArtifactKind } from './artifact.js';
 export { ArtifactAnnotation, ArtifactType, buildArtifactManifest } from './artifact.js';
 export { generateKeyPairFiles } from './keys.js';
-export type { LauncherOptions, Principal, RealmPatch, RealmView, UnlockGrant } from './launcher.js';
-export { Launcher, launcherConfigProblems } from './launcher.js';
+export { requestRealmView, requestUnlock } from './launcher-client.js';
+export type { LauncherOptions, Principal, RealmPatch, RealmView, UnlockGrant } from './launcher-service.js';
+export { LauncherService, launcherConfigProblems } from './launcher-service.js';
 export type { Location } from './locations.js';
 export { destinationFor, formatLocation, parseLocation } from './locations.js';
 export type { CreatedToken } from './preload.js';
@@ -31,4 +32,3 @@ export type {
   VerifiedSignature,
   VerifyResult,
 } from './types.js';
-export { requestRealmView, requestUnlock } from './unlock-client.js';

@@ -183,9 +183,7 @@ export class Splinter {
 
   async pull(input: PullInput): Promise<PullResult> {
     const concurrency = input.concurrency ?? this.options.concurrency ?? DEFAULT_CONCURRENCY;
-    const location = parseLocation(input.reference);
-    const target = await this.stores.target(location);
-    const descriptor = await target.resolve(location.digest ?? location.tag ?? 'latest');
+    const { location, target, descriptor } = await this.locate(input.reference);
 
     // Signatures first: nothing of the artifact beyond its manifest digest is read until one verifies.
     const verifiedBy = await this.requireTrust(target, location, descriptor, input.trust);
@@ -215,12 +213,7 @@ export class Splinter {
     if (remote && !(await cache.exists(descriptor))) {
       await cache.push(descriptor, await remote.fetch(descriptor));
     }
-    if (location.kind === 'registry') {
-      await this.blobLocations.record(location.registry, location.repository, [
-        manifest.config,
-        ...manifest.layers,
-      ]);
-    }
+    await this.recordBlobLocations(location, manifest);
     const blobs = { downloaded: unpacked.fetched, cached: unpacked.cached, bytes: unpacked.fetchedBytes };
     return {
       kind: input.kind,
@@ -246,9 +239,7 @@ export class Splinter {
     trust: PullInput['trust'];
     concurrency?: number | undefined;
   }): Promise<{ digest: string; reference: string; blobs: TransferStats }> {
-    const location = parseLocation(input.reference);
-    const target = await this.stores.target(location);
-    const descriptor = await target.resolve(location.digest ?? location.tag ?? 'latest');
+    const { location, target, descriptor } = await this.locate(input.reference);
     await this.requireTrust(target, location, descriptor, input.trust);
     const manifest = await fetchManifest(target, descriptor);
     assertArtifactKind(manifest, input.kind, input.reference);
@@ -256,12 +247,7 @@ export class Splinter {
     const stats = await copyGraph(target, cache, descriptor, {
       concurrency: input.concurrency ?? this.options.concurrency ?? DEFAULT_CONCURRENCY,
     });
-    if (location.kind === 'registry') {
-      await this.blobLocations.record(location.registry, location.repository, [
-        manifest.config,
-        ...manifest.layers,
-      ]);
-    }
+    await this.recordBlobLocations(location, manifest);
     return {
       digest: descriptor.digest,
       reference: formatLocation({ ...location, digest: descriptor.digest }),
@@ -271,9 +257,7 @@ export class Splinter {
 
   /** Signs an artifact that is already stored (`splinter sign`). */
   async sign(input: { reference: string; signer: Signer; format?: SignatureFormat }): Promise<SignResult> {
-    const location = parseLocation(input.reference);
-    const target = await this.stores.target(location);
-    const descriptor = await target.resolve(location.digest ?? location.tag ?? 'latest');
+    const { location, target, descriptor } = await this.locate(input.reference);
     const signatures = await signManifest(target, descriptor, input.signer, input.format ?? 'both', location);
     return {
       digest: descriptor.digest,
@@ -287,9 +271,7 @@ export class Splinter {
    * would (SIGNATURE_MISSING / _UNTRUSTED / _INVALID) unless at least one does.
    */
   async verify(input: { reference: string; keys: TrustedKey[] }): Promise<VerifyResult> {
-    const location = parseLocation(input.reference);
-    const target = await this.stores.target(location);
-    const descriptor = await target.resolve(location.digest ?? location.tag ?? 'latest');
+    const { location, target, descriptor } = await this.locate(input.reference);
     const report = await requireTrustedSignature(target, descriptor, input.keys);
     return {
       digest: descriptor.digest,
@@ -299,9 +281,7 @@ export class Splinter {
   }
 
   async inspect(reference: string): Promise<InspectResult> {
-    const location = parseLocation(reference);
-    const target = await this.stores.target(location);
-    const descriptor = await target.resolve(location.digest ?? location.tag ?? 'latest');
+    const { location, target, descriptor } = await this.locate(reference);
     const manifest = await fetchManifest(target, descriptor);
     const referrers = await target.referrers(descriptor);
     return {
@@ -387,6 +367,25 @@ export class Splinter {
     if (this.database) await (await this.database).client.close();
   }
 
+  /** A reference's location, the target that holds it, and the manifest descriptor it resolves to. */
+  private async locate(
+    reference: string,
+  ): Promise<{ location: Location; target: Target; descriptor: Descriptor }> {
+    const location = parseLocation(reference);
+    const target = await this.stores.target(location);
+    const descriptor = await target.resolve(location.digest ?? location.tag ?? 'latest');
+    return { location, target, descriptor };
+  }
+
+  /** Remembers which registry repository holds these blobs, so later pushes can mount them from there. */
+  private async recordBlobLocations(location: Location, manifest: ImageManifest): Promise<void> {
+    if (location.kind !== 'registry') return;
+    await this.blobLocations.record(location.registry, location.repository, [
+      manifest.config,
+      ...manifest.layers,
+    ]);
+  }
+
   /** The signatures that verify under the trusted keys, or a warning when verification is skipped. */
   private async requireTrust(
     target: Target,
@@ -402,9 +401,7 @@ export class Splinter {
   }
 
   private async pinMod(reference: string): Promise<ModPin> {
-    const location = parseLocation(reference);
-    const target = await this.stores.target(location);
-    const descriptor = await target.resolve(location.digest ?? location.tag ?? 'latest');
+    const { location, target, descriptor } = await this.locate(reference);
     const manifest = await fetchManifest(target, descriptor);
     if (manifest.artifactType !== ArtifactType.Mod) {
       throw new SplinterError(

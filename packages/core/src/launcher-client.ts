@@ -1,6 +1,6 @@
 import { ERROR_CODES, type ErrorCode, SplinterError } from '@splinter/errors';
 import { decodeKey32, KEY_BYTES, keyIdOf } from '@splinter/seal';
-import type { RealmView } from './launcher.js';
+import type { RealmView } from './launcher-service.js';
 
 /**
  * Asks the launcher API for a patch key (`POST /launcher/patches/:id/unlock`). An answer other than

@@ -8,6 +8,7 @@ import {
 } from '@splinter/chain';
 import { SplinterError } from '@splinter/errors';
 import { kekIdOf, unwrapKey } from '@splinter/seal';
+import { validateName } from './names.js';
 import { assertKekMatches, parseToken, resolveKek, secretMatches } from './preload.js';
 import type { Settings } from './settings.js';
 
@@ -76,7 +77,7 @@ export async function launcherConfigProblems(settings: Settings): Promise<string
  * re-read from the database, so an unlock succeeds as soon as the activation has committed, even
  * before its notification arrives.
  */
-export class Launcher {
+export class LauncherService {
   private readonly grants = new Map<string, UnlockGrant & { realm: string }>();
   private readonly tokens = new Map<string, { realm: string; tokenHash: Uint8Array }>();
   private readonly reads = new Map<
@@ -101,7 +102,7 @@ export class Launcher {
     this.kekId = kekIdOf(kek);
   }
 
-  static async open(options: LauncherOptions): Promise<Launcher> {
+  static async open(options: LauncherOptions): Promise<LauncherService> {
     const problems = await launcherConfigProblems(options.settings);
     if (problems.length > 0) {
       throw new SplinterError('INVALID_CONFIG', problems.join('; '), { details: { problems } });
@@ -112,7 +113,7 @@ export class Launcher {
       await migrate(client);
       const access = new AccessStore(client);
       await assertKekMatches(access, kek);
-      const launcher = new Launcher(client, new ChainStore(client), access, kek, options);
+      const launcher = new LauncherService(client, new ChainStore(client), access, kek, options);
       await launcher.listen();
       return launcher;
     } catch (error) {
@@ -139,6 +140,7 @@ export class Launcher {
   }
 
   async realm(realm: string, principal: Principal): Promise<RealmView> {
+    validateName('realm', realm);
     assertRealm(principal, realm, `realm ${realm}`);
     const shown = await this.chain.showRealm(realm);
     const keyIds = await this.access.keyIdsOf(shown.chain.map((p) => p.id));
