@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { generateKeyPair, writeKeyPair } from '@splinter/sign';
 import { type FreshDatabase, freshDatabase, type RunningRegistry, startRegistry } from '@splinter/testkit';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshot, tempDir } from '../packages/pack/test/helpers.js';
 import { CLI, SAMPLE, SAMPLE_MOD, splinterCli } from './support.js';
@@ -107,7 +108,8 @@ describe('splinter activator: the mods of the active patch follow activation and
     expect(await readdir(mods())).toEqual(['minimap']);
   }, 120_000);
 
-  it('with --watch, follows an activation the moment it commits', async () => {
+  /** `activator run --watch` as a child process: its rounds (JSON lines) and its exit. */
+  const startWatch = () => {
     const child = spawn(
       process.execPath,
       [
@@ -133,32 +135,61 @@ describe('splinter activator: the mods of the active patch follow activation and
     child.stderr.on('data', (chunk) => {
       stderr += chunk;
     });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
     const rounds = () =>
       stdout
         .split('\n')
         .filter(Boolean)
         .map((line) => JSON.parse(line) as RoundJson);
-    const waitFor = async (count: number) => {
-      const deadline = Date.now() + 30_000;
-      while (rounds().length < count) {
-        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no round ${count}: ${stderr}`);
-        await sleep(50);
-      }
-      return rounds()[count - 1]!;
+    return {
+      child,
+      exited,
+      stderr: () => stderr,
+      async round(count: number): Promise<RoundJson> {
+        const deadline = Date.now() + 30_000;
+        while (rounds().length < count) {
+          if (Date.now() > deadline || child.exitCode !== null)
+            throw new Error(`no round ${count}: ${stderr}`);
+          await sleep(50);
+        }
+        return rounds()[count - 1]!;
+      },
     };
+  };
+
+  it('with --watch, follows an activation the moment it commits', async () => {
+    const watch = startWatch();
     try {
-      expect(await waitFor(1)).toMatchObject({ head: { version: '1' } });
+      expect(await watch.round(1)).toMatchObject({ head: { version: '1' } });
       await cli(['patch', 'activate', ids.v2!]);
-      const followed = await waitFor(2);
+      const followed = await watch.round(2);
       expect(followed).toMatchObject({ head: { version: '2' }, installed: [{ name: 'radar' }] });
       expect((await readdir(mods())).sort()).toEqual(['minimap', 'radar']);
     } finally {
-      child.kill('SIGTERM');
+      watch.child.kill('SIGTERM');
     }
-    const code = await new Promise<number | null>((resolve) =>
-      child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', resolve),
-    );
-    expect(code, stderr).toBe(0);
+    expect(await watch.exited, watch.stderr()).toBe(0);
+  }, 120_000);
+
+  it('with --watch, stops with DATABASE_ERROR when its LISTEN connection is lost, never silently stale', async () => {
+    const watch = startWatch();
+    try {
+      await watch.round(1);
+      const admin = new pg.Client({ connectionString: database.url });
+      await admin.connect();
+      try {
+        await admin.query(
+          `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()`,
+        );
+      } finally {
+        await admin.end();
+      }
+      expect(await watch.exited).toBe(9);
+      expect(watch.stderr()).toMatch(/^splinter: DATABASE_ERROR: /m);
+    } finally {
+      watch.child.kill('SIGTERM');
+    }
   }, 120_000);
 
   it('refuses a head that pins two mods of one name, changing nothing', async () => {

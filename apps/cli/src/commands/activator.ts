@@ -66,15 +66,30 @@ export function registerActivatorCommands(program: Command): void {
         );
         running = running.catch(() => undefined);
       };
-      const stop = await splinter.watchHeadChanges((change) => {
-        if (change.realm === flags.realm) again();
+      // A lost LISTEN connection means head changes may be missed: stop with DATABASE_ERROR (exit 9)
+      // rather than keep a folder silently stale; a service manager restarts the activator.
+      let lost: ((error: Error) => void) | undefined;
+      const listenerLost = new Promise<never>((_resolve, reject) => {
+        lost = reject;
       });
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', resolve);
-        process.once('SIGTERM', resolve);
-      });
-      await stop();
-      await running;
+      const stop = await splinter.watchHeadChanges(
+        (change) => {
+          if (change.realm === flags.realm) again();
+        },
+        (error) => lost?.(error),
+      );
+      try {
+        await Promise.race([
+          listenerLost,
+          new Promise<void>((resolve) => {
+            process.once('SIGINT', resolve);
+            process.once('SIGTERM', resolve);
+          }),
+        ]);
+      } finally {
+        await stop();
+        await running;
+      }
     });
   });
 }
