@@ -51,6 +51,14 @@ for (const backend of ['PostgreSQL (DATABASE_URL)', 'embedded PGlite'] as const)
       );
       expect(v2.code, v2.stderr).toBe(0);
       expect(v2.json.parent).toBe(v1.json.id);
+      const notAMod = await splinter(
+        ['patch', 'push', SAMPLE, '--realm', 'eu-1', '--version', '1.2.0', '--mod', 'patches/eu-1:1.0.0'],
+        env,
+      );
+      expect(notAMod.code).toBe(4);
+      expect(notAMod.stderr).toMatch(
+        /^splinter: UNSUPPORTED_MEDIA_TYPE: --mod patches\/eu-1:1\.0\.0 is .*, not a mod/,
+      );
       const duplicate = await splinter(
         ['patch', 'push', SAMPLE, '--realm', 'eu-1', '--version', '1.1.0'],
         env,

@@ -403,12 +403,7 @@ export class Splinter {
   private async pinMod(reference: string): Promise<ModPin> {
     const { location, target, descriptor } = await this.locate(reference);
     const manifest = await fetchManifest(target, descriptor);
-    if (manifest.artifactType !== ArtifactType.Mod) {
-      throw new SplinterError(
-        'UNSUPPORTED_MEDIA_TYPE',
-        `--mod ${reference} is not a mod (${manifest.artifactType ?? 'no artifact type'})`,
-      );
-    }
+    assertArtifactKind(manifest, 'mod', `--mod ${reference}`);
     const pinned: Location = { ...location, digest: descriptor.digest };
     delete pinned.tag;
     return { reference: formatLocation(pinned), digest: descriptor.digest };
