@@ -64,24 +64,26 @@ describe('splinter activator: the mods of the active patch follow activation and
     return JSON.parse(result.stdout) as RoundJson;
   };
 
+  const pushMod = async (dir: string, name: string, version = '1', extra: string[] = []) =>
+    (
+      await cli([
+        'mod',
+        'push',
+        dir,
+        '--name',
+        name,
+        '--version',
+        version,
+        ...signed(),
+        '--plain-http',
+        ...extra,
+      ])
+    ).digest as string;
+  const pushPatch = async (version: string, extra: string[]) =>
+    (await cli(['patch', 'push', SAMPLE, '--realm', 'eu-1', '--version', version, '--plain-http', ...extra]))
+      .id as string;
+
   it('installs the pinned mods, keeps unchanged ones, removes unpinned ones on rollback', async () => {
-    const pushMod = async (dir: string, name: string) =>
-      (await cli(['mod', 'push', dir, '--name', name, '--version', '1', ...signed(), '--plain-http']))
-        .digest as string;
-    const pushPatch = async (version: string, extra: string[]) =>
-      (
-        await cli([
-          'patch',
-          'push',
-          SAMPLE,
-          '--realm',
-          'eu-1',
-          '--version',
-          version,
-          '--plain-http',
-          ...extra,
-        ])
-      ).id as string;
     const minimap = await pushMod(SAMPLE_MOD, 'minimap');
     await pushMod(radar, 'radar');
     const mod = (name: string) => ['--mod', `${registry.host}/mods/${name}:1`];
@@ -194,37 +196,15 @@ describe('splinter activator: the mods of the active patch follow activation and
 
   it('refuses a head that pins two mods of one name, changing nothing', async () => {
     const before = await snapshot(mods());
-    await cli([
-      'mod',
-      'push',
-      radar,
-      '--name',
-      'radar',
-      '--version',
-      '2',
-      '--registry',
-      `${registry.host}/other`,
-      ...signed(),
-      '--plain-http',
+    await pushMod(radar, 'radar', '2', ['--registry', `${registry.host}/other`]);
+    const v3 = await pushPatch('3', [
+      '--parent',
+      ids.v2!,
+      '--mod',
+      `${registry.host}/mods/radar:1`,
+      '--mod',
+      `${registry.host}/other/radar:2`,
     ]);
-    const v3 = (
-      await cli([
-        'patch',
-        'push',
-        SAMPLE,
-        '--realm',
-        'eu-1',
-        '--version',
-        '3',
-        '--parent',
-        ids.v2!,
-        '--plain-http',
-        '--mod',
-        `${registry.host}/mods/radar:1`,
-        '--mod',
-        `${registry.host}/other/radar:2`,
-      ])
-    ).id as string;
     await cli(['patch', 'activate', v3]);
     const refused = await splinterCli(
       ['activator', 'run', '--realm', 'eu-1', '--output', mods(), '--plain-http', ...trusted()],

@@ -16,6 +16,7 @@ import {
   type Target,
 } from '@splinter/oci';
 import {
+  type BundleVerdict,
   COSIGN_SIGN_PREDICATE_TYPE,
   createSignatureBundle,
   SIGSTORE_BUNDLE_MEDIA_TYPE,
@@ -248,7 +249,7 @@ export async function verifySignatures(
   const record = (
     format: SignatureFormat,
     signatureDigest: string,
-    verdict: LegacyVerdict | ReturnType<typeof verifySignatureBundle>,
+    verdict: LegacyVerdict | BundleVerdict,
   ) => {
     if (verdict.ok) {
       const key = trustedKeys.find((k) => k.keyId === verdict.keyId)?.source ?? verdict.keyId;
