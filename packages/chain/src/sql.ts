@@ -1,6 +1,5 @@
-import { PGlite } from '@electric-sql/pglite';
 import { SplinterError } from '@splinter/errors';
-import pg from 'pg';
+import type pg from 'pg';
 
 export interface QueryResult<T> {
   rows: T[];
@@ -68,7 +67,9 @@ export async function openPostgres(
   connectionString: string,
   options: { max?: number } = {},
 ): Promise<SqlClient> {
-  const pool = new pg.Pool({ connectionString, max: options.max ?? 10 });
+  // The drivers load on first use: most CLI commands (push, pull) never open the database.
+  const { default: driver } = await import('pg');
+  const pool = new driver.Pool({ connectionString, max: options.max ?? 10 });
   pool.on('error', () => {
     // An idle client died (server restart); the pool replaces it on the next query.
   });
@@ -113,7 +114,7 @@ export async function openPostgres(
         onError?.(databaseError(error));
       });
       try {
-        await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+        await client.query(`LISTEN ${driver.escapeIdentifier(channel)}`);
       } catch (error) {
         listeners.splice(listeners.indexOf(client), 1);
         client.release(true);
@@ -123,7 +124,7 @@ export async function openPostgres(
         const index = listeners.indexOf(client);
         if (index < 0) return;
         listeners.splice(index, 1);
-        if (!lost) await client.query(`UNLISTEN ${pg.escapeIdentifier(channel)}`).catch(() => undefined);
+        if (!lost) await client.query(`UNLISTEN ${driver.escapeIdentifier(channel)}`).catch(() => undefined);
         client.release(lost);
       };
     },
@@ -135,6 +136,7 @@ export async function openPostgres(
 }
 
 export async function openPglite(dataDir: string): Promise<SqlClient> {
+  const { PGlite } = await import('@electric-sql/pglite');
   const db = await guarded(() => PGlite.create(dataDir));
   return {
     kind: 'pglite',

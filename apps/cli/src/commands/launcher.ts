@@ -1,5 +1,4 @@
 import { join } from 'node:path';
-import { syncRealm } from '@splinter/launcher';
 import type { Command } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
 import { printResult } from '../output.js';
@@ -36,6 +35,7 @@ export function registerLauncherCommands(program: Command): void {
   ) {
     const concurrency = parseConcurrency(flags.concurrency);
     const trust = await trustFromFlags(flags);
+    const { syncRealm } = await import('@splinter/launcher');
     const result = await withSplinter(this, flags, (splinter, settings) =>
       syncRealm(splinter, {
         api: flags.api,

@@ -1,4 +1,3 @@
-import { serveUntilSignalled } from '@splinter/api';
 import type { Command } from 'commander';
 import { loadSettings } from '../context.js';
 
@@ -19,6 +18,7 @@ export function registerServeCommand(program: Command): void {
         burst?: string;
         logLevel?: string;
       }) => {
+        const { serveUntilSignalled } = await import('@splinter/api');
         await serveUntilSignalled(loadSettings(), flags);
       },
     );
