@@ -1,9 +1,28 @@
-import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { chmod, copyFile, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { dirname, join, resolve as resolvePath } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { SplinterError } from '@splinter/errors';
-import { type Descriptor, type ImageManifest, MediaType, runLimited, type Target } from '@splinter/oci';
-import { finalizeTree, unpackLayer } from '@splinter/pack';
+import {
+  Annotation,
+  type Descriptor,
+  type ImageManifest,
+  MediaType,
+  type OciLayoutTarget,
+  runLimited,
+  type Target,
+  WRITE_BUFFER_BYTES,
+} from '@splinter/oci';
+import {
+  finalizeTree,
+  isFileLayer,
+  linkFileLayer,
+  safeRelativePath,
+  type UnpackLimits,
+  type UnpackResult,
+  unpackLayer,
+} from '@splinter/pack';
 import {
   createOpenStream,
   KEY_ID_ANNOTATION,
@@ -16,7 +35,7 @@ import { SEALED_INNER_MEDIA_TYPE_ANNOTATION } from './push.js';
 export interface UnpackOptions {
   manifest: ImageManifest;
   /** The local cache (the embedded store): blobs it lacks are fetched from `remote` and kept there. */
-  content: Target;
+  content: OciLayoutTarget;
   remote?: Target | undefined;
   /** Bytes fetched from the remote, as they arrive. */
   onBytes?: ((bytes: number) => void) | undefined;
@@ -39,27 +58,23 @@ export async function unpackArtifact(
   const output = resolvePath(options.output);
   await mkdir(dirname(output), { recursive: true });
   const staging = await mkdtemp(join(dirname(output), '.splinter-staging-'));
-  const totals = { files: 0, bytes: 0, fetched: 0, cached: 0, fetchedBytes: 0 };
-  const knownFolders = new Set<string>();
+  const totals: Totals = { files: 0, bytes: 0, fetched: 0, cached: 0, fetchedBytes: 0 };
+  const tree: TreeInProgress = {
+    staging,
+    output,
+    limits: { knownFolders: new Set() },
+    linked: new Set(),
+    placing: new Map(),
+  };
   try {
     await runLimited(options.manifest.layers, options.concurrency, async (layer) => {
-      const source = await openThroughCache(layer, options, totals);
-      if (layer.mediaType === MediaType.Empty) {
-        source.stream.resume();
-        await source.stored;
-        return;
-      }
-      try {
-        const { descriptor, stream } = await openLayer(layer, source.stream, options);
-        const result = await unpackLayer(descriptor, stream, staging, { knownFolders });
-        totals.files += result.files;
-        totals.bytes += result.bytes;
-      } catch (error) {
-        source.stream.destroy(error as Error);
-        await source.stored.catch(() => undefined);
-        throw error;
-      }
-      await source.stored;
+      // Layers with the same bytes go one after another, so the second finds the first's blob.
+      const previous = tree.placing.get(layer.digest) ?? Promise.resolve();
+      const placed = previous.catch(() => undefined).then(() => placeLayer(layer, options, totals, tree));
+      tree.placing.set(layer.digest, placed);
+      const result = await placed;
+      totals.files += result.files;
+      totals.bytes += result.bytes;
     });
     await chmod(staging, 0o755); // mkdtemp makes it 0700
     await finalizeTree(staging, output, { replace: options.replace });
@@ -70,6 +85,118 @@ export async function unpackArtifact(
   }
 }
 
+type Totals = { files: number; bytes: number; fetched: number; cached: number; fetchedBytes: number };
+
+interface TreeInProgress {
+  staging: string;
+  /** Where the tree goes: a tree already there is the one this pull replaces. */
+  output: string;
+  limits: UnpackLimits;
+  /** Digests hard-linked into this tree: a second file with the same bytes gets a copy of its own. */
+  linked: Set<string>;
+  /** The latest layer placed per digest. */
+  placing: Map<string, Promise<UnpackResult>>;
+}
+
+/**
+ * One layer into the staging tree. A file layer downloaded now is written once, into the cache, and
+ * hard-linked into the tree: for a game that is most of its bytes, and the cache then costs no disk
+ * for installed files. A cached file layer that is linked into a tree may have been edited there in
+ * place, so it is re-hashed before use and downloaded afresh if it no longer matches. Everything else
+ * streams through the cache into the unpacker.
+ */
+async function placeLayer(
+  layer: Descriptor,
+  options: UnpackOptions,
+  totals: Totals,
+  tree: TreeInProgress,
+): Promise<UnpackResult> {
+  const cache = options.content;
+  const linkable =
+    options.remote !== undefined && layer.mediaType !== SEALED_LAYER_MEDIA_TYPE && isFileLayer(layer);
+  if (linkable && (await cache.isShared(layer))) {
+    const reused = await reuseSharedBlob(layer, cache, tree);
+    if (reused) {
+      totals.cached += 1;
+      return reused;
+    }
+  }
+  if (linkable && !tree.linked.has(layer.digest) && !(await cache.exists(layer))) {
+    tree.linked.add(layer.digest);
+    await cache.push(layer, await fetchCounted(layer, options, totals), { verifiedUpstream: true });
+    return linkFileLayer(layer, cache.blobFile(layer), tree.staging, tree.limits);
+  }
+  const source = await openThroughCache(layer, options, totals);
+  if (layer.mediaType === MediaType.Empty) {
+    source.stream.resume();
+    await source.stored;
+    return { files: 0, bytes: 0 };
+  }
+  try {
+    const { descriptor, stream } = await openLayer(layer, source.stream, options);
+    const result = await unpackLayer(descriptor, stream, tree.staging, tree.limits);
+    await source.stored;
+    return result;
+  } catch (error) {
+    source.stream.destroy(error as Error);
+    await source.stored.catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * A cached file layer that a tree shares, if its bytes still hash to its digest: linked again when
+ * the other link is the tree this pull replaces (an update then writes nothing for unchanged files),
+ * else copied. A blob edited through a tree is dropped from the cache, and undefined sends the caller
+ * to download it.
+ */
+async function reuseSharedBlob(
+  layer: Descriptor,
+  cache: OciLayoutTarget,
+  tree: TreeInProgress,
+): Promise<UnpackResult | undefined> {
+  const blobFile = cache.blobFile(layer);
+  if (tree.linked.has(layer.digest)) return copyFileLayer(layer, blobFile, tree); // linked by this pull
+  try {
+    await finished((await cache.fetch(layer)).resume());
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code !== 'DIGEST_MISMATCH' && code !== 'SIZE_MISMATCH' && code !== 'BLOB_UNKNOWN') throw error;
+    await cache.discard(layer);
+    return undefined;
+  }
+  const installed = join(tree.output, safeRelativePath(layer.annotations![Annotation.Title]!, 'layer title'));
+  const [blob, current] = await Promise.all([stat(blobFile), stat(installed).catch(() => undefined)]);
+  if (current?.ino === blob.ino && current.dev === blob.dev) {
+    tree.linked.add(layer.digest);
+    return linkFileLayer(layer, blobFile, tree.staging, tree.limits);
+  }
+  return copyFileLayer(layer, blobFile, tree);
+}
+
+/** A file layer as a file of its own (a reflink where the file system can), with linkFileLayer's rules. */
+async function copyFileLayer(
+  layer: Descriptor,
+  blobFile: string,
+  tree: TreeInProgress,
+): Promise<UnpackResult> {
+  const copy = `${tree.staging}.${layer.digest.slice('sha256:'.length)}`;
+  try {
+    await copyFile(blobFile, copy, constants.COPYFILE_FICLONE);
+    return await linkFileLayer(layer, copy, tree.staging, tree.limits);
+  } finally {
+    await rm(copy, { force: true });
+  }
+}
+
+async function fetchCounted(layer: Descriptor, options: UnpackOptions, totals: Totals): Promise<Readable> {
+  const source = await options.remote!.fetch(layer);
+  if (options.onBytes) source.on('data', (chunk: Buffer) => options.onBytes?.(chunk.byteLength));
+  totals.fetched += 1;
+  totals.fetchedBytes += layer.size;
+  return source;
+}
+
 /**
  * A layer's bytes for unpacking. A blob the cache lacks is downloaded once and teed: one branch into
  * the cache (which checks the digest), one into the unpacker, whose output stays in staging until every
@@ -78,16 +205,16 @@ export async function unpackArtifact(
 async function openThroughCache(
   layer: Descriptor,
   options: UnpackOptions,
-  totals: { fetched: number; cached: number; fetchedBytes: number },
+  totals: Totals,
 ): Promise<{ stream: Readable; stored: Promise<void> }> {
   if (!options.remote || (await options.content.exists(layer))) {
     totals.cached += 1;
     return { stream: await options.content.fetch(layer), stored: Promise.resolve() };
   }
-  const source = await options.remote.fetch(layer);
-  const toCache = new PassThrough();
-  const toUnpack = new PassThrough();
-  source.on('data', (chunk: Buffer) => options.onBytes?.(chunk.byteLength));
+  const source = await fetchCounted(layer, options, totals);
+  // Each branch may run up to a write buffer ahead of the other before the download waits for it.
+  const toCache = new PassThrough({ highWaterMark: WRITE_BUFFER_BYTES });
+  const toUnpack = new PassThrough({ highWaterMark: WRITE_BUFFER_BYTES });
   source.on('error', (error) => {
     toCache.destroy(error);
     toUnpack.destroy(error);
@@ -100,8 +227,6 @@ async function openThroughCache(
   // `source` is the remote's digest-checked stream: it errors before ending if the bytes are wrong.
   const stored = options.content.push(layer, toCache, { verifiedUpstream: true });
   stored.catch((error: Error) => toUnpack.destroy(error));
-  totals.fetched += 1;
-  totals.fetchedBytes += layer.size;
   return { stream: toUnpack, stored };
 }
 

@@ -1,16 +1,18 @@
 import type { Readable } from 'node:stream';
-import type { Descriptor, FetchOptions, PushOptions, Target } from '@splinter/oci';
+import type { Descriptor, FetchOptions, OciLayoutTarget, PushOptions, Target } from '@splinter/oci';
 import { isDigest } from '@splinter/oci';
 
 /**
  * One repository inside the embedded store: the embedded OCI layout holds every repository's blobs
- * once (shared dedup), and names tags `<repository>:<tag>` in index.json.
+ * once (shared dedup), and names tags `<repository>:<tag>` in index.json. The same layout is the pull
+ * cache, whose blobs a pull may hard-link into a client tree; pushed here, content becomes the store's
+ * own, so a blob shared with a tree does not count as held and is stored again as a private copy.
  */
 export class ScopedTarget implements Target {
   readonly location: string;
 
   constructor(
-    private readonly inner: Target,
+    private readonly inner: Target & Pick<OciLayoutTarget, 'isShared'>,
     readonly repository: string,
   ) {
     this.location = `${inner.location}#${repository}`;
@@ -20,12 +22,12 @@ export class ScopedTarget implements Target {
     return this.inner.fetch(desc, options);
   }
 
-  exists(desc: Descriptor, options?: FetchOptions): Promise<boolean> {
-    return this.inner.exists(desc, options);
+  async exists(desc: Descriptor, options?: FetchOptions): Promise<boolean> {
+    return (await this.inner.exists(desc, options)) && !(await this.inner.isShared(desc));
   }
 
   push(expected: Descriptor, content: Readable | Uint8Array, options?: PushOptions): Promise<void> {
-    return this.inner.push(expected, content, options);
+    return this.inner.push(expected, content, { ...options, privateCopy: true });
   }
 
   resolve(reference: string, options?: FetchOptions): Promise<Descriptor> {

@@ -15,6 +15,12 @@ export interface PushOptions {
    * keep nothing from a stream that errors.
    */
   verifiedUpstream?: boolean;
+  /**
+   * For stores whose blob files a pull may hard-link into client trees (the OCI layout): store a copy
+   * that no tree shares, even when the blob is already held, because this store is about to become
+   * the content's home rather than a cache of it.
+   */
+  privateCopy?: boolean;
 }
 
 /**

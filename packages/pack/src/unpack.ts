@@ -1,12 +1,24 @@
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { link, lstat, mkdir, readdir, rename, rm, rmdir, symlink } from 'node:fs/promises';
+import { constants, createWriteStream } from 'node:fs';
+import {
+  chmod,
+  copyFile,
+  link,
+  lstat,
+  mkdir,
+  readdir,
+  rename,
+  rm,
+  rmdir,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { SplinterError } from '@splinter/errors';
-import { Annotation, type Descriptor, MediaType } from '@splinter/oci';
+import { Annotation, type Descriptor, MediaType, WRITE_BUFFER_BYTES } from '@splinter/oci';
 import { type Header as Headers, extract as tarExtract } from 'tar-stream';
 import { PackAnnotation } from './annotations.js';
 import { assertLinkInside } from './walk.js';
@@ -28,6 +40,12 @@ export interface UnpackResult {
 }
 
 const DEFAULT_EXPANSION_RATIO = 1024;
+/**
+ * Tar entries up to this size are gathered and written with one call: a stream pipeline per file
+ * (abort controller, end-of-stream listeners, a write stream) cost more than the write itself for the
+ * thousands of small files a game ships.
+ */
+const SMALL_ENTRY_BYTES = 256 * 1024;
 
 /**
  * Writes one layer into `staging`. Everything lands under `staging`: paths with `..`, absolute paths,
@@ -41,24 +59,65 @@ export async function unpackLayer(
   limits: UnpackLimits = {},
 ): Promise<UnpackResult> {
   const title = desc.annotations?.[Annotation.Title];
-  const isGroup =
-    desc.mediaType === MediaType.LayerTarGzip && desc.annotations?.[Annotation.OrasContentUnpack] === 'true';
   if (title === undefined) {
     content.resume(); // untitled layers (e.g. the empty config) carry no files, as with `oras pull`
     return { files: 0, bytes: 0 };
   }
   const safeTitle = safeRelativePath(title, 'layer title');
-  if (isGroup) return unpackGroup(desc, safeTitle, content, staging, limits);
-  const mode = desc.annotations?.[PackAnnotation.FileMode] === '0755' ? 0o755 : 0o644;
+  if (isGroupLayer(desc)) return unpackGroup(desc, safeTitle, content, staging, limits);
   const bytes = await writeNewFile(
     await prepareParent(staging, safeTitle, limits.knownFolders),
     content,
-    mode,
+    fileLayerMode(desc),
     safeTitle,
     desc.size,
     () => tooLarge(desc, 'bytes'),
   );
   return { files: 1, bytes };
+}
+
+/** A layer whose bytes are one file of the tree (ORAS's file convention), not a tar+gzip group. */
+export function isFileLayer(desc: Descriptor): boolean {
+  return desc.annotations?.[Annotation.Title] !== undefined && !isGroupLayer(desc);
+}
+
+function isGroupLayer(desc: Descriptor): boolean {
+  return (
+    desc.mediaType === MediaType.LayerTarGzip && desc.annotations?.[Annotation.OrasContentUnpack] === 'true'
+  );
+}
+
+function fileLayerMode(desc: Descriptor): number {
+  return desc.annotations?.[PackAnnotation.FileMode] === '0755' ? 0o755 : 0o644;
+}
+
+/**
+ * Puts a file layer whose verified bytes are already in `blobFile` into `staging` as a hard link, so
+ * the bytes are written once for the cache and the tree together. The link shares the inode, so its
+ * mode becomes the file's. Across file systems (or where links are refused) the file is copied, as a
+ * reflink where the file system can. Same path rules and errors as unpackLayer.
+ */
+export async function linkFileLayer(
+  desc: Descriptor,
+  blobFile: string,
+  staging: string,
+  limits: UnpackLimits = {},
+): Promise<UnpackResult> {
+  if (!isFileLayer(desc)) throw new SplinterError('INTERNAL', `layer ${desc.digest} is not a file layer`);
+  const safeTitle = safeRelativePath(desc.annotations![Annotation.Title]!, 'layer title');
+  const target = await prepareParent(staging, safeTitle, limits.knownFolders);
+  try {
+    await link(blobFile, target);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK' && code !== 'ENOTSUP')
+      refuseSecondWrite(error as NodeJS.ErrnoException, safeTitle);
+    await copyFile(blobFile, target, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE).catch(
+      (copyError: NodeJS.ErrnoException) => refuseSecondWrite(copyError, safeTitle),
+    );
+  }
+  await chmod(target, fileLayerMode(desc));
+  return { files: 1, bytes: desc.size };
 }
 
 async function unpackGroup(
@@ -165,7 +224,10 @@ async function writeEntry(
     case 'file':
     case 'contiguous-file': {
       const mode = (header.mode ?? 0o644) & 0o111 ? 0o755 : 0o644;
-      return writeNewFile(await prepareParent(staging, relative, knownFolders), stream, mode, relative);
+      const target = await prepareParent(staging, relative, knownFolders);
+      if ((header.size ?? 0) <= SMALL_ENTRY_BYTES)
+        return writeSmallFile(target, await gather(stream, SMALL_ENTRY_BYTES, relative), mode, relative);
+      return writeNewFile(target, stream, mode, relative);
     }
     case 'symlink': {
       stream.resume();
@@ -221,12 +283,34 @@ async function writeNewFile(
         callback(null, chunk);
       },
     }),
-    createWriteStream(target, { flags: 'wx', mode }),
-  ).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'EEXIST') throw new SplinterError('UNSAFE_PATH', `${path}: written twice`);
-    throw error;
-  });
+    createWriteStream(target, { flags: 'wx', mode, highWaterMark: WRITE_BUFFER_BYTES }),
+  ).catch((error: NodeJS.ErrnoException) => refuseSecondWrite(error, path));
   return written;
+}
+
+/** writeNewFile for bytes already in memory. */
+async function writeSmallFile(target: string, data: Buffer, mode: number, path: string): Promise<number> {
+  await writeFile(target, data, { flag: 'wx', mode }).catch((error: NodeJS.ErrnoException) =>
+    refuseSecondWrite(error, path),
+  );
+  return data.byteLength;
+}
+
+function refuseSecondWrite(error: NodeJS.ErrnoException, path: string): never {
+  if (error.code === 'EEXIST') throw new SplinterError('UNSAFE_PATH', `${path}: written twice`);
+  throw error;
+}
+
+/** An entry's bytes, refusing more than `limit` (tar-stream yields exactly the header's size). */
+async function gather(content: Readable, limit: number, path: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of content as AsyncIterable<Buffer>) {
+    length += chunk.byteLength;
+    if (length > limit) throw new SplinterError('LAYER_TOO_LARGE', `${path}: more bytes than declared`);
+    chunks.push(chunk);
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length);
 }
 
 /**

