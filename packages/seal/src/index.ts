@@ -12,5 +12,11 @@ export {
   sealedSize,
   TAG_BYTES,
 } from './format.js';
-export { type SealBackend, sealBackend } from './gcm.js';
+export {
+  NATIVE_BLOCK_BYTES,
+  type NativeBlockStats,
+  nativeBlockStats,
+  type SealBackend,
+  sealBackend,
+} from './gcm.js';
 export { decodeKey32, kekIdOf, unwrapKey, WRAP_LABEL, WRAPPED_KEY_BYTES, wrapKey } from './wrap.js';
