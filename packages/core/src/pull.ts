@@ -8,11 +8,11 @@ import {
   Annotation,
   type Descriptor,
   type ImageManifest,
+  IO_BUFFER_BYTES,
   MediaType,
   type OciLayoutTarget,
   runLimited,
   type Target,
-  WRITE_BUFFER_BYTES,
 } from '@splinter/oci';
 import {
   finalizeTree,
@@ -213,8 +213,8 @@ async function openThroughCache(
   }
   const source = await fetchCounted(layer, options, totals);
   // Each branch may run up to a write buffer ahead of the other before the download waits for it.
-  const toCache = new PassThrough({ highWaterMark: WRITE_BUFFER_BYTES });
-  const toUnpack = new PassThrough({ highWaterMark: WRITE_BUFFER_BYTES });
+  const toCache = new PassThrough({ highWaterMark: IO_BUFFER_BYTES });
+  const toUnpack = new PassThrough({ highWaterMark: IO_BUFFER_BYTES });
   source.on('error', (error) => {
     toCache.destroy(error);
     toUnpack.destroy(error);

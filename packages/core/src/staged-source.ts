@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { SplinterError } from '@splinter/errors';
-import { type Descriptor, type Digest, type Target, VerifyingStream } from '@splinter/oci';
+import { type Descriptor, type Digest, IO_BUFFER_BYTES, type Target, VerifyingStream } from '@splinter/oci';
 
 type Content = { kind: 'file'; path: string } | { kind: 'bytes'; bytes: Uint8Array };
 
@@ -27,7 +27,10 @@ export class StagedSource implements Target {
     const content = this.contents.get(desc.digest);
     if (!content) throw new SplinterError('BLOB_UNKNOWN', `staged content has no blob ${desc.digest}`);
     // Re-verified on the way out: a file the user changed between packing and upload is caught here.
-    const source = content.kind === 'file' ? createReadStream(content.path) : Readable.from([content.bytes]);
+    const source =
+      content.kind === 'file'
+        ? createReadStream(content.path, { highWaterMark: IO_BUFFER_BYTES })
+        : Readable.from([content.bytes]);
     const verified = new VerifyingStream(desc);
     source.on('error', (error: Error) => verified.destroy(error));
     return source.pipe(verified);

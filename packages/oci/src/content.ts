@@ -2,6 +2,7 @@ import { Readable, Transform } from 'node:stream';
 import { SplinterError } from '@splinter/errors';
 import type { Descriptor } from './descriptor.js';
 import { readAllLimited, VerifyingStream } from './digest.js';
+import type { PushOptions } from './target.js';
 
 export function toReadable(content: Readable | Uint8Array): Readable {
   return content instanceof Uint8Array ? Readable.from([content]) : content;
@@ -41,4 +42,37 @@ export function progressStream(onProgress: ((bytesDone: number) => void) | undef
       callback(null, chunk);
     },
   });
+}
+
+/** Counts bytes against the expected size (for content whose digest is checked upstream). */
+function sizeLimit(expected: Descriptor): Transform {
+  let received = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      received += chunk.byteLength;
+      if (received > expected.size)
+        return callback(
+          new SplinterError('SIZE_MISMATCH', `${expected.digest}: more than ${expected.size} bytes`),
+        );
+      callback(null, chunk);
+    },
+    flush(callback) {
+      callback(
+        received === expected.size
+          ? null
+          : new SplinterError(
+              'SIZE_MISMATCH',
+              `${expected.digest}: expected ${expected.size} bytes, got ${received}`,
+            ),
+      );
+    },
+  });
+}
+
+/**
+ * What a store puts between incoming content and its writer: the full digest check, or only the size
+ * check when the stream is already verified upstream (a Target's fetch stream, or a download).
+ */
+export function contentCheck(expected: Descriptor, options?: PushOptions): Transform {
+  return options?.verifiedUpstream ? sizeLimit(expected) : new VerifyingStream(expected);
 }

@@ -75,6 +75,8 @@ export async function copyGraph(
     const stream = await src.fetch(blob);
     let reported = 0;
     await dst.push(blob, stream, {
+      // Every Target's fetch stream fails before it ends unless the bytes match: no second hash.
+      verifiedUpstream: true,
       onProgress: (done) => {
         options.onProgress?.({ type: 'bytes', bytes: done - reported });
         reported = done;

@@ -14,7 +14,7 @@ export {
   VerifyingStream,
 } from './digest.js';
 export { isIndexManifest, parseManifest, successors } from './graph.js';
-export { OciLayoutTarget, WRITE_BUFFER_BYTES } from './layout/layout-target.js';
+export { IO_BUFFER_BYTES, OciLayoutTarget } from './layout/layout-target.js';
 export {
   Annotation,
   EMPTY_JSON,

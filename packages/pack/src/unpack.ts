@@ -18,7 +18,7 @@ import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { SplinterError } from '@splinter/errors';
-import { Annotation, type Descriptor, MediaType, WRITE_BUFFER_BYTES } from '@splinter/oci';
+import { Annotation, type Descriptor, IO_BUFFER_BYTES, MediaType } from '@splinter/oci';
 import { type Header as Headers, extract as tarExtract } from 'tar-stream';
 import { PackAnnotation } from './annotations.js';
 import { assertLinkInside } from './walk.js';
@@ -283,7 +283,7 @@ async function writeNewFile(
         callback(null, chunk);
       },
     }),
-    createWriteStream(target, { flags: 'wx', mode, highWaterMark: WRITE_BUFFER_BYTES }),
+    createWriteStream(target, { flags: 'wx', mode, highWaterMark: IO_BUFFER_BYTES }),
   ).catch((error: NodeJS.ErrnoException) => refuseSecondWrite(error, path));
   return written;
 }

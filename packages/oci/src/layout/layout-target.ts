@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Readable, Transform } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SplinterError } from '@splinter/errors';
-import { blobUnknown, progressStream, readVerified, toReadable } from '../content.js';
+import { blobUnknown, contentCheck, progressStream, readVerified, toReadable } from '../content.js';
 import { type Descriptor, type ImageIndex, isManifestMediaType } from '../descriptor.js';
 import { digestHex, isDigest, VerifyingStream } from '../digest.js';
 import { parseManifest } from '../graph.js';
@@ -16,11 +16,12 @@ import type { PushOptions, Target } from '../target.js';
 const LAYOUT_VERSION = '1.0.0';
 const STALE_LOCK_MS = 30_000;
 /**
- * Bytes a blob file may buffer before it pushes back. Node's default (16 KiB) turns every network chunk
- * into its own write on the thread pool; at 1 MiB, chunks that arrive while a write runs go out as one
- * writev (measured on a 1 GiB pull: 52,000 write calls became 17,600, thread hand-offs halved).
+ * Bytes a file stream reads at once, or buffers before it pushes back. Node's write default (16 KiB)
+ * turns every network chunk into its own write on the thread pool; at 1 MiB, chunks that arrive while
+ * a write runs go out as one writev (measured on a 1 GiB pull: 52,000 write calls became 17,600, thread
+ * hand-offs halved).
  */
-export const WRITE_BUFFER_BYTES = 1 << 20;
+export const IO_BUFFER_BYTES = 1 << 20;
 
 /**
  * An OCI image layout folder (`oci-layout`, `index.json`, `blobs/sha256/<hex>`): the embedded default
@@ -100,7 +101,7 @@ export class OciLayoutTarget implements Target {
       if (error.code === 'ENOENT') throw blobUnknown(desc, this.location);
       throw error;
     });
-    const source = handle.createReadStream({ highWaterMark: 1 << 20 });
+    const source = handle.createReadStream({ highWaterMark: IO_BUFFER_BYTES });
     const verifying = new VerifyingStream(desc);
     source.on('error', (error) => verifying.destroy(error));
     return source.pipe(verifying);
@@ -153,8 +154,8 @@ export class OciLayoutTarget implements Target {
       `${digestHex(expected.digest)}-${randomBytes(6).toString('hex')}`,
     );
     try {
-      const check = options?.verifiedUpstream ? sizeLimit(expected) : new VerifyingStream(expected);
-      const file = createWriteStream(ingest, { flags: 'wx', highWaterMark: WRITE_BUFFER_BYTES });
+      const check = contentCheck(expected, options);
+      const file = createWriteStream(ingest, { flags: 'wx', highWaterMark: IO_BUFFER_BYTES });
       await (options?.onProgress
         ? pipeline(toReadable(content), check, progressStream(options.onProgress), file)
         : pipeline(toReadable(content), check, file));
@@ -281,31 +282,6 @@ async function acquireLock(path: string): Promise<() => Promise<void>> {
       await sleep(Math.min(50, 2 + attempt * 2));
     }
   }
-}
-
-/** Counts bytes against the expected size (for content whose digest is checked upstream). */
-function sizeLimit(expected: Descriptor): Transform {
-  let received = 0;
-  return new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      received += chunk.byteLength;
-      if (received > expected.size)
-        return callback(
-          new SplinterError('SIZE_MISMATCH', `${expected.digest}: more than ${expected.size} bytes`),
-        );
-      callback(null, chunk);
-    },
-    flush(callback) {
-      callback(
-        received === expected.size
-          ? null
-          : new SplinterError(
-              'SIZE_MISMATCH',
-              `${expected.digest}: expected ${expected.size} bytes, got ${received}`,
-            ),
-      );
-    },
-  });
 }
 
 function hasControlCharacter(text: string): boolean {

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { type ErrorCode, SplinterError } from '@splinter/errors';
 import { confirmedMerge } from '../confirmed-merge.js';
-import { progressStream, readVerified, toReadable } from '../content.js';
+import { contentCheck, progressStream, readVerified, toReadable } from '../content.js';
 import { type Descriptor, type ImageIndex, isManifestMediaType } from '../descriptor.js';
 import { digestHex, isDigest, readAllLimited, sha256Digest, VerifyingStream } from '../digest.js';
 import { parseManifest } from '../graph.js';
@@ -166,7 +166,9 @@ export class RegistryTarget implements Target, Mountable {
   ): Promise<void> {
     let location = await this.startUpload();
     const source = toReadable(content);
-    const verifying = new VerifyingStream(expected);
+    // The registry checks the digest when the upload is committed; hashing here as well fails early on
+    // wrong content, unless the stream is verified upstream already (copyGraph's source fetch).
+    const verifying = contentCheck(expected, options);
     const counted = progressStream(options?.onProgress);
     source.on('error', (error) => verifying.destroy(error));
     verifying.on('error', (error) => counted.destroy(error));
