@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateKeyPair, writeKeyPair } from '@splinter/sign';
 import { type RunningRegistry, startRegistry } from '@splinter/testkit';
@@ -143,6 +143,22 @@ describe('pull: file layers linked from the cache', () => {
     expect(after.ino).toBe(before.ino);
     expect(after.nlink).toBe(2); // the old tree's link went with the old tree
     expect(await snapshot(first)).toEqual(await snapshot(tree));
+  });
+
+  it('copies instead of linking when the folder is on another file system than the cache', async () => {
+    const otherFs = '/dev/shm'; // tmpfs on Linux: a file system of its own, so link() fails with EXDEV
+    expect((await stat(otherFs)).dev, 'this test needs /dev/shm apart from the temp folder').not.toBe(
+      (await stat(work)).dev,
+    );
+    const output = await mkdtemp(join(otherFs, 'splinter-pull-cache-'));
+    try {
+      const result = await pull(join(output, 'tree'), { SPLINTER_HOME: join(work, 'player-other-fs') });
+      expect(result.blobs.downloaded).toBe(3);
+      expect(await snapshot(join(output, 'tree'))).toEqual(await snapshot(tree));
+      expect((await stat(join(output, 'tree', 'bin', 'server'))).nlink).toBe(1);
+    } finally {
+      await rm(output, { recursive: true, force: true });
+    }
   });
 
   it('content pushed to the embedded store never shares an inode with a pulled tree', async () => {
