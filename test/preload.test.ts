@@ -288,6 +288,52 @@ describe('encrypted preload end to end: real registry, PostgreSQL, splinter serv
     expect(await readdir(dirname(out))).toEqual([]);
   }, 60_000);
 
+  it('opens sealed layers from the cache on the next pull, and refuses a cached blob altered on disk', async () => {
+    const pull = (output: string) =>
+      splinter(
+        [
+          'patch',
+          'pull',
+          reference('2'),
+          '--output',
+          output,
+          '--key-file',
+          join(work, 'patch.key'),
+          '--plain-http',
+          ...trust(),
+        ],
+        client('launcher'),
+      );
+    // 'launcher' downloaded every blob of version 2 above: this pull opens them from its cache.
+    const again = join(work, 'again', 'game');
+    const cached = await pull(again);
+    expect(cached.code, cached.stderr).toBe(0);
+    expect(cached.json.blobs).toMatchObject({ downloaded: 0 });
+    expect(await snapshot(again)).toEqual(await snapshot(tree));
+
+    const manifestResponse = await fetch(`${registry.url}/v2/patches/eu-1/manifests/2`, {
+      headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
+    const manifest = (await manifestResponse.json()) as { layers: Array<{ digest: string; size: number }> };
+    const victim = manifest.layers.reduce((a, b) => (a.size >= b.size ? a : b));
+    const blobFile = join(
+      work,
+      'launcher',
+      'store',
+      'blobs',
+      'sha256',
+      victim.digest.slice('sha256:'.length),
+    );
+    const blob = await readFile(blobFile);
+    blob[1000]! ^= 0x01;
+    await writeFile(blobFile, blob);
+    const out = join(work, 'altered-cache', 'game');
+    const refused = await pull(out);
+    expect(refused.code).not.toBe(0);
+    expect(refused.json.error?.code).toBe('DIGEST_MISMATCH');
+    expect(await readdir(dirname(out))).toEqual([]);
+  }, 60_000);
+
   it('never puts a plaintext key (or token) into a database dump', async () => {
     const key = Buffer.from(await readFile(join(work, 'patch.key'), 'utf8').then((t) => t.trim()), 'base64');
     const { stdout: dump } = await execFileAsync(
