@@ -102,7 +102,7 @@ export async function attachSignatureBundle(
   const publicKey = createPublicKey(signer.publicKeyPem);
   const ourKey: TrustedKey = { keyObject: publicKey, keyId: keyIdOf(publicKey), source: 'signer' };
   for (const existing of await bundleReferrers(target, subject)) {
-    if (verifySignatureBundle(existing.bundle, subject.digest, [ourKey]).ok)
+    if ((await verifySignatureBundle(existing.bundle, subject.digest, [ourKey])).ok)
       return { digest: existing.digest };
   }
   const bundle = await createSignatureBundle(subject.digest, signer);
@@ -273,7 +273,7 @@ export async function verifySignatures(
     if (verdict) record('legacy', layer.digest, verdict);
   }
   for (const { digest, bundle } of bundles) {
-    record('bundle', digest, verifySignatureBundle(bundle, subject.digest, trustedKeys));
+    record('bundle', digest, await verifySignatureBundle(bundle, subject.digest, trustedKeys));
   }
   return report;
 }

@@ -6,7 +6,7 @@ import {
   isBundleWithDsseEnvelope,
 } from '@sigstore/bundle';
 import type { Signer as SigstoreSigner } from '@sigstore/sign';
-import { toSignedEntity, toTrustMaterial, Verifier } from '@sigstore/verify';
+import type { toTrustMaterial, Verifier } from '@sigstore/verify';
 import { SplinterError } from '@splinter/errors';
 import { type Digest, digestHex } from '@splinter/oci';
 import type { Signer, TrustedKey } from './keys.js';
@@ -62,16 +62,22 @@ const EMPTY_TRUSTED_ROOT: Parameters<typeof toTrustMaterial>[0] = {
   timestampAuthorities: [],
 };
 
+/**
+ * @sigstore/verify, loaded on first use (about 11 MiB of resident code and 50 ms of start-up that push,
+ * serve and every other command that verifies nothing would otherwise pay).
+ */
+let sigstoreVerify: Promise<typeof import('@sigstore/verify')> | undefined;
+
 /** One @sigstore/verify Verifier per trusted key: the key answers every hint, as `cosign verify --key` does. */
 const verifiers = new WeakMap<TrustedKey, Verifier>();
-function verifierFor(key: TrustedKey): Verifier {
+function verifierFor(key: TrustedKey, library: typeof import('@sigstore/verify')): Verifier {
   let verifier = verifiers.get(key);
   if (!verifier) {
-    const material = toTrustMaterial(EMPTY_TRUSTED_ROOT, () => ({
+    const material = library.toTrustMaterial(EMPTY_TRUSTED_ROOT, () => ({
       publicKey: key.keyObject,
       validFor: () => true,
     }));
-    verifier = new Verifier(material, { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 0 });
+    verifier = new library.Verifier(material, { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 0 });
     verifiers.set(key, verifier);
   }
   return verifier;
@@ -83,11 +89,11 @@ function verifierFor(key: TrustedKey): Verifier {
  * transparency-log entries and timestamps are not consulted (there is no trusted root offline), and the
  * in-toto statement must name exactly this digest.
  */
-export function verifySignatureBundle(
+export async function verifySignatureBundle(
   json: Uint8Array,
   manifestDigest: Digest,
   trustedKeys: TrustedKey[],
-): BundleVerdict {
+): Promise<BundleVerdict> {
   let bundle: Bundle;
   try {
     bundle = bundleFromJSON(JSON.parse(Buffer.from(json).toString('utf8')));
@@ -120,9 +126,11 @@ export function verifySignatureBundle(
       timestampVerificationData: undefined,
     },
   };
+  sigstoreVerify ??= import('@sigstore/verify');
+  const library = await sigstoreVerify;
   const signer = trustedKeys.find((key) => {
     try {
-      verifierFor(key).verify(toSignedEntity(keyOnly));
+      verifierFor(key, library).verify(library.toSignedEntity(keyOnly));
       return true;
     } catch {
       return false;
