@@ -124,8 +124,15 @@ export async function openPostgres(
         const index = listeners.indexOf(client);
         if (index < 0) return;
         listeners.splice(index, 1);
-        if (!lost) await client.query(`UNLISTEN ${driver.escapeIdentifier(channel)}`).catch(() => undefined);
-        client.release(lost);
+        // A client whose UNLISTEN fails is dead too (its backend may be gone before its 'error' event
+        // arrives): destroyed, never handed back to the pool for the next query to fail on.
+        const healthy =
+          !lost &&
+          (await client.query(`UNLISTEN ${driver.escapeIdentifier(channel)}`).then(
+            () => true,
+            () => false,
+          ));
+        client.release(!healthy);
       };
     },
     async close() {
