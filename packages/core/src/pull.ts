@@ -1,5 +1,4 @@
-import { constants } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { dirname, join, resolve as resolvePath } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
@@ -17,7 +16,7 @@ import {
 import {
   finalizeTree,
   isFileLayer,
-  linkFileLayer,
+  placeFileLayer,
   safeRelativePath,
   type UnpackLimits,
   type UnpackResult,
@@ -121,12 +120,13 @@ async function placeLayer(
       return reused;
     }
   }
-  if (linkable && !tree.linked.has(layer.digest) && !(await cache.exists(layer))) {
+  const cached = !options.remote || (await cache.exists(layer));
+  if (linkable && !cached) {
     tree.linked.add(layer.digest);
     await cache.push(layer, await fetchCounted(layer, options, totals), { verifiedUpstream: true });
-    return linkFileLayer(layer, cache.blobFile(layer), tree.staging, tree.limits);
+    return placeFileLayer(layer, cache.blobFile(layer), tree.staging, 'link', tree.limits);
   }
-  const source = await openThroughCache(layer, options, totals);
+  const source = await openThroughCache(layer, cached, options, totals);
   if (layer.mediaType === MediaType.Empty) {
     source.stream.resume();
     await source.stored;
@@ -156,7 +156,8 @@ async function reuseSharedBlob(
   tree: TreeInProgress,
 ): Promise<UnpackResult | undefined> {
   const blobFile = cache.blobFile(layer);
-  if (tree.linked.has(layer.digest)) return copyFileLayer(layer, blobFile, tree); // linked by this pull
+  if (tree.linked.has(layer.digest))
+    return placeFileLayer(layer, blobFile, tree.staging, 'copy', tree.limits);
   try {
     await finished((await cache.fetch(layer)).resume());
   } catch (error) {
@@ -169,24 +170,9 @@ async function reuseSharedBlob(
   const [blob, current] = await Promise.all([stat(blobFile), stat(installed).catch(() => undefined)]);
   if (current?.ino === blob.ino && current.dev === blob.dev) {
     tree.linked.add(layer.digest);
-    return linkFileLayer(layer, blobFile, tree.staging, tree.limits);
+    return placeFileLayer(layer, blobFile, tree.staging, 'link', tree.limits);
   }
-  return copyFileLayer(layer, blobFile, tree);
-}
-
-/** A file layer as a file of its own (a reflink where the file system can), with linkFileLayer's rules. */
-async function copyFileLayer(
-  layer: Descriptor,
-  blobFile: string,
-  tree: TreeInProgress,
-): Promise<UnpackResult> {
-  const copy = `${tree.staging}.${layer.digest.slice('sha256:'.length)}`;
-  try {
-    await copyFile(blobFile, copy, constants.COPYFILE_FICLONE);
-    return await linkFileLayer(layer, copy, tree.staging, tree.limits);
-  } finally {
-    await rm(copy, { force: true });
-  }
+  return placeFileLayer(layer, blobFile, tree.staging, 'copy', tree.limits);
 }
 
 async function fetchCounted(layer: Descriptor, options: UnpackOptions, totals: Totals): Promise<Readable> {
@@ -204,10 +190,11 @@ async function fetchCounted(layer: Descriptor, options: UnpackOptions, totals: T
  */
 async function openThroughCache(
   layer: Descriptor,
+  cached: boolean,
   options: UnpackOptions,
   totals: Totals,
 ): Promise<{ stream: Readable; stored: Promise<void> }> {
-  if (!options.remote || (await options.content.exists(layer))) {
+  if (cached) {
     totals.cached += 1;
     return { stream: await options.content.fetch(layer), stored: Promise.resolve() };
   }

@@ -3,13 +3,6 @@ import { Readable } from 'node:stream';
 import { SplinterError } from '@splinter/errors';
 import { type Descriptor, type Digest, IO_BUFFER_BYTES, type Target, VerifyingStream } from '@splinter/oci';
 
-/**
- * Staged files are read 1 MiB at a time on their way to a registry. Measured in the push benchmark:
- * 64 KiB (node's default) 0.95-0.96x of skopeo, 256 KiB 0.93-0.97x, 1 MiB 1.02-1.09x, for about 15 MiB
- * more peak RSS (4 uploads at once, a chunk or two per stage each).
- */
-const STAGED_READ_BYTES = IO_BUFFER_BYTES;
-
 type Content = { kind: 'file'; path: string } | { kind: 'bytes'; bytes: Uint8Array };
 
 /**
@@ -34,9 +27,11 @@ export class StagedSource implements Target {
     const content = this.contents.get(desc.digest);
     if (!content) throw new SplinterError('BLOB_UNKNOWN', `staged content has no blob ${desc.digest}`);
     // Re-verified on the way out: a file the user changed between packing and upload is caught here.
+    // Read 1 MiB at a time. Measured in the push benchmark: 64 KiB (node's default) 0.95-0.96x of
+    // skopeo, 256 KiB 0.93-0.97x, 1 MiB 0.99-1.09x, for about 15 MiB more peak RSS (4 uploads at once).
     const source =
       content.kind === 'file'
-        ? createReadStream(content.path, { highWaterMark: STAGED_READ_BYTES })
+        ? createReadStream(content.path, { highWaterMark: IO_BUFFER_BYTES })
         : Readable.from([content.bytes]);
     const verified = new VerifyingStream(desc);
     source.on('error', (error: Error) => verified.destroy(error));

@@ -46,6 +46,8 @@ const DEFAULT_EXPANSION_RATIO = 1024;
  * thousands of small files a game ships.
  */
 const SMALL_ENTRY_BYTES = 256 * 1024;
+/** link() errors that mean "no hard link here" (another file system, or one without links): copy. */
+const LINK_REFUSED = new Set(['EXDEV', 'EPERM', 'EMLINK', 'ENOTSUP']);
 
 /**
  * Writes one layer into `staging`. Everything lands under `staging`: paths with `..`, absolute paths,
@@ -92,28 +94,34 @@ function fileLayerMode(desc: Descriptor): number {
 }
 
 /**
- * Puts a file layer whose verified bytes are already in `blobFile` into `staging` as a hard link, so
- * the bytes are written once for the cache and the tree together. The link shares the inode, so its
- * mode becomes the file's. Across file systems (or where links are refused) the file is copied, as a
- * reflink where the file system can. Same path rules and errors as unpackLayer.
+ * Puts a file layer whose verified bytes are already in `blobFile` into `staging`. `link` makes a hard
+ * link, so the bytes are written once for the cache and the tree together; the link shares the inode,
+ * so its mode becomes the file's. Across file systems (or where links are refused), and with `copy`,
+ * the file gets its own inode: a reflink where the file system can, else a copy. Same path rules and
+ * errors as unpackLayer.
  */
-export async function linkFileLayer(
+export async function placeFileLayer(
   desc: Descriptor,
   blobFile: string,
   staging: string,
+  how: 'link' | 'copy',
   limits: UnpackLimits = {},
 ): Promise<UnpackResult> {
   if (!isFileLayer(desc)) throw new SplinterError('INTERNAL', `layer ${desc.digest} is not a file layer`);
   const safeTitle = safeRelativePath(desc.annotations![Annotation.Title]!, 'layer title');
   const target = await prepareParent(staging, safeTitle, limits.knownFolders);
-  try {
-    await link(blobFile, target);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK' && code !== 'ENOTSUP')
-      refuseSecondWrite(error as NodeJS.ErrnoException, safeTitle);
+  const linked =
+    how === 'link' &&
+    (await link(blobFile, target).then(
+      () => true,
+      (error: NodeJS.ErrnoException) => {
+        if (!LINK_REFUSED.has(error.code ?? '')) refuseSecondWrite(error, safeTitle);
+        return false;
+      },
+    ));
+  if (!linked) {
     await copyFile(blobFile, target, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE).catch(
-      (copyError: NodeJS.ErrnoException) => refuseSecondWrite(copyError, safeTitle),
+      (error: NodeJS.ErrnoException) => refuseSecondWrite(error, safeTitle),
     );
   }
   await chmod(target, fileLayerMode(desc));

@@ -158,16 +158,9 @@ function nativeUpdate(addon: NativeAddon, context: NativeContext): GcmUpdate['up
 }
 
 function slicedUpdate(cipher: { update(data: Buffer): Buffer }): GcmUpdate['update'] {
-  return (input, push) => inSlices(input, NODE_SLICE_BYTES, push, (slice) => cipher.update(slice));
-}
-
-function inSlices(
-  input: Buffer,
-  sliceBytes: number,
-  push: (output: Buffer) => void,
-  run: (slice: Buffer) => Buffer,
-): void {
-  for (let offset = 0; offset < input.byteLength; offset += sliceBytes) {
-    push(run(input.subarray(offset, offset + sliceBytes)));
-  }
+  return (input, push) => {
+    for (let offset = 0; offset < input.byteLength; offset += NODE_SLICE_BYTES) {
+      push(cipher.update(input.subarray(offset, offset + NODE_SLICE_BYTES)));
+    }
+  };
 }
