@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define KEY_BYTES 32
 #define NONCE_BYTES 12
@@ -183,11 +184,11 @@ static napi_value verify(napi_env env, napi_callback_info info) {
 // thread. The memory is also reported to V8 (napi_adjust_external_memory) while a block is live, so
 // that allocating blocks brings the next GC closer.
 #define POOL_KEEP_BYTES ((size_t)32 * 1024 * 1024)
-// Leases checked for a cleared weak reference per block() call, round robin, so that a consumer holding
-// thousands of blocks does not make every call walk all of them. The first dead one found is reused.
+// The newest leases checked for a cleared weak reference when the free list is empty, so that a
+// consumer holding thousands of blocks does not make every call walk all of them. Blocks die young or
+// not at all (a scavenge finds the ones carved since the last); older ones come back through their
+// finalizers.
 #define SCAN_PER_BLOCK 64
-// How often block() nudges V8 towards a young-generation GC (see block()).
-#define NUDGE_EVERY_BYTES ((size_t)16 * 1024 * 1024)
 
 typedef struct free_block {
   struct free_block* next;
@@ -206,8 +207,7 @@ typedef struct {
   lease_t** items;
   size_t count;
   size_t capacity;
-  size_t cursor;
-  size_t since_nudge;  // block bytes made since the last nudge (see block())
+  size_t since_nudge;  // block bytes made since the last nudge (see nudge())
 } blocks_t;  // per env (each worker thread loads its own instance)
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -273,14 +273,15 @@ static void block_finalize(napi_env env, void* data, void* hint) {
   if (was_live && env != NULL) napi_adjust_external_memory(env, -(int64_t)size, &adjusted);
 }
 
-// Takes leases[index] off the list (main thread; its weak reference has read empty). Returns its memory
-// for reuse when it was not returned yet and has the wanted size; otherwise pools or frees it.
-static void* reclaim(napi_env env, blocks_t* blocks, size_t index, size_t wanted) {
+// Takes leases[index] off the list (main thread; its weak reference has read empty) and returns its
+// memory to the free list unless its finalizer did already.
+static void reclaim(napi_env env, blocks_t* blocks, size_t index) {
   lease_t* lease = blocks->items[index];
-  blocks->items[index] = blocks->items[--blocks->count];
+  // Removed in order: the list stays oldest first, so take() pools the newest block last.
+  blocks->count--;
+  memmove(&blocks->items[index], &blocks->items[index + 1], (blocks->count - index) * sizeof(lease_t*));
   napi_delete_reference(env, lease->ref);
   lease->ref = NULL;
-  void* reuse = NULL;
   void* to_free = NULL;
   bool was_live = false;
   pthread_mutex_lock(&pool_lock);
@@ -290,8 +291,7 @@ static void* reclaim(napi_env env, blocks_t* blocks, size_t index, size_t wanted
     was_live = true;
     stat_collected++;
     stat_live_bytes -= (double)lease->size;
-    if (lease->size == wanted) reuse = lease->memory;
-    else to_free = pool_push_locked(lease->memory, lease->size);
+    to_free = pool_push_locked(lease->memory, lease->size);
   }
   bool drop = lease->finalized;
   size_t size = lease->size;
@@ -300,24 +300,32 @@ static void* reclaim(napi_env env, blocks_t* blocks, size_t index, size_t wanted
   if (drop) free(lease);
   int64_t adjusted = 0;
   if (was_live) napi_adjust_external_memory(env, -(int64_t)size, &adjusted);
-  return reuse;
 }
 
-// Memory for a block of `size`: a dead block's, then the free list's, then malloc's.
+// Memory for a block of `size`: the most recently returned one. When the free list is empty, the
+// newest leases whose weak references read empty are reclaimed onto it first (the newest last, so
+// the block written most recently, likeliest still in cache, is reused first); else malloc.
 static void* take(napi_env env, blocks_t* blocks, size_t size) {
-  void* memory = NULL;
-  size_t scanned = 0;
-  while (memory == NULL && blocks->count > 0 && scanned < SCAN_PER_BLOCK && scanned < blocks->count) {
-    if (blocks->cursor >= blocks->count) blocks->cursor = 0;
-    napi_value value = NULL;
-    scanned++;
-    if (napi_get_reference_value(env, blocks->items[blocks->cursor]->ref, &value) == napi_ok && value == NULL)
-      memory = reclaim(env, blocks, blocks->cursor, size);  // the last lease moved into this slot
-    else
-      blocks->cursor++;
+  pthread_mutex_lock(&pool_lock);
+  bool empty = pool_head == NULL || pool_block_bytes != size;
+  pthread_mutex_unlock(&pool_lock);
+  if (empty) {
+    // In a scope of its own: a handle to a live block left open would keep that block alive through
+    // the scavenge this call's nudge may start, promoting it to where only a mark-compact finds it.
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) != napi_ok) return NULL;
+    size_t index = blocks->count > SCAN_PER_BLOCK ? blocks->count - SCAN_PER_BLOCK : 0;
+    while (index < blocks->count) {
+      napi_value value = NULL;
+      if (napi_get_reference_value(env, blocks->items[index]->ref, &value) == napi_ok && value == NULL)
+        reclaim(env, blocks, index);  // the next lease moved into this slot
+      else
+        index++;
+    }
+    napi_close_handle_scope(env, scope);
   }
   pthread_mutex_lock(&pool_lock);
-  if (memory == NULL) memory = pool_pop_locked(size);
+  void* memory = pool_pop_locked(size);
   if (memory != NULL) stat_reused++;
   pthread_mutex_unlock(&pool_lock);
   if (memory == NULL) {
@@ -352,6 +360,41 @@ static void blocks_finalize(napi_env env, void* data, void* hint) {
   }
   free(blocks->items);
   free(blocks);
+}
+
+// A nudge for the young-generation GC after every NUDGE_EVERY_BYTES of blocks. V8 starts a scavenge
+// when an ArrayBuffer it allocates itself finds 32 MiB (twice the largest semi-space) of young
+// backing stores live, which is how node's own Buffers get collected while a stream runs. Blocks are
+// backing stores over external memory and never pass that check, so a stream from memory to memory
+// that allocates nothing else had its blocks found dead only by the mark-compacts that V8's
+// external-memory limit starts. The 1-byte ArrayBuffer made here passes through the check; the
+// scavenge it may start clears the weak references of dead blocks, and take() reuses their memory.
+//
+// How many bytes pass between scavenges is how much memory the blocks cycle through, and that decides
+// the cipher's speed: enciphering into 16 MiB of buffers in turn ran at openssl's speed here, into 40
+// MiB or more (past what the caches keep) at 0.7x of it (measured). So before the check a phantom
+// ArrayBuffer of PHANTOM_BYTES is made over a static region nobody reads or writes (it costs address
+// space, not memory): each 1 MiB block then counts 3 MiB towards the 32, and a scavenge comes every
+// ~11 MiB of output instead of every 32. Measured on `npm run bench -- seal`, in turns: seal 0.76-0.79
+// of openssl per CPU-second with it, 0.52-0.54 before; a phantom of 1 MiB gave 0.74-0.77 and one of 3
+// MiB 0.63-0.67, because streams' own objects then survive two scavenges, are promoted, and bring
+// mark-compacts. A scavenge of a stream's few live objects costs ~0.2 ms. Should V8 drop the
+// heuristic or refuse external ArrayBuffers, blocks are still found dead, by later collections.
+#define NUDGE_EVERY_BYTES ((size_t)1024 * 1024)
+#define PHANTOM_BYTES ((size_t)2 * 1024 * 1024)
+static unsigned char phantom_region[PHANTOM_BYTES];
+
+static void nudge(napi_env env, blocks_t* blocks, size_t size) {
+  blocks->since_nudge += size;
+  if (blocks->since_nudge < NUDGE_EVERY_BYTES) return;
+  blocks->since_nudge = 0;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value phantom, check;
+  void* data = NULL;
+  napi_create_external_arraybuffer(env, phantom_region, PHANTOM_BYTES, NULL, NULL, &phantom);
+  napi_create_arraybuffer(env, 1, &data, &check);
+  napi_close_handle_scope(env, scope);
 }
 
 // block(size: number): Buffer of `size` uninitialized bytes over recycled memory; see above.
@@ -395,24 +438,7 @@ static napi_value block(napi_env env, napi_callback_info info) {
   stat_live_bytes += (double)size;
   pthread_mutex_unlock(&pool_lock);
   blocks->items[blocks->count++] = lease;
-  // A nudge for the young-generation GC, once per NUDGE_EVERY_BYTES of blocks. V8 starts a scavenge
-  // when a backing store it allocates itself finds 32 MiB (twice the largest semi-space) of young
-  // backing stores live, which is how node's own Buffers get collected while a stream runs. Blocks are
-  // backing stores over external memory and never pass that check, so a stream from memory to memory
-  // that allocates nothing else had its blocks found dead only by the mark-compacts that V8's
-  // external-memory limit starts (measured: about 30 per GiB, 2-4 ms of CPU each, seal at 0.6-0.7x
-  // instead of 0.85-0.9x of openssl). This 1-byte ArrayBuffer passes through the check; the scavenge it
-  // may start clears the weak references of dead blocks, and the next block() calls reuse their memory.
-  // Not on every block: a nudge per block made V8 start a mark-compact for "external memory pressure"
-  // every ~30 MiB when the stream reads a file (measured: 35 per GiB instead of 2-4). Should a V8 drop
-  // the heuristic, blocks are still found dead by the mark-compacts, only later.
-  blocks->since_nudge += size;
-  if (blocks->since_nudge >= NUDGE_EVERY_BYTES) {
-    blocks->since_nudge = 0;
-    napi_value nudge;
-    void* nudge_data = NULL;
-    CHECK(napi_create_arraybuffer(env, 1, &nudge_data, &nudge));
-  }
+  nudge(env, blocks, size);
   int64_t adjusted = 0;
   CHECK(napi_adjust_external_memory(env, (int64_t)size, &adjusted));
   return result;
