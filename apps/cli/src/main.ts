@@ -2,9 +2,6 @@ import { CommanderError } from 'commander';
 import { ExitCode } from './exit-codes.js';
 import { reportError } from './output.js';
 import { buildProgram } from './program.js';
-import { applyCliV8Settings } from './v8-settings.js';
-
-applyCliV8Settings();
 
 const argv = process.argv.slice(2);
 const outputOptions = { json: argv.includes('--json'), debug: argv.includes('--debug') };

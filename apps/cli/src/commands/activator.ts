@@ -3,6 +3,7 @@ import type { ModSyncResult } from '@splinter/activator';
 import type { Command } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
 import { addTrustOptions, type TrustFlags, trustFromFlags } from '../signing-flags.js';
+import { applyDownloadV8Settings } from '../v8-settings.js';
 import { addTransferOptions, parseConcurrency } from './artifact.js';
 
 export function registerActivatorCommands(program: Command): void {
@@ -34,6 +35,7 @@ export function registerActivatorCommands(program: Command): void {
       concurrency?: string;
     },
   ) {
+    applyDownloadV8Settings();
     const concurrency = parseConcurrency(flags.concurrency);
     const trust = await trustFromFlags(flags);
     const output = globalOptions(this);

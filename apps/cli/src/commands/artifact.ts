@@ -10,6 +10,7 @@ import {
   type TrustFlags,
   trustFromFlags,
 } from '../signing-flags.js';
+import { applyDownloadV8Settings } from '../v8-settings.js';
 
 export interface PushFlags {
   registry?: string;
@@ -110,6 +111,7 @@ export async function runPull(
   flags: PullFlags,
   patchKey?: Uint8Array,
 ): Promise<void> {
+  applyDownloadV8Settings();
   const output = globalOptions(command);
   const concurrency = parseConcurrency(flags.concurrency);
   const trust = await trustFromFlags(flags);

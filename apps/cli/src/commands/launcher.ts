@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
 import { printResult } from '../output.js';
 import { addTrustOptions, type TrustFlags, trustFromFlags } from '../signing-flags.js';
+import { applyDownloadV8Settings } from '../v8-settings.js';
 import { addTransferOptions, parseConcurrency } from './artifact.js';
 
 export function registerLauncherCommands(program: Command): void {
@@ -33,6 +34,7 @@ export function registerLauncherCommands(program: Command): void {
       concurrency?: string;
     },
   ) {
+    applyDownloadV8Settings();
     const concurrency = parseConcurrency(flags.concurrency);
     const trust = await trustFromFlags(flags);
     const { syncRealm } = await import('@splinter/launcher');
