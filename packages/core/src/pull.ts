@@ -21,11 +21,13 @@ import {
   type UnpackLimits,
   type UnpackResult,
   unpackLayer,
+  writeFileLayer,
 } from '@splinter/pack';
 import {
   createOpenStream,
   KEY_ID_ANNOTATION,
   keyIdOf,
+  openSealedFile,
   SEAL_OVERHEAD,
   SEALED_LAYER_MEDIA_TYPE,
 } from '@splinter/seal';
@@ -120,6 +122,8 @@ async function placeLayer(
       return reused;
     }
   }
+  const sealedFile = sealedFileLayer(layer, options.patchKey);
+  if (sealedFile) return placeSealedFileLayer(layer, sealedFile, options, totals, tree);
   const cached = !options.remote || (await cache.exists(layer));
   if (linkable && !cached) {
     tree.linked.add(layer.digest);
@@ -175,6 +179,52 @@ async function reuseSharedBlob(
   return placeFileLayer(layer, blobFile, tree.staging, 'copy', tree.limits);
 }
 
+/**
+ * A sealed layer that holds one file: its ciphertext goes into the cache (if it is not there from a
+ * prefetch), then the whole file is decrypted from the cache into the staging tree on a worker thread
+ * (`openSealedFile`), hashing a cached blob in the same pass. This is the launcher's moment of release,
+ * when every staged preload is opened at once: no JavaScript touches the bytes, so layers decrypt on
+ * both cores and the main thread stays free.
+ */
+async function placeSealedFileLayer(
+  layer: Descriptor,
+  sealed: { key: Uint8Array; inner: Descriptor },
+  options: UnpackOptions,
+  totals: Totals,
+  tree: TreeInProgress,
+): Promise<UnpackResult> {
+  const cache = options.content;
+  const cached = await cache.exists(layer);
+  if (cached) totals.cached += 1;
+  else if (options.remote) {
+    await cache.push(layer, await fetchCounted(layer, options, totals), { verifiedUpstream: true });
+  } else throw new SplinterError('BLOB_UNKNOWN', `blob ${layer.digest} is not in ${cache.location}`);
+  // A blob verified on its way in moments ago is not hashed again; one from an earlier pull is.
+  const expected = cached ? { digest: layer.digest, size: layer.size } : undefined;
+  return writeFileLayer(
+    sealed.inner,
+    tree.staging,
+    (target, mode) =>
+      openSealedFile(cache.blobFile(layer), target, sealed.key, { mode, ...(expected ? { expected } : {}) }),
+    tree.limits,
+  );
+}
+
+/** A sealed layer whose plaintext is one file, with its key and plaintext descriptor; else undefined. */
+function sealedFileLayer(
+  layer: Descriptor,
+  key: Uint8Array | undefined,
+): { key: Uint8Array; inner: Descriptor } | undefined {
+  const sealed = checkSealedLayer(layer, key);
+  if (!sealed) return undefined;
+  const inner = innerDescriptor(layer, sealed.inner);
+  return isFileLayer(inner) ? { key: sealed.key, inner } : undefined;
+}
+
+function innerDescriptor(layer: Descriptor, mediaType: string): Descriptor {
+  return { ...layer, mediaType, size: layer.size - SEAL_OVERHEAD };
+}
+
 async function fetchCounted(layer: Descriptor, options: UnpackOptions, totals: Totals): Promise<Readable> {
   const source = await options.remote!.fetch(layer);
   if (options.onBytes) source.on('data', (chunk: Buffer) => options.onBytes?.(chunk.byteLength));
@@ -226,8 +276,7 @@ async function openLayer(
   const { key, inner } = checkSealedLayer(layer, options.patchKey)!;
   const opened = createOpenStream(key);
   fetched.on('error', (error) => opened.destroy(error));
-  const descriptor: Descriptor = { ...layer, mediaType: inner, size: layer.size - SEAL_OVERHEAD };
-  return { descriptor, stream: fetched.pipe(opened) };
+  return { descriptor: innerDescriptor(layer, inner), stream: fetched.pipe(opened) };
 }
 
 /** For a sealed layer: the key it needs is given and the layer says what it holds; else a one-line error. */

@@ -3,7 +3,13 @@ import { join } from 'node:path';
 import { SplinterError } from '@splinter/errors';
 import { copyGraph, type Descriptor, EMPTY_JSON, EMPTY_JSON_DIGEST } from '@splinter/oci';
 import { type LayerPlan, planLayers } from '@splinter/pack';
-import { createSealStream, KEY_ID_ANNOTATION, keyIdOf, SEALED_LAYER_MEDIA_TYPE } from '@splinter/seal';
+import {
+  createSealStream,
+  KEY_ID_ANNOTATION,
+  keyIdOf,
+  SEALED_LAYER_MEDIA_TYPE,
+  sealFile,
+} from '@splinter/seal';
 import { buildArtifactManifest, type EncodedManifest } from './artifact.js';
 import { hashFile, writeHashed } from './hashing.js';
 import { StagedSource } from './staged-source.js';
@@ -77,21 +83,37 @@ async function stageLayer(
     source.addFile(digest, plan.sourcePath);
     return { mediaType: plan.mediaType, digest, size, annotations: { ...plan.annotations } };
   }
-  const opened = plan.open();
   const path = join(workDir, `layer-${index}`);
+  if (plan.kind === 'file' && patchKey !== undefined && plan.sourcePath !== undefined) {
+    // One pass on a worker thread: read, encipher, hash the ciphertext, write (see sealFile).
+    const { digest, size } = await sealFile(plan.sourcePath, path, patchKey);
+    source.addFile(digest, path);
+    return sealedLayer(plan.mediaType, digest, size, { ...plan.annotations }, patchKey);
+  }
+  const opened = plan.open();
   const stream = patchKey ? opened.stream.pipe(createSealStream(patchKey)) : opened.stream;
   if (patchKey) opened.stream.on('error', (error) => stream.destroy(error));
   const { digest, size } = await writeHashed(stream, path);
   source.addFile(digest, path);
   const annotations = { ...plan.annotations, ...(await opened.extraAnnotations) };
   if (!patchKey) return { mediaType: plan.mediaType, digest, size, annotations };
+  return sealedLayer(plan.mediaType, digest, size, annotations, patchKey);
+}
+
+function sealedLayer(
+  innerMediaType: string,
+  digest: Descriptor['digest'],
+  size: number,
+  annotations: Record<string, string>,
+  patchKey: Uint8Array,
+): Descriptor {
   return {
     mediaType: SEALED_LAYER_MEDIA_TYPE,
     digest,
     size,
     annotations: {
       ...annotations,
-      [SEALED_INNER_MEDIA_TYPE_ANNOTATION]: plan.mediaType,
+      [SEALED_INNER_MEDIA_TYPE_ANNOTATION]: innerMediaType,
       [KEY_ID_ANNOTATION]: keyIdOf(patchKey),
     },
   };

@@ -107,24 +107,44 @@ export async function placeFileLayer(
   how: 'link' | 'copy',
   limits: UnpackLimits = {},
 ): Promise<UnpackResult> {
+  return writeFileLayer(
+    desc,
+    staging,
+    async (target) => {
+      if (how === 'link') {
+        const linked = await link(blobFile, target).then(
+          () => true,
+          (error: NodeJS.ErrnoException) => {
+            if (!LINK_REFUSED.has(error.code ?? '')) throw error;
+            return false;
+          },
+        );
+        if (linked) return;
+      }
+      await copyFile(blobFile, target, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+    },
+    limits,
+  );
+}
+
+/**
+ * Puts a file layer into `staging` through `write`, which must create `target` exclusively (it fails
+ * with EEXIST when something is there) with the layer's bytes; its mode is then set from the layer.
+ * Same path rules and errors as unpackLayer. For bytes that are not the blob's own (a sealed layer's
+ * plaintext, which core decrypts from the cache straight into `target`).
+ */
+export async function writeFileLayer(
+  desc: Descriptor,
+  staging: string,
+  write: (target: string, mode: number) => Promise<unknown>,
+  limits: UnpackLimits = {},
+): Promise<UnpackResult> {
   if (!isFileLayer(desc)) throw new SplinterError('INTERNAL', `layer ${desc.digest} is not a file layer`);
   const safeTitle = safeRelativePath(desc.annotations![Annotation.Title]!, 'layer title');
   const target = await prepareParent(staging, safeTitle, limits.knownFolders);
-  const linked =
-    how === 'link' &&
-    (await link(blobFile, target).then(
-      () => true,
-      (error: NodeJS.ErrnoException) => {
-        if (!LINK_REFUSED.has(error.code ?? '')) refuseSecondWrite(error, safeTitle);
-        return false;
-      },
-    ));
-  if (!linked) {
-    await copyFile(blobFile, target, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE).catch(
-      (error: NodeJS.ErrnoException) => refuseSecondWrite(error, safeTitle),
-    );
-  }
-  await chmod(target, fileLayerMode(desc));
+  const mode = fileLayerMode(desc);
+  await write(target, mode).catch((error: NodeJS.ErrnoException) => refuseSecondWrite(error, safeTitle));
+  await chmod(target, mode);
   return { files: 1, bytes: desc.size };
 }
 

@@ -35,7 +35,7 @@ export function keyIdOf(key: Uint8Array): string {
   return `sha256:${createHash('sha256').update('splinter preload key id v1\0').update(key).digest('hex')}`;
 }
 
-function assertKey(key: Uint8Array): void {
+export function assertKey(key: Uint8Array): void {
   if (key.byteLength !== KEY_BYTES) {
     throw new SplinterError('INVALID_ARGUMENT', `a patch key is ${KEY_BYTES} bytes, got ${key.byteLength}`);
   }
@@ -90,8 +90,6 @@ export function createOpenStream(key: Uint8Array, options: OpenOptions = {}): Tr
   let header = Buffer.alloc(0);
   let gcm: OpenGcm | undefined;
   let held = Buffer.alloc(0);
-  const failed = (why: string, cause?: unknown) =>
-    new SplinterError('DECRYPTION_FAILED', `sealed layer does not open with this key: ${why}`, { cause });
   const stream: Transform = new Transform({
     transform(chunk: Buffer, _encoding, callback: TransformCallback) {
       let data = chunk;
@@ -123,13 +121,25 @@ export function createOpenStream(key: Uint8Array, options: OpenOptions = {}): Tr
       callback();
     },
     flush(callback: TransformCallback) {
-      if (!gcm || held.byteLength < TAG_BYTES)
-        return callback(failed('truncated (shorter than nonce and tag)'));
-      if (!gcm.verify(held))
-        return callback(failed('authentication tag mismatch (wrong key or altered bytes)'));
+      if (!gcm || held.byteLength < TAG_BYTES) return callback(truncated());
+      if (!gcm.verify(held)) return callback(tagMismatch());
       callback();
     },
   });
   const push = (output: Buffer) => stream.push(output);
   return stream;
+}
+
+export function truncated(): SplinterError {
+  return new SplinterError(
+    'DECRYPTION_FAILED',
+    'sealed layer does not open with this key: truncated (shorter than nonce and tag)',
+  );
+}
+
+export function tagMismatch(): SplinterError {
+  return new SplinterError(
+    'DECRYPTION_FAILED',
+    'sealed layer does not open with this key: authentication tag mismatch (wrong key or altered bytes)',
+  );
 }

@@ -33,6 +33,21 @@ interface NativeAddon {
   /** A Buffer of `size` uninitialized bytes whose memory the addon recycles once V8 has collected it. */
   block(size: number): Buffer;
   blockStats(): NativeBlockStats;
+  /** Seals a whole file on a worker thread (see `native/seal.c`); sha256 is over the sealed bytes. */
+  sealFile(inFd: number, outFd: number, key: Uint8Array, nonce: Uint8Array): Promise<Required<FileResult>>;
+  /** Opens a whole sealed file on a worker thread; outFd -1 writes nothing. */
+  openFile(inFd: number, outFd: number, key: Uint8Array, hash: boolean): Promise<FileResult>;
+}
+
+/** What a whole-file pass reports. */
+export interface FileResult {
+  /** The sealed blob's size: nonce, ciphertext and tag. */
+  sealedBytes: number;
+  plainBytes: number;
+  /** Whether the tag verified (always true for sealing). */
+  authentic: boolean;
+  /** SHA-256 of the sealed bytes, in hex, when asked for. */
+  sha256?: string;
 }
 
 /** The addon's output-block counters since it loaded (process-wide), for tests and benchmarks. */
@@ -85,7 +100,7 @@ export function sealBackend(): { backend: SealBackend; nativeUnavailable?: strin
 }
 
 export function createSealGcm(key: Uint8Array, nonce: Uint8Array, backend?: SealBackend): SealGcm {
-  const addon = chosenAddon(backend);
+  const addon = nativeAddonFor(backend);
   if (!addon) {
     const cipher = createCipheriv('aes-256-gcm', key, nonce);
     return {
@@ -101,7 +116,7 @@ export function createSealGcm(key: Uint8Array, nonce: Uint8Array, backend?: Seal
 }
 
 export function createOpenGcm(key: Uint8Array, nonce: Uint8Array, backend?: SealBackend): OpenGcm {
-  const addon = chosenAddon(backend);
+  const addon = nativeAddonFor(backend);
   if (!addon) {
     const decipher = createDecipheriv('aes-256-gcm', key, nonce);
     return {
@@ -122,7 +137,7 @@ export function createOpenGcm(key: Uint8Array, nonce: Uint8Array, backend?: Seal
 }
 
 /** The addon for `backend` (default: whichever loaded), undefined for node:crypto. */
-function chosenAddon(backend: SealBackend = sealBackend().backend): NativeAddon | undefined {
+export function nativeAddonFor(backend: SealBackend = sealBackend().backend): NativeAddon | undefined {
   if (backend === 'node:crypto') return undefined;
   if (!native.addon) {
     throw new SplinterError('INVALID_ARGUMENT', `the native AES-GCM addon is not loaded: ${native.error}`);

@@ -1,3 +1,10 @@
+export {
+  type OpenFileOptions,
+  openSealedFile,
+  type SealedBlobExpectation,
+  type SealFileOptions,
+  sealFile,
+} from './file.js';
 export type { OpenOptions, SealOptions } from './format.js';
 export {
   createOpenStream,

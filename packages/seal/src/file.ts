@@ -1,0 +1,220 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { type FileHandle, open, rm } from 'node:fs/promises';
+import { SplinterError } from '@splinter/errors';
+import { assertKey, NONCE_BYTES, SEAL_OVERHEAD, TAG_BYTES, tagMismatch, truncated } from './format.js';
+import { createOpenGcm, createSealGcm, type FileResult, nativeAddonFor, type SealBackend } from './gcm.js';
+
+/** The fallback's read size, as the addon's buffer. */
+const FALLBACK_READ_BYTES = 256 * 1024;
+
+/** A sealed blob as its descriptor names it: `sha256:<hex>` and its size in bytes. */
+export interface SealedBlobExpectation {
+  digest: string;
+  size: number;
+}
+
+export interface SealFileOptions {
+  /** Mode of the file created at the destination (default 0o600). */
+  mode?: number;
+  /** For known-answer tests only: a fixed nonce. Production code must let each blob draw a random one. */
+  nonce?: Uint8Array;
+  /** For tests and benchmarks: who runs AES-GCM (default: the native addon when it is built). */
+  backend?: SealBackend;
+}
+
+export interface OpenFileOptions {
+  /**
+   * The blob's digest and size: checked over the sealed bytes in the same pass that decrypts them,
+   * failing with DIGEST_MISMATCH or SIZE_MISMATCH before a tag mismatch is considered.
+   */
+  expected?: SealedBlobExpectation;
+  /** Mode of the file created at the destination (default 0o600). */
+  mode?: number;
+  /** For tests and benchmarks: who runs AES-GCM (default: the native addon when it is built). */
+  backend?: SealBackend;
+}
+
+/**
+ * Seals the file at `source` into a new file at `destination` (which must not exist), returning the
+ * sealed blob's digest and size. With the native addon the whole pass (read, encipher, hash, write)
+ * runs on a libuv worker thread through one 256 KiB buffer. A failure removes the destination.
+ */
+export async function sealFile(
+  source: string,
+  destination: string,
+  key: Uint8Array,
+  options: SealFileOptions = {},
+): Promise<{ digest: `sha256:${string}`; size: number }> {
+  assertKey(key);
+  const nonce = options.nonce ?? randomBytes(NONCE_BYTES);
+  if (nonce.byteLength !== NONCE_BYTES)
+    throw new SplinterError('INVALID_ARGUMENT', `a nonce is ${NONCE_BYTES} bytes`);
+  const addon = nativeAddonFor(options.backend);
+  const input = await open(source, 'r');
+  try {
+    const result = await intoNewFile(destination, options.mode, async (output) => {
+      if (addon) return addon.sealFile(input.fd, output.fd, key, nonce);
+      return sealThroughNodeCrypto(input, output, key, nonce);
+    });
+    return { digest: `sha256:${result.sha256}`, size: result.sealedBytes };
+  } finally {
+    await input.close();
+  }
+}
+
+/**
+ * Opens the sealed blob file at `source` into a new file at `destination` (which must not exist), or,
+ * with `destination` undefined, only checks that it opens. GCM authenticates at the end, so the
+ * destination holds unverified bytes until this resolves: a blob that is altered, truncated, not what
+ * `expected` names, or sealed under another key fails with DIGEST_MISMATCH, SIZE_MISMATCH or
+ * DECRYPTION_FAILED, and the destination is removed. Returns the plaintext's size.
+ */
+export async function openSealedFile(
+  source: string,
+  destination: string | undefined,
+  key: Uint8Array,
+  options: OpenFileOptions = {},
+): Promise<{ size: number }> {
+  assertKey(key);
+  const addon = nativeAddonFor(options.backend);
+  const input = await open(source, 'r');
+  const hash = options.expected !== undefined;
+  const run = (output: FileHandle | undefined): Promise<FileResult> =>
+    addon
+      ? addon.openFile(input.fd, output?.fd ?? -1, key, hash)
+      : openThroughNodeCrypto(input, output, key, hash);
+  const checked = async (output: FileHandle | undefined) => {
+    const result = await run(output);
+    if (options.expected) checkExpected(options.expected, result);
+    if (!result.authentic) {
+      throw result.sealedBytes < SEAL_OVERHEAD ? truncated() : tagMismatch();
+    }
+    return { size: result.plainBytes };
+  };
+  try {
+    return destination === undefined
+      ? await checked(undefined)
+      : await intoNewFile(destination, options.mode, checked);
+  } finally {
+    await input.close();
+  }
+}
+
+function checkExpected(expected: SealedBlobExpectation, result: FileResult): void {
+  if (result.sealedBytes !== expected.size) {
+    throw new SplinterError(
+      'SIZE_MISMATCH',
+      `${expected.digest}: expected ${expected.size} bytes, got ${result.sealedBytes}`,
+      { details: { expected: expected.size, received: result.sealedBytes } },
+    );
+  }
+  const actual = `sha256:${result.sha256}`;
+  if (actual !== expected.digest) {
+    throw new SplinterError('DIGEST_MISMATCH', `content of ${expected.digest} hashes to ${actual}`, {
+      details: { expected: expected.digest, actual },
+    });
+  }
+}
+
+/**
+ * Runs `write` against a file created exclusively at `path` with `mode` (whatever the umask); removes
+ * the file if anything fails.
+ */
+async function intoNewFile<T>(
+  path: string,
+  mode: number | undefined,
+  write: (output: FileHandle) => Promise<T>,
+): Promise<T> {
+  const output = await open(path, 'wx', 0o600);
+  try {
+    if (mode !== undefined) await output.chmod(mode);
+    const result = await write(output);
+    await output.close();
+    return result;
+  } catch (error) {
+    await output.close().catch(() => undefined);
+    await rm(path, { force: true });
+    throw error;
+  }
+}
+
+/** The bytes of a file in [start, end), FALLBACK_READ_BYTES at a time. */
+async function* pieces(input: FileHandle, start: number, end: number): AsyncGenerator<Buffer> {
+  for (let offset = start; offset < end; ) {
+    const buffer = Buffer.allocUnsafe(Math.min(FALLBACK_READ_BYTES, end - offset));
+    const { bytesRead } = await input.read(buffer, 0, buffer.byteLength, offset);
+    if (bytesRead === 0)
+      throw Object.assign(new Error('read: the file shrank while it was read'), { code: 'EIO' });
+    offset += bytesRead;
+    yield buffer.subarray(0, bytesRead);
+  }
+}
+
+async function writeAll(output: FileHandle | undefined, outputs: Buffer[]): Promise<void> {
+  if (output) for (const piece of outputs) await output.write(piece);
+  outputs.length = 0;
+}
+
+/** The node:crypto fallback of the addon's sealFile: the same pass, on the main thread. */
+async function sealThroughNodeCrypto(
+  input: FileHandle,
+  output: FileHandle,
+  key: Uint8Array,
+  nonce: Uint8Array,
+): Promise<FileResult> {
+  const gcm = createSealGcm(key, nonce, 'node:crypto');
+  const hash = createHash('sha256').update(nonce);
+  const outputs: Buffer[] = [Buffer.from(nonce)];
+  let plainBytes = 0;
+  for await (const piece of pieces(input, 0, (await input.stat()).size)) {
+    plainBytes += piece.byteLength;
+    gcm.update(piece, (sealed) => {
+      hash.update(sealed);
+      outputs.push(sealed);
+    });
+    await writeAll(output, outputs);
+  }
+  const tag = gcm.tag();
+  hash.update(tag);
+  await writeAll(output, [...outputs, tag]);
+  return { sealedBytes: plainBytes + SEAL_OVERHEAD, plainBytes, authentic: true, sha256: hash.digest('hex') };
+}
+
+/** The node:crypto fallback of the addon's openFile: the same pass and answers, on the main thread. */
+async function openThroughNodeCrypto(
+  input: FileHandle,
+  output: FileHandle | undefined,
+  key: Uint8Array,
+  wantHash: boolean,
+): Promise<FileResult> {
+  const { size } = await input.stat();
+  const hash = wantHash ? createHash('sha256') : undefined;
+  if (size < SEAL_OVERHEAD) {
+    for await (const piece of pieces(input, 0, size)) hash?.update(piece);
+    return {
+      sealedBytes: size,
+      plainBytes: 0,
+      authentic: false,
+      ...(hash ? { sha256: hash.digest('hex') } : {}),
+    };
+  }
+  const nonce = Buffer.alloc(NONCE_BYTES);
+  const tag = Buffer.alloc(TAG_BYTES);
+  await input.read(nonce, 0, NONCE_BYTES, 0);
+  await input.read(tag, 0, TAG_BYTES, size - TAG_BYTES);
+  hash?.update(nonce);
+  const gcm = createOpenGcm(key, nonce, 'node:crypto');
+  const outputs: Buffer[] = [];
+  for await (const piece of pieces(input, NONCE_BYTES, size - TAG_BYTES)) {
+    hash?.update(piece);
+    gcm.update(piece, (plain) => outputs.push(plain));
+    await writeAll(output, outputs);
+  }
+  hash?.update(tag);
+  return {
+    sealedBytes: size,
+    plainBytes: size - SEAL_OVERHEAD,
+    authentic: gcm.verify(tag),
+    ...(hash ? { sha256: hash.digest('hex') } : {}),
+  };
+}
