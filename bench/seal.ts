@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -10,8 +10,10 @@ import {
   createOpenStream,
   createSealStream,
   generatePatchKey,
+  openSealedFile,
   type SealBackend,
   sealBackend,
+  sealFile,
 } from '@splinter/seal';
 import { requireTool } from '@splinter/testkit';
 import { applyDownloadV8Settings, DOWNLOAD_V8_FLAGS } from '../apps/cli/src/v8-settings.js';
@@ -44,6 +46,9 @@ async function timed(run: () => Promise<void>): Promise<Timed> {
  * After an unmeasured warm-up, the native rows run with V8's defaults (the library in anyone's
  * process); the opening rows then run again with the V8 settings `splinter pull` and `launcher sync`
  * apply to their process (`apps/cli/src/v8-settings.ts`), since that is where preloads are opened.
+ * Last, the whole-file passes that pull and push use for large files (`openSealedFile`, `sealFile`,
+ * on a worker thread): to nothing, against openssl speed; into new files, against dd doing the same
+ * I/O in the same minute.
  */
 export default async function (): Promise<void> {
   const sizeMib = Number(process.env.BENCH_SIZE_MIB ?? 1024);
@@ -112,20 +117,13 @@ export default async function (): Promise<void> {
     const asLibrary = { ...inMemory, file: await openFile() };
     applyDownloadV8Settings();
     const asPull = { open: await openFromMemory(active), file: await openFile() };
+    const whole = await measureWholeFiles(work, key, sealedPath, sizeMib);
     clearInterval(timer);
 
-    const openssl = requireTool('openssl');
-    const speed = execFileSync(
-      openssl,
-      ['speed', '-evp', 'aes-256-gcm', '-bytes', '16384', '-seconds', '3'],
-      {
-        encoding: 'utf8',
-        stdio: ['ignore', 'pipe', 'ignore'],
-      },
-    );
-    const match = /AES-256-GCM\s+([\d.]+)k/i.exec(speed);
-    if (!match) throw new Error(`could not read openssl speed output:\n${speed}`);
-    const opensslMibPerSecond = (Number(match[1]) * 1000) / 1024 / 1024;
+    const opensslMibPerSecond = opensslSpeed('aes-256-gcm');
+    const opensslSha256 = opensslSpeed('sha256');
+    // One core hashing and deciphering each byte, as openssl speed would do the two in turn.
+    const hashAndCipher = 1 / (1 / opensslMibPerSecond + 1 / opensslSha256);
     const rate = (seconds: number) => sizeMib / seconds;
     const row = (what: string, result: Timed) => ({
       what,
@@ -148,9 +146,21 @@ export default async function (): Promise<void> {
             row(`splinter open ${sizeMib} MiB (${BLOB_MIB} MiB blobs in memory), node:crypto`, fallback.open),
           ]
         : []),
+      row(`whole file: open ${sizeMib} MiB sealed file -> discard, worker thread`, whole.openOnly),
+      row('whole file: the same, digest checked in the same pass', whole.openHashed),
+      row('whole file: open -> new file, digest checked (the launcher at release)', whole.openInstall),
+      row('  dd bs=256K copying the sealed file just before (the I/O alone)', whole.openInstallCopy),
+      row(`whole file: two ${sizeMib / 2} MiB files at once -> new files, digest checked`, whole.openTwo),
+      row(`whole file: seal ${sizeMib} MiB file -> new file, with its digest (push --preload)`, whole.seal),
+      row('  dd bs=256K copying the plain file just before (the I/O alone)', whole.sealCopy),
       {
         what: 'openssl speed -evp aes-256-gcm, 16 KiB, 1 core',
         'per CPU-second': `${opensslMibPerSecond.toFixed(0)} MiB/s`,
+        'wall clock': '',
+      },
+      {
+        what: 'openssl speed -evp sha256, 16 KiB, 1 core (what the digest check costs)',
+        'per CPU-second': `${opensslSha256.toFixed(0)} MiB/s`,
         'wall clock': '',
       },
     ]);
@@ -159,6 +169,15 @@ export default async function (): Promise<void> {
     console.log(`\nseal/openssl ratio: ${ratio(asLibrary.seal)}`);
     console.log(`open/openssl ratio: ${ratio(asLibrary.open)} (from a file: ${ratio(asLibrary.file)})`);
     console.log(`${asPullRuns}: open ${ratio(asPull.open)} (from a file: ${ratio(asPull.file)})`);
+    const ofDd = (result: Timed, copy: Timed) =>
+      `${(copy.seconds / result.seconds).toFixed(2)} of dd's speed`;
+    console.log(
+      `whole files (${whole.backend}, worker thread): open -> discard ${ratio(whole.openOnly)}; ` +
+        `with the digest check ${(rate(whole.openHashed.cpuSeconds) / hashAndCipher).toFixed(2)} of openssl's aes-256-gcm and sha256 together per CPU-second`,
+    );
+    console.log(
+      `whole files into new files: open ${ofDd(whole.openInstall, whole.openInstallCopy)}, seal ${ofDd(whole.seal, whole.sealCopy)} (wall clock, each beside a dd copy of its input)`,
+    );
     if (fallback) {
       console.log(`node:crypto fallback: seal ${ratio(fallback.seal)}, open ${ratio(fallback.open)}`);
     }
@@ -168,4 +187,86 @@ export default async function (): Promise<void> {
     clearInterval(timer);
     await rm(work, { recursive: true, force: true });
   }
+}
+
+function opensslSpeed(algorithm: 'aes-256-gcm' | 'sha256'): number {
+  const output = execFileSync(
+    requireTool('openssl'),
+    ['speed', '-evp', algorithm, '-bytes', '16384', '-seconds', '3'],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
+  );
+  const match = new RegExp(`^${algorithm}\\s+([\\d.]+)k`, 'im').exec(output);
+  if (!match) throw new Error(`could not read openssl speed output:\n${output}`);
+  return (Number(match[1]) * 1000) / 1024 / 1024;
+}
+
+/**
+ * The whole-file passes (`sealFile`, `openSealedFile`) on `sealedPath`, a sealed file of `sizeMib`, and
+ * `dd` copying the same bytes through a 256 KiB buffer as the cost of the I/O alone. Worker-thread CPU
+ * is counted (process.cpuUsage covers every thread of this process).
+ */
+async function measureWholeFiles(work: string, key: Uint8Array, sealedPath: string, sizeMib: number) {
+  let made = 0;
+  const fresh = (name: string) => join(work, `${name}-${made++}`);
+  const plainPath = fresh('plain');
+  await openSealedFile(sealedPath, plainPath, key); // a plaintext to seal; the sealed file is now cached
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(sealedPath)) hash.update(chunk as Buffer);
+  const expected = { digest: `sha256:${hash.digest('hex')}`, size: (await stat(sealedPath)).size };
+  // Two halves, opened at once as a release opens many layers.
+  const halfBytes = (sizeMib * 1024 * 1024) / 2;
+  const halves: string[] = [];
+  for (const start of [0, halfBytes]) {
+    const part = fresh('half-plain');
+    await pipeline(
+      createReadStream(plainPath, { start, end: start + halfBytes - 1 }),
+      createWriteStream(part),
+    );
+    halves.push(fresh('half-sealed'));
+    await sealFile(part, halves.at(-1)!, key);
+    await rm(part);
+  }
+  const openOnly = await timed(() => openSealedFile(sealedPath, undefined, key).then(() => undefined));
+  const openHashed = await timed(() =>
+    openSealedFile(sealedPath, undefined, key, { expected }).then(() => undefined),
+  );
+  // Writing a new file costs what the VM charges for fresh page-cache pages, which varies by 2-20x
+  // from minute to minute here; each writing row is paired with a dd doing the same I/O just before.
+  const openInstallCopy = await ddCopy(sealedPath, fresh('copy'));
+  const installed = fresh('installed');
+  const openInstall = await timed(() =>
+    openSealedFile(sealedPath, installed, key, { expected }).then(() => undefined),
+  );
+  await rm(installed);
+  const installedHalves = halves.map(() => fresh('installed-half'));
+  const openTwo = await timed(async () => {
+    await Promise.all(halves.map((half, index) => openSealedFile(half, installedHalves[index]!, key)));
+  });
+  await Promise.all([...halves, ...installedHalves].map((path) => rm(path)));
+  const sealCopy = await ddCopy(plainPath, fresh('copy'));
+  const resealed = fresh('resealed');
+  const seal = await timed(() => sealFile(plainPath, resealed, key).then(() => undefined));
+  await Promise.all([rm(resealed), rm(plainPath)]);
+  return {
+    backend: sealBackend().backend,
+    openOnly,
+    openHashed,
+    openInstall,
+    openInstallCopy,
+    openTwo,
+    seal,
+    sealCopy,
+  };
+}
+
+/** dd copying `from` to `to` through a 256 KiB buffer (then removed): wall clock and CPU from bash's `time`. */
+async function ddCopy(from: string, to: string): Promise<Timed> {
+  const output = execFileSync(
+    'bash',
+    ['-c', `TIMEFORMAT='%R %U %S'; time ( dd if="$1" of="$2" bs=256K status=none ) 2>&1`, 'dd', from, to],
+    { encoding: 'utf8' },
+  );
+  await rm(to);
+  const [real, user, system] = output.trim().split(/\s+/).slice(-3).map(Number);
+  return { seconds: real!, cpuSeconds: user! + system! };
 }

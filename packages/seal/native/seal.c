@@ -478,8 +478,10 @@ static napi_value block_stats(napi_env env, napi_callback_info info) {
 // and push --preload's sealing of large files. The caller opens and closes both descriptors and keeps
 // them open until the promise settles.
 //
-// FILE_BUFFER_BYTES: the buffer is hashed, enciphered and written while it is still in L2 (1 MiB per
-// core here); 256 KiB measured ahead of 64 KiB and 1 MiB in `npm run bench -- seal`.
+// FILE_BUFFER_BYTES: small enough that the buffer is hashed, enciphered and written while it is still
+// in L2 (1 MiB per core here). 64 KiB, 256 KiB and 1 MiB measured alike within the noise; reading the
+// file through mmap instead of read() (no copy out of the page cache) did not measure better either,
+// and a file truncated under a mapping would kill the process with SIGBUS instead of failing a call.
 #define FILE_BUFFER_BYTES ((size_t)256 * 1024)
 
 typedef struct {
