@@ -169,14 +169,14 @@ export default async function (): Promise<void> {
     console.log(`\nseal/openssl ratio: ${ratio(asLibrary.seal)}`);
     console.log(`open/openssl ratio: ${ratio(asLibrary.open)} (from a file: ${ratio(asLibrary.file)})`);
     console.log(`${asPullRuns}: open ${ratio(asPull.open)} (from a file: ${ratio(asPull.file)})`);
-    const ofDd = (result: Timed, copy: Timed) =>
-      `${(copy.seconds / result.seconds).toFixed(2)} of dd's speed`;
     console.log(
       `whole files (${whole.backend}, worker thread): open -> discard ${ratio(whole.openOnly)}; ` +
         `with the digest check ${(rate(whole.openHashed.cpuSeconds) / hashAndCipher).toFixed(2)} of openssl's aes-256-gcm and sha256 together per CPU-second`,
     );
+    const wall = (result: Timed) => `${rate(result.seconds).toFixed(0)} MiB/s`;
     console.log(
-      `whole files into new files: open ${ofDd(whole.openInstall, whole.openInstallCopy)}, seal ${ofDd(whole.seal, whole.sealCopy)} (wall clock, each beside a dd copy of its input)`,
+      `whole files into new files (wall clock): open ${wall(whole.openInstall)}, seal ${wall(whole.seal)}; ` +
+        `dd writing the same bytes just before each: ${wall(whole.openInstallCopy)}, ${wall(whole.sealCopy)} (what a fresh GiB of page cache costs here varies ~10x)`,
     );
     if (fallback) {
       console.log(`node:crypto fallback: seal ${ratio(fallback.seal)}, open ${ratio(fallback.open)}`);
@@ -230,8 +230,8 @@ async function measureWholeFiles(work: string, key: Uint8Array, sealedPath: stri
   const openHashed = await timed(() =>
     openSealedFile(sealedPath, undefined, key, { expected }).then(() => undefined),
   );
-  // Writing a new file costs what the VM charges for fresh page-cache pages, which varies by 2-20x
-  // from minute to minute here; each writing row is paired with a dd doing the same I/O just before.
+  // Writing a new file costs what the VM charges for fresh page-cache pages, which varies ~10x from
+  // one minute to the next here; each writing row has a dd doing the same I/O just before it.
   const openInstallCopy = await ddCopy(sealedPath, fresh('copy'));
   const installed = fresh('installed');
   const openInstall = await timed(() =>
