@@ -102,6 +102,11 @@ export async function runTransferBench(mode: 'push' | 'pull'): Promise<void> {
         `docker://${reference}`,
         `oci:${join(work, 'skopeo-layout')}:1`,
       ]);
+      // Like for like with skopeo copy: the same blobs, digest-checked, into an OCI layout, no tree.
+      const fetched = await splinter(
+        ['patch', 'fetch', reference, '--plain-http', '--insecure-skip-verify', '--json'],
+        { ...env, SPLINTER_HOME: join(work, 'fetch-home') },
+      );
       // Like for like: what a user gets from skopeo plus GNU tar and install, the same two writes
       // (blobs kept in a layout, files in a folder) with the same 4 jobs at once.
       const skopeoLayout = join(work, 'skopeo-layout');
@@ -115,10 +120,14 @@ export async function runTransferBench(mode: 'push' | 'pull'): Promise<void> {
       };
       row('splinter', 'pull registry -> cache + unpacked folder', ours);
       row('skopeo', 'copy registry -> OCI layout', theirs);
+      row('splinter', 'fetch registry -> cache (an OCI layout), no unpacking', fetched);
       row('skopeo + tar', 'copy, then unpack layers (tar -xz, install; 4 jobs)', combined);
       table(rows);
       console.log(
         `\nthroughput ratio splinter/skopeo copy: ${(theirs.seconds / ours.seconds).toFixed(2)} (skopeo stores blobs only)`,
+      );
+      console.log(
+        `throughput ratio splinter fetch/skopeo copy: ${(theirs.seconds / fetched.seconds).toFixed(2)} (both store blobs only)`,
       );
       console.log(
         `throughput ratio splinter/(skopeo copy + tar unpack): ${(combined.seconds / ours.seconds).toFixed(2)} (both store blobs and write the tree)`,

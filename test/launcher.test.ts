@@ -12,7 +12,7 @@ interface SyncJson {
   action: string;
   head: { id: string; version: string } | null;
   blobs?: { downloaded: number; cached: number };
-  staged: Array<{ id: string; version: string; blobs: { uploaded: number; skipped: number } }>;
+  staged: Array<{ id: string; version: string; blobs: { downloaded: number; cached: number } }>;
 }
 
 /** Two versions of a game: v2 changes a large file and adds one, so it shares some blobs with v1. */
@@ -114,12 +114,12 @@ describe('splinter launcher sync: preload staging, unlock at activation, rollbac
     expect(first.code, first.stderr).toBe(0);
     expect(first.json).toMatchObject({ action: 'installed', head: { id: v1.id, version: '1' } });
     expect(first.json.staged).toEqual([expect.objectContaining({ id: v2.id, version: '2' })]);
-    expect(first.json.staged[0]!.blobs.uploaded).toBeGreaterThan(0);
+    expect(first.json.staged[0]!.blobs.downloaded).toBeGreaterThan(0);
     expect(await snapshot(join(work, 'game'))).toEqual(await snapshot(trees.v1));
 
     const again = await sync();
     expect(again.json.action).toBe('up-to-date');
-    expect(again.json.staged[0]!.blobs.uploaded).toBe(0);
+    expect(again.json.staged[0]!.blobs.downloaded).toBe(0);
 
     await operatorDo(['patch', 'activate', v2.id]);
     // Released: the key comes from the API, the ciphertext from the cache: nothing left to download.

@@ -104,6 +104,51 @@ describe('signing on push, verification before download (CLI, real registry)', (
     }
   });
 
+  it('patch fetch verifies, fills the cache without unpacking, and the pull after it downloads nothing', async () => {
+    const pushed = await push('fetched', ['--key', key('release')]);
+    const fetch = (keyName: string, home: string) =>
+      splinterCli(['patch', 'fetch', pushed.pinned, '--key', pub(keyName), '--plain-http', '--json'], {
+        ...env,
+        SPLINTER_HOME: join(work, home),
+      });
+    const refused = await fetch('stranger', 'fetch-refused-home');
+    expect(refused.code).toBe(5);
+    expect(refused.stderr).toMatch(/^splinter: SIGNATURE_UNTRUSTED: /);
+    expect(await nothingWritten('fetch-refused-out', 'fetch-refused-home')).toEqual([]);
+
+    const fetched = await fetch('release', 'fetch-home');
+    expect(fetched.code, fetched.stderr).toBe(0);
+    const result = JSON.parse(fetched.stdout) as {
+      kind: string;
+      digest: string;
+      blobs: { downloaded: number; cached: number; bytes: number };
+      verifiedBy: Array<{ format: string }>;
+    };
+    expect(result.kind).toBe('patch');
+    expect(result.digest).toBe(pushed.digest);
+    expect(result.verifiedBy.map((v) => v.format).sort()).toEqual(['bundle', 'legacy']);
+    const inspected = JSON.parse(
+      (await splinterCli(['inspect', pushed.pinned, '--plain-http', '--json'], env)).stdout,
+    ) as { layers: Array<{ digest: string; size: number }> };
+    // The config and every layer (and the manifest) are cached; nothing is unpacked anywhere.
+    expect(result.blobs.downloaded).toBe(inspected.layers.length + 1);
+    const cached = await readdir(join(work, 'fetch-home', 'store', 'blobs', 'sha256'));
+    for (const { digest } of [...inspected.layers, pushed]) expect(cached).toContain(digest.slice(7));
+    expect((await readdir(work)).filter((n) => n.startsWith('.splinter-staging'))).toEqual([]);
+
+    const again = await fetch('release', 'fetch-home');
+    expect(JSON.parse(again.stdout).blobs).toMatchObject({ downloaded: 0, bytes: 0 });
+    const pulled = await pull(
+      pushed.pinned,
+      'fetched-out',
+      ['--key', pub('release'), '--json'],
+      'fetch-home',
+    );
+    expect(pulled.code, pulled.stderr).toBe(0);
+    expect(JSON.parse(pulled.stdout).blobs).toMatchObject({ downloaded: 0 });
+    expect(await snapshot(join(work, 'fetched-out'))).toEqual(await snapshot(SAMPLE));
+  });
+
   it('refuses unsigned artifacts; without a trusted key asks for one; --insecure-skip-verify warns', async () => {
     const pushed = await push('unsigned', []);
     expect(pushed.signatures).toEqual([]);

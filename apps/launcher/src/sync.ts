@@ -1,5 +1,6 @@
 import { join, resolve } from 'node:path';
 import {
+  type DownloadStats,
   isFolder,
   type PullTrust,
   type RealmPatch,
@@ -7,7 +8,6 @@ import {
   requestRealmView,
   requestUnlock,
   type Splinter,
-  type TransferStats,
   writeRecord,
 } from '@splinter/core';
 
@@ -40,7 +40,7 @@ export interface SyncResult {
   /** Blobs the install downloaded versus found in the cache (0 downloads after a preload or for a rollback). */
   blobs?: { downloaded: number; cached: number; bytes: number };
   /** Preloaded patches whose (encrypted) content is now in the cache. */
-  staged: Array<{ id: string; version: string; digest: string; blobs: TransferStats }>;
+  staged: Array<{ id: string; version: string; digest: string; blobs: DownloadStats }>;
 }
 
 /**

@@ -19,6 +19,8 @@ export { loadSigningKey, loadTrustedKeys } from './signing.js';
 export type { OpenOptions } from './splinter.js';
 export { openSplinter, Splinter } from './splinter.js';
 export type {
+  DownloadStats,
+  FetchResult,
   InspectResult,
   PullInput,
   PullResult,

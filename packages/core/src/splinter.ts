@@ -25,6 +25,7 @@ import type { Settings } from './settings.js';
 import { signManifest } from './signing.js';
 import { Stores } from './stores.js';
 import type {
+  FetchResult,
   InspectResult,
   PullInput,
   PullResult,
@@ -238,20 +239,27 @@ export class Splinter {
     reference: string;
     trust: PullInput['trust'];
     concurrency?: number | undefined;
-  }): Promise<{ digest: string; reference: string; blobs: TransferStats }> {
+  }): Promise<FetchResult> {
     const { location, target, descriptor } = await this.locate(input.reference);
-    await this.requireTrust(target, location, descriptor, input.trust);
+    const verifiedBy = await this.requireTrust(target, location, descriptor, input.trust);
     const manifest = await fetchManifest(target, descriptor);
     assertArtifactKind(manifest, input.kind, input.reference);
     const cache = await this.stores.embeddedLayout();
-    const stats = await copyGraph(target, cache, descriptor, {
-      concurrency: input.concurrency ?? this.options.concurrency ?? DEFAULT_CONCURRENCY,
-    });
-    await this.recordBlobLocations(location, manifest);
+    const stats = await this.copyWithProgress(
+      target,
+      cache,
+      descriptor,
+      input.concurrency ?? this.options.concurrency ?? DEFAULT_CONCURRENCY,
+      `fetch ${location.repository}`,
+      { remote: location, side: 'source', blobs: [manifest.config, ...manifest.layers] },
+    );
     return {
+      kind: input.kind,
       digest: descriptor.digest,
       reference: formatLocation({ ...location, digest: descriptor.digest }),
-      blobs: { uploaded: stats.copied, skipped: stats.skipped, mounted: stats.mounted, bytes: stats.bytes },
+      blobs: { downloaded: stats.uploaded, cached: stats.skipped, bytes: stats.bytes },
+      verifiedBy,
+      verificationSkipped: !('keys' in input.trust),
     };
   }
 

@@ -68,6 +68,24 @@ export interface PullInput {
   patchKey?: Uint8Array | undefined;
 }
 
+/** Blobs downloaded (and kept in the cache) versus found in the cache already, and bytes downloaded. */
+export interface DownloadStats {
+  downloaded: number;
+  cached: number;
+  bytes: number;
+}
+
+/** What `prefetch` (`splinter patch fetch`, the launcher's preload staging) did. */
+export interface FetchResult {
+  kind: ArtifactKind;
+  digest: string;
+  reference: string;
+  blobs: DownloadStats;
+  /** Signatures that verified; empty only when verification was skipped. */
+  verifiedBy: VerifiedSignature[];
+  verificationSkipped: boolean;
+}
+
 export interface PullResult {
   kind: ArtifactKind;
   digest: string;
@@ -75,8 +93,7 @@ export interface PullResult {
   output: string;
   files: number;
   bytes: number;
-  /** Blobs downloaded (and kept in the cache) versus found in the cache already. */
-  blobs: { downloaded: number; cached: number; bytes: number };
+  blobs: DownloadStats;
   /** Signatures that verified; empty only when verification was skipped. */
   verifiedBy: VerifiedSignature[];
   verificationSkipped: boolean;

@@ -1,4 +1,4 @@
-import type { ArtifactKind, PullResult, PushResult, SignatureFormat } from '@splinter/core';
+import type { ArtifactKind, FetchResult, PullResult, PushResult, SignatureFormat } from '@splinter/core';
 import { SplinterError } from '@splinter/errors';
 import type { Command } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
@@ -20,13 +20,6 @@ export interface PushFlags {
   signatureFormat: SignatureFormat;
 }
 
-export interface PullFlags extends TrustFlags {
-  output: string;
-  plainHttp?: boolean;
-  replace?: boolean;
-  concurrency?: string;
-}
-
 /** --plain-http and --concurrency: how any command that moves blobs talks to the registry. */
 export function addTransferOptions(command: Command): Command {
   return command
@@ -45,14 +38,25 @@ export function addPushOptions(command: Command, registryEnv: string): Command {
     .addOption(signatureFormatOption());
 }
 
+export interface FetchFlags extends TrustFlags {
+  plainHttp?: boolean;
+  concurrency?: string;
+}
+
+export interface PullFlags extends FetchFlags {
+  output: string;
+  replace?: boolean;
+}
+
+export function addFetchOptions(command: Command): Command {
+  return addTrustOptions(addTransferOptions(command), true);
+}
+
 export function addPullOptions(command: Command): Command {
-  return addTrustOptions(
-    addTransferOptions(
-      command
-        .requiredOption('--output <dir>', 'folder to write the tree into (staged, then renamed into place)')
-        .option('--replace', 'replace --output if it already exists'),
-    ),
-    true,
+  return addFetchOptions(
+    command
+      .requiredOption('--output <dir>', 'folder to write the tree into (staged, then renamed into place)')
+      .option('--replace', 'replace --output if it already exists'),
   );
 }
 
@@ -104,6 +108,30 @@ export async function runPush(
   printResult(output, result, human);
 }
 
+/** `patch fetch` / `mod fetch`: verify, then download into the cache without unpacking. */
+export async function runFetch(
+  command: Command,
+  kind: ArtifactKind,
+  reference: string,
+  flags: FetchFlags,
+): Promise<void> {
+  applyDownloadV8Settings();
+  const output = globalOptions(command);
+  const concurrency = parseConcurrency(flags.concurrency);
+  const trust = await trustFromFlags(flags);
+  const result: FetchResult = await withSplinter(command, flags, (splinter) =>
+    splinter.prefetch({ kind, reference, trust, concurrency }),
+  );
+  printResult(output, result, [
+    `${result.digest}: ${result.blobs.downloaded} blobs downloaded (${result.blobs.bytes} bytes), ${result.blobs.cached} cached`,
+    ...verifiedLines(result),
+  ]);
+}
+
+function verifiedLines(result: FetchResult | PullResult): string[] {
+  return result.verifiedBy.map((v) => `verified: ${v.format} signature by ${v.key} (${v.keyId})`);
+}
+
 export async function runPull(
   command: Command,
   kind: ArtifactKind,
@@ -128,6 +156,6 @@ export async function runPull(
   );
   printResult(output, result, [
     `${result.digest} -> ${result.output} (${result.files} files, ${result.bytes} bytes)`,
-    ...result.verifiedBy.map((v) => `verified: ${v.format} signature by ${v.key} (${v.keyId})`),
+    ...verifiedLines(result),
   ]);
 }

@@ -51,7 +51,7 @@ export function registerLauncherCommands(program: Command): void {
     );
     const lines = result.staged.map(
       (p) =>
-        `staged ${p.version} (${p.digest}): ${p.blobs.uploaded} blobs downloaded, ${p.blobs.skipped} cached`,
+        `staged ${p.version} (${p.digest}): ${p.blobs.downloaded} blobs downloaded, ${p.blobs.cached} cached`,
     );
     if (result.head === null) lines.push(`realm ${result.realm} has no active patch`);
     else if (result.action === 'up-to-date') lines.push(`${flags.output} is at ${result.head.version}`);

@@ -1,9 +1,12 @@
 import type { Command } from 'commander';
 import {
+  addFetchOptions,
   addPullOptions,
   addPushOptions,
+  type FetchFlags,
   type PullFlags,
   type PushFlags,
+  runFetch,
   runPull,
   runPush,
 } from './artifact.js';
@@ -26,5 +29,13 @@ export function registerModCommands(program: Command): void {
     mod.command('pull <ref>').description('verify, download and unpack a mod into a folder'),
   ).action(async function (this: Command, reference: string, flags: PullFlags) {
     await runPull(this, 'mod', reference, flags);
+  });
+
+  addFetchOptions(
+    mod
+      .command('fetch <ref>')
+      .description('verify a mod and download its blobs into the local cache, unpacking nothing'),
+  ).action(async function (this: Command, reference: string, flags: FetchFlags) {
+    await runFetch(this, 'mod', reference, flags);
   });
 }

@@ -3,10 +3,13 @@ import type { Command } from 'commander';
 import { collect, globalOptions, withSplinter } from '../context.js';
 import { printResult } from '../output.js';
 import {
+  addFetchOptions,
   addPullOptions,
   addPushOptions,
+  type FetchFlags,
   type PullFlags,
   type PushFlags,
+  runFetch,
   runPull,
   runPush,
 } from './artifact.js';
@@ -46,6 +49,14 @@ export function registerPatchCommands(program: Command): void {
       .option('--key-file <file>', 'the patch key (from patch unlock --output) to decrypt a preloaded patch'),
   ).action(async function (this: Command, reference: string, flags: PullFlags & { keyFile?: string }) {
     await runPull(this, 'patch', reference, flags, await patchKeyOption(flags.keyFile));
+  });
+
+  addFetchOptions(
+    patch
+      .command('fetch <ref>')
+      .description('verify a patch and download its blobs into the local cache, unpacking nothing'),
+  ).action(async function (this: Command, reference: string, flags: FetchFlags) {
+    await runFetch(this, 'patch', reference, flags);
   });
 
   registerUnlockCommand(patch);
