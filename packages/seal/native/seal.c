@@ -578,10 +578,11 @@ static bool open_file(file_job_t* job, EVP_CIPHER_CTX* evp, EVP_MD_CTX* md, unsi
     return true;
   }
   unsigned char tag[TAG_BYTES];
-  size_t got = 0;
-  if (!read_fully(job, job->nonce, NONCE_BYTES, 0, &got)) return false;
-  if (got == NONCE_BYTES && !read_fully(job, tag, TAG_BYTES, size - TAG_BYTES, &got)) return false;
-  if (got != NONCE_BYTES && got != TAG_BYTES) return fail_job(job, "read", EIO);  // shrank under us
+  size_t got = 0, got_tag = 0;
+  if (!read_fully(job, job->nonce, NONCE_BYTES, 0, &got) ||
+      !read_fully(job, tag, TAG_BYTES, size - TAG_BYTES, &got_tag))
+    return false;
+  if (got != NONCE_BYTES || got_tag != TAG_BYTES) return fail_job(job, "read", EIO);  // shrank under us
   if (EVP_CipherInit_ex(evp, NULL, NULL, job->key, job->nonce, 0) != 1 ||
       EVP_CIPHER_CTX_ctrl(evp, EVP_CTRL_GCM_SET_TAG, TAG_BYTES, tag) != 1)
     return fail_job(job, "EVP_CipherInit_ex", 0);

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { type FileHandle, open, rm } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
 import { SplinterError } from '@splinter/errors';
 import { assertKey, NONCE_BYTES, SEAL_OVERHEAD, TAG_BYTES, tagMismatch, truncated } from './format.js';
 import { createOpenGcm, createSealGcm, type FileResult, nativeAddonFor, type SealBackend } from './gcm.js';
@@ -53,7 +54,7 @@ export async function sealFile(
   const input = await open(source, 'r');
   try {
     const result = await intoNewFile(destination, options.mode, async (output) => {
-      if (addon) return addon.sealFile(input.fd, output.fd, key, nonce);
+      if (addon) return addon.sealFile(input.fd, output.fd, key, nonce).catch(withErrnoCode);
       return sealThroughNodeCrypto(input, output, key, nonce);
     });
     return { digest: `sha256:${result.sha256}`, size: result.sealedBytes };
@@ -81,7 +82,7 @@ export async function openSealedFile(
   const hash = options.expected !== undefined;
   const run = (output: FileHandle | undefined): Promise<FileResult> =>
     addon
-      ? addon.openFile(input.fd, output?.fd ?? -1, key, hash)
+      ? addon.openFile(input.fd, output?.fd ?? -1, key, hash).catch(withErrnoCode)
       : openThroughNodeCrypto(input, output, key, hash);
   const checked = async (output: FileHandle | undefined) => {
     const result = await run(output);
@@ -98,6 +99,13 @@ export async function openSealedFile(
   } finally {
     await input.close();
   }
+}
+
+/** The addon reports a failed system call with its errno; name it as node's fs does (ENOSPC, EIO, ...). */
+function withErrnoCode(error: Error & { errno?: number; code?: string }): never {
+  const name = Object.entries(osConstants.errno).find(([, value]) => value === error.errno)?.[0];
+  if (name) error.code = name;
+  throw error;
 }
 
 function checkExpected(expected: SealedBlobExpectation, result: FileResult): void {
