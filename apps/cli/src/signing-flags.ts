@@ -57,7 +57,7 @@ export function addTrustOptions(command: Command, skippable: boolean): Command {
     .option('--key <pubfile>', 'trusted public key, PEM (repeatable, for key rotation)', collect, [])
     .option('--trust <file>', 'trust file: PEM public keys and/or paths of .pub files, one per line');
   if (skippable) {
-    command.option('--insecure-skip-verify', 'pull without verifying any signature (warns on stderr)');
+    command.option('--insecure-skip-verify', 'do not verify signatures (warns on stderr)');
   }
   return command;
 }

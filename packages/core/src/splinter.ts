@@ -403,7 +403,7 @@ export class Splinter {
   ): Promise<VerifiedSignature[]> {
     if ('keys' in trust) return (await requireTrustedSignature(target, descriptor, trust.keys)).verified;
     this.options.warn?.(
-      `pulling ${formatLocation({ ...location, digest: descriptor.digest })} without verifying any signature (--insecure-skip-verify)`,
+      `reading ${formatLocation({ ...location, digest: descriptor.digest })} without verifying any signature (--insecure-skip-verify)`,
     );
     return [];
   }
