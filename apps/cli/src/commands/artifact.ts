@@ -115,10 +115,7 @@ export async function runFetch(
   reference: string,
   flags: FetchFlags,
 ): Promise<void> {
-  applyDownloadV8Settings();
-  const output = globalOptions(command);
-  const concurrency = parseConcurrency(flags.concurrency);
-  const trust = await trustFromFlags(flags);
+  const { output, concurrency, trust } = await prepareDownload(command, flags);
   const result: FetchResult = await withSplinter(command, flags, (splinter) =>
     splinter.prefetch({ kind, reference, trust, concurrency }),
   );
@@ -126,6 +123,16 @@ export async function runFetch(
     `${result.digest}: ${result.blobs.downloaded} blobs downloaded (${result.blobs.bytes} bytes), ${result.blobs.cached} cached`,
     ...verifiedLines(result),
   ]);
+}
+
+/** What pull and fetch settle before they download: V8 settings, output mode, concurrency, trust. */
+async function prepareDownload(command: Command, flags: FetchFlags) {
+  applyDownloadV8Settings();
+  return {
+    output: globalOptions(command),
+    concurrency: parseConcurrency(flags.concurrency),
+    trust: await trustFromFlags(flags),
+  };
 }
 
 function verifiedLines(result: FetchResult | PullResult): string[] {
@@ -139,10 +146,7 @@ export async function runPull(
   flags: PullFlags,
   patchKey?: Uint8Array,
 ): Promise<void> {
-  applyDownloadV8Settings();
-  const output = globalOptions(command);
-  const concurrency = parseConcurrency(flags.concurrency);
-  const trust = await trustFromFlags(flags);
+  const { output, concurrency, trust } = await prepareDownload(command, flags);
   const result: PullResult = await withSplinter(command, flags, (splinter) =>
     splinter.pull({
       kind,
