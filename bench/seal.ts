@@ -212,7 +212,7 @@ async function measureWholeFiles(work: string, key: Uint8Array, sealedPath: stri
   await openSealedFile(sealedPath, plainPath, key); // a plaintext to seal; the sealed file is now cached
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(sealedPath)) hash.update(chunk as Buffer);
-  const expected = { digest: `sha256:${hash.digest('hex')}`, size: (await stat(sealedPath)).size };
+  const expected = { digest: `sha256:${hash.digest('hex')}` as const, size: (await stat(sealedPath)).size };
   // Two halves, opened at once as a release opens many layers.
   const halfBytes = (sizeMib * 1024 * 1024) / 2;
   const halves: string[] = [];

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { generateKeyPair, writeKeyPair } from '@splinter/sign';
@@ -52,6 +52,10 @@ async function plaintextLeaks(registry: RunningRegistry, tree: string): Promise<
 async function randomTree(root: string): Promise<void> {
   await mkdir(join(root, 'data', 'zones'), { recursive: true });
   await writeFile(join(root, 'data', 'world.pak'), randomBytes(5 * 1024 * 1024 + 17));
+  // A large executable: its sealed layer is opened whole, then given the layer's mode.
+  await mkdir(join(root, 'bin'));
+  await writeFile(join(root, 'bin', 'game'), randomBytes(4 * 1024 * 1024 + 3));
+  await chmod(join(root, 'bin', 'game'), 0o755);
   for (let i = 0; i < 12; i++) {
     await writeFile(join(root, 'data', 'zones', `zone-${i}.bin`), randomBytes(2000 + i * 1500));
   }

@@ -204,8 +204,7 @@ async function placeSealedFileLayer(
   return writeFileLayer(
     sealed.inner,
     tree.staging,
-    (target, mode) =>
-      openSealedFile(cache.blobFile(layer), target, sealed.key, { mode, ...(expected ? { expected } : {}) }),
+    (target) => openSealedFile(cache.blobFile(layer), target, sealed.key, expected ? { expected } : {}),
     tree.limits,
   );
 }

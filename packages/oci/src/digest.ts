@@ -62,20 +62,31 @@ export class VerifyingStream extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
-    if (this.received !== this.expected.size) {
-      callback(sizeMismatch(this.expected, this.received));
-      return;
+    try {
+      assertContentMatches(this.expected, this.received, () => this.hash.digest('hex'));
+      callback();
+    } catch (error) {
+      callback(error as Error);
     }
-    const actual = `sha256:${this.hash.digest('hex')}`;
-    if (actual !== this.expected.digest) {
-      callback(
-        new SplinterError('DIGEST_MISMATCH', `content of ${this.expected.digest} hashes to ${actual}`, {
-          details: { expected: this.expected.digest, actual },
-        }),
-      );
-      return;
-    }
-    callback();
+  }
+}
+
+/**
+ * Throws SIZE_MISMATCH or DIGEST_MISMATCH unless content of `size` bytes whose SHA-256 is `sha256Hex`
+ * (asked for only when the size matches) is what `expected` names: the one check every reader of a
+ * blob ends with, streaming or not.
+ */
+export function assertContentMatches(
+  expected: Pick<Descriptor, 'digest' | 'size'>,
+  size: number,
+  sha256Hex: () => string,
+): void {
+  if (size !== expected.size) throw sizeMismatch(expected, size);
+  const actual = `sha256:${sha256Hex()}`;
+  if (actual !== expected.digest) {
+    throw new SplinterError('DIGEST_MISMATCH', `content of ${expected.digest} hashes to ${actual}`, {
+      details: { expected: expected.digest, actual },
+    });
   }
 }
 

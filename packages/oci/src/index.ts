@@ -5,6 +5,7 @@ export { copyGraph, DEFAULT_COPY_CONCURRENCY, fetchManifestBytes, runLimited } f
 export type { Descriptor, Digest, ImageIndex, ImageManifest, Manifest } from './descriptor.js';
 export { isManifestMediaType } from './descriptor.js';
 export {
+  assertContentMatches,
   descriptorFor,
   digestHex,
   isDigest,

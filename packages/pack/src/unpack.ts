@@ -129,22 +129,22 @@ export async function placeFileLayer(
 
 /**
  * Puts a file layer into `staging` through `write`, which must create `target` exclusively (it fails
- * with EEXIST when something is there) with the layer's bytes; its mode is then set from the layer.
+ * with EEXIST when something is there) with the layer's bytes; its mode is then set from the layer
+ * (link, copy and writer alike).
  * Same path rules and errors as unpackLayer. For bytes that are not the blob's own (a sealed layer's
  * plaintext, which core decrypts from the cache straight into `target`).
  */
 export async function writeFileLayer(
   desc: Descriptor,
   staging: string,
-  write: (target: string, mode: number) => Promise<unknown>,
+  write: (target: string) => Promise<unknown>,
   limits: UnpackLimits = {},
 ): Promise<UnpackResult> {
   if (!isFileLayer(desc)) throw new SplinterError('INTERNAL', `layer ${desc.digest} is not a file layer`);
   const safeTitle = safeRelativePath(desc.annotations![Annotation.Title]!, 'layer title');
   const target = await prepareParent(staging, safeTitle, limits.knownFolders);
-  const mode = fileLayerMode(desc);
-  await write(target, mode).catch((error: NodeJS.ErrnoException) => refuseSecondWrite(error, safeTitle));
-  await chmod(target, mode);
+  await write(target).catch((error: NodeJS.ErrnoException) => refuseSecondWrite(error, safeTitle));
+  await chmod(target, fileLayerMode(desc));
   return { files: 1, bytes: desc.size };
 }
 

@@ -583,7 +583,7 @@ static bool open_file(file_job_t* job, EVP_CIPHER_CTX* evp, EVP_MD_CTX* md, unsi
       !read_fully(job, tag, TAG_BYTES, size - TAG_BYTES, &got_tag))
     return false;
   if (got != NONCE_BYTES || got_tag != TAG_BYTES) return fail_job(job, "read", EIO);  // shrank under us
-  if (EVP_CipherInit_ex(evp, NULL, NULL, job->key, job->nonce, 0) != 1 ||
+  if (EVP_CipherInit_ex(evp, NULL, NULL, NULL, job->nonce, 0) != 1 ||  // the key is set, the IV now
       EVP_CIPHER_CTX_ctrl(evp, EVP_CTRL_GCM_SET_TAG, TAG_BYTES, tag) != 1)
     return fail_job(job, "EVP_CipherInit_ex", 0);
   if (md && EVP_DigestUpdate(md, job->nonce, NONCE_BYTES) != 1) return fail_job(job, "EVP_DigestUpdate", 0);
@@ -614,7 +614,8 @@ static void file_execute(napi_env env, void* data) {
   posix_fadvise(job->in_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   if (buffer == NULL || evp == NULL || (job->hash && md == NULL)) {
     fail_job(job, "malloc", ENOMEM);
-  } else if (EVP_CipherInit_ex(evp, EVP_aes_256_gcm(), NULL, job->key, job->nonce, job->encrypt) != 1 ||
+  } else if (EVP_CipherInit_ex(evp, EVP_aes_256_gcm(), NULL, job->key, job->encrypt ? job->nonce : NULL,
+                                job->encrypt) != 1 ||
              (md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)) {
     fail_job(job, "EVP_CipherInit_ex", 0);
   } else if (job->encrypt ? seal_file(job, evp, md, buffer) : open_file(job, evp, md, buffer)) {

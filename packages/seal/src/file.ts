@@ -2,21 +2,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import { type FileHandle, open, rm } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { SplinterError } from '@splinter/errors';
+import { assertContentMatches, type Descriptor } from '@splinter/oci';
 import { assertKey, NONCE_BYTES, SEAL_OVERHEAD, TAG_BYTES, tagMismatch, truncated } from './format.js';
 import { createOpenGcm, createSealGcm, type FileResult, nativeAddonFor, type SealBackend } from './gcm.js';
 
 /** The fallback's read size, as the addon's buffer. */
 const FALLBACK_READ_BYTES = 256 * 1024;
 
-/** A sealed blob as its descriptor names it: `sha256:<hex>` and its size in bytes. */
-export interface SealedBlobExpectation {
-  digest: string;
-  size: number;
-}
-
 export interface SealFileOptions {
-  /** Mode of the file created at the destination (default 0o600). */
-  mode?: number;
   /** For known-answer tests only: a fixed nonce. Production code must let each blob draw a random one. */
   nonce?: Uint8Array;
   /** For tests and benchmarks: who runs AES-GCM (default: the native addon when it is built). */
@@ -28,15 +21,13 @@ export interface OpenFileOptions {
    * The blob's digest and size: checked over the sealed bytes in the same pass that decrypts them,
    * failing with DIGEST_MISMATCH or SIZE_MISMATCH before a tag mismatch is considered.
    */
-  expected?: SealedBlobExpectation;
-  /** Mode of the file created at the destination (default 0o600). */
-  mode?: number;
+  expected?: Pick<Descriptor, 'digest' | 'size'>;
   /** For tests and benchmarks: who runs AES-GCM (default: the native addon when it is built). */
   backend?: SealBackend;
 }
 
 /**
- * Seals the file at `source` into a new file at `destination` (which must not exist), returning the
+ * Seals the file at `source` into a new file at `destination` (which must not exist, created 0600), returning the
  * sealed blob's digest and size. With the native addon the whole pass (read, encipher, hash, write)
  * runs on a libuv worker thread through one 256 KiB buffer. A failure removes the destination.
  */
@@ -53,7 +44,7 @@ export async function sealFile(
   const addon = nativeAddonFor(options.backend);
   const input = await open(source, 'r');
   try {
-    const result = await intoNewFile(destination, options.mode, async (output) => {
+    const result = await intoNewFile(destination, async (output) => {
       if (addon) return addon.sealFile(input.fd, output.fd, key, nonce).catch(withErrnoCode);
       return sealThroughNodeCrypto(input, output, key, nonce);
     });
@@ -64,7 +55,8 @@ export async function sealFile(
 }
 
 /**
- * Opens the sealed blob file at `source` into a new file at `destination` (which must not exist), or,
+ * Opens the sealed blob file at `source` into a new file at `destination` (which must not exist, created
+ * 0600: the caller sets the mode it wants once the bytes are verified), or,
  * with `destination` undefined, only checks that it opens. GCM authenticates at the end, so the
  * destination holds unverified bytes until this resolves: a blob that is altered, truncated, not what
  * `expected` names, or sealed under another key fails with DIGEST_MISMATCH, SIZE_MISMATCH or
@@ -86,16 +78,14 @@ export async function openSealedFile(
       : openThroughNodeCrypto(input, output, key, hash);
   const checked = async (output: FileHandle | undefined) => {
     const result = await run(output);
-    if (options.expected) checkExpected(options.expected, result);
+    if (options.expected) assertContentMatches(options.expected, result.sealedBytes, () => result.sha256!);
     if (!result.authentic) {
       throw result.sealedBytes < SEAL_OVERHEAD ? truncated() : tagMismatch();
     }
     return { size: result.plainBytes };
   };
   try {
-    return destination === undefined
-      ? await checked(undefined)
-      : await intoNewFile(destination, options.mode, checked);
+    return destination === undefined ? await checked(undefined) : await intoNewFile(destination, checked);
   } finally {
     await input.close();
   }
@@ -108,34 +98,10 @@ function withErrnoCode(error: Error & { errno?: number; code?: string }): never 
   throw error;
 }
 
-function checkExpected(expected: SealedBlobExpectation, result: FileResult): void {
-  if (result.sealedBytes !== expected.size) {
-    throw new SplinterError(
-      'SIZE_MISMATCH',
-      `${expected.digest}: expected ${expected.size} bytes, got ${result.sealedBytes}`,
-      { details: { expected: expected.size, received: result.sealedBytes } },
-    );
-  }
-  const actual = `sha256:${result.sha256}`;
-  if (actual !== expected.digest) {
-    throw new SplinterError('DIGEST_MISMATCH', `content of ${expected.digest} hashes to ${actual}`, {
-      details: { expected: expected.digest, actual },
-    });
-  }
-}
-
-/**
- * Runs `write` against a file created exclusively at `path` with `mode` (whatever the umask); removes
- * the file if anything fails.
- */
-async function intoNewFile<T>(
-  path: string,
-  mode: number | undefined,
-  write: (output: FileHandle) => Promise<T>,
-): Promise<T> {
+/** Runs `write` against a file created exclusively at `path`; removes the file if anything fails. */
+async function intoNewFile<T>(path: string, write: (output: FileHandle) => Promise<T>): Promise<T> {
   const output = await open(path, 'wx', 0o600);
   try {
-    if (mode !== undefined) await output.chmod(mode);
     const result = await write(output);
     await output.close();
     return result;
@@ -146,11 +112,14 @@ async function intoNewFile<T>(
   }
 }
 
-/** The bytes of a file in [start, end), FALLBACK_READ_BYTES at a time. */
+/**
+ * The bytes of a file in [start, end), FALLBACK_READ_BYTES at a time through one buffer: each piece is
+ * valid until the next is asked for (node:crypto's update copies what it keeps).
+ */
 async function* pieces(input: FileHandle, start: number, end: number): AsyncGenerator<Buffer> {
+  const buffer = Buffer.allocUnsafe(Math.min(FALLBACK_READ_BYTES, end - start));
   for (let offset = start; offset < end; ) {
-    const buffer = Buffer.allocUnsafe(Math.min(FALLBACK_READ_BYTES, end - offset));
-    const { bytesRead } = await input.read(buffer, 0, buffer.byteLength, offset);
+    const { bytesRead } = await input.read(buffer, 0, Math.min(buffer.byteLength, end - offset), offset);
     if (bytesRead === 0)
       throw Object.assign(new Error('read: the file shrank while it was read'), { code: 'EIO' });
     offset += bytesRead;
@@ -158,6 +127,7 @@ async function* pieces(input: FileHandle, start: number, end: number): AsyncGene
   }
 }
 
+/** Writes and forgets what the cipher produced for one piece. */
 async function writeAll(output: FileHandle | undefined, outputs: Buffer[]): Promise<void> {
   if (output) for (const piece of outputs) await output.write(piece);
   outputs.length = 0;
@@ -172,7 +142,8 @@ async function sealThroughNodeCrypto(
 ): Promise<FileResult> {
   const gcm = createSealGcm(key, nonce, 'node:crypto');
   const hash = createHash('sha256').update(nonce);
-  const outputs: Buffer[] = [Buffer.from(nonce)];
+  await output.write(nonce);
+  const outputs: Buffer[] = [];
   let plainBytes = 0;
   for await (const piece of pieces(input, 0, (await input.stat()).size)) {
     plainBytes += piece.byteLength;
@@ -184,7 +155,7 @@ async function sealThroughNodeCrypto(
   }
   const tag = gcm.tag();
   hash.update(tag);
-  await writeAll(output, [...outputs, tag]);
+  await output.write(tag);
   return { sealedBytes: plainBytes + SEAL_OVERHEAD, plainBytes, authentic: true, sha256: hash.digest('hex') };
 }
 

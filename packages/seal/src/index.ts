@@ -1,7 +1,6 @@
 export {
   type OpenFileOptions,
   openSealedFile,
-  type SealedBlobExpectation,
   type SealFileOptions,
   sealFile,
 } from './file.js';
