@@ -86,17 +86,11 @@ export interface FetchResult {
   verificationSkipped: boolean;
 }
 
-export interface PullResult {
-  kind: ArtifactKind;
-  digest: string;
-  reference: string;
+/** A fetch that also unpacked the artifact into `output`: `files` and `bytes` written there. */
+export interface PullResult extends FetchResult {
   output: string;
   files: number;
   bytes: number;
-  blobs: DownloadStats;
-  /** Signatures that verified; empty only when verification was skipped. */
-  verifiedBy: VerifiedSignature[];
-  verificationSkipped: boolean;
 }
 
 export interface VerifiedSignature {

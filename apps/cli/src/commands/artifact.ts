@@ -48,7 +48,7 @@ export interface PullFlags extends FetchFlags {
   replace?: boolean;
 }
 
-export function addFetchOptions(command: Command): Command {
+function addFetchOptions(command: Command): Command {
   return addTrustOptions(addTransferOptions(command), true);
 }
 
@@ -109,7 +109,17 @@ export async function runPush(
 }
 
 /** `patch fetch` / `mod fetch`: verify, then download into the cache without unpacking. */
-export async function runFetch(
+export function registerFetchCommand(parent: Command, kind: ArtifactKind): void {
+  addFetchOptions(
+    parent
+      .command('fetch <ref>')
+      .description(`verify a ${kind} and download its blobs into the local cache, unpacking nothing`),
+  ).action(async function (this: Command, reference: string, flags: FetchFlags) {
+    await runFetch(this, kind, reference, flags);
+  });
+}
+
+async function runFetch(
   command: Command,
   kind: ArtifactKind,
   reference: string,
@@ -135,7 +145,7 @@ async function prepareDownload(command: Command, flags: FetchFlags) {
   };
 }
 
-function verifiedLines(result: FetchResult | PullResult): string[] {
+function verifiedLines(result: FetchResult): string[] {
   return result.verifiedBy.map((v) => `verified: ${v.format} signature by ${v.key} (${v.keyId})`);
 }
 

@@ -1,12 +1,10 @@
 import type { Command } from 'commander';
 import {
-  addFetchOptions,
   addPullOptions,
   addPushOptions,
-  type FetchFlags,
   type PullFlags,
   type PushFlags,
-  runFetch,
+  registerFetchCommand,
   runPull,
   runPush,
 } from './artifact.js';
@@ -31,11 +29,5 @@ export function registerModCommands(program: Command): void {
     await runPull(this, 'mod', reference, flags);
   });
 
-  addFetchOptions(
-    mod
-      .command('fetch <ref>')
-      .description('verify a mod and download its blobs into the local cache, unpacking nothing'),
-  ).action(async function (this: Command, reference: string, flags: FetchFlags) {
-    await runFetch(this, 'mod', reference, flags);
-  });
+  registerFetchCommand(mod, 'mod');
 }

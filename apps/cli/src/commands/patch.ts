@@ -3,13 +3,11 @@ import type { Command } from 'commander';
 import { collect, globalOptions, withSplinter } from '../context.js';
 import { printResult } from '../output.js';
 import {
-  addFetchOptions,
   addPullOptions,
   addPushOptions,
-  type FetchFlags,
   type PullFlags,
   type PushFlags,
-  runFetch,
+  registerFetchCommand,
   runPull,
   runPush,
 } from './artifact.js';
@@ -51,13 +49,7 @@ export function registerPatchCommands(program: Command): void {
     await runPull(this, 'patch', reference, flags, await patchKeyOption(flags.keyFile));
   });
 
-  addFetchOptions(
-    patch
-      .command('fetch <ref>')
-      .description('verify a patch and download its blobs into the local cache, unpacking nothing'),
-  ).action(async function (this: Command, reference: string, flags: FetchFlags) {
-    await runFetch(this, 'patch', reference, flags);
-  });
+  registerFetchCommand(patch, 'patch');
 
   registerUnlockCommand(patch);
 
