@@ -27,6 +27,10 @@ export function createProgress(enabled: boolean): ProgressSink | undefined {
       done = 0;
       draw(true);
     },
+    expect(bytes) {
+      total += bytes;
+      draw(false);
+    },
     advance(bytes) {
       done += bytes;
       draw(false);

@@ -1,8 +1,9 @@
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AccessStore, HeadChange, ModPin, PatchRow, ReleaseRow } from '@splinter/chain';
 import { SplinterError } from '@splinter/errors';
 import {
+  type CopyOptions,
+  type CopyStats,
   copyGraph,
   type Descriptor,
   type ImageManifest,
@@ -20,7 +21,7 @@ import { validateName, validateVersion } from './names.js';
 import { type PreloadKey, preparePreload } from './preload.js';
 import type { ProgressSink } from './progress.js';
 import { unpackArtifact } from './pull.js';
-import { stageArtifact } from './push.js';
+import { pushFolder } from './push.js';
 import type { Settings } from './settings.js';
 import { signManifest } from './signing.js';
 import { Stores } from './stores.js';
@@ -117,69 +118,58 @@ export class Splinter {
       annotations[ArtifactAnnotation.ModName] = leaf;
     }
 
-    const staged = await stageArtifact({
-      kind: input.kind,
-      dir: input.dir,
-      tmpRoot: join(this.settings.home, 'tmp'),
-      annotations,
-      createdAt: this.settings.sourceDateEpoch,
-      patchKey: preload?.key,
-      concurrency,
-    });
-    try {
-      const target = await this.stores.target(destination);
-      const manifestDescriptor = staged.manifest.descriptor;
-      const blobs = await this.copyWithProgress(
-        staged.source,
-        target,
-        manifestDescriptor,
-        concurrency,
-        `push ${leaf}`,
-        {
-          remote: destination,
-          side: 'destination',
-          blobs: [staged.manifest.manifest.config, ...staged.manifest.manifest.layers],
-        },
-      );
-      await target.tag(manifestDescriptor, version);
-      const signatures = input.signer
-        ? await signManifest(
-            target,
-            manifestDescriptor,
-            input.signer,
-            input.signatureFormat ?? 'both',
-            destination,
-          )
-        : [];
-      const result: PushResult = {
+    const target = await this.stores.target(destination);
+    const { manifest, stats } = await this.transfer(`push ${leaf}`, destination, 'destination', (copy) =>
+      pushFolder({
         kind: input.kind,
+        dir: input.dir,
+        tmpRoot: join(this.settings.home, 'tmp'),
+        annotations,
+        createdAt: this.settings.sourceDateEpoch,
+        patchKey: preload?.key,
+        concurrency,
+        destination: target,
+        copy,
+      }),
+    );
+    const manifestDescriptor = manifest.descriptor;
+    await this.recordBlobLocations(destination, manifest.manifest);
+    await target.tag(manifestDescriptor, version);
+    const signatures = input.signer
+      ? await signManifest(
+          target,
+          manifestDescriptor,
+          input.signer,
+          input.signatureFormat ?? 'both',
+          destination,
+        )
+      : [];
+    const result: PushResult = {
+      kind: input.kind,
+      digest: manifestDescriptor.digest,
+      reference: formatLocation(destination),
+      blobs: transferStats(stats),
+      signatures,
+    };
+    if (chain) {
+      const pinned: Location = { ...destination, digest: manifestDescriptor.digest };
+      delete pinned.tag;
+      const row = await chain.registerPatch({
+        realm: leaf,
+        version,
+        parent: parent?.id,
+        reference: formatLocation(pinned),
         digest: manifestDescriptor.digest,
-        reference: formatLocation(destination),
-        blobs,
-        signatures,
-      };
-      if (chain) {
-        const pinned: Location = { ...destination, digest: manifestDescriptor.digest };
-        delete pinned.tag;
-        const row = await chain.registerPatch({
-          realm: leaf,
-          version,
-          parent: parent?.id,
-          reference: formatLocation(pinned),
-          digest: manifestDescriptor.digest,
-          status: preload ? 'preload' : 'draft',
-          mods,
-          key: preload?.stored,
-        });
-        if (preload) result.keyId = preload.keyId;
-        result.id = row.id;
-        result.status = row.status;
-        result.parent = row.parent;
-      }
-      return result;
-    } finally {
-      await rm(staged.workDir, { recursive: true, force: true });
+        status: preload ? 'preload' : 'draft',
+        mods,
+        key: preload?.stored,
+      });
+      if (preload) result.keyId = preload.keyId;
+      result.id = row.id;
+      result.status = row.status;
+      result.parent = row.parent;
     }
+    return result;
   }
 
   async pull(input: PullInput): Promise<PullResult> {
@@ -245,19 +235,18 @@ export class Splinter {
     const manifest = await fetchManifest(target, descriptor);
     assertArtifactKind(manifest, input.kind, input.reference);
     const cache = await this.stores.embeddedLayout();
-    const stats = await this.copyWithProgress(
-      target,
-      cache,
-      descriptor,
-      input.concurrency ?? this.options.concurrency ?? DEFAULT_CONCURRENCY,
-      `fetch ${location.repository}`,
-      { remote: location, side: 'source', blobs: [manifest.config, ...manifest.layers] },
+    const stats = await this.transfer(`fetch ${location.repository}`, location, 'source', (copy) =>
+      copyGraph(target, cache, descriptor, {
+        ...copy,
+        concurrency: input.concurrency ?? this.options.concurrency ?? DEFAULT_CONCURRENCY,
+      }),
     );
+    await this.recordBlobLocations(location, manifest);
     return {
       kind: input.kind,
       digest: descriptor.digest,
       reference: formatLocation({ ...location, digest: descriptor.digest }),
-      blobs: { downloaded: stats.uploaded, cached: stats.skipped, bytes: stats.bytes },
+      blobs: { downloaded: stats.copied, cached: stats.skipped, bytes: stats.bytes },
       verifiedBy,
       verificationSkipped: !('keys' in input.trust),
     };
@@ -417,39 +406,40 @@ export class Splinter {
     return { reference: formatLocation(pinned), digest: descriptor.digest };
   }
 
-  private async copyWithProgress(
-    source: Target,
-    destination: Target,
-    root: Descriptor,
-    concurrency: number,
+  /**
+   * Runs one copy into or out of a store with the progress bar drawn from its events; a registry
+   * destination is offered the repositories known to hold each blob, to mount from.
+   */
+  private async transfer<T>(
     label: string,
-    registry: { remote: Location; side: 'source' | 'destination'; blobs: Descriptor[] },
-  ): Promise<TransferStats> {
+    remote: Location,
+    side: 'source' | 'destination',
+    run: (copy: Omit<CopyOptions, 'concurrency'>) => Promise<T>,
+  ): Promise<T> {
     const progress = this.options.progress;
-    const remote = registry.remote.kind === 'registry' ? registry.remote : undefined;
     const mountFrom =
-      remote && registry.side === 'destination'
+      remote.kind === 'registry' && side === 'destination'
         ? await this.blobLocations.candidates(remote.registry)
         : undefined;
-    let began = false;
-    const stats = await copyGraph(source, destination, root, {
-      concurrency,
-      ...(mountFrom ? { mountFrom } : {}),
-      onProgress: progress
-        ? (event) => {
-            if (event.type === 'start' && !began) {
-              began = true;
-              progress.begin(label, event.totalBytes);
-            } else if (event.type === 'bytes') {
-              progress.advance(event.bytes);
+    progress?.begin(label, 0);
+    try {
+      return await run({
+        ...(mountFrom ? { mountFrom } : {}),
+        onProgress: progress
+          ? (event) => {
+              if (event.type === 'planned') progress.expect(event.bytes);
+              else if (event.type === 'bytes') progress.advance(event.bytes);
             }
-          }
-        : undefined,
-    });
-    if (began) progress?.end();
-    if (remote) await this.blobLocations.record(remote.registry, remote.repository, registry.blobs);
-    return { uploaded: stats.copied, skipped: stats.skipped, mounted: stats.mounted, bytes: stats.bytes };
+          : undefined,
+      });
+    } finally {
+      progress?.end();
+    }
   }
+}
+
+function transferStats(stats: CopyStats): TransferStats {
+  return { uploaded: stats.copied, skipped: stats.skipped, mounted: stats.mounted, bytes: stats.bytes };
 }
 
 async function fetchManifest(target: Target, descriptor: Descriptor): Promise<ImageManifest> {

@@ -45,7 +45,7 @@ export function progressStream(onProgress: ((bytesDone: number) => void) | undef
 }
 
 /** Counts bytes against the expected size (for content whose digest is checked upstream). */
-function sizeLimit(expected: Descriptor): Transform {
+export function sizeLimit(expected: Descriptor): Transform {
   let received = 0;
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {

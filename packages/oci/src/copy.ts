@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import { SplinterError } from '@splinter/errors';
 import type { Descriptor, Manifest } from './descriptor.js';
 import { isManifestMediaType } from './descriptor.js';
@@ -7,7 +8,8 @@ import { MAX_MANIFEST_BYTES } from './media-types.js';
 import { isMountable, type Target } from './target.js';
 
 export type CopyEvent =
-  | { type: 'start'; totalBytes: number; blobs: number }
+  /** A blob joined the copy: the bytes it adds to the work (done once it is sent, skipped or mounted). */
+  | { type: 'planned'; bytes: number }
   | { type: 'bytes'; bytes: number }
   | { type: 'blob'; descriptor: Descriptor; outcome: 'copied' | 'skipped' | 'mounted' };
 
@@ -17,7 +19,6 @@ export interface CopyOptions {
   /** Repositories of the destination's registry that may already hold a blob (tried with a mount first). */
   mountFrom?: (desc: Descriptor) => string[];
   onProgress?: ((event: CopyEvent) => void) | undefined;
-  signal?: AbortSignal;
 }
 
 export interface CopyStats {
@@ -34,6 +35,115 @@ export interface CopyStats {
 export const DEFAULT_COPY_CONCURRENCY = 4;
 
 /**
+ * Where a BlobCopier reads a blob. `verified` says the stream already fails before it ends unless the
+ * bytes match (every Target's fetch does), so the destination need not hash it again.
+ */
+export interface BlobSource {
+  open(): Promise<Readable>;
+  verified: boolean;
+}
+
+/**
+ * Copies blobs into `dst` as they are handed to it, at most `concurrency` at a time: a blob the
+ * destination has is skipped, else mounted from a repository that holds it, else streamed across.
+ * copyGraph hands it a graph's blobs; push hands it each layer the moment it is packed, so uploads run
+ * while the rest of the folder is still being packed. The first failure stops new starts: `add` then
+ * throws it, and so does `drain`.
+ */
+export class BlobCopier {
+  readonly stats: Omit<CopyStats, 'manifests'> = { copied: 0, skipped: 0, mounted: 0, bytes: 0 };
+  private readonly queue: Array<{ blob: Descriptor; source: BlobSource }> = [];
+  private readonly seen = new Set<string>();
+  private readonly concurrency: number;
+  private running = 0;
+  private failure: { error: unknown } | undefined;
+  private waiters: Array<() => void> = [];
+
+  constructor(
+    private readonly dst: Target,
+    private readonly options: CopyOptions = {},
+  ) {
+    this.concurrency = Math.max(1, options.concurrency ?? DEFAULT_COPY_CONCURRENCY);
+  }
+
+  /** Queues a blob (once per digest). */
+  add(blob: Descriptor, source: BlobSource): void {
+    if (this.failure) throw this.failure.error;
+    if (this.seen.has(blob.digest)) return;
+    this.seen.add(blob.digest);
+    this.options.onProgress?.({ type: 'planned', bytes: blob.size });
+    this.queue.push({ blob, source });
+    this.startMore();
+  }
+
+  /** Starts nothing more (the caller failed): `drain` then waits only for the copies under way. */
+  abandon(reason: unknown): void {
+    this.failure ??= { error: reason };
+    this.queue.length = 0;
+  }
+
+  /** Resolves once every queued blob is in the destination; rejects with the first failure. */
+  async drain(): Promise<void> {
+    while (this.running > 0 || (this.queue.length > 0 && !this.failure)) {
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+    if (this.failure) throw this.failure.error;
+  }
+
+  private startMore(): void {
+    while (!this.failure && this.running < this.concurrency && this.queue.length > 0) {
+      const { blob, source } = this.queue.shift()!;
+      this.running += 1;
+      this.copyOne(blob, source)
+        .catch((error: unknown) => {
+          this.failure ??= { error };
+        })
+        .finally(() => {
+          this.running -= 1;
+          this.startMore();
+          const waiters = this.waiters;
+          this.waiters = [];
+          for (const wake of waiters) wake();
+        });
+    }
+  }
+
+  private async copyOne(blob: Descriptor, source: BlobSource): Promise<void> {
+    const { dst, options } = this;
+    if (await dst.exists(blob)) {
+      this.stats.skipped += 1;
+      options.onProgress?.({ type: 'bytes', bytes: blob.size });
+      options.onProgress?.({ type: 'blob', descriptor: blob, outcome: 'skipped' });
+      return;
+    }
+    if (isMountable(dst) && options.mountFrom) {
+      for (const repository of options.mountFrom(blob)) {
+        if (repository !== dst.repository && (await dst.mount(blob, repository))) {
+          this.stats.mounted += 1;
+          options.onProgress?.({ type: 'bytes', bytes: blob.size });
+          options.onProgress?.({ type: 'blob', descriptor: blob, outcome: 'mounted' });
+          return;
+        }
+      }
+    }
+    const stream = await source.open();
+    let reported = 0;
+    await dst.push(blob, stream, {
+      verifiedUpstream: source.verified,
+      absent: true,
+      onProgress: (done) => {
+        options.onProgress?.({ type: 'bytes', bytes: done - reported });
+        reported = done;
+      },
+    });
+    if (reported < blob.size) options.onProgress?.({ type: 'bytes', bytes: blob.size - reported });
+    this.stats.copied += 1;
+    this.stats.bytes += blob.size;
+    options.onProgress?.({ type: 'blob', descriptor: blob, outcome: 'copied' });
+  }
+}
+
+/**
  * Copies the graph under `root` (manifests, configs, layers) from `src` to `dst`: children before
  * parents, the root last, so a destination never holds a manifest whose blobs are missing. Blobs the
  * destination has are skipped; the rest stream across, at most `concurrency` at a time.
@@ -44,58 +154,32 @@ export async function copyGraph(
   root: Descriptor,
   options: CopyOptions = {},
 ): Promise<CopyStats> {
-  const stats: CopyStats = { copied: 0, skipped: 0, mounted: 0, manifests: 0, bytes: 0 };
   const manifests: Array<{ descriptor: Descriptor; bytes: Buffer }> = [];
   const blobs = new Map<string, Descriptor>();
   await collect(src, root, manifests, blobs, new Set());
 
-  const missing: Descriptor[] = [];
-  await runLimited([...blobs.values()], options.concurrency ?? DEFAULT_COPY_CONCURRENCY, async (blob) => {
-    if (await dst.exists(blob)) {
-      stats.skipped += 1;
-      options.onProgress?.({ type: 'blob', descriptor: blob, outcome: 'skipped' });
-    } else {
-      missing.push(blob);
-    }
-  });
-  const totalBytes = missing.reduce((sum, d) => sum + d.size, 0);
-  options.onProgress?.({ type: 'start', totalBytes, blobs: missing.length });
-
-  await runLimited(missing, options.concurrency ?? DEFAULT_COPY_CONCURRENCY, async (blob) => {
-    if (isMountable(dst) && options.mountFrom) {
-      for (const repository of options.mountFrom(blob)) {
-        if (repository !== dst.repository && (await dst.mount(blob, repository))) {
-          stats.mounted += 1;
-          options.onProgress?.({ type: 'bytes', bytes: blob.size });
-          options.onProgress?.({ type: 'blob', descriptor: blob, outcome: 'mounted' });
-          return;
-        }
-      }
-    }
-    const stream = await src.fetch(blob);
-    let reported = 0;
-    await dst.push(blob, stream, {
-      // Every Target's fetch stream fails before it ends unless the bytes match: no second hash.
-      verifiedUpstream: true,
-      onProgress: (done) => {
-        options.onProgress?.({ type: 'bytes', bytes: done - reported });
-        reported = done;
-      },
-    });
-    if (reported < blob.size) options.onProgress?.({ type: 'bytes', bytes: blob.size - reported });
-    stats.copied += 1;
-    stats.bytes += blob.size;
-    options.onProgress?.({ type: 'blob', descriptor: blob, outcome: 'copied' });
-  });
-
+  const copier = new BlobCopier(dst, options);
+  for (const blob of blobs.values()) copier.add(blob, { open: () => src.fetch(blob), verified: true });
+  await copier.drain();
   // Manifests were collected parents first; push them children first.
-  for (const { descriptor, bytes } of manifests.reverse()) {
+  const written = await pushManifests(dst, manifests.reverse());
+  return { ...copier.stats, manifests: written.count, bytes: copier.stats.bytes + written.bytes };
+}
+
+/** Pushes manifests in the order given (children first), skipping those the destination has. */
+export async function pushManifests(
+  dst: Target,
+  manifests: Array<{ descriptor: Descriptor; bytes: Uint8Array }>,
+): Promise<{ count: number; bytes: number }> {
+  let count = 0;
+  let bytes = 0;
+  for (const { descriptor, bytes: content } of manifests) {
     if (await dst.exists(descriptor)) continue;
-    await dst.push(descriptor, bytes);
-    stats.manifests += 1;
-    stats.bytes += bytes.byteLength;
+    await dst.push(descriptor, content);
+    count += 1;
+    bytes += content.byteLength;
   }
-  return stats;
+  return { count, bytes };
 }
 
 async function collect(

@@ -1,7 +1,14 @@
 export type { ConfirmedMerge } from './confirmed-merge.js';
 export { confirmedMerge } from './confirmed-merge.js';
-export type { CopyEvent, CopyOptions, CopyStats } from './copy.js';
-export { copyGraph, DEFAULT_COPY_CONCURRENCY, fetchManifestBytes, runLimited } from './copy.js';
+export type { BlobSource, CopyEvent, CopyOptions, CopyStats } from './copy.js';
+export {
+  BlobCopier,
+  copyGraph,
+  DEFAULT_COPY_CONCURRENCY,
+  fetchManifestBytes,
+  pushManifests,
+  runLimited,
+} from './copy.js';
 export type { Descriptor, Digest, ImageIndex, ImageManifest, Manifest } from './descriptor.js';
 export { isManifestMediaType } from './descriptor.js';
 export {

@@ -15,6 +15,8 @@ export interface PushOptions {
    * keep nothing from a stream that errors.
    */
   verifiedUpstream?: boolean;
+  /** The caller has just seen that the store lacks this blob: the store skips its own existence check. */
+  absent?: boolean;
   /**
    * For stores whose blob files a pull may hard-link into client trees (the OCI layout): store a copy
    * that no tree shares, even when the blob is already held, because this store is about to become

@@ -3,8 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import {
+  BlobCopier,
   copyGraph,
   type Descriptor,
   descriptorFor,
@@ -93,6 +95,39 @@ describe('registry client against CNCF Distribution', () => {
     const again = await copyGraph(source, destination, manifest.descriptor);
     expect(again).toMatchObject({ copied: 0, mounted: 0, skipped: 2, manifests: 0 });
     await Promise.all([source.close(), destination.close()]);
+  });
+
+  it('copies blobs as they are handed over, skipping those it has, and stops at the first wrong one', async () => {
+    const target = targetFor(open, 'copier/repo');
+    const blobs = [randomBytes(300_000), randomBytes(200_000), randomBytes(100_000)];
+    const descriptors = blobs.map((bytes) => descriptorFor('application/octet-stream', bytes));
+    await target.push(descriptors[0]!, blobs[0]!);
+    const planned: number[] = [];
+    const copier = new BlobCopier(target, {
+      concurrency: 2,
+      onProgress: (event) => {
+        if (event.type === 'planned') planned.push(event.bytes);
+      },
+    });
+    copier.add(descriptors[0]!, { open: async () => Readable.from([blobs[0]!]), verified: false });
+    copier.add(descriptors[1]!, { open: async () => Readable.from([blobs[1]!]), verified: false });
+    copier.add(descriptors[1]!, { open: async () => Readable.from([blobs[1]!]), verified: false });
+    await copier.drain();
+    expect(copier.stats).toMatchObject({ copied: 1, skipped: 1, bytes: 200_000 });
+    expect(planned).toEqual([300_000, 200_000]);
+    expect((await bytesOf(target, descriptors[1]!)).equals(blobs[1]!)).toBe(true);
+
+    // A source that changed after it was hashed: the registry's commit check refuses it, nothing is kept,
+    // and the copier takes no more work.
+    const changed = Buffer.from(blobs[2]!);
+    changed[5] = changed[5]! ^ 1;
+    copier.add(descriptors[2]!, { open: async () => Readable.from([changed]), verified: false });
+    expect(await errorCodeOf(copier.drain())).toBe('DIGEST_MISMATCH');
+    expect(await target.exists(descriptors[2]!)).toBe(false);
+    expect(() =>
+      copier.add(descriptors[2]!, { open: async () => Readable.from([blobs[2]!]), verified: false }),
+    ).toThrow(/DIGEST_INVALID/);
+    await target.close();
   });
 
   it('refuses a manifest over 4 MiB before sending it', async () => {

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { type ErrorCode, SplinterError } from '@splinter/errors';
 import { confirmedMerge } from '../confirmed-merge.js';
-import { contentCheck, progressStream, readVerified, toReadable } from '../content.js';
+import { progressStream, readVerified, sizeLimit, toReadable } from '../content.js';
 import { type Descriptor, type ImageIndex, isManifestMediaType } from '../descriptor.js';
 import { digestHex, isDigest, readAllLimited, sha256Digest, VerifyingStream } from '../digest.js';
 import { parseManifest } from '../graph.js';
@@ -138,7 +138,7 @@ export class RegistryTarget implements Target, Mountable {
       await this.putManifest(expected, bytes, expected.digest);
       return;
     }
-    if (await this.exists(expected)) {
+    if (!options?.absent && (await this.exists(expected))) {
       if (!(content instanceof Uint8Array)) content.resume();
       return;
     }
@@ -166,9 +166,10 @@ export class RegistryTarget implements Target, Mountable {
   ): Promise<void> {
     let location = await this.startUpload();
     const source = toReadable(content);
-    // The registry checks the digest when the upload is committed; hashing here as well fails early on
-    // wrong content, unless the stream is verified upstream already (copyGraph's source fetch).
-    const verifying = contentCheck(expected, options);
+    // The registry checks the digest when the upload is committed (DIGEST_INVALID, which is our
+    // DIGEST_MISMATCH), so the client only counts bytes: hashing here too would cost a core-second per
+    // GiB on a machine the registry may share, for an error that comes a moment earlier.
+    const verifying = sizeLimit(expected);
     const counted = progressStream(options?.onProgress);
     source.on('error', (error) => verifying.destroy(error));
     verifying.on('error', (error) => counted.destroy(error));
@@ -228,8 +229,8 @@ export class RegistryTarget implements Target, Mountable {
       ...(body ? { body: () => body } : {}),
       scopes: this.scopes(true),
     });
-    await response.body.dump();
     if (response.status !== 201) throw await this.failure(response, `finish upload of ${expected.digest}`);
+    await response.body.dump();
   }
 
   async mount(desc: Descriptor, fromRepository: string): Promise<boolean> {
