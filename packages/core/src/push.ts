@@ -10,7 +10,6 @@ import {
   type CopyStats,
   type Descriptor,
   IO_BUFFER_BYTES,
-  pushManifests,
   runLimited,
   type Target,
 } from '@splinter/oci';
@@ -68,7 +67,6 @@ export async function pushFolder(options: PushFolderOptions): Promise<PushedFold
         copier.add(staged.descriptor, fileSource(staged.path));
       },
     );
-    await copier.drain();
     const annotations = { ...options.annotations };
     if (options.patchKey) annotations[KEY_ID_ANNOTATION] = keyIdOf(options.patchKey);
     const manifest = buildArtifactManifest({
@@ -77,9 +75,7 @@ export async function pushFolder(options: PushFolderOptions): Promise<PushedFold
       annotations,
       ...(options.createdAt === undefined ? {} : { createdAt: options.createdAt }),
     });
-    const written = await pushManifests(options.destination, [manifest]);
-    const stats = { ...copier.stats, manifests: written.count, bytes: copier.stats.bytes + written.bytes };
-    return { manifest, stats };
+    return { manifest, stats: await copier.finish([manifest]) };
   } catch (error) {
     copier.abandon(error);
     throw error;

@@ -47,11 +47,12 @@ export interface BlobSource {
  * Copies blobs into `dst` as they are handed to it, at most `concurrency` at a time: a blob the
  * destination has is skipped, else mounted from a repository that holds it, else streamed across.
  * copyGraph hands it a graph's blobs; push hands it each layer the moment it is packed, so uploads run
- * while the rest of the folder is still being packed. The first failure stops new starts: `add` then
- * throws it, and so does `drain`.
+ * while the rest of the folder is still being packed; both end with `finish`, which writes the
+ * manifests once every blob is there. The first failure stops new starts: `add` then throws it, and so
+ * do `drain` and `finish`.
  */
 export class BlobCopier {
-  readonly stats: Omit<CopyStats, 'manifests'> = { copied: 0, skipped: 0, mounted: 0, bytes: 0 };
+  private readonly stats: CopyStats = { copied: 0, skipped: 0, mounted: 0, manifests: 0, bytes: 0 };
   private readonly queue: Array<{ blob: Descriptor; source: BlobSource }> = [];
   private readonly seen = new Set<string>();
   private readonly concurrency: number;
@@ -88,6 +89,21 @@ export class BlobCopier {
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
     if (this.failure) throw this.failure.error;
+  }
+
+  /**
+   * Drains, then pushes `manifests` in the order given (children first), skipping those the destination
+   * has, and returns what the whole copy did.
+   */
+  async finish(manifests: Array<{ descriptor: Descriptor; bytes: Uint8Array }>): Promise<CopyStats> {
+    await this.drain();
+    for (const { descriptor, bytes } of manifests) {
+      if (await this.dst.exists(descriptor)) continue;
+      await this.dst.push(descriptor, bytes);
+      this.stats.manifests += 1;
+      this.stats.bytes += bytes.byteLength;
+    }
+    return { ...this.stats };
   }
 
   private startMore(): void {
@@ -128,14 +144,20 @@ export class BlobCopier {
     }
     const stream = await source.open();
     let reported = 0;
-    await dst.push(blob, stream, {
-      verifiedUpstream: source.verified,
-      absent: true,
-      onProgress: (done) => {
-        options.onProgress?.({ type: 'bytes', bytes: done - reported });
-        reported = done;
-      },
-    });
+    try {
+      await dst.push(blob, stream, {
+        verifiedUpstream: source.verified,
+        absent: true,
+        onProgress: (done) => {
+          options.onProgress?.({ type: 'bytes', bytes: done - reported });
+          reported = done;
+        },
+      });
+    } catch (error) {
+      // A refused upload may leave its source unread: close the file now, not at the next GC.
+      stream.destroy();
+      throw error;
+    }
     if (reported < blob.size) options.onProgress?.({ type: 'bytes', bytes: blob.size - reported });
     this.stats.copied += 1;
     this.stats.bytes += blob.size;
@@ -160,26 +182,8 @@ export async function copyGraph(
 
   const copier = new BlobCopier(dst, options);
   for (const blob of blobs.values()) copier.add(blob, { open: () => src.fetch(blob), verified: true });
-  await copier.drain();
   // Manifests were collected parents first; push them children first.
-  const written = await pushManifests(dst, manifests.reverse());
-  return { ...copier.stats, manifests: written.count, bytes: copier.stats.bytes + written.bytes };
-}
-
-/** Pushes manifests in the order given (children first), skipping those the destination has. */
-export async function pushManifests(
-  dst: Target,
-  manifests: Array<{ descriptor: Descriptor; bytes: Uint8Array }>,
-): Promise<{ count: number; bytes: number }> {
-  let count = 0;
-  let bytes = 0;
-  for (const { descriptor, bytes: content } of manifests) {
-    if (await dst.exists(descriptor)) continue;
-    await dst.push(descriptor, content);
-    count += 1;
-    bytes += content.byteLength;
-  }
-  return { count, bytes };
+  return copier.finish(manifests.reverse());
 }
 
 async function collect(

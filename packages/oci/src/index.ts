@@ -6,7 +6,6 @@ export {
   copyGraph,
   DEFAULT_COPY_CONCURRENCY,
   fetchManifestBytes,
-  pushManifests,
   runLimited,
 } from './copy.js';
 export type { Descriptor, Digest, ImageIndex, ImageManifest, Manifest } from './descriptor.js';

@@ -15,7 +15,7 @@ export interface PushOptions {
    * keep nothing from a stream that errors.
    */
   verifiedUpstream?: boolean;
-  /** The caller has just seen that the store lacks this blob: the store skips its own existence check. */
+  /** The caller has just seen that the store lacks this blob: a store whose check costs a round trip skips it. */
   absent?: boolean;
   /**
    * For stores whose blob files a pull may hard-link into client trees (the OCI layout): store a copy
