@@ -48,8 +48,8 @@ const DEFAULT_EXPANSION_RATIO = 1024;
 const SMALL_ENTRY_BYTES = 256 * 1024;
 /**
  * Inflated bytes per zlib round trip. Each chunk is one hand-off to libuv's thread pool and one callback
- * back into JavaScript; at zlib's 16 KiB default those hand-offs cost more main-thread time than the
- * inflating itself (about 0.5 s per 100 MiB of groups on a 2-core VM).
+ * back into JavaScript; at zlib's 16 KiB default a profile of a pull on a 2-core VM put about 0.5 s of
+ * main-thread time per 100 MiB of groups in those hand-offs and callbacks.
  */
 const GUNZIP_CHUNK_BYTES = 256 * 1024;
 /** link() errors that mean "no hard link here" (another file system, or one without links): copy. */
