@@ -91,7 +91,7 @@ export async function pushFolder(options: PushFolderOptions): Promise<PushedFold
  * 0.95-0.96x of skopeo, 256 KiB 0.93-0.97x, 1 MiB 0.99-1.09x, for about 15 MiB more peak RSS. They were
  * hashed moments ago, while packing: the destination checks them again (the OCI layout hashes what it
  * stores, a registry checks the digest when the upload is committed), so a file changed since fails
- * the push with DIGEST_MISMATCH.
+ * the push with DIGEST_MISMATCH, or SIZE_MISMATCH when its size changed.
  */
 function fileSource(path: string): BlobSource {
   return {
@@ -127,8 +127,10 @@ async function stageLayer(
   if (patchKey) opened.stream.on('error', (error) => stream.destroy(error));
   const { digest, size } = await writeHashed(stream, path);
   const annotations = { ...plan.annotations, ...(await opened.extraAnnotations) };
-  if (!patchKey) return { descriptor: { mediaType: plan.mediaType, digest, size, annotations }, path };
-  return { descriptor: sealedLayer(plan.mediaType, digest, size, annotations, patchKey), path };
+  const descriptor = patchKey
+    ? sealedLayer(plan.mediaType, digest, size, annotations, patchKey)
+    : { mediaType: plan.mediaType, digest, size, annotations };
+  return { descriptor, path };
 }
 
 function sealedLayer(

@@ -44,7 +44,10 @@ export function progressStream(onProgress: ((bytesDone: number) => void) | undef
   });
 }
 
-/** Counts bytes against the expected size (for content whose digest is checked upstream). */
+/**
+ * Counts bytes against the expected size, for content whose digest is checked elsewhere: upstream, or
+ * by a registry when the upload is committed.
+ */
 export function sizeLimit(expected: Descriptor): Transform {
   let received = 0;
   return new Transform({
