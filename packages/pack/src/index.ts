@@ -1,4 +1,5 @@
 export { PackAnnotation } from './annotations.js';
+export { safeRelativePath } from './paths.js';
 export type { LayerPlan, OpenedLayer, PackOptions } from './plan.js';
 export { planLayers } from './plan.js';
 export type { FinalizeOptions, UnpackLimits, UnpackResult } from './unpack.js';
@@ -6,7 +7,6 @@ export {
   finalizeTree,
   isFileLayer,
   placeFileLayer,
-  safeRelativePath,
   unpackLayer,
   writeFileLayer,
 } from './unpack.js';

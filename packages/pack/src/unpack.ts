@@ -1,35 +1,21 @@
-import { createHash } from 'node:crypto';
 import { constants, createWriteStream } from 'node:fs';
-import {
-  chmod,
-  copyFile,
-  link,
-  lstat,
-  mkdir,
-  readdir,
-  rename,
-  rm,
-  rmdir,
-  symlink,
-  writeFile,
-} from 'node:fs/promises';
-import { dirname, join, posix } from 'node:path';
+import { chmod, copyFile, link, lstat, mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import { SplinterError } from '@splinter/errors';
 import { Annotation, type Descriptor, IO_BUFFER_BYTES, MediaType } from '@splinter/oci';
-import { type Header as Headers, extract as tarExtract } from 'tar-stream';
 import { PackAnnotation } from './annotations.js';
-import { assertLinkInside } from './walk.js';
+import { startGroupJob } from './group-pool.js';
+import { prepareParent, refuseSecondWrite, safeRelativePath } from './paths.js';
 
 export interface UnpackLimits {
   /** Without a declared size, a group may expand to at most this many times its compressed size. */
   maxExpansionRatio?: number;
   /**
-   * Folders under staging already checked to be real folders. Pass one Set to every layer of an
+   * Folders under staging already checked to be real folders. Pass one Set to every file layer of an
    * artifact: it saves an lstat per path component per file (nothing can later turn a folder we made
-   * into a symlink: symlink() refuses an existing path).
+   * into a symlink: symlink() refuses an existing path). Groups keep their own, on their worker thread.
    */
   knownFolders?: Set<string>;
 }
@@ -40,25 +26,19 @@ export interface UnpackResult {
 }
 
 const DEFAULT_EXPANSION_RATIO = 1024;
-/**
- * Tar entries up to this size are gathered and written with one call: a stream pipeline per file
- * (abort controller, end-of-stream listeners, a write stream) cost more than the write itself for the
- * thousands of small files a game ships.
- */
-const SMALL_ENTRY_BYTES = 256 * 1024;
-/**
- * Inflated bytes per zlib round trip. Each chunk is one hand-off to libuv's thread pool and one callback
- * back into JavaScript; at zlib's 16 KiB default a profile of a pull on a 2-core VM put about 0.5 s of
- * main-thread time per 100 MiB of groups in those hand-offs and callbacks.
- */
-const GUNZIP_CHUNK_BYTES = 256 * 1024;
 /** link() errors that mean "no hard link here" (another file system, or one without links): copy. */
 const LINK_REFUSED = new Set(['EXDEV', 'EPERM', 'EMLINK', 'ENOTSUP']);
 
 /**
  * Writes one layer into `staging`. Everything lands under `staging`: paths with `..`, absolute paths,
  * links that escape, writes through links, devices and layers larger than declared are refused with a
- * one-line error. The caller owns `staging` and deletes it on failure.
+ * one-line error. The caller owns `staging` and deletes it on failure; it may do so as soon as this
+ * settles, as nothing more is written then.
+ *
+ * A tar+gzip group is unpacked on a worker thread (group-pool.ts) with synchronous file-system calls:
+ * on a 2-core VM the promise API's three thread-pool hand-offs per small file cost the main thread
+ * more than the kernel's work, and the main thread is needed for hashing and HTTP. The compressed bytes
+ * go through a 1 MiB ring shared with the worker, so a group holds that much memory whatever its size.
  */
 export async function unpackLayer(
   desc: Descriptor,
@@ -74,7 +54,7 @@ export async function unpackLayer(
   const safeTitle = safeRelativePath(title, 'layer title');
   if (isGroupLayer(desc)) return unpackGroup(desc, safeTitle, content, staging, limits);
   const bytes = await writeNewFile(
-    await prepareParent(staging, safeTitle, limits.knownFolders),
+    prepareParent(staging, safeTitle, limits.knownFolders ?? new Set()),
     content,
     fileLayerMode(desc),
     safeTitle,
@@ -148,7 +128,7 @@ export async function writeFileLayer(
 ): Promise<UnpackResult> {
   if (!isFileLayer(desc)) throw new SplinterError('INTERNAL', `layer ${desc.digest} is not a file layer`);
   const safeTitle = safeRelativePath(desc.annotations![Annotation.Title]!, 'layer title');
-  const target = await prepareParent(staging, safeTitle, limits.knownFolders);
+  const target = prepareParent(staging, safeTitle, limits.knownFolders ?? new Set());
   await write(target).catch((error: NodeJS.ErrnoException) => refuseSecondWrite(error, safeTitle));
   await chmod(target, fileLayerMode(desc));
   return { files: 1, bytes: desc.size };
@@ -162,141 +142,27 @@ async function unpackGroup(
   limits: UnpackLimits,
 ): Promise<UnpackResult> {
   const declared = Number(desc.annotations?.[PackAnnotation.ContentSize]);
-  const bound =
-    Number.isSafeInteger(declared) && declared >= 0
-      ? declared
-      : desc.size * (limits.maxExpansionRatio ?? DEFAULT_EXPANSION_RATIO);
-  const expectedTarDigest = desc.annotations?.[Annotation.OrasContentDigest];
-  const tarHash = createHash('sha256');
-  let tarBytes = 0;
-  let files = 0;
-  let bytes = 0;
-  const counting = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      tarBytes += chunk.byteLength;
-      if (tarBytes > bound) return callback(tooLarge(desc, 'uncompressed bytes'));
-      tarHash.update(chunk);
-      callback(null, chunk);
-    },
+  const job = startGroupJob({
+    digest: desc.digest,
+    title,
+    staging,
+    maxTarBytes:
+      Number.isSafeInteger(declared) && declared >= 0
+        ? declared
+        : desc.size * (limits.maxExpansionRatio ?? DEFAULT_EXPANSION_RATIO),
+    tarDigest: desc.annotations?.[Annotation.OrasContentDigest],
   });
-  const extract = tarExtract();
-  extract.on('entry', (header, stream, next) => {
-    writeEntry(header, stream as unknown as Readable, title, staging, limits.knownFolders)
-      .then((written) => {
-        if (written !== undefined) {
-          files += 1;
-          bytes += written;
-        }
-        next();
-      })
-      .catch((error: unknown) => {
-        stream.resume();
-        next(error as Error);
-      });
-  });
-  const gunzip = createGunzip({ chunkSize: GUNZIP_CHUNK_BYTES });
   try {
-    await pipeline(content, gunzip, counting, extract);
+    for await (const chunk of content as AsyncIterable<Buffer>) await job.write(chunk);
   } catch (error) {
-    if (error instanceof SplinterError) throw error;
-    const code = (error as NodeJS.ErrnoException).code ?? '';
-    if (code.startsWith('Z_') || /tar|header|gzip|unexpected end/i.test((error as Error).message)) {
-      throw new SplinterError(
-        'ARCHIVE_INVALID',
-        `layer ${desc.digest}: corrupt archive (${(error as Error).message})`,
-        { cause: error },
-      );
-    }
+    await job.abort();
     throw error;
   }
-  if (expectedTarDigest !== undefined) {
-    const actual = `sha256:${tarHash.digest('hex')}`;
-    if (actual !== expectedTarDigest) {
-      throw new SplinterError(
-        'DIGEST_MISMATCH',
-        `layer ${desc.digest}: tar content is ${actual}, annotation says ${expectedTarDigest}`,
-      );
-    }
-  }
-  return { files, bytes };
-}
-
-/** Writes one tar entry; returns the bytes of a regular file, undefined for other entries. */
-async function writeEntry(
-  header: Headers,
-  stream: Readable,
-  title: string,
-  staging: string,
-  knownFolders: Set<string> | undefined,
-): Promise<number | undefined> {
-  const name = header.name.replace(/\/+$/, '');
-  if (name === title) {
-    if (header.type !== 'directory')
-      throw new SplinterError('UNSAFE_PATH', `${name}: the group root must be a folder`);
-    stream.resume();
-    return undefined;
-  }
-  if (!name.startsWith(`${title}/`)) {
-    throw new SplinterError(
-      'UNSAFE_PATH',
-      `${JSON.stringify(header.name)} is outside the layer's folder ${title}/`,
-    );
-  }
-  const relative = safeRelativePath(name.slice(title.length + 1), 'tar entry');
-  switch (header.type) {
-    case 'directory': {
-      stream.resume();
-      const target = await prepareParent(staging, relative, knownFolders);
-      await mkdir(target, { mode: 0o755 }).catch((error: NodeJS.ErrnoException) => {
-        if (error.code !== 'EEXIST') throw error;
-      });
-      const info = await lstat(target);
-      if (!info.isDirectory())
-        throw new SplinterError('UNSAFE_LINK', `${relative}: a folder entry over a non-folder`);
-      return undefined;
-    }
-    case 'file':
-    case 'contiguous-file': {
-      const mode = (header.mode ?? 0o644) & 0o111 ? 0o755 : 0o644;
-      const target = await prepareParent(staging, relative, knownFolders);
-      if ((header.size ?? 0) <= SMALL_ENTRY_BYTES)
-        return writeSmallFile(target, await gather(stream, SMALL_ENTRY_BYTES, relative), mode, relative);
-      return writeNewFile(target, stream, mode, relative);
-    }
-    case 'symlink': {
-      stream.resume();
-      const linkTarget = header.linkname ?? '';
-      assertLinkInside(relative, linkTarget);
-      await symlink(linkTarget, await prepareParent(staging, relative, knownFolders));
-      return undefined;
-    }
-    case 'link': {
-      stream.resume();
-      const source = safeRelativePath(
-        (header.linkname ?? '').replace(new RegExp(`^${escapeRegExp(title)}/`), ''),
-        'hard link',
-      );
-      const sourcePath = join(staging, source);
-      const info = await lstat(sourcePath).catch(() => undefined);
-      if (!info?.isFile())
-        throw new SplinterError(
-          'UNSAFE_LINK',
-          `${relative}: hard link to ${source}, which is not a file in this tree`,
-        );
-      await assertNoLinkOnPath(staging, source);
-      await link(sourcePath, await prepareParent(staging, relative, knownFolders));
-      return 0;
-    }
-    default:
-      throw new SplinterError(
-        'UNSUPPORTED_ENTRY',
-        `${relative}: ${header.type} entries are not allowed in a patch`,
-      );
-  }
+  return job.end();
 }
 
 /**
- * Streams into a file that must not exist yet (two entries for one path are refused), counting bytes
+ * Streams into a file that must not exist yet (two layers for one path are refused), counting bytes
  * and refusing more than `limit`.
  */
 async function writeNewFile(
@@ -304,8 +170,8 @@ async function writeNewFile(
   content: Readable,
   mode: number,
   path: string,
-  limit = Number.POSITIVE_INFINITY,
-  overLimit: () => Error = () => new SplinterError('LAYER_TOO_LARGE', `${path}: more bytes than declared`),
+  limit: number,
+  overLimit: () => Error,
 ): Promise<number> {
   let written = 0;
   await pipeline(
@@ -322,98 +188,11 @@ async function writeNewFile(
   return written;
 }
 
-/** writeNewFile for bytes already in memory. */
-async function writeSmallFile(target: string, data: Buffer, mode: number, path: string): Promise<number> {
-  await writeFile(target, data, { flag: 'wx', mode }).catch((error: NodeJS.ErrnoException) =>
-    refuseSecondWrite(error, path),
-  );
-  return data.byteLength;
-}
-
-function refuseSecondWrite(error: NodeJS.ErrnoException, path: string): never {
-  if (error.code === 'EEXIST') throw new SplinterError('UNSAFE_PATH', `${path}: written twice`);
-  throw error;
-}
-
-/** An entry's bytes, refusing more than `limit` (tar-stream yields exactly the header's size). */
-async function gather(content: Readable, limit: number, path: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let length = 0;
-  for await (const chunk of content as AsyncIterable<Buffer>) {
-    length += chunk.byteLength;
-    if (length > limit) throw new SplinterError('LAYER_TOO_LARGE', `${path}: more bytes than declared`);
-    chunks.push(chunk);
-  }
-  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length);
-}
-
-/**
- * A layer-supplied path must be relative, free of `..`, empty and `.` components and NUL, so that
- * joined to the staging folder it stays inside it.
- */
-export function safeRelativePath(path: string, what: string): string {
-  if (path === '' || path.includes('\0') || path.includes('\\')) {
-    throw new SplinterError('UNSAFE_PATH', `${what} ${JSON.stringify(path)} is not a safe relative path`);
-  }
-  if (path.startsWith('/') || /^[A-Za-z]:/.test(path)) {
-    throw new SplinterError('UNSAFE_PATH', `${what} ${JSON.stringify(path)} is an absolute path`);
-  }
-  const parts = path.split('/');
-  if (parts.some((part) => part === '..')) {
-    throw new SplinterError('UNSAFE_PATH', `${what} ${JSON.stringify(path)} climbs out with '..'`);
-  }
-  if (parts.some((part) => part === '' || part === '.')) {
-    throw new SplinterError('UNSAFE_PATH', `${what} ${JSON.stringify(path)} has empty or '.' components`);
-  }
-  return posix.normalize(path);
-}
-
-/** Creates the parent folders of `relative` under `staging`, refusing to pass through any symlink. */
-async function prepareParent(staging: string, relative: string, knownFolders?: Set<string>): Promise<string> {
-  const parts = relative.split('/');
-  let current = staging;
-  for (const part of parts.slice(0, -1)) {
-    current = join(current, part);
-    if (knownFolders?.has(current)) continue;
-    let info = await lstat(current).catch(() => undefined);
-    if (!info) {
-      // Layers unpack in parallel: another one may create the same folder at the same moment.
-      await mkdir(current, { mode: 0o755 }).catch((error: NodeJS.ErrnoException) => {
-        if (error.code !== 'EEXIST') throw error;
-      });
-      info = await lstat(current);
-    }
-    if (info.isSymbolicLink()) {
-      throw new SplinterError(
-        'UNSAFE_LINK',
-        `${relative}: would be written through the symlink ${posix.join(...parts.slice(0, parts.indexOf(part) + 1))}`,
-      );
-    } else if (!info.isDirectory()) {
-      throw new SplinterError('UNSAFE_PATH', `${relative}: a parent is not a folder`);
-    }
-    knownFolders?.add(current);
-  }
-  return join(staging, relative);
-}
-
-async function assertNoLinkOnPath(staging: string, relative: string): Promise<void> {
-  let current = staging;
-  for (const part of relative.split('/')) {
-    current = join(current, part);
-    if ((await lstat(current)).isSymbolicLink())
-      throw new SplinterError('UNSAFE_LINK', `${relative}: path goes through a symlink`);
-  }
-}
-
 function tooLarge(desc: Descriptor, what: string): SplinterError {
   return new SplinterError(
     'LAYER_TOO_LARGE',
     `layer ${desc.digest} expands beyond the ${what} its manifest declares`,
   );
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 export interface FinalizeOptions {

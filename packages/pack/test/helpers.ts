@@ -13,8 +13,10 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
-import type { Descriptor } from '@splinter/oci';
-import { type LayerPlan, type PackOptions, planLayers } from '@splinter/pack';
+import { gzipSync } from 'node:zlib';
+import { type Descriptor, MediaType } from '@splinter/oci';
+import { type LayerPlan, PackAnnotation, type PackOptions, planLayers } from '@splinter/pack';
+import { type Header as Headers, pack as tarPack } from 'tar-stream';
 
 export async function tempDir(prefix: string): Promise<string> {
   return mkdtemp(join(tmpdir(), `splinter-${prefix}-`));
@@ -98,3 +100,49 @@ export function streamOf(bytes: Buffer): Readable {
   stream.end(bytes);
   return stream;
 }
+
+export type Entry = Partial<Headers> & { name: string; body?: Buffer };
+
+/** A tar of exactly these entries, hostile ones included (tar-stream writes what it is given). */
+export async function tarOf(entries: Entry[]): Promise<Buffer> {
+  const tar = tarPack();
+  const chunks: Buffer[] = [];
+  tar.on('data', (chunk: unknown) => {
+    chunks.push(chunk as Buffer);
+  });
+  const done = new Promise<void>((resolve) => tar.on('end', () => resolve()));
+  for (const { body, ...header } of entries) tar.entry(header, body ?? '');
+  tar.finalize();
+  await done;
+  return Buffer.concat(chunks);
+}
+
+/** A group layer titled `g` holding `tar`, with the annotations pack gives a group. */
+export function groupLayer(
+  tar: Buffer,
+  annotations: Record<string, string> = {},
+): { descriptor: Descriptor; bytes: Buffer } {
+  const bytes = gzipSync(tar);
+  return {
+    bytes,
+    descriptor: {
+      mediaType: MediaType.LayerTarGzip,
+      digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`,
+      size: bytes.byteLength,
+      annotations: {
+        'org.opencontainers.image.title': 'g',
+        'io.deis.oras.content.unpack': 'true',
+        'io.deis.oras.content.digest': `sha256:${createHash('sha256').update(tar).digest('hex')}`,
+        [PackAnnotation.ContentSize]: String(tar.byteLength),
+        ...annotations,
+      },
+    },
+  };
+}
+
+export const file = (name: string, body: string | Buffer = 'x'): Entry => ({
+  name,
+  type: 'file',
+  body: Buffer.from(body),
+  mode: 0o644,
+});

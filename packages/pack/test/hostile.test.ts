@@ -1,57 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
 import { isSplinterError } from '@splinter/errors';
 import { type Descriptor, MediaType } from '@splinter/oci';
 import { PackAnnotation, unpackLayer } from '@splinter/pack';
-import { type Header as Headers, pack as tarPack } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { snapshot, streamOf, tempDir } from './helpers.js';
-
-type Entry = Partial<Headers> & { name: string; body?: Buffer };
-
-async function tarOf(entries: Entry[]): Promise<Buffer> {
-  const tar = tarPack();
-  const chunks: Buffer[] = [];
-  tar.on('data', (chunk: unknown) => {
-    chunks.push(chunk as Buffer);
-  });
-  const done = new Promise<void>((resolve) => tar.on('end', () => resolve()));
-  for (const { body, ...header } of entries) tar.entry(header, body ?? '');
-  tar.finalize();
-  await done;
-  return Buffer.concat(chunks);
-}
-
-function groupLayer(
-  tar: Buffer,
-  annotations: Record<string, string> = {},
-): { descriptor: Descriptor; bytes: Buffer } {
-  const bytes = gzipSync(tar);
-  return {
-    bytes,
-    descriptor: {
-      mediaType: MediaType.LayerTarGzip,
-      digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`,
-      size: bytes.byteLength,
-      annotations: {
-        'org.opencontainers.image.title': 'g',
-        'io.deis.oras.content.unpack': 'true',
-        'io.deis.oras.content.digest': `sha256:${createHash('sha256').update(tar).digest('hex')}`,
-        [PackAnnotation.ContentSize]: String(tar.byteLength),
-        ...annotations,
-      },
-    },
-  };
-}
-
-const file = (name: string, body = 'x'): Entry => ({
-  name,
-  type: 'file',
-  body: Buffer.from(body),
-  mode: 0o644,
-});
+import { file, groupLayer, snapshot, streamOf, tarOf, tempDir } from './helpers.js';
 
 interface HostileCase {
   name: string;
