@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -53,6 +53,19 @@ describe('groups unpack on a worker thread', () => {
     const output = join(work, 'many-out');
     await finalizeTree(staging, output);
     expect(await snapshot(output)).toEqual(await snapshot(root));
+  });
+
+  it('takes a chunk several times the ring, splitting it and waiting for room', async () => {
+    const bodies = [randomBytes(3 * 1024 * 1024), randomBytes(2 * 1024 * 1024 + 17)];
+    const { bytes, descriptor } = groupLayer(
+      await tarOf([file('g/one.bin', bodies[0]), file('g/sub/two.bin', bodies[1])]),
+    );
+    const staging = await freshStaging('one-chunk');
+    const result = await unpackLayer(descriptor, Readable.from([bytes]), staging);
+    expect(result).toEqual({ files: 2, bytes: bodies[0]!.byteLength + bodies[1]!.byteLength });
+    // Buffer.equals: toEqual walks megabytes byte by byte, for seconds.
+    expect((await readFile(join(staging, 'one.bin'))).equals(bodies[0]!)).toBe(true);
+    expect((await readFile(join(staging, 'sub', 'two.bin'))).equals(bodies[1]!)).toBe(true);
   });
 
   it('stops reading the layer at the first refused entry, having read at most the ring ahead', async () => {
