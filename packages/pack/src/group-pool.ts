@@ -2,7 +2,9 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { type ErrorCode, SplinterError } from '@splinter/errors';
 import type { FromGroupWorker, ToGroupWorker, WireError } from './group-protocol.js';
-import type { GroupResult, GroupSpec } from './group-unpack.js';
+import type { GroupSpec, UnpackResult } from './group-unpack.js';
+
+type Outcome = { result: UnpackResult } | { error: Error };
 
 /**
  * The worker's built module. src/ and dist/ are siblings, so this one URL serves the built package and
@@ -32,7 +34,7 @@ export class GroupJob {
   private used = 0;
   /** Bytes before `head` that the worker has not been told about yet. */
   private untold = 0;
-  private outcome: { result: GroupResult } | { error: Error } | undefined;
+  private outcome: Outcome | undefined;
   private readonly settled: Promise<void>;
   private resolveSettled!: () => void;
   private wake: (() => void) | undefined;
@@ -73,12 +75,14 @@ export class GroupJob {
   }
 
   /** Sends the last bytes; resolves once every entry is on disk. */
-  async end(): Promise<GroupResult> {
+  async end(): Promise<UnpackResult> {
     this.throwIfFailed();
     this.tell();
     this.host.post({ type: 'end', id: this.id });
     await this.settled;
-    return this.unwrap();
+    const outcome = this.outcome!;
+    if ('error' in outcome) throw outcome.error;
+    return outcome.result;
   }
 
   /** Stops the group; resolves once the worker will write nothing more for it. */
@@ -94,7 +98,7 @@ export class GroupJob {
   }
 
   /** From the worker host: the job's one outcome. */
-  settle(outcome: { result: GroupResult } | { error: Error }): void {
+  settle(outcome: Outcome): void {
     if (this.outcome !== undefined) return;
     this.outcome = outcome;
     this.resume();
@@ -116,13 +120,6 @@ export class GroupJob {
 
   private throwIfFailed(): void {
     if (this.outcome !== undefined && 'error' in this.outcome) throw this.outcome.error;
-  }
-
-  private unwrap(): GroupResult {
-    if (this.outcome === undefined || 'error' in this.outcome) {
-      throw this.outcome?.error ?? new SplinterError('INTERNAL', `group job ${this.id} aborted`);
-    }
-    return this.outcome.result;
   }
 }
 
@@ -165,7 +162,7 @@ class WorkerHost {
     else this.finish(job, { error: new SplinterError('INTERNAL', `group job ${job.id} aborted`) });
   }
 
-  private finish(job: GroupJob, outcome: { result: GroupResult } | { error: Error }): void {
+  private finish(job: GroupJob, outcome: Outcome): void {
     this.jobs.delete(job.id);
     // A worker that failed or aborted may still be inflating from the ring; it only reads it, and the
     // job's output is discarded, so the next job may overwrite it.

@@ -1,4 +1,4 @@
-import type { GroupResult, GroupSpec } from './group-unpack.js';
+import type { GroupSpec, UnpackResult } from './group-unpack.js';
 
 /** Messages from the main thread to a group worker; `id` names a group (a job) within the worker. */
 export type ToGroupWorker =
@@ -13,7 +13,7 @@ export type ToGroupWorker =
 export type FromGroupWorker =
   /** zlib has taken in this many of the job's bytes, in ring order: their room may be reused. */
   | { type: 'ack'; id: number; bytes: number }
-  | { type: 'done'; id: number; result: GroupResult }
+  | { type: 'done'; id: number; result: UnpackResult }
   | { type: 'failed'; id: number; error: WireError }
   | { type: 'aborted'; id: number };
 

@@ -6,7 +6,13 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip, type Gunzip } from 'node:zlib';
 import { SplinterError } from '@splinter/errors';
 import { type Header, extract as tarExtract } from 'tar-stream';
-import { assertNoLinkOnPath, prepareParent, refuseSecondWrite, safeRelativePath } from './paths.js';
+import {
+  assertNoLinkOnPath,
+  layerTooLarge,
+  prepareParent,
+  refuseSecondWrite,
+  safeRelativePath,
+} from './paths.js';
 import { assertLinkInside } from './walk.js';
 
 /** One tar+gzip group to unpack: everything but its bytes, which arrive through `write`. */
@@ -22,7 +28,7 @@ export interface GroupSpec {
   tarDigest?: string | undefined;
 }
 
-export interface GroupResult {
+export interface UnpackResult {
   files: number;
   bytes: number;
 }
@@ -43,7 +49,7 @@ const GUNZIP_CHUNK_BYTES = 256 * 1024;
  */
 export class GroupUnpack {
   /** Settles once every entry is written and the tar digest checked, or with the first error. */
-  readonly result: Promise<GroupResult>;
+  readonly result: Promise<UnpackResult>;
   private readonly gunzip: Gunzip = createGunzip({ chunkSize: GUNZIP_CHUNK_BYTES });
   private readonly knownFolders = new Set<string>();
   private stopped = false;
@@ -54,18 +60,12 @@ export class GroupUnpack {
     const counting = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
         tarBytes += chunk.byteLength;
-        if (tarBytes > spec.maxTarBytes)
-          return callback(
-            new SplinterError(
-              'LAYER_TOO_LARGE',
-              `layer ${spec.digest} expands beyond the uncompressed bytes its manifest declares`,
-            ),
-          );
+        if (tarBytes > spec.maxTarBytes) return callback(layerTooLarge(spec.digest, 'uncompressed bytes'));
         tarHash.update(chunk);
         callback(null, chunk);
       },
     });
-    const totals: GroupResult = { files: 0, bytes: 0 };
+    const totals: UnpackResult = { files: 0, bytes: 0 };
     const extract = tarExtract();
     extract.on('entry', (header, stream, next) =>
       this.onEntry(header, stream as unknown as Readable, totals, next),
@@ -106,7 +106,7 @@ export class GroupUnpack {
   private onEntry(
     header: Header,
     stream: Readable,
-    totals: GroupResult,
+    totals: UnpackResult,
     next: (error?: Error) => void,
   ): void {
     let fd: number | undefined;

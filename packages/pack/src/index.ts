@@ -1,8 +1,9 @@
 export { PackAnnotation } from './annotations.js';
+export type { UnpackResult } from './group-unpack.js';
 export { safeRelativePath } from './paths.js';
 export type { LayerPlan, OpenedLayer, PackOptions } from './plan.js';
 export { planLayers } from './plan.js';
-export type { FinalizeOptions, UnpackLimits, UnpackResult } from './unpack.js';
+export type { FinalizeOptions, UnpackLimits } from './unpack.js';
 export {
   finalizeTree,
   isFileLayer,

@@ -70,6 +70,14 @@ export function assertNoLinkOnPath(staging: string, relative: string): void {
   }
 }
 
+/** A layer that holds more than its manifest says (`what`: bytes, or a group's uncompressed bytes). */
+export function layerTooLarge(digest: string, what: string): SplinterError {
+  return new SplinterError(
+    'LAYER_TOO_LARGE',
+    `layer ${digest} expands beyond the ${what} its manifest declares`,
+  );
+}
+
 /** The error for a second write to one path (the exclusive create found something there). */
 export function refuseSecondWrite(error: NodeJS.ErrnoException, path: string): never {
   if (error.code === 'EEXIST') throw new SplinterError('UNSAFE_PATH', `${path}: written twice`);

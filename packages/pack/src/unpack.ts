@@ -7,7 +7,8 @@ import { SplinterError } from '@splinter/errors';
 import { Annotation, type Descriptor, IO_BUFFER_BYTES, MediaType } from '@splinter/oci';
 import { PackAnnotation } from './annotations.js';
 import { startGroupJob } from './group-pool.js';
-import { prepareParent, refuseSecondWrite, safeRelativePath } from './paths.js';
+import type { UnpackResult } from './group-unpack.js';
+import { layerTooLarge, prepareParent, refuseSecondWrite, safeRelativePath } from './paths.js';
 
 export interface UnpackLimits {
   /** Without a declared size, a group may expand to at most this many times its compressed size. */
@@ -18,11 +19,6 @@ export interface UnpackLimits {
    * into a symlink: symlink() refuses an existing path). Groups keep their own, on their worker thread.
    */
   knownFolders?: Set<string>;
-}
-
-export interface UnpackResult {
-  files: number;
-  bytes: number;
 }
 
 const DEFAULT_EXPANSION_RATIO = 1024;
@@ -53,15 +49,8 @@ export async function unpackLayer(
   }
   const safeTitle = safeRelativePath(title, 'layer title');
   if (isGroupLayer(desc)) return unpackGroup(desc, safeTitle, content, staging, limits);
-  const bytes = await writeNewFile(
-    prepareParent(staging, safeTitle, limits.knownFolders ?? new Set()),
-    content,
-    fileLayerMode(desc),
-    safeTitle,
-    desc.size,
-    () => tooLarge(desc, 'bytes'),
-  );
-  return { files: 1, bytes };
+  const target = prepareParent(staging, safeTitle, limits.knownFolders ?? new Set());
+  return { files: 1, bytes: await writeNewFile(desc, content, target, safeTitle) };
 }
 
 /** A layer whose bytes are one file of the tree (ORAS's file convention), not a tar+gzip group. */
@@ -162,16 +151,14 @@ async function unpackGroup(
 }
 
 /**
- * Streams into a file that must not exist yet (two layers for one path are refused), counting bytes
- * and refusing more than `limit`.
+ * Streams a file layer into `target`, which must not exist yet (two layers for one path are refused),
+ * refusing more bytes than the descriptor declares.
  */
 async function writeNewFile(
-  target: string,
+  desc: Descriptor,
   content: Readable,
-  mode: number,
+  target: string,
   path: string,
-  limit: number,
-  overLimit: () => Error,
 ): Promise<number> {
   let written = 0;
   await pipeline(
@@ -179,20 +166,13 @@ async function writeNewFile(
     new Transform({
       transform(chunk: Buffer, _encoding, callback) {
         written += chunk.byteLength;
-        if (written > limit) return callback(overLimit());
+        if (written > desc.size) return callback(layerTooLarge(desc.digest, 'bytes'));
         callback(null, chunk);
       },
     }),
-    createWriteStream(target, { flags: 'wx', mode, highWaterMark: IO_BUFFER_BYTES }),
+    createWriteStream(target, { flags: 'wx', mode: fileLayerMode(desc), highWaterMark: IO_BUFFER_BYTES }),
   ).catch((error: NodeJS.ErrnoException) => refuseSecondWrite(error, path));
   return written;
-}
-
-function tooLarge(desc: Descriptor, what: string): SplinterError {
-  return new SplinterError(
-    'LAYER_TOO_LARGE',
-    `layer ${desc.digest} expands beyond the ${what} its manifest declares`,
-  );
 }
 
 export interface FinalizeOptions {
