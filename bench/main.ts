@@ -6,7 +6,6 @@ const BENCHES: Record<string, () => Promise<{ default: (args: string[]) => Promi
   push: () => import('./push.js'),
   pull: () => import('./pull.js'),
   chain: () => import('./chain.js'),
-  seal: () => import('./seal.js'),
   api: () => import('./api.js'),
   sign: () => import('./sign.js'),
 };

@@ -79,7 +79,7 @@ export async function syncMods(splinter: Splinter, options: ModSyncOptions): Pro
         trust: options.trust,
         concurrency: options.concurrency,
       });
-      result.installed.push({ name, digest: pulled.digest, downloaded: pulled.blobs.downloaded });
+      result.installed.push({ name, digest: pulled.digest, downloaded: pulled.download.bytes });
     }
     now[name] = pin.digest;
     // Recorded as each mod lands, so an interrupted round never forgets a folder it created.

@@ -23,6 +23,8 @@ export interface SyncOptions {
   /** Where the launcher remembers what it installed (one small JSON file per realm). */
   stateDir: string;
   concurrency?: number | undefined;
+  /** Install only untagged files and those of this locale; changing it later fetches only what is missing. */
+  locale?: string | undefined;
 }
 
 interface InstalledState {
@@ -30,6 +32,7 @@ interface InstalledState {
   patchId: string;
   version: string;
   digest: string;
+  locale?: string | undefined;
 }
 
 export interface SyncResult {
@@ -37,10 +40,10 @@ export interface SyncResult {
   /** What the realm's head is now, and what happened to the folder. */
   head: { id: string; version: string; digest: string } | null;
   action: 'installed' | 'up-to-date' | 'no-head';
-  /** Blobs the install downloaded versus found in the cache (0 downloads after a preload or for a rollback). */
-  blobs?: { downloaded: number; cached: number; bytes: number };
+  /** What the install downloaded (nothing after a preload was staged, or for a rollback). */
+  download?: DownloadStats;
   /** Preloaded patches whose (encrypted) content is now in the cache. */
-  staged: Array<{ id: string; version: string; digest: string; blobs: DownloadStats }>;
+  staged: Array<{ id: string; version: string; digest: string; download: DownloadStats }>;
 }
 
 /**
@@ -59,8 +62,9 @@ export async function syncRealm(splinter: Splinter, options: SyncOptions): Promi
       reference: patch.reference,
       trust: options.trust,
       concurrency: options.concurrency,
+      locale: options.locale,
     });
-    staged.push({ ...summary(patch), blobs: fetched.blobs });
+    staged.push({ ...summary(patch), download: fetched.download });
   }
   if (!view.head) return { realm: options.realm, head: null, action: 'no-head', staged };
 
@@ -68,21 +72,44 @@ export async function syncRealm(splinter: Splinter, options: SyncOptions): Promi
   const output = resolve(options.output);
   const stateFile = join(options.stateDir, `${options.realm}.json`);
   const installed = await readRecord<InstalledState>(stateFile);
-  if (installed?.digest === head.digest && installed.output === output && (await isFolder(output))) {
+  if (
+    installed?.digest === head.digest &&
+    installed.output === output &&
+    installed.locale === options.locale &&
+    (await isFolder(output))
+  ) {
     return { realm: options.realm, head: summary(head), action: 'up-to-date', staged };
   }
-  const patchKey = head.keyId ? (await requestUnlock({ ...credentials, patchId: head.id })).key : undefined;
+  // Records reused from earlier preloads stay sealed with their keys: every sealed patch of the chain is
+  // unlocked (all are releasable once the head includes them).
+  const keys: Uint8Array[] = [];
+  for (const patch of view.chain) {
+    if (patch.keyId) keys.push((await requestUnlock({ ...credentials, patchId: patch.id })).key);
+  }
   const pulled = await splinter.pull({
     kind: 'patch',
     reference: head.reference,
     output,
     replace: true,
     trust: options.trust,
-    patchKey,
+    keys,
+    locale: options.locale,
     concurrency: options.concurrency,
   });
-  await writeRecord(stateFile, { output, patchId: head.id, version: head.version, digest: pulled.digest });
-  return { realm: options.realm, head: summary(head), action: 'installed', blobs: pulled.blobs, staged };
+  await writeRecord(stateFile, {
+    output,
+    patchId: head.id,
+    version: head.version,
+    digest: pulled.digest,
+    locale: options.locale,
+  } satisfies InstalledState);
+  return {
+    realm: options.realm,
+    head: summary(head),
+    action: 'installed',
+    download: pulled.download,
+    staged,
+  };
 }
 
 function summary(patch: RealmPatch): { id: string; version: string; digest: string } {

@@ -1,4 +1,5 @@
 export type { HeadChange, ModPin, PatchRow, PatchStatus, ReleaseRow, TokenRow } from '@splinter/chain';
+export type { TagRule } from '@splinter/pack';
 export type { Signer, TrustedKey } from '@splinter/sign';
 export { createLauncherToken, listLauncherTokens, revokeLauncherToken, rotateKekFromFile } from './admin.js';
 export type { ArtifactKind } from './artifact.js';

@@ -1,27 +1,19 @@
 import { join } from 'node:path';
 import type { AccessStore, HeadChange, ModPin, PatchRow, ReleaseRow } from '@splinter/chain';
 import { SplinterError } from '@splinter/errors';
-import {
-  type CopyOptions,
-  type CopyStats,
-  copyGraph,
-  type Descriptor,
-  type ImageManifest,
-  MAX_MANIFEST_BYTES,
-  parseManifest,
-  readAllLimited,
-  type Target,
-} from '@splinter/oci';
+import type { CopyOptions, CopyStats, Descriptor, ImageManifest, Target } from '@splinter/oci';
+import type { BaseVersion } from '@splinter/pack';
+import { keyIdOf, unwrapKey } from '@splinter/seal';
 import { requireTrustedSignature, type Signer, type TrustedKey } from '@splinter/sign';
 import { ArtifactAnnotation, ArtifactType } from './artifact.js';
 import { BlobLocations } from './blob-locations.js';
 import { type ChainDatabase, openChainDatabase } from './database.js';
+import { ClientState, fetchManifest, installVersion, openVersion, prefetchVersion } from './install.js';
 import { destinationFor, formatLocation, type Location, parseLocation } from './locations.js';
 import { validateName, validateVersion } from './names.js';
-import { type PreloadKey, preparePreload } from './preload.js';
+import { type PreloadKey, preparePreload, resolveKek } from './preload.js';
 import type { ProgressSink } from './progress.js';
-import { unpackArtifact } from './pull.js';
-import { pushFolder } from './push.js';
+import { publishFolder } from './publish.js';
 import type { Settings } from './settings.js';
 import { signManifest } from './signing.js';
 import { Stores } from './stores.js';
@@ -119,18 +111,34 @@ export class Splinter {
     }
 
     const target = await this.stores.target(destination);
-    const { manifest, stats } = await this.transfer(`push ${leaf}`, destination, 'destination', (copy) =>
-      pushFolder({
-        kind: input.kind,
-        dir: input.dir,
-        tmpRoot: join(this.settings.home, 'tmp'),
-        annotations,
-        createdAt: this.settings.sourceDateEpoch,
-        patchKey: preload?.key,
-        concurrency,
-        destination: target,
-        copy,
-      }),
+    // Chunks are reused from the parent, else the head, else the realm's newest patch (a draft, say).
+    const baseRow =
+      parent ?? (chain && input.parent === undefined ? await this.dedupBase(chain, leaf) : null);
+    const base = await this.baseVersion(
+      target,
+      baseRow?.reference ?? input.base,
+      baseRow?.chain ?? [],
+      concurrency,
+    );
+    const { manifest, stats, chunks } = await this.transfer(
+      `push ${leaf}`,
+      destination,
+      'destination',
+      (copy) =>
+        publishFolder({
+          kind: input.kind,
+          dir: input.dir,
+          tmpRoot: join(this.settings.home, 'tmp'),
+          annotations,
+          createdAt: this.settings.sourceDateEpoch,
+          patchKey: preload?.key,
+          base,
+          tagRules: input.tagRules,
+          portable: input.allowUnportable !== true,
+          concurrency,
+          destination: target,
+          copy,
+        }),
     );
     const manifestDescriptor = manifest.descriptor;
     await this.recordBlobLocations(destination, manifest.manifest);
@@ -149,6 +157,7 @@ export class Splinter {
       digest: manifestDescriptor.digest,
       reference: formatLocation(destination),
       blobs: transferStats(stats),
+      chunks,
       signatures,
     };
     if (chain) {
@@ -180,76 +189,84 @@ export class Splinter {
     const verifiedBy = await this.requireTrust(target, location, descriptor, input.trust);
     const manifest = await fetchManifest(target, descriptor);
     assertArtifactKind(manifest, input.kind, input.reference);
-
-    // Content goes through the embedded store, which doubles as the client's cache: a rollback to a
-    // version pulled before downloads nothing.
-    const cache = await this.stores.embeddedLayout();
-    const remote = location.kind === 'embedded' ? undefined : target;
-    const progress = this.options.progress;
-    progress?.begin(
-      `pull ${location.repository}`,
-      manifest.layers.reduce((sum, l) => sum + l.size, 0),
-    );
-    const unpacked = await unpackArtifact({
-      manifest,
-      content: cache,
-      remote,
-      onBytes: progress ? (n) => progress.advance(n) : undefined,
-      output: input.output,
-      replace: input.replace === true,
-      patchKey: input.patchKey,
-      concurrency,
-    });
-    progress?.end();
-    if (remote && !(await cache.exists(descriptor))) {
-      await cache.push(descriptor, await remote.fetch(descriptor));
+    const counter = this.byteCounter(`pull ${location.repository}`);
+    try {
+      const installed = await installVersion({
+        manifest,
+        manifestDigest: descriptor.digest,
+        remote: target,
+        state: await this.clientState(),
+        keys: keyRing(input.keys ?? []),
+        concurrency,
+        onBytes: counter.add,
+        output: input.output,
+        replace: input.replace === true,
+        selection: { locale: input.locale, platform: input.platform },
+      });
+      await this.recordBlobLocations(location, manifest);
+      return {
+        kind: input.kind,
+        digest: descriptor.digest,
+        reference: formatLocation({ ...location, digest: descriptor.digest }),
+        output: input.output,
+        files: installed.files,
+        bytes: installed.bytes,
+        kept: installed.kept,
+        download: {
+          requests: installed.fetch.requests,
+          bytes: counter.total(),
+          wholePacks: installed.fetch.wholePacks,
+        },
+        verifiedBy,
+        verificationSkipped: !('keys' in input.trust),
+      };
+    } finally {
+      counter.end();
     }
-    await this.recordBlobLocations(location, manifest);
-    const blobs = { downloaded: unpacked.fetched, cached: unpacked.cached, bytes: unpacked.fetchedBytes };
-    return {
-      kind: input.kind,
-      digest: descriptor.digest,
-      reference: formatLocation({ ...location, digest: descriptor.digest }),
-      output: input.output,
-      files: unpacked.files,
-      bytes: unpacked.bytes,
-      blobs,
-      verifiedBy,
-      verificationSkipped: !('keys' in input.trust),
-    };
   }
 
   /**
-   * Downloads an artifact's blobs into the local cache without unpacking anything (launchers stage
-   * preloads early this way): the same signature check as a pull comes first, and a later pull or
-   * rollback to it downloads nothing. Sealed layers are cached as ciphertext; no key is needed.
+   * Downloads what installing an artifact will need into the local cache without installing it
+   * (launchers stage preloads early this way): the same signature check as a pull comes first, and a
+   * later pull or rollback to it downloads nothing (or, for a preload whose key is not released yet,
+   * only records of packs the cache already held in part).
    */
   async prefetch(input: {
     kind: PullInput['kind'];
     reference: string;
     trust: PullInput['trust'];
+    keys?: Uint8Array[] | undefined;
+    locale?: string | undefined;
+    platform?: string | undefined;
     concurrency?: number | undefined;
   }): Promise<FetchResult> {
     const { location, target, descriptor } = await this.locate(input.reference);
     const verifiedBy = await this.requireTrust(target, location, descriptor, input.trust);
     const manifest = await fetchManifest(target, descriptor);
     assertArtifactKind(manifest, input.kind, input.reference);
-    const cache = await this.stores.embeddedLayout();
-    const stats = await this.transfer(`fetch ${location.repository}`, location, 'source', (copy) =>
-      copyGraph(target, cache, descriptor, {
-        ...copy,
+    const counter = this.byteCounter(`fetch ${location.repository}`);
+    try {
+      const stats = await prefetchVersion({
+        manifest,
+        remote: target,
+        state: await this.clientState(),
+        keys: keyRing(input.keys ?? []),
         concurrency: input.concurrency ?? this.options.concurrency ?? DEFAULT_CONCURRENCY,
-      }),
-    );
-    await this.recordBlobLocations(location, manifest);
-    return {
-      kind: input.kind,
-      digest: descriptor.digest,
-      reference: formatLocation({ ...location, digest: descriptor.digest }),
-      blobs: { downloaded: stats.copied, cached: stats.skipped, bytes: stats.bytes },
-      verifiedBy,
-      verificationSkipped: !('keys' in input.trust),
-    };
+        onBytes: counter.add,
+        selection: { locale: input.locale, platform: input.platform },
+      });
+      await this.recordBlobLocations(location, manifest);
+      return {
+        kind: input.kind,
+        digest: descriptor.digest,
+        reference: formatLocation({ ...location, digest: descriptor.digest }),
+        download: { requests: stats.requests, bytes: counter.total(), wholePacks: stats.wholePacks },
+        verifiedBy,
+        verificationSkipped: !('keys' in input.trust),
+      };
+    } finally {
+      counter.end();
+    }
   }
 
   /** Signs an artifact that is already stored (`splinter sign`). */
@@ -364,6 +381,102 @@ export class Splinter {
     if (this.database) await (await this.database).client.close();
   }
 
+  private state: Promise<ClientState> | undefined;
+
+  /** The realm's head, else its newest patch that is not revoked; null for a new realm. */
+  private async dedupBase(
+    chain: Awaited<ReturnType<Splinter['chain']>>,
+    realm: string,
+  ): Promise<PatchRow | null> {
+    try {
+      const { head } = await chain.showRealm(realm);
+      if (head) return head;
+      const patches = (await chain.listPatches(realm)).filter((p) => p.status !== 'revoked');
+      return patches.reduce<PatchRow | null>(
+        (newest, p) => (!newest || BigInt(p.id) > BigInt(newest.id) ? p : newest),
+        null,
+      );
+    } catch (error) {
+      if ((error as { code?: string }).code === 'REALM_UNKNOWN') return null;
+      throw error;
+    }
+  }
+
+  /** The client's cache (packs, indexes, install records), after removing what killed runs left. */
+  private clientState(): Promise<ClientState> {
+    this.state ??= (async () => {
+      const state = new ClientState(this.settings.home, await this.stores.embeddedLayout());
+      await state.packs.sweep();
+      return state;
+    })();
+    return this.state;
+  }
+
+  /**
+   * The version a push builds on (the parent patch, or a mod's --base), read from the same repository:
+   * its chunks are reused without asking the registry. A base in another repository, or a preload whose
+   * keys this publisher cannot unwrap, is skipped with a warning: the push then uploads everything.
+   */
+  private async baseVersion(
+    target: Target,
+    reference: string | undefined,
+    chainIds: string[],
+    concurrency: number,
+  ): Promise<BaseVersion | undefined> {
+    if (reference === undefined) return undefined;
+    const { target: baseTarget, descriptor } = await this.locate(reference);
+    if (baseTarget.location !== target.location) {
+      this.options.warn?.(`the base ${reference} is in another repository: its chunks are uploaded again`);
+      return undefined;
+    }
+    const manifest = await fetchManifest(baseTarget, descriptor);
+    try {
+      return await openVersion({
+        manifest,
+        remote: baseTarget,
+        state: await this.clientState(),
+        keys: await this.publisherKeys(chainIds),
+        concurrency,
+      });
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'KEY_REQUIRED') throw error;
+      this.options.warn?.(
+        `the base ${reference} is sealed and its key cannot be unwrapped here: nothing is reused`,
+      );
+      return undefined;
+    }
+  }
+
+  /** The patch keys of a chain, unwrapped with the KEK when this process has it. */
+  private async publisherKeys(chainIds: string[]): Promise<Map<string, Uint8Array>> {
+    const keys = new Map<string, Uint8Array>();
+    if (chainIds.length === 0) return keys;
+    const kek = await resolveKek(this.settings, 'reading a sealed base').catch(() => undefined);
+    if (!kek) return keys;
+    const access = await this.access();
+    for (const id of chainIds) {
+      const state = await access.unlockState(id);
+      if (state?.key?.wrappedKey)
+        keys.set(state.key.keyId, unwrapKey(kek, state.key.wrappedKey, state.key.keyId));
+    }
+    return keys;
+  }
+
+  /** Counts downloaded bytes and draws them on the progress bar. */
+  private byteCounter(label: string): { add: (bytes: number) => void; total: () => number; end: () => void } {
+    const progress = this.options.progress;
+    progress?.begin(label, 0);
+    let total = 0;
+    return {
+      add: (bytes) => {
+        total += bytes;
+        progress?.advance(bytes);
+      },
+      total: () => total,
+      end: () => progress?.end(),
+    };
+  }
+
   /** A reference's location, the target that holds it, and the manifest descriptor it resolves to. */
   private async locate(
     reference: string,
@@ -442,18 +555,6 @@ function transferStats(stats: CopyStats): TransferStats {
   return { uploaded: stats.copied, skipped: stats.skipped, mounted: stats.mounted, bytes: stats.bytes };
 }
 
-async function fetchManifest(target: Target, descriptor: Descriptor): Promise<ImageManifest> {
-  const bytes = await readAllLimited(await target.fetch(descriptor), MAX_MANIFEST_BYTES);
-  const manifest = parseManifest(bytes, descriptor.mediaType);
-  if (!('layers' in manifest)) {
-    throw new SplinterError(
-      'UNSUPPORTED_MEDIA_TYPE',
-      `${descriptor.digest} is an index, not an artifact manifest`,
-    );
-  }
-  return manifest;
-}
-
 function assertArtifactKind(manifest: ImageManifest, kind: PullInput['kind'], reference: string): void {
   const expected = kind === 'patch' ? ArtifactType.Patch : ArtifactType.Mod;
   if (manifest.artifactType !== expected) {
@@ -467,4 +568,9 @@ function assertArtifactKind(manifest: ImageManifest, kind: PullInput['kind'], re
 function required(value: string | undefined, flag: string): string {
   if (value === undefined) throw new SplinterError('INVALID_ARGUMENT', `${flag} is required`);
   return value;
+}
+
+/** Patch keys by their ids. */
+function keyRing(keys: Uint8Array[]): Map<string, Uint8Array> {
+  return new Map(keys.map((key) => [keyIdOf(key), key]));
 }

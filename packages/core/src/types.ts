@@ -1,3 +1,4 @@
+import type { PublishStats, TagRule } from '@splinter/pack';
 import type { Signer, TrustedKey } from '@splinter/sign';
 import type { ArtifactKind } from './artifact.js';
 
@@ -34,6 +35,12 @@ export interface PushInput {
   signer?: Signer | undefined;
   /** Default `both`. */
   signatureFormat?: SignatureFormat | undefined;
+  /** Mods: an earlier version in the same repository whose chunks are reused (patches use the parent). */
+  base?: string | undefined;
+  /** Tags for files matching globs (`locale:deDE`); see docs/format.md. */
+  tagRules?: TagRule[] | undefined;
+  /** Accept paths that cannot exist on every player's OS (the root records it). */
+  allowUnportable?: boolean | undefined;
 }
 
 export interface TransferStats {
@@ -53,6 +60,8 @@ export interface PushResult {
   parent?: string | null;
   keyId?: string;
   blobs: TransferStats;
+  /** What chunking found: files, chunks, and how many were new. */
+  chunks: PublishStats;
   signatures: SignatureRecord[];
 }
 
@@ -64,15 +73,18 @@ export interface PullInput {
   concurrency?: number | undefined;
   /** Checked before any content blob is downloaded. */
   trust: PullTrust;
-  /** Patches pushed with --preload: the 32-byte key released by unlock. */
-  patchKey?: Uint8Array | undefined;
+  /** Preloaded patches: the 32-byte keys released by unlock (the head's and its ancestors'). */
+  keys?: Uint8Array[] | undefined;
+  /** Install files tagged with this locale (and untagged ones) only. */
+  locale?: string | undefined;
+  platform?: string | undefined;
 }
 
-/** Blobs downloaded (and kept in the cache) versus found in the cache already, and bytes downloaded. */
+/** What a transfer downloaded: HTTP requests for pack bytes, bytes, and packs read whole (no Range). */
 export interface DownloadStats {
-  downloaded: number;
-  cached: number;
+  requests: number;
   bytes: number;
+  wholePacks: number;
 }
 
 /** What `prefetch` (`splinter patch fetch`, the launcher's preload staging) did. */
@@ -80,7 +92,7 @@ export interface FetchResult {
   kind: ArtifactKind;
   digest: string;
   reference: string;
-  blobs: DownloadStats;
+  download: DownloadStats;
   /** Signatures that verified; empty only when verification was skipped. */
   verifiedBy: VerifiedSignature[];
   verificationSkipped: boolean;
@@ -91,6 +103,8 @@ export interface PullResult extends FetchResult {
   output: string;
   files: number;
   bytes: number;
+  /** Files linked unchanged from the tree that was replaced. */
+  kept: number;
 }
 
 export interface VerifiedSignature {

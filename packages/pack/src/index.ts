@@ -1,15 +1,28 @@
-export { PackAnnotation } from './annotations.js';
-export type { UnpackResult } from './group-unpack.js';
-export { safeRelativePath } from './paths.js';
-export type { LayerPlan, OpenedLayer, PackOptions } from './plan.js';
-export { planLayers } from './plan.js';
-export type { FinalizeOptions, UnpackLimits } from './unpack.js';
+export type { FetchStats, RecordSourceOptions } from './fetch-records.js';
+export { fetchRecords, MERGE_GAP_BYTES, mergeSpans, packDescriptor } from './fetch-records.js';
+export type { FinalizeOptions } from './finalize.js';
+export { finalizeTree, recoverOutput } from './finalize.js';
+export type { ChunkerSettings, ChunkRef, IndexRoot, PackEntry } from './format.js';
 export {
-  finalizeTree,
-  isFileLayer,
-  placeFileLayer,
-  unpackLayer,
-  writeFileLayer,
-} from './unpack.js';
+  ChunkedMediaType,
+  decodeRoot,
+  Encoding,
+  encodeRoot,
+  FORMAT_NAME,
+  FormatAnnotation,
+} from './format.js';
+export type { IndexEntry } from './index-codec.js';
+export { decodeIndex, encodeIndex } from './index-codec.js';
+export type { KeyRing, ReadIndexOptions } from './index-reader.js';
+export { IndexStore, openRoot, readIndex, rootAssociatedData } from './index-reader.js';
+export type { InstalledTree, InstallOptions, InstallResult, Selection } from './install.js';
+export { checkTree, installTree, selectEntries } from './install.js';
+export { PackCache } from './pack-cache.js';
+export type { ClosedPack } from './packer.js';
+export { TARGET_PACK_BYTES } from './packer.js';
+export { safeRelativePath } from './paths.js';
+export type { BaseVersion, Published, PublishOptions, PublishStats, TagRule } from './publish.js';
+export { publishTree } from './publish.js';
+export { decodeRecord, encodeRecord, recordAssociatedData } from './records.js';
 export type { TreeEntry } from './walk.js';
 export { walkTree } from './walk.js';

@@ -28,9 +28,8 @@ export function safeRelativePath(path: string, what: string): string {
  * returns the full path. `knownFolders` holds folders this thread already checked: nothing can later
  * turn one into a symlink (symlink() refuses an existing path), so each is checked once.
  *
- * Synchronous on purpose: it runs on the group worker, where a thread-pool hand-off per lstat would
- * cost more than the call, and for file layers on the main thread, where the folders are nearly always
- * known already.
+ * Synchronous on purpose: the folders are nearly always known already, and a thread-pool hand-off per
+ * lstat would cost more than the call.
  */
 export function prepareParent(staging: string, relative: string, knownFolders: Set<string>): string {
   const parts = relative.split('/');
@@ -40,7 +39,7 @@ export function prepareParent(staging: string, relative: string, knownFolders: S
     if (knownFolders.has(current)) continue;
     let info = lstatSync(current, { throwIfNoEntry: false });
     if (!info) {
-      // Layers unpack in parallel, on two threads: another may create the same folder at this moment.
+      // Files are written in parallel: another may create the same folder at this moment.
       try {
         mkdirSync(current, { mode: 0o755 });
       } catch (error) {
@@ -68,18 +67,4 @@ export function assertNoLinkOnPath(staging: string, relative: string): void {
     if (lstatSync(current).isSymbolicLink())
       throw new SplinterError('UNSAFE_LINK', `${relative}: path goes through a symlink`);
   }
-}
-
-/** A layer that holds more than its manifest says (`what`: bytes, or a group's uncompressed bytes). */
-export function layerTooLarge(digest: string, what: string): SplinterError {
-  return new SplinterError(
-    'LAYER_TOO_LARGE',
-    `layer ${digest} expands beyond the ${what} its manifest declares`,
-  );
-}
-
-/** The error for a second write to one path (the exclusive create found something there). */
-export function refuseSecondWrite(error: NodeJS.ErrnoException, path: string): never {
-  if (error.code === 'EEXIST') throw new SplinterError('UNSAFE_PATH', `${path}: written twice`);
-  throw error;
 }

@@ -1,22 +1,17 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { Transform, type TransformCallback } from 'node:stream';
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { SplinterError } from '@splinter/errors';
-import { createOpenGcm, createSealGcm, type OpenGcm, type SealBackend } from './gcm.js';
 
 /**
- * The preload blob format: `12-byte random nonce | AES-256-GCM ciphertext | 16-byte tag`, no
- * associated data, one random 32-byte key per patch and a fresh nonce per blob — anyone holding the
- * key can open a blob with standard AES-GCM.
+ * The preload sealing format: `12-byte random nonce | AES-256-GCM ciphertext | 16-byte tag`, one
+ * random 32-byte key per patch and a fresh nonce per sealed object. Every object is sealed with
+ * associated data naming what it is (a chunk record is bound to its chunk id, an index root to its
+ * label), so a sealed object moved into another's place fails to open. Anyone holding the key opens
+ * it with standard AES-GCM; nothing here needs native code.
  */
 export const NONCE_BYTES = 12;
 export const TAG_BYTES = 16;
 export const KEY_BYTES = 32;
 export const SEAL_OVERHEAD = NONCE_BYTES + TAG_BYTES;
-
-/** Our own media type: not ocicrypt's `+encrypted`, which other tools would try to decrypt. */
-export const SEALED_LAYER_MEDIA_TYPE = 'application/vnd.splintertree.layer.v1.sealed';
-/** Manifest and layer annotation naming the key a sealed layer needs (never the key itself). */
-export const KEY_ID_ANNOTATION = 'dev.splintertree.seal.key-id';
 
 export function sealedSize(plainSize: number): number {
   return plainSize + SEAL_OVERHEAD;
@@ -28,7 +23,7 @@ export function generatePatchKey(): Uint8Array {
 
 /**
  * A public, stable name for a key: SHA-256 over a domain-separation label and the key. It identifies
- * which key a layer needs without revealing the key (a preimage of SHA-256 over 256 random bits).
+ * which key a sealed object needs without revealing the key (a preimage of SHA-256 over 256 random bits).
  */
 export function keyIdOf(key: Uint8Array): string {
   assertKey(key);
@@ -41,105 +36,47 @@ export function assertKey(key: Uint8Array): void {
   }
 }
 
-export interface SealOptions {
-  /** For known-answer tests only: a fixed nonce. Production code must let each blob draw a random one. */
-  nonce?: Uint8Array;
-  /** For tests and benchmarks: who runs AES-GCM (default: the native addon when it is built). */
-  backend?: SealBackend;
-}
-
-export interface OpenOptions {
-  /** For tests and benchmarks: who runs AES-GCM (default: the native addon when it is built). */
-  backend?: SealBackend;
-}
-
-/** Encrypts a stream into the preload format; memory stays at one chunk. */
-export function createSealStream(key: Uint8Array, options: SealOptions = {}): Transform {
+/** Seals `plain` under `key`, bound to `associatedData`. `nonce` is for known-answer tests only. */
+export function seal(
+  key: Uint8Array,
+  plain: Uint8Array,
+  associatedData: Uint8Array,
+  nonce: Uint8Array = randomBytes(NONCE_BYTES),
+): Buffer {
   assertKey(key);
-  const nonce = options.nonce ?? randomBytes(NONCE_BYTES);
-  if (nonce.byteLength !== NONCE_BYTES)
-    throw new SplinterError('INVALID_ARGUMENT', `a nonce is ${NONCE_BYTES} bytes`);
-  const gcm = createSealGcm(key, nonce, options.backend);
-  let started = false;
-  const stream: Transform = new Transform({
-    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
-      if (!started) {
-        started = true;
-        this.push(Buffer.from(nonce));
-      }
-      gcm.update(chunk, push);
-      callback();
-    },
-    flush(callback: TransformCallback) {
-      if (!started) this.push(Buffer.from(nonce));
-      callback(null, gcm.tag());
-    },
-  });
-  const push = (output: Buffer) => stream.push(output);
-  return stream;
+  if (nonce.byteLength !== NONCE_BYTES) {
+    throw new SplinterError('INVALID_ARGUMENT', `a nonce is ${NONCE_BYTES} bytes, got ${nonce.byteLength}`);
+  }
+  const cipher = createCipheriv('aes-256-gcm', key, nonce);
+  cipher.setAAD(associatedData);
+  const out = Buffer.allocUnsafe(plain.byteLength + SEAL_OVERHEAD);
+  out.set(nonce, 0);
+  let at = NONCE_BYTES + cipher.update(plain).copy(out, NONCE_BYTES);
+  at += cipher.final().copy(out, at);
+  cipher.getAuthTag().copy(out, at);
+  return out;
 }
 
 /**
- * Decrypts the preload format. The trailing 16 bytes (the tag) are held back across chunks. GCM
- * authenticates only at the end: bytes this stream emits are UNVERIFIED until it ends without error,
- * so callers must write them to staging and let them into place only after a clean end
- * (core's pull unpacks into a staging folder and renames it only when every layer verified).
+ * Opens a sealed object: the plaintext, or DECRYPTION_FAILED when the key, the associated data or
+ * any byte is wrong (what says which object, for the message).
  */
-export function createOpenStream(key: Uint8Array, options: OpenOptions = {}): Transform {
+export function open(key: Uint8Array, sealed: Uint8Array, associatedData: Uint8Array, what: string): Buffer {
   assertKey(key);
-  let header = Buffer.alloc(0);
-  let gcm: OpenGcm | undefined;
-  let held = Buffer.alloc(0);
-  const stream: Transform = new Transform({
-    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
-      let data = chunk;
-      if (!gcm) {
-        // Only a nonce split across chunks is gathered, not the whole first chunk (an allocation and a
-        // copy per blob).
-        const start = header.byteLength > 0 ? Buffer.concat([header, data]) : data;
-        if (start.byteLength < NONCE_BYTES) {
-          header = Buffer.from(start);
-          return callback();
-        }
-        gcm = createOpenGcm(key, start.subarray(0, NONCE_BYTES), options.backend);
-        data = start.subarray(NONCE_BYTES);
-        header = Buffer.alloc(0);
-      }
-      if (data.byteLength < TAG_BYTES) {
-        // A short chunk: the tag may straddle it and `held` (at most 32 bytes to shuffle).
-        const combined = Buffer.concat([held, data]);
-        const cut = Math.max(0, combined.byteLength - TAG_BYTES);
-        gcm.update(combined.subarray(0, cut), push);
-        held = combined.subarray(cut);
-        return callback();
-      }
-      // The tag can only be the last TAG_BYTES of this chunk, so all of `held` is ciphertext.
-      const end = data.byteLength - TAG_BYTES;
-      gcm.update(held, push);
-      gcm.update(data.subarray(0, end), push);
-      held = Buffer.from(data.subarray(end));
-      callback();
-    },
-    flush(callback: TransformCallback) {
-      if (!gcm || held.byteLength < TAG_BYTES) return callback(truncated());
-      if (!gcm.verify(held)) return callback(tagMismatch());
-      callback();
-    },
-  });
-  const push = (output: Buffer) => stream.push(output);
-  return stream;
-}
-
-export function truncated(): SplinterError {
-  return new SplinterError(
-    'DECRYPTION_FAILED',
-    'sealed layer does not open with this key: truncated (shorter than nonce and tag)',
-  );
-}
-
-export function tagMismatch(): SplinterError {
-  return new SplinterError(
-    'DECRYPTION_FAILED',
-    'sealed layer does not open with this key: authentication tag mismatch (wrong key or altered bytes)',
-  );
+  if (sealed.byteLength < SEAL_OVERHEAD) {
+    throw new SplinterError('DECRYPTION_FAILED', `${what} is shorter than a sealed object's overhead`);
+  }
+  const view = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
+  const decipher = createDecipheriv('aes-256-gcm', key, view.subarray(0, NONCE_BYTES));
+  decipher.setAAD(associatedData);
+  decipher.setAuthTag(view.subarray(view.byteLength - TAG_BYTES));
+  const body = view.subarray(NONCE_BYTES, view.byteLength - TAG_BYTES);
+  try {
+    return Buffer.concat([decipher.update(body), decipher.final()]);
+  } catch {
+    throw new SplinterError(
+      'DECRYPTION_FAILED',
+      `${what} does not open with key ${keyIdOf(key)}: wrong key, or the bytes were altered or swapped`,
+    );
+  }
 }

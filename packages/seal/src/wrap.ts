@@ -1,13 +1,13 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { SplinterError } from '@splinter/errors';
-import { KEY_BYTES, NONCE_BYTES, TAG_BYTES } from './format.js';
+import { KEY_BYTES, open, SEAL_OVERHEAD, seal } from './format.js';
 
 /**
  * Patch keys at rest: `12-byte random nonce | AES-256-GCM(KEK, patch key) | 16-byte tag`, with the
  * associated data `WRAP_LABEL || key id`, so a wrapped key moved onto another patch's row does not open.
  */
 export const WRAP_LABEL = 'splinter wrapped patch key v1\0';
-export const WRAPPED_KEY_BYTES = NONCE_BYTES + KEY_BYTES + TAG_BYTES;
+export const WRAPPED_KEY_BYTES = KEY_BYTES + SEAL_OVERHEAD;
 
 /** 32 bytes written as base64 (standard or url-safe, padded or not) or as 64 hex digits; else undefined. */
 export function decodeKey32(text: string): Uint8Array | undefined {
@@ -44,11 +44,7 @@ export function wrapKey(kek: Uint8Array, key: Uint8Array, keyId: string): Uint8A
   if (key.byteLength !== KEY_BYTES) {
     throw new SplinterError('INVALID_ARGUMENT', `a patch key is ${KEY_BYTES} bytes, got ${key.byteLength}`);
   }
-  const nonce = randomBytes(NONCE_BYTES);
-  const cipher = createCipheriv('aes-256-gcm', kek, nonce);
-  cipher.setAAD(associatedData(keyId));
-  const body = Buffer.concat([cipher.update(key), cipher.final()]);
-  return new Uint8Array(Buffer.concat([nonce, body, cipher.getAuthTag()]));
+  return new Uint8Array(seal(kek, key, associatedData(keyId)));
 }
 
 /** Opens a wrapped key; a wrong KEK or an altered (or moved) row is KEK_MISMATCH. */
@@ -60,17 +56,8 @@ export function unwrapKey(kek: Uint8Array, wrapped: Uint8Array, keyId: string): 
       `wrapped key for ${keyId} is ${wrapped.byteLength} bytes, expected ${WRAPPED_KEY_BYTES}`,
     );
   }
-  const bytes = Buffer.from(wrapped);
-  const decipher = createDecipheriv('aes-256-gcm', kek, bytes.subarray(0, NONCE_BYTES));
-  decipher.setAAD(associatedData(keyId));
-  decipher.setAuthTag(bytes.subarray(NONCE_BYTES + KEY_BYTES));
   try {
-    return new Uint8Array(
-      Buffer.concat([
-        decipher.update(bytes.subarray(NONCE_BYTES, NONCE_BYTES + KEY_BYTES)),
-        decipher.final(),
-      ]),
-    );
+    return new Uint8Array(open(kek, wrapped, associatedData(keyId), `wrapped key ${keyId}`));
   } catch (error) {
     throw new SplinterError(
       'KEK_MISMATCH',

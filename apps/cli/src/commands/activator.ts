@@ -3,7 +3,6 @@ import type { ModSyncResult } from '@splinter/activator';
 import type { Command } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
 import { addTrustOptions, type TrustFlags, trustFromFlags } from '../signing-flags.js';
-import { applyDownloadV8Settings } from '../v8-settings.js';
 import { addTransferOptions, parseConcurrency } from './artifact.js';
 
 export function registerActivatorCommands(program: Command): void {
@@ -35,7 +34,6 @@ export function registerActivatorCommands(program: Command): void {
       concurrency?: string;
     },
   ) {
-    applyDownloadV8Settings();
     const concurrency = parseConcurrency(flags.concurrency);
     const trust = await trustFromFlags(flags);
     const output = globalOptions(this);

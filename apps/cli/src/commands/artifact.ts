@@ -10,7 +10,7 @@ import {
   type TrustFlags,
   trustFromFlags,
 } from '../signing-flags.js';
-import { applyDownloadV8Settings } from '../v8-settings.js';
+import { readTagRules } from '../tag-rules.js';
 
 export interface PushFlags {
   registry?: string;
@@ -18,6 +18,8 @@ export interface PushFlags {
   concurrency?: string;
   key?: string;
   signatureFormat: SignatureFormat;
+  tags?: string;
+  allowUnportable?: boolean;
 }
 
 /** --plain-http and --concurrency: how any command that moves blobs talks to the registry. */
@@ -35,12 +37,19 @@ export function addPushOptions(command: Command, registryEnv: string): Command {
     ),
   )
     .option('--key <keyfile>', 'sign the pushed manifest with this cosign private key')
+    .option('--tags <file>', 'tag files by glob, e.g. {"locale:deDE": ["**/deDE/**"]} (see docs/format.md)')
+    .option(
+      '--allow-unportable',
+      "accept paths some players' file systems cannot hold (recorded in the root)",
+    )
     .addOption(signatureFormatOption());
 }
 
 export interface FetchFlags extends TrustFlags {
   plainHttp?: boolean;
   concurrency?: string;
+  locale?: string;
+  platform?: string;
 }
 
 export interface PullFlags extends FetchFlags {
@@ -49,7 +58,9 @@ export interface PullFlags extends FetchFlags {
 }
 
 function addFetchOptions(command: Command): Command {
-  return addTrustOptions(addTransferOptions(command), true);
+  return addTrustOptions(addTransferOptions(command), true)
+    .option('--locale <locale>', 'only files tagged with this locale (and untagged ones), e.g. deDE')
+    .option('--platform <platform>', 'only files tagged with this platform (and untagged ones)');
 }
 
 export function addPullOptions(command: Command): Command {
@@ -84,12 +95,14 @@ export async function runPush(
     parent?: string;
     mods?: string[];
     preload?: boolean;
+    base?: string;
   },
 ): Promise<void> {
   const output = globalOptions(command);
   const concurrency = parseConcurrency(flags.concurrency);
   // The key is opened before anything is packed or uploaded: a wrong password costs nothing.
   const signer = flags.key === undefined ? undefined : await loadSignerFlag(flags.key);
+  const tagRules = flags.tags === undefined ? undefined : await readTagRules(flags.tags);
   const result: PushResult = await withSplinter(command, flags, (splinter) =>
     splinter.push({
       kind,
@@ -99,9 +112,14 @@ export async function runPush(
       concurrency,
       signer,
       signatureFormat: flags.signatureFormat,
+      tagRules,
+      allowUnportable: flags.allowUnportable === true,
     }),
   );
   const human = [result.digest, result.reference];
+  human.push(
+    `${result.chunks.files} files, ${result.chunks.chunks} chunks, ${result.chunks.newChunks} new (${result.chunks.newRecordBytes} bytes)`,
+  );
   if (result.id !== undefined) human.push(`id: ${result.id}`);
   for (const signature of result.signatures)
     human.push(`signed (${signature.format}): ${signature.location}`);
@@ -127,17 +145,23 @@ async function runFetch(
 ): Promise<void> {
   const { output, concurrency, trust } = await prepareDownload(command, flags);
   const result: FetchResult = await withSplinter(command, flags, (splinter) =>
-    splinter.prefetch({ kind, reference, trust, concurrency }),
+    splinter.prefetch({
+      kind,
+      reference,
+      trust,
+      concurrency,
+      locale: flags.locale,
+      platform: flags.platform,
+    }),
   );
   printResult(output, result, [
-    `${result.digest}: ${result.blobs.downloaded} blobs downloaded (${result.blobs.bytes} bytes), ${result.blobs.cached} cached`,
+    `${result.digest}: ${result.download.bytes} bytes downloaded in ${result.download.requests} requests`,
     ...verifiedLines(result),
   ]);
 }
 
-/** What pull and fetch settle before they download: V8 settings, output mode, concurrency, trust. */
+/** What pull and fetch settle before they download: output mode, concurrency, trust. */
 async function prepareDownload(command: Command, flags: FetchFlags) {
-  applyDownloadV8Settings();
   return {
     output: globalOptions(command),
     concurrency: parseConcurrency(flags.concurrency),
@@ -154,7 +178,7 @@ export async function runPull(
   kind: ArtifactKind,
   reference: string,
   flags: PullFlags,
-  patchKey?: Uint8Array,
+  keys: Uint8Array[] = [],
 ): Promise<void> {
   const { output, concurrency, trust } = await prepareDownload(command, flags);
   const result: PullResult = await withSplinter(command, flags, (splinter) =>
@@ -165,11 +189,13 @@ export async function runPull(
       replace: flags.replace === true,
       concurrency,
       trust,
-      patchKey,
+      keys,
+      locale: flags.locale,
+      platform: flags.platform,
     }),
   );
   printResult(output, result, [
-    `${result.digest} -> ${result.output} (${result.files} files, ${result.bytes} bytes)`,
+    `${result.digest} -> ${result.output} (${result.files} files, ${result.bytes} bytes; ${result.kept} unchanged; ${result.download.bytes} bytes downloaded in ${result.download.requests} requests)`,
     ...verifiedLines(result),
   ]);
 }

@@ -3,7 +3,6 @@ import type { Command } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
 import { printResult } from '../output.js';
 import { addTrustOptions, type TrustFlags, trustFromFlags } from '../signing-flags.js';
-import { applyDownloadV8Settings } from '../v8-settings.js';
 import { addTransferOptions, parseConcurrency } from './artifact.js';
 
 export function registerLauncherCommands(program: Command): void {
@@ -20,7 +19,8 @@ export function registerLauncherCommands(program: Command): void {
         .requiredOption('--api <url>', 'launcher API base URL, e.g. https://launcher.example')
         .requiredOption('--token <token>', 'launcher token of the realm (splinter token create)')
         .requiredOption('--realm <realm>', 'the realm to follow')
-        .requiredOption('--output <dir>', 'the game folder (replaced as a whole when the head changes)'),
+        .requiredOption('--output <dir>', 'the game folder (replaced as a whole when the head changes)')
+        .option('--locale <locale>', "install untagged files and this locale's only, e.g. deDE"),
     ),
     true,
   ).action(async function (
@@ -32,9 +32,9 @@ export function registerLauncherCommands(program: Command): void {
       output: string;
       plainHttp?: boolean;
       concurrency?: string;
+      locale?: string;
     },
   ) {
-    applyDownloadV8Settings();
     const concurrency = parseConcurrency(flags.concurrency);
     const trust = await trustFromFlags(flags);
     const { syncRealm } = await import('@splinter/launcher');
@@ -47,17 +47,18 @@ export function registerLauncherCommands(program: Command): void {
         trust,
         stateDir: join(settings.home, 'launcher'),
         concurrency,
+        locale: flags.locale,
       }),
     );
     const lines = result.staged.map(
       (p) =>
-        `staged ${p.version} (${p.digest}): ${p.blobs.downloaded} blobs downloaded, ${p.blobs.cached} cached`,
+        `staged ${p.version} (${p.digest}): ${p.download.bytes} bytes in ${p.download.requests} requests`,
     );
     if (result.head === null) lines.push(`realm ${result.realm} has no active patch`);
     else if (result.action === 'up-to-date') lines.push(`${flags.output} is at ${result.head.version}`);
     else
       lines.push(
-        `installed ${result.head.version} (${result.head.digest}) into ${flags.output}: ${result.blobs?.downloaded} blobs downloaded, ${result.blobs?.cached} cached`,
+        `installed ${result.head.version} (${result.head.digest}) into ${flags.output}: ${result.download?.bytes} bytes in ${result.download?.requests} requests`,
       );
     printResult(globalOptions(this), result, lines);
   });

@@ -17,10 +17,15 @@ export function registerModCommands(program: Command): void {
       .command('push <dir>')
       .description('pack DIR as a mod, push it and sign it')
       .requiredOption('--name <name>', 'mod name')
-      .requiredOption('--version <version>', 'mod version'),
+      .requiredOption('--version <version>', 'mod version')
+      .option('--base <ref>', 'an earlier version of the mod in the same repository: its chunks are reused'),
     'SPLINTERTREE_MOD_REGISTRY',
-  ).action(async function (this: Command, dir: string, flags: PushFlags & { name: string; version: string }) {
-    await runPush(this, 'mod', dir, flags, { name: flags.name, version: flags.version });
+  ).action(async function (
+    this: Command,
+    dir: string,
+    flags: PushFlags & { name: string; version: string; base?: string },
+  ) {
+    await runPush(this, 'mod', dir, flags, { name: flags.name, version: flags.version, base: flags.base });
   });
 
   addPullOptions(

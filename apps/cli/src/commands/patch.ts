@@ -11,7 +11,7 @@ import {
   runPull,
   runPush,
 } from './artifact.js';
-import { patchKeyOption, registerUnlockCommand } from './unlock.js';
+import { patchKeysOption, registerUnlockCommand } from './unlock.js';
 
 export function registerPatchCommands(program: Command): void {
   const patch = program.command('patch').description('push, pull, activate and roll back patches');
@@ -44,9 +44,14 @@ export function registerPatchCommands(program: Command): void {
     patch
       .command('pull <ref>')
       .description('verify, download and unpack a patch into a folder')
-      .option('--key-file <file>', 'the patch key (from patch unlock --output) to decrypt a preloaded patch'),
-  ).action(async function (this: Command, reference: string, flags: PullFlags & { keyFile?: string }) {
-    await runPull(this, 'patch', reference, flags, await patchKeyOption(flags.keyFile));
+      .option(
+        '--key-file <file>',
+        'a patch key (from patch unlock --output) for a preloaded patch; repeat for each sealed ancestor',
+        collect,
+        [],
+      ),
+  ).action(async function (this: Command, reference: string, flags: PullFlags & { keyFile: string[] }) {
+    await runPull(this, 'patch', reference, flags, await patchKeysOption(flags.keyFile));
   });
 
   registerFetchCommand(patch, 'patch');

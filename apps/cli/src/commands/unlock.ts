@@ -30,6 +30,6 @@ export function registerUnlockCommand(patch: Command): void {
 }
 
 /** `--key-file` of `patch pull`: read at the edge, passed down as bytes. */
-export async function patchKeyOption(file: string | undefined): Promise<Uint8Array | undefined> {
-  return file === undefined ? undefined : readPatchKeyFile(file);
+export async function patchKeysOption(files: string[]): Promise<Uint8Array[]> {
+  return Promise.all(files.map((file) => readPatchKeyFile(file)));
 }

@@ -1,0 +1,213 @@
+import { createHash } from 'node:crypto';
+import { join, resolve as resolvePath } from 'node:path';
+import { SplinterError } from '@splinter/errors';
+import {
+  type Descriptor,
+  type ImageManifest,
+  MAX_MANIFEST_BYTES,
+  type OciLayoutTarget,
+  parseManifest,
+  readAllLimited,
+  type Target,
+} from '@splinter/oci';
+import {
+  ChunkedMediaType,
+  decodeIndex,
+  type FetchStats,
+  FormatAnnotation,
+  fetchRecords,
+  type IndexEntry,
+  type IndexRoot,
+  IndexStore,
+  type InstallResult,
+  installTree,
+  type KeyRing,
+  openRoot,
+  PackCache,
+  readIndex,
+  type Selection,
+  selectEntries,
+} from '@splinter/pack';
+import { readRecord, writeRecord } from './records.js';
+
+/** The client's state under SPLINTER_HOME: pack bytes, decoded indexes, and what each folder holds. */
+export class ClientState {
+  readonly packs: PackCache;
+  readonly indexes: IndexStore;
+
+  constructor(
+    private readonly home: string,
+    readonly blobs: OciLayoutTarget,
+  ) {
+    this.packs = new PackCache(join(home, 'packs'));
+    this.indexes = new IndexStore(join(home, 'indexes'));
+  }
+
+  installRecordFile(output: string): string {
+    const name = createHash('sha256').update(resolvePath(output)).digest('hex').slice(0, 32);
+    return join(this.home, 'installs', `${name}.json`);
+  }
+}
+
+/** What an install left in a folder, so the next one rebuilds only what changed. */
+interface InstallRecord {
+  output: string;
+  manifestDigest: string;
+  indexDigest: string;
+  installedAt: number;
+  selection: Selection;
+}
+
+export interface OpenedVersion {
+  root: IndexRoot;
+  entries: IndexEntry[];
+}
+
+export interface VersionSource {
+  manifest: ImageManifest;
+  /** Where the blobs are: a registry, or the embedded store. */
+  remote: Target;
+  state: ClientState;
+  keys: KeyRing;
+  concurrency: number;
+  onBytes?: ((bytes: number) => void) | undefined;
+}
+
+/** The root layer of a chunked version, or UNSUPPORTED_MEDIA_TYPE. */
+export function rootLayer(manifest: ImageManifest): Descriptor {
+  const root = manifest.layers[0];
+  if (!root || (root.mediaType !== ChunkedMediaType.Root && root.mediaType !== ChunkedMediaType.SealedRoot)) {
+    throw new SplinterError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      `not a ${manifest.annotations?.[FormatAnnotation.Format] ?? 'splinter-chunked-v1'} artifact: its first layer is ${root?.mediaType ?? 'missing'}`,
+    );
+  }
+  return root;
+}
+
+/** The root's bytes, from the local store or the remote (then kept locally). */
+async function rootBytes(source: VersionSource): Promise<Buffer> {
+  const layer = rootLayer(source.manifest);
+  const local = source.state.blobs;
+  if (!(await local.exists(layer)))
+    await local.push(layer, await source.remote.fetch(layer), { verifiedUpstream: true });
+  return readAllLimited(await local.fetch(layer), 64 * 1024 * 1024);
+}
+
+/** Opens a version's root and index (the index records are fetched when not cached). */
+export async function openVersion(source: VersionSource): Promise<OpenedVersion> {
+  const layer = rootLayer(source.manifest);
+  const root = openRoot(
+    await rootBytes(source),
+    layer.mediaType,
+    source.manifest.annotations?.[FormatAnnotation.KeyId],
+    source.keys,
+  );
+  const entries = await readIndex(root, {
+    cache: source.state.packs,
+    remote: source.remote,
+    keys: source.keys,
+    store: source.state.indexes,
+    concurrency: source.concurrency,
+    onBytes: source.onBytes,
+  });
+  return { root, entries };
+}
+
+export interface InstallInput extends VersionSource {
+  manifestDigest: string;
+  output: string;
+  replace: boolean;
+  selection: Selection;
+}
+
+export type Installed = InstallResult;
+
+/** Installs a version into `output`, rebuilding only what differs from what the folder holds. */
+export async function installVersion(input: InstallInput): Promise<Installed> {
+  const version = await openVersion(input);
+  const recordFile = input.state.installRecordFile(input.output);
+  const record = await readRecord<InstallRecord>(recordFile);
+  const previousBytes =
+    record && record.output === resolvePath(input.output)
+      ? await input.state.indexes.get(record.indexDigest)
+      : undefined;
+  const result = await installTree({
+    root: version.root,
+    entries: version.entries,
+    keys: input.keys,
+    cache: input.state.packs,
+    remote: input.remote,
+    output: input.output,
+    replace: input.replace,
+    selection: input.selection,
+    previous:
+      previousBytes && record
+        ? { entries: decodeIndex(previousBytes), installedAt: record.installedAt }
+        : undefined,
+    concurrency: input.concurrency,
+    onBytes: input.onBytes,
+  });
+  await writeRecord(recordFile, {
+    output: resolvePath(input.output),
+    manifestDigest: input.manifestDigest,
+    indexDigest: version.root.index.digest,
+    installedAt: Date.now(),
+    selection: input.selection,
+  } satisfies InstallRecord);
+  return result;
+}
+
+/**
+ * Downloads what installing a version will need, without installing (`patch fetch`, the launcher's
+ * preload staging). With the root readable: exactly the records of the selected files. A preload whose
+ * key is not released yet reveals nothing but its packs: every pack the cache holds nothing of is read
+ * whole (the packs this version adds); records it needs from packs already partly cached are fetched by
+ * range at install time.
+ */
+export async function prefetchVersion(source: VersionSource & { selection: Selection }): Promise<FetchStats> {
+  const layer = rootLayer(source.manifest);
+  const sealedWithoutKey =
+    layer.mediaType === ChunkedMediaType.SealedRoot &&
+    !source.keys.has(source.manifest.annotations?.[FormatAnnotation.KeyId] ?? '');
+  if (!sealedWithoutKey) {
+    const version = await openVersion(source);
+    const refs = selectEntries(version.entries, source.selection).flatMap((e) =>
+      e.type === 'file' ? e.chunks : [],
+    );
+    return fetchRecords(refs, {
+      cache: source.state.packs,
+      remote: source.remote,
+      packs: new Map(version.root.packs.map((p) => [p.number, p])),
+      concurrency: source.concurrency,
+      onBytes: source.onBytes,
+    });
+  }
+  await rootBytes(source);
+  const stats: FetchStats = { requests: 0, bytes: 0, wholePacks: 0 };
+  for (const pack of source.manifest.layers.slice(1)) {
+    if (pack.mediaType !== ChunkedMediaType.Pack) continue;
+    if (await source.state.packs.touched(pack.digest)) continue;
+    stats.requests += 1;
+    stats.wholePacks += 1;
+    const stream = await source.remote.fetch(pack);
+    stream.on('data', (chunk: Buffer) => {
+      stats.bytes += chunk.byteLength;
+      source.onBytes?.(chunk.byteLength);
+    });
+    await source.state.packs.writeWhole(pack.digest, pack.size, stream);
+  }
+  return stats;
+}
+
+export async function fetchManifest(target: Target, descriptor: Descriptor): Promise<ImageManifest> {
+  const bytes = await readAllLimited(await target.fetch(descriptor), MAX_MANIFEST_BYTES);
+  const manifest = parseManifest(bytes, descriptor.mediaType);
+  if (!('layers' in manifest)) {
+    throw new SplinterError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      `${descriptor.digest} is an index, not an artifact manifest`,
+    );
+  }
+  return manifest;
+}

@@ -1,0 +1,117 @@
+import { lstat, mkdir, open, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { SplinterError } from '@splinter/errors';
+import { processAlive } from './processes.js';
+
+export interface FinalizeOptions {
+  /** Replace a non-empty `output` (the old tree is removed once the new one is in place). */
+  replace?: boolean;
+}
+
+const ASIDE_MARK = '.splinter-old-';
+const STAGING_MARK = '.splinter-staging-';
+
+/**
+ * Moves a complete staging tree to `output`. An empty or missing `output` is taken over; a non-empty
+ * one only with `replace`: it is renamed aside, the new tree renamed in, and the old one deleted. A run
+ * killed between those two renames leaves the old tree aside; `recoverOutput` (run first by every
+ * install) puts it back, so `output` never stays without a complete tree.
+ */
+export async function finalizeTree(
+  staging: string,
+  output: string,
+  options: FinalizeOptions = {},
+): Promise<void> {
+  const existing = await lstat(output).catch(() => undefined);
+  if (!existing) {
+    await mkdir(dirname(output), { recursive: true });
+    await rename(staging, output);
+    await syncFolder(dirname(output));
+    return;
+  }
+  if (existing.isDirectory() && (await readdir(output)).length === 0) {
+    await rmdir(output);
+    await rename(staging, output);
+    await syncFolder(dirname(output));
+    return;
+  }
+  if (!options.replace) {
+    throw new SplinterError(
+      'OUTPUT_EXISTS',
+      `${output} already exists and is not empty (pass --replace to replace it)`,
+    );
+  }
+  const aside = join(dirname(output), `${basename(output)}${ASIDE_MARK}${process.pid}-${Date.now()}`);
+  await rename(output, aside);
+  try {
+    await rename(staging, output);
+  } catch (error) {
+    await rename(aside, output);
+    throw error;
+  }
+  await syncFolder(dirname(output));
+  await rm(aside, { recursive: true, force: true });
+}
+
+/**
+ * Cleans what a killed install left beside `output`: staging folders and old trees of processes that
+ * are gone. When `output` is missing, the newest old tree is renamed back first. Returns what it removed.
+ */
+export async function recoverOutput(output: string): Promise<string[]> {
+  const parent = dirname(output);
+  const names = await readdir(parent).catch(() => [] as string[]);
+  const name = basename(output);
+  const asides = names
+    .filter(
+      (n) => n.startsWith(`${name}${ASIDE_MARK}`) && !aliveOwner(n.slice(name.length + ASIDE_MARK.length)),
+    )
+    .sort();
+  const removed: string[] = [];
+  if (asides.length > 0 && !(await lstat(output).catch(() => undefined))) {
+    await rename(join(parent, asides.pop()!), output);
+    await syncFolder(parent);
+  }
+  for (const aside of asides) {
+    await rm(join(parent, aside), { recursive: true, force: true });
+    removed.push(aside);
+  }
+  for (const staging of names.filter((n) => n.startsWith(STAGING_MARK))) {
+    const owner = await readOwner(join(parent, staging));
+    if (owner !== undefined && !processAlive(owner)) {
+      await rm(join(parent, staging), { recursive: true, force: true });
+      removed.push(staging);
+    }
+  }
+  return removed;
+}
+
+/** A staging folder for `output`, named so that `recoverOutput` can tell whether its owner is alive. */
+export async function makeStaging(output: string): Promise<string> {
+  const path = join(dirname(output), `${STAGING_MARK}${process.pid}-${Math.random().toString(36).slice(2)}`);
+  await mkdir(path, { mode: 0o755 });
+  return path;
+}
+
+async function readOwner(path: string): Promise<number | undefined> {
+  const match = /^\.splinter-staging-(\d+)-/.exec(basename(path));
+  return match ? Number(match[1]) : undefined;
+}
+
+function aliveOwner(suffix: string): boolean {
+  const pid = Number(/^(\d+)-/.exec(suffix)?.[1]);
+  return Number.isInteger(pid) && processAlive(pid);
+}
+
+/** fsync a folder, so the renames and creations in it survive a power cut (a no-op where unsupported). */
+export async function syncFolder(path: string): Promise<void> {
+  const handle = await open(path, 'r').catch(() => undefined);
+  if (!handle) return;
+  try {
+    await handle.sync();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'EPERM' && code !== 'EISDIR') throw error;
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,278 @@
+import { createHash } from 'node:crypto';
+import { link, lstat, mkdir, open, rm, symlink } from 'node:fs/promises';
+import { dirname, join, posix, resolve as resolvePath } from 'node:path';
+import { SplinterError } from '@splinter/errors';
+import { runLimited } from '@splinter/oci';
+import { type FetchStats, fetchRecords, packOf, type RecordSourceOptions } from './fetch-records.js';
+import { finalizeTree, makeStaging, recoverOutput, syncFolder } from './finalize.js';
+import type { ChunkRef, IndexRoot, PackEntry } from './format.js';
+import type { IndexEntry } from './index-codec.js';
+import { type KeyRing, keyForPack } from './index-reader.js';
+import { assertNoLinkOnPath, prepareParent, safeRelativePath } from './paths.js';
+import { decodeRecord } from './records.js';
+
+/** Which tagged files a client installs: untagged files always, tagged ones when their value is chosen. */
+export interface Selection {
+  locale?: string | undefined;
+  platform?: string | undefined;
+}
+
+/** What the output folder holds now, as the last install there left it. */
+export interface InstalledTree {
+  entries: IndexEntry[];
+  /** When that install finished (ms since 1970): a file changed or created later is not trusted. */
+  installedAt: number;
+}
+
+export interface InstallOptions extends Omit<RecordSourceOptions, 'packs'> {
+  root: IndexRoot;
+  entries: IndexEntry[];
+  keys: KeyRing;
+  output: string;
+  replace: boolean;
+  selection?: Selection | undefined;
+  previous?: InstalledTree | undefined;
+}
+
+export interface InstallResult {
+  files: number;
+  bytes: number;
+  /** Files hard-linked from the tree being replaced (unchanged, not rewritten). */
+  kept: number;
+  fetch: FetchStats;
+}
+
+/** Chunks decoded ahead of the one being written, per file. */
+const DECODE_AHEAD = 4;
+
+/** The entries a selection installs. */
+export function selectEntries(entries: IndexEntry[], selection: Selection = {}): IndexEntry[] {
+  return entries.filter((entry) =>
+    entry.tags.every((tag) => {
+      const [kind, value] = splitTag(tag);
+      if (kind === 'locale') return selection.locale === undefined || selection.locale === value;
+      if (kind === 'platform') return selection.platform === undefined || selection.platform === value;
+      return true;
+    }),
+  );
+}
+
+function splitTag(tag: string): [string, string] {
+  const at = tag.indexOf(':');
+  return at < 0 ? [tag, ''] : [tag.slice(0, at), tag.slice(at + 1)];
+}
+
+/**
+ * Installs a version into `output`: the records its files need that the cache lacks are fetched, each
+ * changed file is rebuilt in a staging folder beside `output` (chunks checked against their ids, the
+ * file against its digest, then synced), unchanged files are hard-linked from the tree being replaced,
+ * symlinks are made last, and the staging folder is swapped in. A failure leaves `output` as it was.
+ */
+export async function installTree(options: InstallOptions): Promise<InstallResult> {
+  const selected = selectEntries(options.entries, options.selection);
+  checkTree(selected);
+  const output = resolvePath(options.output);
+  const packs = new Map(options.root.packs.map((p) => [p.number, p]));
+  const keyOf = keyForPack(options.root, options.keys);
+  const previous = previousFiles(options.previous);
+
+  const files = selected.filter((e): e is Extract<IndexEntry, { type: 'file' }> => e.type === 'file');
+  const rebuild: typeof files = [];
+  const keep = new Map<string, Extract<IndexEntry, { type: 'file' }>>();
+  for (const file of files) {
+    if (await isUnchanged(file, previous, output, options.previous?.installedAt)) keep.set(file.path, file);
+    else rebuild.push(file);
+  }
+  const needed = rebuild.flatMap((file) => file.chunks);
+  for (const ref of needed) keyOf(ref); // every key is present before any byte is fetched
+  const fetch = await fetchRecords(needed, { ...options, packs });
+
+  await mkdir(dirname(output), { recursive: true });
+  await recoverOutput(output);
+  const staging = await makeStaging(output);
+  const knownFolders = new Set<string>();
+  try {
+    for (const entry of selected) {
+      // The parents of `<folder>/.` are the folder and its parents.
+      if (entry.type === 'directory') prepareParent(staging, `${entry.path}/.`, knownFolders);
+    }
+    let kept = 0;
+    await runLimited(files, options.concurrency, async (file) => {
+      const target = prepareParent(staging, file.path, knownFolders);
+      if (keep.has(file.path) && (await linkFrom(join(output, file.path), target))) {
+        kept += 1;
+        return;
+      }
+      await writeFileFromChunks(file, target, async (ref) => {
+        const pack = packOf(packs, ref);
+        return decodeRecord(
+          ref,
+          await options.cache.read(pack.digest, ref.offset, ref.storedLength),
+          keyOf(ref),
+        );
+      });
+    });
+    for (const entry of selected) {
+      if (entry.type === 'symlink')
+        await symlink(entry.target, prepareParent(staging, entry.path, knownFolders));
+    }
+    await syncFolder(staging);
+    await finalizeTree(staging, output, { replace: options.replace });
+    return { files: files.length, bytes: files.reduce((sum, f) => sum + f.size, 0), kept, fetch };
+  } catch (error) {
+    await rm(staging, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+type FileEntry = Extract<IndexEntry, { type: 'file' }>;
+
+function previousFiles(previous: InstalledTree | undefined): Map<string, FileEntry> {
+  const map = new Map<string, FileEntry>();
+  for (const entry of previous?.entries ?? []) if (entry.type === 'file') map.set(entry.path, entry);
+  return map;
+}
+
+/**
+ * A file the tree being replaced holds with the same content and mode, untouched since that install
+ * (neither modified nor re-created: mtime and ctime no later than the install), is linked, not rebuilt.
+ * Anything else, a player's edit included, is rebuilt from chunks, which heals it.
+ */
+async function isUnchanged(
+  file: FileEntry,
+  previous: Map<string, FileEntry>,
+  output: string,
+  installedAt: number | undefined,
+): Promise<boolean> {
+  const before = previous.get(file.path);
+  if (!before || installedAt === undefined) return false;
+  if (!before.digest.equals(file.digest) || before.executable !== file.executable) return false;
+  try {
+    assertNoLinkOnPath(output, file.path);
+    const info = await lstat(join(output, file.path));
+    return (
+      info.isFile() && info.size === file.size && info.mtimeMs <= installedAt && info.ctimeMs <= installedAt
+    );
+  } catch {
+    return false;
+  }
+}
+
+async function linkFrom(source: string, target: string): Promise<boolean> {
+  try {
+    await link(source, target);
+    return true;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EXDEV' || code === 'EPERM' || code === 'EMLINK' || code === 'ENOTSUP') return false;
+    throw error;
+  }
+}
+
+async function writeFileFromChunks(
+  file: FileEntry,
+  target: string,
+  chunk: (ref: ChunkRef) => Promise<Buffer>,
+): Promise<void> {
+  const handle = await open(target, 'wx', file.executable ? 0o755 : 0o644).catch(
+    (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EEXIST') throw new SplinterError('UNSAFE_PATH', `${file.path}: written twice`);
+      throw error;
+    },
+  );
+  try {
+    const hash = createHash('sha256');
+    const ahead: Array<Promise<Buffer>> = [];
+    let next = 0;
+    let position = 0;
+    const refill = () => {
+      while (ahead.length < DECODE_AHEAD && next < file.chunks.length) {
+        const decoded = chunk(file.chunks[next++]!);
+        decoded.catch(() => undefined); // awaited in order below
+        ahead.push(decoded);
+      }
+    };
+    refill();
+    while (ahead.length > 0) {
+      const bytes = await ahead.shift()!;
+      refill();
+      hash.update(bytes);
+      await handle.write(bytes, 0, bytes.byteLength, position);
+      position += bytes.byteLength;
+    }
+    if (!hash.digest().equals(file.digest)) {
+      throw new SplinterError(
+        'DIGEST_MISMATCH',
+        `${file.path}: rebuilt content does not match the file digest`,
+      );
+    }
+    await handle.chmod(file.executable ? 0o755 : 0o644);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Refuses a tree that cannot be installed safely: unsafe or repeated paths, entries below a file or a
+ * symlink, and symlinks whose target, resolved through the tree's other symlinks whatever their order,
+ * leaves the tree (`q -> .` then `p -> q/..`).
+ */
+export function checkTree(entries: readonly IndexEntry[]): void {
+  const kinds = new Map<string, IndexEntry['type']>();
+  const links = new Map<string, string>();
+  for (const entry of entries) {
+    const path = safeRelativePath(entry.path, 'index path');
+    if (kinds.has(path)) throw new SplinterError('UNSAFE_PATH', `${path}: listed twice in the index`);
+    kinds.set(path, entry.type);
+    if (entry.type === 'symlink') links.set(path, entry.target);
+  }
+  for (const path of kinds.keys()) {
+    const parts = path.split('/');
+    for (let i = 1; i < parts.length; i += 1) {
+      const parent = parts.slice(0, i).join('/');
+      const kind = kinds.get(parent);
+      if (kind === 'file' || kind === 'symlink') {
+        throw new SplinterError('UNSAFE_LINK', `${path}: its parent ${parent} is a ${kind}, not a folder`);
+      }
+    }
+  }
+  for (const [path, target] of links) resolveInside(path, target, links);
+}
+
+const MAX_LINK_HOPS = 40;
+
+/** Follows a symlink through the tree's symlinks; UNSAFE_LINK if any step leaves the tree. */
+function resolveInside(path: string, target: string, links: Map<string, string>): void {
+  const outside = () =>
+    new SplinterError('UNSAFE_LINK', `${path}: symlink ${JSON.stringify(target)} resolves outside the tree`);
+  let hops = 0;
+  const walk = (base: string[], text: string): string[] => {
+    if (text.startsWith('/') || text.includes('\0') || text.includes('\\') || /^[A-Za-z]:/.test(text))
+      throw outside();
+    const stack = base.slice();
+    for (const part of text.split('/')) {
+      if (part === '' || part === '.') continue;
+      if (part === '..') {
+        if (stack.length === 0) throw outside();
+        stack.pop();
+        continue;
+      }
+      stack.push(part);
+      const linked = links.get(stack.join('/'));
+      if (linked !== undefined) {
+        if (++hops > MAX_LINK_HOPS) {
+          throw new SplinterError('UNSAFE_LINK', `${path}: symlink chain longer than ${MAX_LINK_HOPS} hops`);
+        }
+        stack.pop();
+        const resolved = walk(stack, linked);
+        stack.length = 0;
+        stack.push(...resolved);
+      }
+    }
+    return stack;
+  };
+  walk(posix.dirname(path) === '.' ? [] : posix.dirname(path).split('/'), target);
+}
+
+export type { PackEntry };

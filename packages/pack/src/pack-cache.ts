@@ -1,0 +1,187 @@
+import { createWriteStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { SplinterError } from '@splinter/errors';
+import { type Digest, digestHex } from '@splinter/oci';
+import { processAlive } from './processes.js';
+
+type Span = [start: number, end: number];
+
+/**
+ * The client's cache of pack bytes: one sparse file per pack, holding the byte ranges fetched so far,
+ * and beside it the list of ranges that are complete and synced (`<hex>.ranges`). Records are checked
+ * when they are read (chunk id, or the AES-GCM tag of a sealed pack), so a range is only ever a
+ * download not to repeat: an interrupted pull resumes from what is listed, a preload staged early is
+ * installed without a download, and a rollback reads what an earlier install fetched.
+ */
+export class PackCache {
+  private readonly spans = new Map<string, Promise<Span[]>>();
+  private readonly writes = new Map<string, Promise<void>>();
+
+  constructor(readonly dir: string) {}
+
+  /** Removes what a killed run left: temporary files of processes that are gone. */
+  async sweep(): Promise<number> {
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    let removed = 0;
+    for (const name of names) {
+      const match = /\.tmp-(\d+)-/.exec(name);
+      if (match && !processAlive(Number(match[1]))) {
+        await rm(join(this.dir, name), { force: true });
+        removed += 1;
+      }
+    }
+    return removed;
+  }
+
+  /** True if any range of the pack is cached. */
+  async touched(digest: string): Promise<boolean> {
+    return (await this.load(digest)).length > 0;
+  }
+
+  /** True if bytes [start, end) of the pack are cached. */
+  async has(digest: string, start: number, end: number): Promise<boolean> {
+    return (await this.load(digest)).some(([s, e]) => s <= start && end <= e);
+  }
+
+  /** Stored bytes [start, start + length) of a pack; they must be cached. */
+  async read(digest: string, start: number, length: number): Promise<Buffer> {
+    const file = await open(this.dataPath(digest), 'r');
+    try {
+      const bytes = Buffer.allocUnsafe(length);
+      const { bytesRead } = await file.read(bytes, 0, length, start);
+      if (bytesRead !== length) {
+        throw new SplinterError('BLOB_UNKNOWN', `cached pack ${digest} ends before byte ${start + length}`);
+      }
+      return bytes;
+    } finally {
+      await file.close();
+    }
+  }
+
+  /** Writes a fetched range (exactly end - start bytes from `source`), syncs it, then lists it. */
+  async writeRange(digest: string, start: number, end: number, source: Readable): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    const path = this.dataPath(digest);
+    const file = await open(path, 'a')
+      .then((f) => f.close())
+      .then(() => open(path, 'r+'));
+    let written = 0;
+    try {
+      for await (const chunk of source as AsyncIterable<Buffer>) {
+        if (written + chunk.byteLength > end - start) {
+          throw new SplinterError('SIZE_MISMATCH', `range ${start}-${end} of ${digest} came with more bytes`);
+        }
+        await file.write(chunk, 0, chunk.byteLength, start + written);
+        written += chunk.byteLength;
+      }
+      if (written !== end - start) {
+        throw new SplinterError(
+          'SIZE_MISMATCH',
+          `range ${start}-${end} of ${digest} came with ${written} bytes`,
+        );
+      }
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await this.addSpan(digest, [start, end]);
+  }
+
+  /** Stores a whole pack from a digest-checked stream (a registry that ignored Range). */
+  async writeWhole(digest: string, size: number, source: Readable): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    const temporary = join(
+      this.dir,
+      `${digestHex(digest as Digest)}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`,
+    );
+    try {
+      await pipeline(source, createWriteStream(temporary, { mode: 0o600 }));
+      const file = await open(temporary, 'r');
+      await file.sync();
+      await file.close();
+      await this.serialized(digest, async () => {
+        await rename(temporary, this.dataPath(digest));
+        await this.saveSpans(digest, [[0, size]]);
+      });
+    } catch (error) {
+      await rm(temporary, { force: true });
+      throw error;
+    }
+  }
+
+  private dataPath(digest: string): string {
+    return join(this.dir, digestHex(digest as Digest));
+  }
+
+  private load(digest: string): Promise<Span[]> {
+    let spans = this.spans.get(digest);
+    if (!spans) {
+      spans = readFile(`${this.dataPath(digest)}.ranges`, 'utf8').then(
+        (text) => parseSpans(text),
+        () => [],
+      );
+      this.spans.set(digest, spans);
+    }
+    return spans;
+  }
+
+  private addSpan(digest: string, span: Span): Promise<void> {
+    return this.serialized(digest, async () => {
+      // Another process may have listed ranges meanwhile: merge with what is on disk.
+      const onDisk = await readFile(`${this.dataPath(digest)}.ranges`, 'utf8').then(parseSpans, () => []);
+      await this.saveSpans(digest, merge([...onDisk, ...(await this.load(digest)), span]));
+    });
+  }
+
+  private async saveSpans(digest: string, spans: Span[]): Promise<void> {
+    const path = `${this.dataPath(digest)}.ranges`;
+    const temporary = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+    const file = await open(temporary, 'w', 0o600);
+    try {
+      await file.writeFile(JSON.stringify(spans));
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(temporary, path);
+    this.spans.set(digest, Promise.resolve(spans));
+  }
+
+  private serialized(digest: string, run: () => Promise<void>): Promise<void> {
+    const previous = this.writes.get(digest) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(run);
+    this.writes.set(digest, next);
+    return next;
+  }
+}
+
+function parseSpans(text: string): Span[] {
+  try {
+    const value: unknown = JSON.parse(text);
+    if (!Array.isArray(value)) return [];
+    return value.filter(
+      (s): s is Span =>
+        Array.isArray(s) &&
+        s.length === 2 &&
+        Number.isSafeInteger(s[0]) &&
+        Number.isSafeInteger(s[1]) &&
+        s[0] < s[1],
+    );
+  } catch {
+    return []; // a damaged list only costs a download
+  }
+}
+
+function merge(spans: Span[]): Span[] {
+  const sorted = spans.slice().sort((a, b) => a[0] - b[0]);
+  const out: Span[] = [];
+  for (const span of sorted) {
+    const last = out.at(-1);
+    if (last && span[0] <= last[1]) last[1] = Math.max(last[1], span[1]);
+    else out.push([span[0], span[1]]);
+  }
+  return out;
+}

@@ -1,0 +1,83 @@
+import { createHash, type Hash } from 'node:crypto';
+import { type FileHandle, open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MAX_PACK_BYTES, type PackEntry } from './format.js';
+
+/** A pack closed and on disk, ready to upload. */
+export interface ClosedPack {
+  entry: PackEntry;
+  path: string;
+}
+
+/** New packs close once they reach this size (unless a push adds less). */
+export const TARGET_PACK_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Appends records to pack files in a work folder, in the order given: a pack closes once it reaches the
+ * target size and is handed to `onClosed` (which starts its upload while packing goes on). Records are
+ * written through and hashed as they come; memory holds no pack.
+ */
+export class PackWriter {
+  private current: { number: number; path: string; file: FileHandle; hash: Hash; size: number } | undefined;
+
+  constructor(
+    private readonly workDir: string,
+    private nextNumber: number,
+    private readonly keyId: string | undefined,
+    private readonly onClosed: (pack: ClosedPack) => void,
+    private readonly targetBytes = TARGET_PACK_BYTES,
+  ) {}
+
+  /** The number the next pack would take (what the root records as `nextPack`). */
+  get next(): number {
+    return this.nextNumber;
+  }
+
+  /** Appends one record; returns where it went. Calls must not overlap (await each). */
+  async append(record: Buffer): Promise<{ pack: number; offset: number }> {
+    if (
+      this.current &&
+      this.current.size + record.byteLength > Math.min(this.targetBytes * 2, MAX_PACK_BYTES)
+    ) {
+      await this.close();
+    }
+    if (!this.current) await this.openNext();
+    const pack = this.current!;
+    const offset = pack.size;
+    await pack.file.write(record, 0, record.byteLength, offset);
+    pack.hash.update(record);
+    pack.size += record.byteLength;
+    if (pack.size >= this.targetBytes) await this.close();
+    return { pack: pack.number, offset };
+  }
+
+  /** Closes the pack being written, if any. */
+  async close(): Promise<void> {
+    const pack = this.current;
+    if (!pack) return;
+    this.current = undefined;
+    await pack.file.sync();
+    await pack.file.close();
+    this.onClosed({
+      path: pack.path,
+      entry: {
+        number: pack.number,
+        digest: `sha256:${pack.hash.digest('hex')}`,
+        size: pack.size,
+        ...(this.keyId ? { keyId: this.keyId } : {}),
+      },
+    });
+  }
+
+  /** Closes without handing the pack on (a failed push). */
+  async abandon(): Promise<void> {
+    await this.current?.file.close().catch(() => undefined);
+    this.current = undefined;
+  }
+
+  private async openNext(): Promise<void> {
+    const number = this.nextNumber++;
+    const path = join(this.workDir, `pack-${number}`);
+    this.current = { number, path, file: await open(path, 'wx', 0o600), hash: createHash('sha256'), size: 0 };
+  }
+}

@@ -1,0 +1,107 @@
+import { createHash } from 'node:crypto';
+import { promisify } from 'node:util';
+import { constants, deflateRaw, deflateRawSync, inflateRaw } from 'node:zlib';
+import { SplinterError } from '@splinter/errors';
+import { open, seal } from '@splinter/seal';
+import { type ChunkRef, Encoding } from './format.js';
+
+const deflateAsync = promisify(deflateRaw);
+const inflateAsync = promisify(inflateRaw);
+
+/**
+ * Chunks are compressed one by one (raw DEFLATE, zlib level 4) only where that pays: a 4 KiB sample is
+ * deflated first and a chunk whose sample shrinks by less than 10% is stored raw, so incompressible
+ * game data (already-compressed archives, textures, audio) costs no compression CPU. A compressed
+ * chunk that saves less than 5% is stored raw too. Compression runs on libuv's thread pool.
+ */
+const SAMPLE_BYTES = 4096;
+const LEVEL = 4;
+
+export interface EncodedRecord {
+  bytes: Buffer;
+  encoding: Encoding;
+}
+
+/** The record of one chunk: compressed where it pays, sealed under `key` when given. */
+export async function encodeRecord(id: Buffer, plain: Uint8Array, key?: Uint8Array): Promise<EncodedRecord> {
+  let encoding: Encoding = Encoding.Raw;
+  let body: Buffer = Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength);
+  if (plain.byteLength >= 512 && samplePays(plain)) {
+    const deflated = await deflateAsync(plain, { level: LEVEL });
+    if (deflated.byteLength < plain.byteLength * 0.95) {
+      body = deflated;
+      encoding = Encoding.Deflate;
+    }
+  }
+  if (key) body = seal(key, body, recordAssociatedData(id, encoding, plain.byteLength));
+  else if (body.buffer === plain.buffer) body = Buffer.from(body); // the caller may reuse its buffer
+  return { bytes: body, encoding };
+}
+
+function samplePays(plain: Uint8Array): boolean {
+  const sample = plain.subarray(0, Math.min(SAMPLE_BYTES, plain.byteLength));
+  return (
+    deflateRawSync(sample, { level: 1, strategy: constants.Z_DEFAULT_STRATEGY }).byteLength <
+    sample.byteLength * 0.9
+  );
+}
+
+/**
+ * A record's associated data: label, chunk id, encoding and plain length. A sealed record moved to
+ * another chunk's place (in the same or another pack) does not open.
+ */
+export function recordAssociatedData(id: Buffer, encoding: Encoding, plainLength: number): Buffer {
+  const label = Buffer.from('splinter record v1\0', 'latin1');
+  const tail = Buffer.alloc(5);
+  tail.writeUInt8(encoding, 0);
+  tail.writeUInt32BE(plainLength, 1);
+  return Buffer.concat([label, id, tail]);
+}
+
+/**
+ * The chunk a record holds, checked: opened with `key` if its pack is sealed, inflated to at most its
+ * plain length, and its SHA-256 compared with the chunk id. DIGEST_MISMATCH, SIZE_MISMATCH or
+ * DECRYPTION_FAILED otherwise.
+ */
+export async function decodeRecord(
+  ref: ChunkRef,
+  stored: Buffer,
+  key: Uint8Array | undefined,
+): Promise<Buffer> {
+  const name = `chunk ${ref.id.toString('hex')}`;
+  if (stored.byteLength !== ref.storedLength) {
+    throw new SplinterError(
+      'SIZE_MISMATCH',
+      `${name}: record is ${stored.byteLength} bytes, expected ${ref.storedLength}`,
+    );
+  }
+  let body = key
+    ? open(key, stored, recordAssociatedData(ref.id, ref.encoding, ref.plainLength), name)
+    : stored;
+  if (ref.encoding === Encoding.Deflate) {
+    try {
+      body = await inflateAsync(body, { maxOutputLength: Math.max(1, ref.plainLength) });
+    } catch (error) {
+      throw new SplinterError(
+        'ARCHIVE_INVALID',
+        `${name}: record does not inflate to ${ref.plainLength} bytes`,
+        {
+          cause: error,
+        },
+      );
+    }
+  }
+  if (body.byteLength !== ref.plainLength) {
+    throw new SplinterError(
+      'SIZE_MISMATCH',
+      `${name}: holds ${body.byteLength} bytes, expected ${ref.plainLength}`,
+    );
+  }
+  if (!chunkId(body).equals(ref.id))
+    throw new SplinterError('DIGEST_MISMATCH', `${name}: content does not match its id`);
+  return body;
+}
+
+export function chunkId(bytes: Uint8Array): Buffer {
+  return createHash('sha256').update(bytes).digest();
+}
