@@ -94,8 +94,8 @@ describe('signing on push, verification before download (CLI, real registry)', (
       const manifest = JSON.parse(
         (await splinterCli(['inspect', pushed.pinned, '--plain-http', '--json'], env)).stdout,
       ) as { layers: Array<{ digest: string }> };
-      const contentRequests = proxy.log.filter((line) =>
-        manifest.layers.some((layer) => line.includes(layer.digest)),
+      const contentRequests = proxy.log.filter((entry) =>
+        manifest.layers.some((layer) => entry.path.includes(layer.digest)),
       );
       expect(contentRequests).toEqual([]);
       expect(await nothingWritten('wrong-out', 'wrong-home')).toEqual([]);

@@ -1,5 +1,7 @@
+export type { SelfSignedCertificate } from './certificate.js';
+export { selfSignedCertificate } from './certificate.js';
 export { errorCodeOf } from './errors.js';
-export type { Fault, FaultProxy, FaultRule } from './fault-proxy.js';
+export type { Fault, FaultProxy, FaultProxyOptions, FaultRule, ProxyRequest } from './fault-proxy.js';
 export { startFaultProxy } from './fault-proxy.js';
 export { freePort } from './ports.js';
 export type { FreshDatabase } from './postgres.js';

@@ -1,9 +1,6 @@
-import { execFileSync } from 'node:child_process';
 import { createPrivateKey, randomUUID, sign, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { join } from 'node:path';
-import { requireTool } from './tools.js';
+import { selfSignedCertificate } from './certificate.js';
 
 export interface TokenService {
   url: string;
@@ -19,39 +16,24 @@ export interface TokenService {
 /**
  * A small Docker token service for CNCF Distribution's `auth.token`: checks Basic credentials, grants
  * the requested repository scopes and answers ES256 JWTs whose `x5c` certificate is the registry's
- * root bundle (a self-signed certificate made with the openssl CLI).
+ * root bundle (a self-signed certificate, see selfSignedCertificate).
  */
 export async function startTokenService(options: {
   users: Record<string, string>;
   dir: string;
   service: string;
 }): Promise<TokenService> {
-  const openssl = requireTool('openssl');
-  const keyPath = join(options.dir, 'token-key.pem');
-  const certificatePath = join(options.dir, 'token-cert.pem');
-  execFileSync(
-    openssl,
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      keyPath,
-      '-out',
-      certificatePath,
-      '-days',
-      '2',
-      '-subj',
-      '/CN=splinter-test-token',
-    ],
-    { stdio: 'ignore' },
-  );
-  const key = createPrivateKey(readFileSync(keyPath));
-  const certificateDer = new X509Certificate(readFileSync(certificatePath)).raw;
+  const {
+    key: keyPem,
+    certificate,
+    certificatePath,
+  } = selfSignedCertificate({
+    dir: options.dir,
+    name: 'token',
+    commonName: 'splinter-test-token',
+  });
+  const key = createPrivateKey(keyPem);
+  const certificateDer = new X509Certificate(certificate).raw;
   const issuer = 'splinter-test-issuer';
   const state = { requests: 0, scopes: [] as string[] };
 
