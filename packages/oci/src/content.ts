@@ -32,6 +32,23 @@ export function blobUnknown(desc: Pick<Descriptor, 'digest'>, where: string): Sp
   });
 }
 
+/** Throws INVALID_ARGUMENT unless bytes [start, end) are a non-empty range inside the blob `desc` names. */
+export function checkRange(desc: Pick<Descriptor, 'digest' | 'size'>, start: number, end: number): void {
+  if (
+    Number.isSafeInteger(start) &&
+    Number.isSafeInteger(end) &&
+    start >= 0 &&
+    start < end &&
+    end <= desc.size
+  )
+    return;
+  throw new SplinterError(
+    'INVALID_ARGUMENT',
+    `bytes [${start}, ${end}) are not a range of ${desc.digest} (${desc.size} bytes)`,
+    { details: { start, end, size: desc.size } },
+  );
+}
+
 /** Passes bytes through and reports the running total (never switches the stream into flowing mode). */
 export function progressStream(onProgress: ((bytesDone: number) => void) | undefined): Transform {
   let done = 0;
@@ -48,7 +65,7 @@ export function progressStream(onProgress: ((bytesDone: number) => void) | undef
  * Counts bytes against the expected size, for content whose digest is checked elsewhere: upstream, or
  * by a registry when the upload is committed.
  */
-export function sizeLimit(expected: Descriptor): Transform {
+export function sizeLimit(expected: Pick<Descriptor, 'digest' | 'size'>): Transform {
   let received = 0;
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {

@@ -35,9 +35,19 @@ export type { RegistryClientOptions, RegistryStats } from './registry/client.js'
 export { parseChallenge, RegistryClient } from './registry/client.js';
 export type { Credential, CredentialSource } from './registry/credentials.js';
 export { dockerConfigCredentials } from './registry/credentials.js';
+export { MAX_REDIRECT_RENEWALS } from './registry/ranges.js';
 export type { RegistryTargetOptions } from './registry/registry-target.js';
 export { RegistryTarget } from './registry/registry-target.js';
 export type { RetryPolicy } from './registry/retry.js';
 export { DEFAULT_RETRY_POLICY } from './registry/retry.js';
-export type { FetchOptions, Mountable, PushOptions, ReadOnlyStorage, Storage, Target } from './target.js';
-export { isMountable } from './target.js';
+export type {
+  FetchOptions,
+  Mountable,
+  PushOptions,
+  RangeRead,
+  RangeReadable,
+  ReadOnlyStorage,
+  Storage,
+  Target,
+} from './target.js';
+export { isMountable, isRangeReadable } from './target.js';

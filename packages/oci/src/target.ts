@@ -62,3 +62,24 @@ export interface Mountable {
 export function isMountable(target: unknown): target is Mountable {
   return typeof (target as Partial<Mountable> | null)?.mount === 'function';
 }
+
+/**
+ * What `fetchRange` hands back. `range`: exactly the bytes [start, end) of the blob, nothing more or
+ * less (the stream errors otherwise). `whole`: the store would not serve the range, so this is the
+ * whole blob, digest-verified while it streams (a VerifyingStream), for the caller to take what it
+ * needs and keep the rest.
+ */
+export type RangeRead = { kind: 'range'; stream: Readable } | { kind: 'whole'; stream: Readable };
+
+/**
+ * Optional capability: read part of a blob (not a manifest). `start` and `end` are byte offsets,
+ * `end` exclusive, with 0 <= start < end <= desc.size; anything else is INVALID_ARGUMENT. An unknown
+ * blob is BLOB_UNKNOWN. Range bytes are not digest-checked: the caller checks what it cuts out of them.
+ */
+export interface RangeReadable {
+  fetchRange(desc: Descriptor, start: number, end: number, options?: FetchOptions): Promise<RangeRead>;
+}
+
+export function isRangeReadable(target: unknown): target is RangeReadable {
+  return typeof (target as Partial<RangeReadable> | null)?.fetchRange === 'function';
+}

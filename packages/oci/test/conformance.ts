@@ -7,6 +7,7 @@ import {
   EMPTY_JSON,
   type ImageManifest,
   MediaType,
+  type RangeReadable,
   readAllLimited,
   sha256Digest,
   type Target,
@@ -14,7 +15,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 export interface ConformanceSetup {
-  target: Target;
+  target: Target & RangeReadable;
   cleanup(): Promise<void>;
 }
 
@@ -49,7 +50,7 @@ async function rejectsWithCode(promise: Promise<unknown>, codes: string[]): Prom
 export function describeTargetConformance(name: string, setup: () => Promise<ConformanceSetup>): void {
   describe(`Target conformance: ${name}`, () => {
     let context: ConformanceSetup;
-    let target: Target;
+    let target: Target & RangeReadable;
     beforeAll(async () => {
       context = await setup();
       target = context.target;
@@ -92,6 +93,46 @@ export function describeTargetConformance(name: string, setup: () => Promise<Con
           const stream = await target.fetch(unknown);
           await readAllLimited(stream, 1024);
         })(),
+        ['BLOB_UNKNOWN', 'NOT_FOUND'],
+      );
+    });
+
+    it('reads byte ranges of a blob: first byte, last byte, middle, whole', async () => {
+      const data = randomBytes(300_000);
+      const desc = descriptorFor('application/octet-stream', data);
+      await target.push(desc, data);
+      const ranges: Array<[number, number]> = [
+        [0, 1],
+        [data.length - 1, data.length],
+        [1, 4097],
+        [123_457, 234_568],
+        [0, data.length],
+      ];
+      for (const [start, end] of ranges) {
+        const read = await target.fetchRange(desc, start, end);
+        expect(read.kind, `${start}-${end}`).toBe('range');
+        const bytes = await readAllLimited(read.stream, data.length);
+        expect(bytes.equals(data.subarray(start, end)), `bytes ${start}-${end}`).toBe(true);
+      }
+    });
+
+    it('refuses a byte range outside the blob, and a range of an unknown blob', async () => {
+      const data = randomBytes(1000);
+      const desc = descriptorFor('application/octet-stream', data);
+      await target.push(desc, data);
+      for (const [start, end] of [
+        [0, 1001],
+        [1000, 1001],
+        [-1, 10],
+        [10, 10],
+        [20, 10],
+        [0.5, 10],
+      ] as Array<[number, number]>) {
+        await rejectsWithCode(target.fetchRange(desc, start, end), ['INVALID_ARGUMENT']);
+      }
+      const unknown = descriptorFor('application/octet-stream', randomBytes(64));
+      await rejectsWithCode(
+        (async () => readAllLimited((await target.fetchRange(unknown, 0, 10)).stream, 1024))(),
         ['BLOB_UNKNOWN', 'NOT_FOUND'],
       );
     });

@@ -6,12 +6,20 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SplinterError } from '@splinter/errors';
-import { blobUnknown, contentCheck, progressStream, readVerified, toReadable } from '../content.js';
+import {
+  blobUnknown,
+  checkRange,
+  contentCheck,
+  progressStream,
+  readVerified,
+  sizeLimit,
+  toReadable,
+} from '../content.js';
 import { type Descriptor, type ImageIndex, isManifestMediaType } from '../descriptor.js';
 import { digestHex, isDigest, VerifyingStream } from '../digest.js';
 import { parseManifest } from '../graph.js';
 import { Annotation, MAX_MANIFEST_BYTES, MediaType } from '../media-types.js';
-import type { PushOptions, Target } from '../target.js';
+import type { PushOptions, RangeRead, RangeReadable, Target } from '../target.js';
 
 const LAYOUT_VERSION = '1.0.0';
 const STALE_LOCK_MS = 30_000;
@@ -30,7 +38,7 @@ export const IO_BUFFER_BYTES = 1 << 20;
  * too, so referrers stay discoverable. index.json changes happen under a lock file, so several
  * processes can share one layout.
  */
-export class OciLayoutTarget implements Target {
+export class OciLayoutTarget implements Target, RangeReadable {
   readonly location: string;
   private indexQueue: Promise<unknown> = Promise.resolve();
 
@@ -96,15 +104,28 @@ export class OciLayoutTarget implements Target {
   }
 
   async fetch(desc: Descriptor): Promise<Readable> {
-    const path = this.blobPath(desc);
-    const handle = await open(path, 'r').catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') throw blobUnknown(desc, this.location);
-      throw error;
-    });
+    const handle = await this.openBlob(desc);
     const source = handle.createReadStream({ highWaterMark: IO_BUFFER_BYTES });
     const verifying = new VerifyingStream(desc);
     source.on('error', (error) => verifying.destroy(error));
     return source.pipe(verifying);
+  }
+
+  async fetchRange(desc: Descriptor, start: number, end: number): Promise<RangeRead> {
+    checkRange(desc, start, end);
+    const handle = await this.openBlob(desc);
+    const source = handle.createReadStream({ start, end: end - 1, highWaterMark: IO_BUFFER_BYTES });
+    // A blob file shorter than its descriptor yields fewer bytes: that is an error, not a short range.
+    const exact = sizeLimit({ digest: desc.digest, size: end - start });
+    source.on('error', (error) => exact.destroy(error));
+    return { kind: 'range', stream: source.pipe(exact) };
+  }
+
+  private openBlob(desc: Descriptor) {
+    return open(this.blobPath(desc), 'r').catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') throw blobUnknown(desc, this.location);
+      throw error;
+    });
   }
 
   async exists(desc: Descriptor): Promise<boolean> {

@@ -1,13 +1,13 @@
 import { Readable } from 'node:stream';
 import { SplinterError } from '@splinter/errors';
-import { blobUnknown, readVerified } from '../content.js';
+import { blobUnknown, checkRange, readVerified } from '../content.js';
 import { type Descriptor, isManifestMediaType } from '../descriptor.js';
 import { isDigest } from '../digest.js';
 import { parseManifest } from '../graph.js';
-import type { Target } from '../target.js';
+import type { RangeRead, RangeReadable, Target } from '../target.js';
 
 /** An in-memory Target: for tests and small tools. Verifies every push like the other stores. */
-export class MemoryTarget implements Target {
+export class MemoryTarget implements Target, RangeReadable {
   readonly location = 'memory';
   private readonly blobs = new Map<string, Buffer>();
   private readonly descriptors = new Map<string, Descriptor>();
@@ -18,6 +18,13 @@ export class MemoryTarget implements Target {
     const bytes = this.blobs.get(desc.digest);
     if (!bytes) throw blobUnknown(desc, this.location);
     return Readable.from([bytes]);
+  }
+
+  async fetchRange(desc: Descriptor, start: number, end: number): Promise<RangeRead> {
+    checkRange(desc, start, end);
+    const bytes = this.blobs.get(desc.digest);
+    if (!bytes) throw blobUnknown(desc, this.location);
+    return { kind: 'range', stream: Readable.from([bytes.subarray(start, end)]) };
   }
 
   async exists(desc: Descriptor): Promise<boolean> {

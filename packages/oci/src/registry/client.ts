@@ -47,6 +47,8 @@ export interface RegistryStats {
   chunks: number;
   retries: number;
   resumes: number;
+  /** Fresh redirects asked of the registry after a storage URL refused (an expired presigned URL). */
+  redirectRenewals: number;
   tokenRequests: number;
 }
 
@@ -64,6 +66,7 @@ export class RegistryClient {
     chunks: 0,
     retries: 0,
     resumes: 0,
+    redirectRenewals: 0,
     tokenRequests: 0,
   };
   readonly retry: RetryPolicy;

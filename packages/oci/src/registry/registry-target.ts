@@ -1,15 +1,17 @@
 import { Readable } from 'node:stream';
-import { type ErrorCode, SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splinter/errors';
 import { confirmedMerge } from '../confirmed-merge.js';
 import { progressStream, readVerified, sizeLimit, toReadable } from '../content.js';
 import { type Descriptor, type ImageIndex, isManifestMediaType } from '../descriptor.js';
 import { digestHex, isDigest, readAllLimited, sha256Digest, VerifyingStream } from '../digest.js';
 import { parseManifest } from '../graph.js';
 import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, MediaType } from '../media-types.js';
-import type { Mountable, PushOptions, Target } from '../target.js';
+import type { Mountable, PushOptions, RangeRead, RangeReadable, Target } from '../target.js';
 import { RegistryClient, type RegistryClientOptions, type RegistryResponse } from './client.js';
 import { dockerConfigCredentials } from './credentials.js';
-import { delayFor, isRetryableNetworkError, sleep } from './retry.js';
+import { registryFailure } from './failure.js';
+import { BlobReader } from './ranges.js';
+import { delayFor, sleep } from './retry.js';
 
 export interface RegistryTargetOptions extends Omit<RegistryClientOptions, 'credentials'> {
   repository: string;
@@ -28,7 +30,7 @@ const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
 const MANIFEST_BLOB_RETRIES = 4;
 
 /** One repository of an OCI distribution registry, as a Target. */
-export class RegistryTarget implements Target, Mountable {
+export class RegistryTarget implements Target, Mountable, RangeReadable {
   readonly registryHost: string;
   readonly repository: string;
   readonly location: string;
@@ -36,6 +38,7 @@ export class RegistryTarget implements Target, Mountable {
   private readonly ownsClient: boolean;
   private readonly chunkThreshold: number;
   private readonly chunkSize: number;
+  private readonly blobs: BlobReader;
   private referrersApi: boolean | undefined;
 
   constructor(options: RegistryTargetOptions) {
@@ -51,6 +54,7 @@ export class RegistryTarget implements Target, Mountable {
       });
     this.chunkThreshold = options.chunkThreshold ?? DEFAULT_CHUNK_THRESHOLD;
     this.chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    this.blobs = new BlobReader(this.client, this.repository, this.location);
   }
 
   get stats() {
@@ -91,45 +95,11 @@ export class RegistryTarget implements Target, Mountable {
       const bytes = await this.fetchManifest(desc.digest);
       return Readable.from([bytes.bytes]).pipe(new VerifyingStream(desc));
     }
-    const verifying = new VerifyingStream(desc);
-    const source = new BlobDownload(desc, this.client, async (headers) => {
-      const response = await this.followRedirects(
-        await this.client.send({
-          method: 'GET',
-          url: this.path('blobs', desc.digest),
-          headers,
-          scopes: this.scopes(),
-          replayable: true,
-        }),
-        headers,
-      );
-      if (response.status !== 200 && response.status !== 206)
-        throw await this.failure(response, `GET blob ${desc.digest}`);
-      return response;
-    });
-    source.on('error', (error) => verifying.destroy(error));
-    return source.pipe(verifying);
+    return this.blobs.fetch(desc);
   }
 
-  private async followRedirects(
-    response: RegistryResponse,
-    headers: Record<string, string>,
-  ): Promise<RegistryResponse> {
-    let current = response;
-    for (let hops = 0; hops < 5 && current.status >= 300 && current.status < 400; hops++) {
-      const location = current.headers.location;
-      await current.body.dump();
-      if (!location)
-        throw new SplinterError('REGISTRY_ERROR', `redirect without Location from ${current.url.href}`);
-      current = await this.client.send({
-        method: 'GET',
-        url: new URL(location, current.url).href,
-        headers,
-        scopes: this.scopes(),
-        replayable: true,
-      });
-    }
-    return current;
+  fetchRange(desc: Descriptor, start: number, end: number): Promise<RangeRead> {
+    return this.blobs.fetchRange(desc, start, end);
   }
 
   async push(expected: Descriptor, content: Readable | Uint8Array, options?: PushOptions): Promise<void> {
@@ -454,133 +424,8 @@ export class RegistryTarget implements Target, Mountable {
 
   // ---- errors ----
 
-  private async failure(response: RegistryResponse, what: string): Promise<SplinterError> {
-    let detail = '';
-    let registryCode: string | undefined;
-    let registryCodes: string[] = [];
-    try {
-      // HEAD answers and bodies already drained carry nothing to read.
-      const consumed = (response.body as { bodyUsed?: boolean }).bodyUsed === true;
-      const text = consumed ? '' : (await response.body.text()).slice(0, 2000);
-      const parsed = JSON.parse(text) as { errors?: Array<{ code?: string; message?: string }> };
-      registryCodes = (parsed.errors ?? []).flatMap((e) => (typeof e.code === 'string' ? [e.code] : []));
-      registryCode = registryCodes[0];
-      detail = parsed.errors?.map((e) => `${e.code}: ${e.message}`).join('; ') ?? '';
-    } catch {
-      // not a distribution error body
-    }
-    const code = codeFor(response.status, registryCode);
-    return new SplinterError(
-      code,
-      `${this.location}: ${what}: HTTP ${response.status}${detail ? ` (${detail})` : ''}`,
-      {
-        details: {
-          status: response.status,
-          ...(registryCode ? { registryCode, registryCodes } : {}),
-        },
-      },
-    );
-  }
-}
-
-function codeFor(status: number, registryCode: string | undefined): ErrorCode {
-  if (registryCode === 'MANIFEST_UNKNOWN') return 'NOT_FOUND';
-  if (registryCode === 'BLOB_UNKNOWN') return 'BLOB_UNKNOWN';
-  if (registryCode === 'DIGEST_INVALID') return 'DIGEST_MISMATCH';
-  if (registryCode === 'MANIFEST_INVALID' || registryCode === 'MANIFEST_BLOB_UNKNOWN')
-    return 'MANIFEST_INVALID';
-  if (status === 401) return 'REGISTRY_UNAUTHORIZED';
-  if (status === 403) return 'REGISTRY_DENIED';
-  if (status === 404) return 'NOT_FOUND';
-  if (status === 413) return 'MANIFEST_TOO_LARGE';
-  return 'REGISTRY_ERROR';
-}
-
-/**
- * A blob's bytes as one stream; after a dropped connection it resumes with `Range` from the byte it
- * reached. The response body's chunks are pushed as they come (no async iteration in between: a pull
- * moves tens of thousands of chunks).
- */
-class BlobDownload extends Readable {
-  private received = 0;
-  private resumes = 0;
-  private body: Readable | undefined;
-  private connecting = false;
-
-  constructor(
-    private readonly desc: Descriptor,
-    private readonly client: RegistryClient,
-    private readonly request: (headers: Record<string, string>) => Promise<RegistryResponse>,
-  ) {
-    super();
-  }
-
-  override _read(): void {
-    if (this.body) this.body.resume();
-    else if (!this.connecting) void this.connect();
-  }
-
-  private async connect(): Promise<void> {
-    this.connecting = true;
-    let response: RegistryResponse;
-    try {
-      response = await this.request(this.received > 0 ? { range: `bytes=${this.received}-` } : {});
-    } catch (error) {
-      this.destroy(error as Error);
-      return;
-    } finally {
-      this.connecting = false;
-    }
-    const body = response.body as unknown as Readable;
-    if (this.destroyed) {
-      body.destroy();
-      return;
-    }
-    let skip = response.status === 200 ? this.received : 0; // the server ignored Range: drop what we have
-    this.body = body;
-    body.on('data', (data: Buffer) => {
-      let chunk = data;
-      if (skip > 0) {
-        if (chunk.byteLength <= skip) {
-          skip -= chunk.byteLength;
-          return;
-        }
-        chunk = chunk.subarray(skip);
-        skip = 0;
-      }
-      this.received += chunk.byteLength;
-      if (!this.push(chunk)) body.pause();
-    });
-    body.once('end', () => this.push(null));
-    body.once('error', (error) => {
-      this.body = undefined;
-      void this.reconnect(error);
-    });
-  }
-
-  private async reconnect(error: Error): Promise<void> {
-    if (this.destroyed) return;
-    this.resumes += 1;
-    if (!isRetryableNetworkError(error) || this.resumes >= this.client.retry.maxAttempts) {
-      this.destroy(
-        isRetryableNetworkError(error)
-          ? new SplinterError(
-              'RETRIES_EXHAUSTED',
-              `GET blob ${this.desc.digest}: connection dropped ${this.resumes} times`,
-              { cause: error },
-            )
-          : error,
-      );
-      return;
-    }
-    this.client.stats.resumes += 1;
-    await sleep(delayFor(this.client.retry, this.resumes, undefined));
-    if (!this.destroyed) await this.connect();
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.body?.destroy();
-    callback(error);
+  private failure(response: RegistryResponse, what: string): Promise<SplinterError> {
+    return registryFailure(response, this.location, what);
   }
 }
 

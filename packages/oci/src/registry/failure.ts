@@ -1,0 +1,48 @@
+import { type ErrorCode, SplinterError } from '@splinter/errors';
+import type { RegistryResponse } from './client.js';
+
+/** The SplinterError for a registry answer that was not what `what` needed, from its status and error body. */
+export async function registryFailure(
+  response: RegistryResponse,
+  location: string,
+  what: string,
+): Promise<SplinterError> {
+  let detail = '';
+  let registryCode: string | undefined;
+  let registryCodes: string[] = [];
+  try {
+    // HEAD answers and bodies already drained carry nothing to read.
+    const consumed = (response.body as { bodyUsed?: boolean }).bodyUsed === true;
+    const text = consumed ? '' : (await response.body.text()).slice(0, 2000);
+    const parsed = JSON.parse(text) as { errors?: Array<{ code?: string; message?: string }> };
+    registryCodes = (parsed.errors ?? []).flatMap((e) => (typeof e.code === 'string' ? [e.code] : []));
+    registryCode = registryCodes[0];
+    detail = parsed.errors?.map((e) => `${e.code}: ${e.message}`).join('; ') ?? '';
+  } catch {
+    // not a distribution error body
+  }
+  const code = codeFor(response.status, registryCode);
+  return new SplinterError(
+    code,
+    `${location}: ${what}: HTTP ${response.status}${detail ? ` (${detail})` : ''}`,
+    {
+      details: {
+        status: response.status,
+        ...(registryCode ? { registryCode, registryCodes } : {}),
+      },
+    },
+  );
+}
+
+function codeFor(status: number, registryCode: string | undefined): ErrorCode {
+  if (registryCode === 'MANIFEST_UNKNOWN') return 'NOT_FOUND';
+  if (registryCode === 'BLOB_UNKNOWN') return 'BLOB_UNKNOWN';
+  if (registryCode === 'DIGEST_INVALID') return 'DIGEST_MISMATCH';
+  if (registryCode === 'MANIFEST_INVALID' || registryCode === 'MANIFEST_BLOB_UNKNOWN')
+    return 'MANIFEST_INVALID';
+  if (status === 401) return 'REGISTRY_UNAUTHORIZED';
+  if (status === 403) return 'REGISTRY_DENIED';
+  if (status === 404) return 'NOT_FOUND';
+  if (status === 413) return 'MANIFEST_TOO_LARGE';
+  return 'REGISTRY_ERROR';
+}
