@@ -1,5 +1,13 @@
 import type { Readable } from 'node:stream';
-import type { Descriptor, FetchOptions, OciLayoutTarget, PushOptions, Target } from '@splinter/oci';
+import type {
+  Descriptor,
+  FetchOptions,
+  OciLayoutTarget,
+  PushOptions,
+  RangeRead,
+  RangeReadable,
+  Target,
+} from '@splinter/oci';
 import { isDigest } from '@splinter/oci';
 
 /**
@@ -8,11 +16,11 @@ import { isDigest } from '@splinter/oci';
  * cache, whose blobs a pull may hard-link into a client tree; pushed here, content becomes the store's
  * own, so a blob shared with a tree does not count as held and is stored again as a private copy.
  */
-export class ScopedTarget implements Target {
+export class ScopedTarget implements Target, RangeReadable {
   readonly location: string;
 
   constructor(
-    private readonly inner: Target & Pick<OciLayoutTarget, 'isShared'>,
+    private readonly inner: Target & RangeReadable & Pick<OciLayoutTarget, 'isShared'>,
     readonly repository: string,
   ) {
     this.location = `${inner.location}#${repository}`;
@@ -20,6 +28,10 @@ export class ScopedTarget implements Target {
 
   fetch(desc: Descriptor, options?: FetchOptions): Promise<Readable> {
     return this.inner.fetch(desc, options);
+  }
+
+  fetchRange(desc: Descriptor, start: number, end: number, options?: FetchOptions): Promise<RangeRead> {
+    return this.inner.fetchRange(desc, start, end, options);
   }
 
   async exists(desc: Descriptor, options?: FetchOptions): Promise<boolean> {

@@ -1,22 +1,8 @@
 import { type Readable, Transform } from 'node:stream';
 import { SplinterError } from '@splinter/errors';
-import { type Descriptor, type FetchOptions, runLimited, type Target } from '@splinter/oci';
+import { type Descriptor, isRangeReadable, type RangeReadable, runLimited, type Target } from '@splinter/oci';
 import { ChunkedMediaType, type ChunkRef, type PackEntry } from './format.js';
 import type { PackCache } from './pack-cache.js';
-
-/** A store that serves byte ranges of blobs (or, refusing, the whole blob, digest-checked). */
-interface RangeReadable {
-  fetchRange(
-    desc: Descriptor,
-    start: number,
-    end: number,
-    options?: FetchOptions,
-  ): Promise<{ kind: 'range' | 'whole'; stream: Readable }>;
-}
-
-function isRangeReadable(target: unknown): target is RangeReadable {
-  return typeof (target as Partial<RangeReadable> | null)?.fetchRange === 'function';
-}
 
 /** Records closer than this are fetched in one range: a gap costs less than another round trip. */
 export const MERGE_GAP_BYTES = 64 * 1024;

@@ -1,7 +1,7 @@
 import { lstat, mkdir, open, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { SplinterError } from '@splinter/errors';
-import { processAlive } from './processes.js';
+import { processAlive, sweepOrphans } from './processes.js';
 
 export interface FinalizeOptions {
   /** Replace a non-empty `output` (the old tree is removed once the new one is in place). */
@@ -59,30 +59,21 @@ export async function finalizeTree(
  */
 export async function recoverOutput(output: string): Promise<string[]> {
   const parent = dirname(output);
-  const names = await readdir(parent).catch(() => [] as string[]);
-  const name = basename(output);
-  const asides = names
-    .filter(
-      (n) => n.startsWith(`${name}${ASIDE_MARK}`) && !aliveOwner(n.slice(name.length + ASIDE_MARK.length)),
-    )
-    .sort();
-  const removed: string[] = [];
-  if (asides.length > 0 && !(await lstat(output).catch(() => undefined))) {
-    await rename(join(parent, asides.pop()!), output);
-    await syncFolder(parent);
-  }
-  for (const aside of asides) {
-    await rm(join(parent, aside), { recursive: true, force: true });
-    removed.push(aside);
-  }
-  for (const staging of names.filter((n) => n.startsWith(STAGING_MARK))) {
-    const owner = await readOwner(join(parent, staging));
-    if (owner !== undefined && !processAlive(owner)) {
-      await rm(join(parent, staging), { recursive: true, force: true });
-      removed.push(staging);
+  const aside = new RegExp(`^${escapeRegExp(basename(output))}${escapeRegExp(ASIDE_MARK)}(\\d+)-`);
+  if (!(await lstat(output).catch(() => undefined))) {
+    const newest = (await readdir(parent).catch(() => [] as string[]))
+      .filter((name) => aside.test(name) && !processAlive(Number(aside.exec(name)![1])))
+      .sort()
+      .pop();
+    if (newest) {
+      await rename(join(parent, newest), output);
+      await syncFolder(parent);
     }
   }
-  return removed;
+  return [
+    ...(await sweepOrphans(parent, aside)),
+    ...(await sweepOrphans(parent, new RegExp(`^${escapeRegExp(STAGING_MARK)}(\\d+)-`))),
+  ];
 }
 
 /** A staging folder for `output`, named so that `recoverOutput` can tell whether its owner is alive. */
@@ -92,14 +83,8 @@ export async function makeStaging(output: string): Promise<string> {
   return path;
 }
 
-async function readOwner(path: string): Promise<number | undefined> {
-  const match = /^\.splinter-staging-(\d+)-/.exec(basename(path));
-  return match ? Number(match[1]) : undefined;
-}
-
-function aliveOwner(suffix: string): boolean {
-  const pid = Number(/^(\d+)-/.exec(suffix)?.[1]);
-  return Number.isInteger(pid) && processAlive(pid);
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 /** fsync a folder, so the renames and creations in it survive a power cut (a no-op where unsupported). */

@@ -21,6 +21,7 @@ export { PackCache } from './pack-cache.js';
 export type { ClosedPack } from './packer.js';
 export { TARGET_PACK_BYTES } from './packer.js';
 export { safeRelativePath } from './paths.js';
+export { sweepOrphans } from './processes.js';
 export type { BaseVersion, Published, PublishOptions, PublishStats, TagRule } from './publish.js';
 export { publishTree } from './publish.js';
 export { decodeRecord, encodeRecord, recordAssociatedData } from './records.js';

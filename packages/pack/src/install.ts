@@ -6,6 +6,7 @@ import { runLimited } from '@splinter/oci';
 import { type FetchStats, fetchRecords, packOf, type RecordSourceOptions } from './fetch-records.js';
 import { finalizeTree, makeStaging, recoverOutput, syncFolder } from './finalize.js';
 import type { ChunkRef, IndexRoot, PackEntry } from './format.js';
+import { fileSystemError } from './fs-errors.js';
 import type { IndexEntry } from './index-codec.js';
 import { type KeyRing, keyForPack } from './index-reader.js';
 import { assertNoLinkOnPath, prepareParent, safeRelativePath } from './paths.js';
@@ -121,7 +122,7 @@ export async function installTree(options: InstallOptions): Promise<InstallResul
     return { files: files.length, bytes: files.reduce((sum, f) => sum + f.size, 0), kept, fetch };
   } catch (error) {
     await rm(staging, { recursive: true, force: true });
-    throw error;
+    throw fileSystemError(error);
   }
 }
 

@@ -1,11 +1,11 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { SplinterError } from '@splinter/errors';
 import { type Digest, digestHex } from '@splinter/oci';
-import { processAlive } from './processes.js';
+import { sweepOrphans } from './processes.js';
 
 type Span = [start: number, end: number];
 
@@ -23,17 +23,8 @@ export class PackCache {
   constructor(readonly dir: string) {}
 
   /** Removes what a killed run left: temporary files of processes that are gone. */
-  async sweep(): Promise<number> {
-    const names = await readdir(this.dir).catch(() => [] as string[]);
-    let removed = 0;
-    for (const name of names) {
-      const match = /\.tmp-(\d+)-/.exec(name);
-      if (match && !processAlive(Number(match[1]))) {
-        await rm(join(this.dir, name), { force: true });
-        removed += 1;
-      }
-    }
-    return removed;
+  async sweep(): Promise<string[]> {
+    return sweepOrphans(this.dir, /\.tmp-(\d+)-/);
   }
 
   /** True if any range of the pack is cached. */

@@ -11,6 +11,7 @@ import {
   type IndexRoot,
   type PackEntry,
 } from './format.js';
+import { fileSystemError } from './fs-errors.js';
 import { encodeIndex, type IndexEntry } from './index-codec.js';
 import { type ClosedPack, PackWriter } from './packer.js';
 import { chunkId, encodeRecord } from './records.js';
@@ -206,7 +207,7 @@ export async function publishTree(options: PublishOptions): Promise<Published> {
   } catch (error) {
     await pipeline.abandon();
     await writer.abandon();
-    throw error;
+    throw fileSystemError(error);
   }
 }
 
