@@ -36,6 +36,8 @@ const BY_CODE: Record<ErrorCode, ExitCodeValue> = {
   UNSUPPORTED_ENTRY: ExitCode.Integrity,
   LAYER_TOO_LARGE: ExitCode.Integrity,
   ARCHIVE_INVALID: ExitCode.Integrity,
+  NO_SPACE: ExitCode.Internal,
+  PERMISSION_DENIED: ExitCode.Internal,
   OUTPUT_EXISTS: ExitCode.Usage,
   KEY_INVALID: ExitCode.Signature,
   KEY_PASSWORD_WRONG: ExitCode.Signature,

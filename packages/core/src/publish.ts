@@ -22,6 +22,7 @@ import {
   packDescriptor,
   publishTree,
   rootAssociatedData,
+  sweepOrphans,
   type TagRule,
 } from '@splinter/pack';
 import { keyIdOf, seal } from '@splinter/seal';
@@ -57,6 +58,7 @@ export interface PublishedFolder {
  */
 export async function publishFolder(options: PublishFolderOptions): Promise<PublishedFolder> {
   await mkdir(options.tmpRoot, { recursive: true });
+  await sweepOrphans(options.tmpRoot, /^push-(\d+)-/);
   const workDir = await mkdtemp(join(options.tmpRoot, `push-${process.pid}-`));
   const copier = new BlobCopier(options.destination, { ...options.copy, concurrency: options.concurrency });
   try {

@@ -17,7 +17,7 @@ export async function readRecord<T>(file: string): Promise<T | undefined> {
 export async function writeRecord(file: string, value: unknown): Promise<void> {
   await mkdir(dirname(file), { recursive: true });
   const temporary = `${file}.${process.pid}.tmp`;
-  await writeFile(temporary, `${JSON.stringify(value, null, 2)}\n`);
+  await writeFile(temporary, `${JSON.stringify(value, null, 2)}\n`, { flush: true });
   await rename(temporary, file);
 }
 
