@@ -7,6 +7,7 @@ import picomatch from 'picomatch';
 import {
   type ChunkerSettings,
   type ChunkRef,
+  Encoding,
   FORMAT_NAME,
   type IndexRoot,
   type PackEntry,
@@ -14,7 +15,7 @@ import {
 import { fileSystemError } from './fs-errors.js';
 import { encodeIndex, type IndexEntry } from './index-codec.js';
 import { type ClosedPack, PackWriter } from './packer.js';
-import { chunkId, encodeRecord } from './records.js';
+import { chunkId, encodeRecord, fileDigest } from './records.js';
 import { walkTree } from './walk.js';
 
 /** Files matching any pattern carry the tag (`locale:deDE`, `platform:windows`); see docs/format.md. */
@@ -111,15 +112,15 @@ export async function publishTree(options: PublishOptions): Promise<Published> {
         entries.push({ type: 'symlink', path: item.path, target: item.target, tags });
       else {
         const ids: Buffer[] = [];
-        const whole = createHash('sha256');
+        const compression = new CompressionHint();
         let size = 0;
         for await (const chunk of chunkFile(item.absolutePath, chunker)) {
           const id = chunkId(chunk.bytes);
-          whole.update(chunk.bytes);
           size += chunk.bytes.byteLength;
           ids.push(id);
           const hex = id.toString('hex');
-          if (!known.has(hex) && !pipeline.planned(hex)) await pipeline.add(id, hex, chunk.bytes);
+          if (!known.has(hex) && !pipeline.planned(hex))
+            await pipeline.add(id, hex, chunk.bytes, compression);
           else if (!seenAt.has(hex) && known.has(hex)) {
             seenAt.set(hex, {
               path: item.absolutePath,
@@ -134,7 +135,7 @@ export async function publishTree(options: PublishOptions): Promise<Published> {
           executable: item.executable,
           tags,
           size,
-          digest: whole.digest(),
+          digest: fileDigest(ids),
           chunks: [],
         };
         fileChunks.set(entry, ids);
@@ -247,6 +248,7 @@ class RecordPipeline {
     hex: string;
     plainLength: number;
     encoded: ReturnType<typeof encodeRecord>;
+    hint: CompressionHint | undefined;
   }> = [];
   private readonly pending = new Set<string>();
 
@@ -262,11 +264,11 @@ class RecordPipeline {
   }
 
   /** `plain` may be reused by the caller once this resolves. */
-  async add(id: Buffer, hex: string, plain: Uint8Array): Promise<void> {
+  async add(id: Buffer, hex: string, plain: Uint8Array, hint?: CompressionHint): Promise<void> {
     this.pending.add(hex);
-    const encoded = encodeRecord(id, Buffer.from(plain), this.key);
+    const encoded = encodeRecord(id, Buffer.from(plain), this.key, hint?.worthTrying() ?? true);
     encoded.catch(() => undefined); // awaited in order below
-    this.queue.push({ id, hex, plainLength: plain.byteLength, encoded });
+    this.queue.push({ id, hex, plainLength: plain.byteLength, encoded, hint });
     if (this.queue.length >= ENCODE_AHEAD) await this.placeOne();
   }
 
@@ -282,6 +284,7 @@ class RecordPipeline {
   private async placeOne(): Promise<void> {
     const item = this.queue.shift()!;
     const record = await item.encoded;
+    item.hint?.saw(record.encoding);
     const { pack, offset } = await this.writer.append(record.bytes);
     this.known.set(item.hex, {
       id: item.id,
@@ -294,6 +297,26 @@ class RecordPipeline {
     this.pending.delete(item.hex);
     this.stats.newChunks += 1;
     this.stats.newRecordBytes += record.bytes.byteLength;
+  }
+}
+
+/**
+ * Game files are mostly all compressible or all not (archives, textures, audio are compressed
+ * already). After four chunks of a file that did not compress, only every sixteenth is tried: the
+ * sample costs about 1 s of CPU per GiB otherwise.
+ */
+class CompressionHint {
+  private incompressible = 0;
+  private tried = 0;
+
+  worthTrying(): boolean {
+    this.tried += 1;
+    return this.incompressible < 4 || this.tried % 16 === 0;
+  }
+
+  saw(encoding: Encoding): void {
+    if (encoding === Encoding.Raw) this.incompressible += 1;
+    else this.incompressible = 0;
   }
 }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
-import { constants, deflateRaw, deflateRawSync, inflateRaw } from 'node:zlib';
+import { deflateRaw, deflateRawSync, inflateRaw } from 'node:zlib';
 import { SplinterError } from '@splinter/errors';
 import { open, seal } from '@splinter/seal';
 import { type ChunkRef, Encoding } from './format.js';
@@ -22,11 +22,19 @@ export interface EncodedRecord {
   encoding: Encoding;
 }
 
-/** The record of one chunk: compressed where it pays, sealed under `key` when given. */
-export async function encodeRecord(id: Buffer, plain: Uint8Array, key?: Uint8Array): Promise<EncodedRecord> {
+/**
+ * The record of one chunk: compressed where it pays (`tryCompression` false skips even the sample),
+ * sealed under `key` when given. A raw, unsealed record is a view of `plain`.
+ */
+export async function encodeRecord(
+  id: Buffer,
+  plain: Uint8Array,
+  key?: Uint8Array,
+  tryCompression = true,
+): Promise<EncodedRecord> {
   let encoding: Encoding = Encoding.Raw;
   let body: Buffer = Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength);
-  if (plain.byteLength >= 512 && samplePays(plain)) {
+  if (tryCompression && plain.byteLength >= 512 && samplePays(plain)) {
     const deflated = await deflateAsync(plain, { level: LEVEL });
     if (deflated.byteLength < plain.byteLength * 0.95) {
       body = deflated;
@@ -34,16 +42,12 @@ export async function encodeRecord(id: Buffer, plain: Uint8Array, key?: Uint8Arr
     }
   }
   if (key) body = seal(key, body, recordAssociatedData(id, encoding, plain.byteLength));
-  else if (body.buffer === plain.buffer) body = Buffer.from(body); // the caller may reuse its buffer
   return { bytes: body, encoding };
 }
 
 function samplePays(plain: Uint8Array): boolean {
   const sample = plain.subarray(0, Math.min(SAMPLE_BYTES, plain.byteLength));
-  return (
-    deflateRawSync(sample, { level: 1, strategy: constants.Z_DEFAULT_STRATEGY }).byteLength <
-    sample.byteLength * 0.9
-  );
+  return deflateRawSync(sample, { level: 1 }).byteLength < sample.byteLength * 0.9;
 }
 
 /**
@@ -104,4 +108,17 @@ export async function decodeRecord(
 
 export function chunkId(bytes: Uint8Array): Buffer {
   return createHash('sha256').update(bytes).digest();
+}
+
+const FILE_DIGEST_LABEL = Buffer.from('splinter file v1\0', 'latin1');
+
+/**
+ * A file's digest: SHA-256 over a label and its chunk ids in order. It names the content as surely as
+ * a hash of the bytes (each id is one), and costs 32 bytes of hashing per chunk instead of a second
+ * pass over every byte, on push and on install.
+ */
+export function fileDigest(ids: readonly Buffer[]): Buffer {
+  const hash = createHash('sha256').update(FILE_DIGEST_LABEL);
+  for (const id of ids) hash.update(id);
+  return hash.digest();
 }
