@@ -126,6 +126,8 @@ export interface VerifyResult {
   reference: string;
   verified: VerifiedSignature[];
   rejected: Array<{ format: 'legacy' | 'bundle'; code: string; reason: string; signatureDigest: string }>;
+  /** Attestations and signatures past the read limits: found, but not release signatures. */
+  ignored: Array<{ format: 'legacy' | 'bundle'; reason: string; signatureDigest: string }>;
 }
 
 export interface InspectResult {

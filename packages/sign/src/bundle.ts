@@ -1,10 +1,4 @@
-import {
-  BUNDLE_V03_MEDIA_TYPE,
-  type Bundle,
-  bundleFromJSON,
-  bundleToJSON,
-  isBundleWithDsseEnvelope,
-} from '@sigstore/bundle';
+import { BUNDLE_V03_MEDIA_TYPE, type Bundle, bundleFromJSON, bundleToJSON } from '@sigstore/bundle';
 import type { Signer as SigstoreSigner } from '@sigstore/sign';
 import type { toTrustMaterial, Verifier } from '@sigstore/verify';
 import { SplinterError } from '@splinter/errors';
@@ -52,7 +46,9 @@ export async function createSignatureBundle(manifestDigest: Digest, signer: Sign
 
 export type BundleVerdict =
   | { ok: true; keyId: string }
-  | { ok: false; code: 'SIGNATURE_INVALID' | 'SIGNATURE_UNTRUSTED'; reason: string };
+  | { ok: false; code: 'SIGNATURE_INVALID' | 'SIGNATURE_UNTRUSTED'; reason: string }
+  /** Well formed, perhaps signed by a trusted key, but a statement about something other than a release. */
+  | { ok: false; code: 'NOT_A_RELEASE_SIGNATURE'; reason: string };
 
 const EMPTY_TRUSTED_ROOT: Parameters<typeof toTrustMaterial>[0] = {
   mediaType: 'application/vnd.dev.sigstore.trustedroot.v0.2+json',
@@ -86,13 +82,19 @@ function verifierFor(key: TrustedKey, library: typeof import('@sigstore/verify')
 /**
  * Checks one bundle against `manifestDigest` with @sigstore/verify, given only public keys. Like
  * `cosign verify --key ... --insecure-ignore-tlog=true`: the signature must verify under a trusted key,
- * transparency-log entries and timestamps are not consulted (there is no trusted root offline), and the
- * in-toto statement must name exactly this digest.
+ * transparency-log entries and timestamps are not consulted (there is no trusted root offline).
+ *
+ * Only two kinds of bundle are release signatures: a message signature over the manifest itself
+ * (`manifestBytes`, read only for this kind), and a DSSE envelope holding an in-toto statement of
+ * cosign's image-signature predicate type (what we write) naming the manifest as its subject. Any other
+ * statement a release key signs (an SBOM, a QA verdict, provenance) says something else about the
+ * build and is NOT_A_RELEASE_SIGNATURE, whoever signed it.
  */
 export async function verifySignatureBundle(
   json: Uint8Array,
   manifestDigest: Digest,
   trustedKeys: TrustedKey[],
+  manifestBytes: () => Promise<Uint8Array>,
 ): Promise<BundleVerdict> {
   let bundle: Bundle;
   try {
@@ -111,12 +113,41 @@ export async function verifySignatureBundle(
       reason: `bundle media type ${bundle.mediaType} is older than v0.3`,
     };
   }
-  if (!isBundleWithDsseEnvelope(bundle)) {
-    return { ok: false, code: 'SIGNATURE_INVALID', reason: 'bundle does not hold a DSSE envelope' };
-  }
-  const envelope = bundle.content.dsseEnvelope;
-  if (envelope.payloadType !== IN_TOTO_PAYLOAD_TYPE) {
-    return { ok: false, code: 'SIGNATURE_INVALID', reason: `DSSE payload type is ${envelope.payloadType}` };
+  let artifact: Buffer | undefined;
+  let subjects: string[] | undefined;
+  if (bundle.content.$case === 'messageSignature') {
+    const named = Buffer.from(bundle.content.messageSignature.messageDigest?.digest ?? []).toString('hex');
+    if (named !== digestHex(manifestDigest)) {
+      return {
+        ok: false,
+        code: 'SIGNATURE_INVALID',
+        reason: `message signature names digest ${named || 'none'}, not ${manifestDigest}`,
+      };
+    }
+    artifact = Buffer.from(await manifestBytes());
+  } else {
+    const envelope = bundle.content.dsseEnvelope;
+    if (envelope.payloadType !== IN_TOTO_PAYLOAD_TYPE) {
+      return {
+        ok: false,
+        code: 'NOT_A_RELEASE_SIGNATURE',
+        reason: `a DSSE envelope of payload type ${JSON.stringify(envelope.payloadType)}, not an in-toto statement`,
+      };
+    }
+    let statement: InTotoStatement;
+    try {
+      statement = parseStatement(envelope.payload);
+    } catch (error) {
+      return { ok: false, code: 'SIGNATURE_INVALID', reason: (error as Error).message };
+    }
+    if (statement.predicateType !== COSIGN_SIGN_PREDICATE_TYPE) {
+      return {
+        ok: false,
+        code: 'NOT_A_RELEASE_SIGNATURE',
+        reason: `an attestation of predicate type ${JSON.stringify(statement.predicateType)}, not a release signature (${COSIGN_SIGN_PREDICATE_TYPE})`,
+      };
+    }
+    subjects = statement.subjects;
   }
   const keyOnly: Bundle = {
     ...bundle,
@@ -130,7 +161,7 @@ export async function verifySignatureBundle(
   const library = await sigstoreVerify;
   const signer = trustedKeys.find((key) => {
     try {
-      verifierFor(key, library).verify(library.toSignedEntity(keyOnly));
+      verifierFor(key, library).verify(library.toSignedEntity(keyOnly, artifact));
       return true;
     } catch {
       return false;
@@ -138,37 +169,41 @@ export async function verifySignatureBundle(
   });
   if (!signer)
     return { ok: false, code: 'SIGNATURE_UNTRUSTED', reason: 'no trusted key verifies this bundle' };
-  let named: string[];
-  try {
-    named = statementSubjects(envelope.payload);
-  } catch (error) {
-    return { ok: false, code: 'SIGNATURE_INVALID', reason: (error as Error).message };
-  }
-  const hex = digestHex(manifestDigest);
-  if (!named.includes(hex)) {
+  if (subjects && !subjects.includes(digestHex(manifestDigest))) {
     return {
       ok: false,
       code: 'SIGNATURE_INVALID',
-      reason: `statement names ${named.map((h) => `sha256:${h}`).join(', ') || 'no subject'}, not ${manifestDigest}`,
+      reason: `statement names ${subjects.map((h) => `sha256:${h}`).join(', ') || 'no subject'}, not ${manifestDigest}`,
     };
   }
   return { ok: true, keyId: signer.keyId };
 }
 
-/** The sha256 digests an in-toto v1 statement names as its subjects. */
-function statementSubjects(payload: Buffer): string[] {
-  let statement: { _type?: unknown; subject?: unknown };
+interface InTotoStatement {
+  predicateType: unknown;
+  /** The sha256 digests the statement names as its subjects. */
+  subjects: string[];
+}
+
+/** An in-toto v1 statement's predicate type and subject digests. */
+function parseStatement(payload: Buffer): InTotoStatement {
+  let statement: { _type?: unknown; subject?: unknown; predicateType?: unknown } | null;
   try {
     statement = JSON.parse(payload.toString('utf8')) as typeof statement;
   } catch {
     throw new SplinterError('SIGNATURE_INVALID', 'the signed statement is not JSON');
   }
+  if (typeof statement !== 'object' || statement === null)
+    throw new SplinterError('SIGNATURE_INVALID', 'the signed statement is not a JSON object');
   if (statement._type !== IN_TOTO_STATEMENT_TYPE) {
     throw new SplinterError('SIGNATURE_INVALID', `statement type is ${JSON.stringify(statement._type)}`);
   }
   if (!Array.isArray(statement.subject))
     throw new SplinterError('SIGNATURE_INVALID', 'statement has no subject');
-  return statement.subject.flatMap((subject: { digest?: { sha256?: unknown } }) =>
-    typeof subject?.digest?.sha256 === 'string' ? [subject.digest.sha256.toLowerCase()] : [],
-  );
+  return {
+    predicateType: statement.predicateType,
+    subjects: statement.subject.flatMap((subject: { digest?: { sha256?: unknown } }) =>
+      typeof subject?.digest?.sha256 === 'string' ? [subject.digest.sha256.toLowerCase()] : [],
+    ),
+  };
 }

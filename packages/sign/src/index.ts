@@ -1,11 +1,4 @@
-export type { RejectedSignature, SignatureFormat, SignatureReport, VerifiedSignature } from './attach.js';
-export {
-  attachLegacySignature,
-  attachSignatureBundle,
-  legacySignatureTag,
-  requireTrustedSignature,
-  verifySignatures,
-} from './attach.js';
+export { attachLegacySignature, attachSignatureBundle } from './attach.js';
 export type { BundleVerdict } from './bundle.js';
 export {
   COSIGN_SIGN_PREDICATE_TYPE,
@@ -32,3 +25,17 @@ export {
   simpleSigningPayload,
   verifyLegacySignature,
 } from './legacy.js';
+export {
+  legacySignatureTag,
+  MAX_BUNDLE_BYTES,
+  MAX_LEGACY_PAYLOAD_BYTES,
+  MAX_SIGNATURES_CONSIDERED,
+} from './signature-images.js';
+export type {
+  IgnoredSignature,
+  RejectedSignature,
+  SignatureFormat,
+  SignatureReport,
+  VerifiedSignature,
+} from './verify.js';
+export { requireTrustedSignature, verifySignatures } from './verify.js';

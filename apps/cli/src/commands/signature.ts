@@ -44,6 +44,7 @@ export function registerSignatureCommands(program: Command): void {
       result.reference,
       ...result.verified.map((v) => `verified: ${v.format} signature by ${v.key} (${v.keyId})`),
       ...result.rejected.map((r) => `rejected: ${r.format} signature ${r.signatureDigest}: ${r.reason}`),
+      ...result.ignored.map((i) => `not counted: ${i.format} ${i.signatureDigest}: ${i.reason}`),
     ]);
   });
 }
