@@ -32,6 +32,7 @@ const BY_CODE: Record<ErrorCode, ExitCodeValue> = {
   UNSUPPORTED_MEDIA_TYPE: ExitCode.Integrity,
   LAYOUT_INVALID: ExitCode.Integrity,
   UNSAFE_PATH: ExitCode.Integrity,
+  UNPORTABLE_PATH: ExitCode.Integrity,
   UNSAFE_LINK: ExitCode.Integrity,
   UNSUPPORTED_ENTRY: ExitCode.Integrity,
   LAYER_TOO_LARGE: ExitCode.Integrity,

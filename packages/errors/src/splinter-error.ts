@@ -26,6 +26,7 @@ export const ERROR_CODES = [
   'LAYOUT_INVALID',
   // packing
   'UNSAFE_PATH',
+  'UNPORTABLE_PATH',
   'UNSAFE_LINK',
   'UNSUPPORTED_ENTRY',
   'LAYER_TOO_LARGE',

@@ -21,6 +21,13 @@ export { PackCache } from './pack-cache.js';
 export type { ClosedPack } from './packer.js';
 export { TARGET_PACK_BYTES } from './packer.js';
 export { safeRelativePath } from './paths.js';
+export type { PortabilityLimits, PortabilityProblem } from './portable.js';
+export {
+  assertPortable,
+  DEFAULT_MAX_COMPONENT_BYTES,
+  DEFAULT_MAX_PATH_CHARS,
+  portabilityProblems,
+} from './portable.js';
 export { sweepOrphans } from './processes.js';
 export type { BaseVersion, Published, PublishOptions, PublishStats, TagRule } from './publish.js';
 export { publishTree } from './publish.js';
