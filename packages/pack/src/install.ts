@@ -69,6 +69,12 @@ function splitTag(tag: string): [string, string] {
  * symlinks are made last, and the staging folder is swapped in. A failure leaves `output` as it was.
  */
 export async function installTree(options: InstallOptions): Promise<InstallResult> {
+  if (!options.root.portable && process.platform !== 'linux') {
+    throw new SplinterError(
+      'UNPORTABLE_PATH',
+      `this version was published with --allow-unportable: some of its paths cannot exist on ${process.platform}`,
+    );
+  }
   const selected = selectEntries(options.entries, options.selection);
   checkTree(selected);
   const output = resolvePath(options.output);

@@ -15,6 +15,8 @@ import {
 import { fileSystemError } from './fs-errors.js';
 import { encodeIndex, type IndexEntry } from './index-codec.js';
 import { type ClosedPack, PackWriter } from './packer.js';
+import { safeRelativePath } from './paths.js';
+import { assertPortable } from './portable.js';
 import { chunkId, encodeRecord, fileDigest } from './records.js';
 import { walkTree } from './walk.js';
 
@@ -105,7 +107,11 @@ export async function publishTree(options: PublishOptions): Promise<Published> {
     const entries: IndexEntry[] = [];
     /** Per file, the ids of its chunks in order (their refs are final only once every record is placed). */
     const fileChunks = new Map<IndexEntry, Buffer[]>();
-    for (const item of await walkTree(options.dir)) {
+    const items = await walkTree(options.dir);
+    // Push never accepts what a client would refuse; a portable tree also installs on every OS.
+    for (const item of items) safeRelativePath(item.path, 'path');
+    if (options.portable !== false) assertPortable(items.map((item) => item.path));
+    for (const item of items) {
       const tags = tagsOf(item.path);
       if (item.type === 'directory') entries.push({ type: 'directory', path: item.path, tags });
       else if (item.type === 'symlink')

@@ -269,3 +269,28 @@ describe('hostile trees are refused before anything is written', () => {
     ).not.toThrow();
   });
 });
+
+describe('push refuses what a player could not install', () => {
+  it('lists every unportable path before anything is packed, and --allow-unportable still refuses what no client installs', async () => {
+    const tree = await tempDir('tree');
+    await writeFile(join(tree, 'Readme.TXT'), 'a');
+    await writeFile(join(tree, 'readme.txt'), 'b');
+    await writeFile(join(tree, 'aux.txt'), 'c');
+    let packs = 0;
+    const push = (portable: boolean) =>
+      publishTree({ dir: tree, workDir: tree, portable, onPack: () => (packs += 1) });
+    const error = await push(true).catch((e: Error & { code?: string }) => e);
+    expect((error as { code?: string }).code).toBe('UNPORTABLE_PATH');
+    expect((error as Error).message).toMatch(/aux\.txt/);
+    expect((error as Error).message).toMatch(/readme\.txt|Readme\.TXT/);
+    expect(packs).toBe(0);
+    const work = await tempDir('work');
+    await expect(
+      publishTree({ dir: tree, workDir: work, portable: false, onPack: () => undefined }),
+    ).resolves.toBeDefined();
+    await writeFile(join(tree, 'back\\slash.txt'), 'd');
+    expect(
+      await errorCodeOf(publishTree({ dir: tree, workDir: work, portable: false, onPack: () => undefined })),
+    ).toBe('UNSAFE_PATH');
+  });
+});

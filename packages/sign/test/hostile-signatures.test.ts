@@ -134,8 +134,8 @@ describe('signatures from a hostile registry or an over-trusted key', () => {
   function blobGets(mark: number): string[] {
     return proxy.log
       .slice(mark)
-      .filter((line) => line.startsWith('GET ') && line.includes('/blobs/'))
-      .map((line) => line.slice(line.lastIndexOf('/') + 1));
+      .filter((request) => request.method === 'GET' && request.path.includes('/blobs/'))
+      .map((request) => request.path.slice(request.path.lastIndexOf('/') + 1));
   }
 
   it('an SBOM attestation signed by the release key is not a release signature', async () => {
