@@ -32,7 +32,10 @@ export type Fault =
    * `challenge` the storage host answers 401 with a Bearer challenge of its own instead of serving.
    */
   | { kind: 'redirect'; uses?: number; expired?: boolean; challenge?: boolean }
-  /** A GET the registry would serve is answered with 307 to the same URL over plain http on the same port (`tls` proxies). */
+  /**
+   * A GET over TLS the registry would serve is answered with 307 to the same URL over plain http on the
+   * same port (`tls` proxies); the plain request is then forwarded as it comes.
+   */
   | { kind: 'downgrade' };
 
 export interface FaultRule {
@@ -236,7 +239,7 @@ export async function startFaultProxy(
     if (fault?.kind === 'ignore-range') delete headers.range;
     if (fault?.kind === 'redirect' && request.method === 'GET') {
       redirectIfServed(request, response, headers, () => grant(request, fault));
-    } else if (fault?.kind === 'downgrade' && request.method === 'GET') {
+    } else if (fault?.kind === 'downgrade' && secure && request.method === 'GET') {
       redirectIfServed(request, response, headers, () => `http://${host}${request.url}`);
     } else {
       forward(request, response, { path: request.url ?? '/', headers }, fault);

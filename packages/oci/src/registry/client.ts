@@ -55,9 +55,16 @@ export interface RegistryStats {
 /**
  * HTTP to one registry on undici: keep-alive connections, the distribution auth flows (anonymous,
  * Basic, Bearer tokens cached per scope), and one retry policy for resets, 5xx and 429.
+ *
+ * Credentials follow one origin rule: the registry's credentials and its tokens are attached only to
+ * requests to the registry's own origin (scheme, host and port), and only a 401 from that origin is
+ * answered with a login. A storage host a blob redirects to, or the same host over plain http, gets
+ * neither. The token service the registry's own challenge names may live on another host (Docker Hub's
+ * does) and gets the login, but never over plain http when the registry is https.
  */
 export class RegistryClient {
   readonly registry: string;
+  /** `https://host[:port]` (or http with plainHttp), normalised as URL.origin is. */
   readonly origin: string;
   readonly stats: RegistryStats = {
     requests: 0,
@@ -79,7 +86,7 @@ export class RegistryClient {
 
   constructor(options: RegistryClientOptions) {
     this.registry = options.registry;
-    this.origin = `${options.plainHttp ? 'http' : 'https'}://${options.registry}`;
+    this.origin = new URL(`${options.plainHttp ? 'http' : 'https'}://${options.registry}`).origin;
     this.credentials = options.credentials;
     this.retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
     this.ownsDispatcher = options.dispatcher === undefined;
@@ -115,7 +122,7 @@ export class RegistryClient {
         lastCause = (error as Error).message || String((error as { code?: string }).code);
       }
       if (response) {
-        if (response.status === 401 && !authRetried) {
+        if (response.status === 401 && !authRetried && this.isRegistryOrigin(response.url)) {
           await response.body.dump();
           authRetried = true;
           await this.authenticate(response, request.scopes);
@@ -146,8 +153,7 @@ export class RegistryClient {
   private async once(request: RegistryRequest): Promise<RegistryResponse> {
     const url = new URL(request.url, this.origin);
     const headers: Record<string, string> = { ...request.headers };
-    // Credentials go only to the registry itself, never to a storage host a blob redirects to.
-    if (url.host === this.registry) {
+    if (this.isRegistryOrigin(url)) {
       const authorization = await this.authorizationFor(request.scopes);
       if (authorization) headers.authorization = authorization;
     }
@@ -163,6 +169,10 @@ export class RegistryClient {
     for (const [key, value] of Object.entries(response.headers))
       flat[key] = Array.isArray(value) ? value.join(', ') : value;
     return { status: response.statusCode, headers: flat, body: response.body, url };
+  }
+
+  private isRegistryOrigin(url: URL): boolean {
+    return url.origin === this.origin;
   }
 
   private async authorizationFor(scopes: string[]): Promise<string | undefined> {
@@ -216,6 +226,13 @@ export class RegistryClient {
     const credential = await this.loadCredential();
     const headers: Record<string, string> = {};
     if (credential?.username !== undefined) {
+      if (url.protocol !== 'https:' && this.origin.startsWith('https:')) {
+        throw new SplinterError(
+          'REGISTRY_UNAUTHORIZED',
+          `${this.registry} names token service ${url.origin}, which is plain http: the login is not sent there`,
+          { details: { realm: url.origin } },
+        );
+      }
       headers.authorization = `Basic ${Buffer.from(`${credential.username}:${credential.password ?? ''}`).toString('base64')}`;
     }
     this.stats.tokenRequests += 1;
