@@ -54,6 +54,7 @@ const BY_CODE: Record<ErrorCode, ExitCodeValue> = {
   REGISTRY_UNREACHABLE: ExitCode.Registry,
   RETRIES_EXHAUSTED: ExitCode.Registry,
   REDIRECT_REFUSED: ExitCode.Registry,
+  RESPONSE_TOO_LARGE: ExitCode.Registry,
   CREDENTIALS_ERROR: ExitCode.Registry,
   HEAD_CONFLICT: ExitCode.Conflict,
   PATCH_EXISTS: ExitCode.Conflict,

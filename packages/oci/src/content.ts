@@ -1,7 +1,8 @@
 import { Readable, Transform } from 'node:stream';
 import { SplinterError } from '@splinter/errors';
 import type { Descriptor } from './descriptor.js';
-import { readAllLimited, VerifyingStream } from './digest.js';
+import { VerifyingStream } from './digest.js';
+import { readAllLimited } from './read-limited.js';
 import type { PushOptions } from './target.js';
 
 export function toReadable(content: Readable | Uint8Array): Readable {

@@ -2,9 +2,9 @@ import type { Readable } from 'node:stream';
 import { SplinterError } from '@splinter/errors';
 import type { Descriptor, Manifest } from './descriptor.js';
 import { isManifestMediaType } from './descriptor.js';
-import { readAllLimited } from './digest.js';
 import { parseManifest, successors } from './graph.js';
 import { MAX_MANIFEST_BYTES } from './media-types.js';
+import { readAllLimited } from './read-limited.js';
 import { isMountable, type Target } from './target.js';
 
 export type CopyEvent =

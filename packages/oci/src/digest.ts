@@ -97,17 +97,3 @@ function sizeMismatch(expected: Pick<Descriptor, 'digest' | 'size'>, received: n
     { details: { expected: expected.size, received } },
   );
 }
-
-/** Reads a whole stream into memory, refusing more than `limit` bytes. For manifests and small blobs only. */
-export async function readAllLimited(stream: AsyncIterable<Uint8Array>, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of stream) {
-    total += chunk.byteLength;
-    if (total > limit) {
-      throw new SplinterError('MANIFEST_TOO_LARGE', `content exceeds the ${limit}-byte limit`);
-    }
-    chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-  }
-  return Buffer.concat(chunks, total);
-}

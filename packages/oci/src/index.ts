@@ -16,7 +16,6 @@ export {
   digestHex,
   isDigest,
   parseDigest,
-  readAllLimited,
   sha256Digest,
   VerifyingStream,
 } from './digest.js';
@@ -31,6 +30,13 @@ export {
   MediaType,
 } from './media-types.js';
 export { MemoryTarget } from './memory/memory-target.js';
+export type { ReadLimitedOptions } from './read-limited.js';
+export {
+  MAX_ERROR_BODY_BYTES,
+  MAX_TOKEN_RESPONSE_BYTES,
+  readAllLimited,
+  readBodyLimited,
+} from './read-limited.js';
 export type { RegistryClientOptions, RegistryStats } from './registry/client.js';
 export { parseChallenge, RegistryClient } from './registry/client.js';
 export type { Credential, CredentialSource } from './registry/credentials.js';

@@ -3,6 +3,8 @@ export { selfSignedCertificate } from './certificate.js';
 export { errorCodeOf } from './errors.js';
 export type { Fault, FaultProxy, FaultProxyOptions, FaultRule, ProxyRequest } from './fault-proxy.js';
 export { startFaultProxy } from './fault-proxy.js';
+export type { HugeBodyRoute, HugeBodyServer } from './huge-body-server.js';
+export { startHugeBodyServer } from './huge-body-server.js';
 export { freePort } from './ports.js';
 export type { FreshDatabase } from './postgres.js';
 export { ADMIN_DATABASE_URL, freshDatabase } from './postgres.js';

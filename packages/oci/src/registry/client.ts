@@ -1,5 +1,6 @@
 import { SplinterError } from '@splinter/errors';
 import { Agent, type Dispatcher } from 'undici';
+import { MAX_TOKEN_RESPONSE_BYTES, readBodyLimited } from '../read-limited.js';
 import type { Credential, CredentialSource } from './credentials.js';
 import {
   DEFAULT_RETRY_POLICY,
@@ -265,11 +266,17 @@ export class RegistryClient {
         `token service for ${this.registry} answered ${response.statusCode}`,
       );
     }
-    const body = (await response.body.json()) as {
-      token?: string;
-      access_token?: string;
-      expires_in?: number;
-    };
+    const text = await readBodyLimited(
+      response.body,
+      MAX_TOKEN_RESPONSE_BYTES,
+      `token response from ${url.origin}`,
+    );
+    let body: { token?: string; access_token?: string; expires_in?: number };
+    try {
+      body = JSON.parse(text.toString());
+    } catch {
+      throw new SplinterError('REGISTRY_ERROR', `token service for ${this.registry} answered no JSON`);
+    }
     const token = body.access_token ?? body.token;
     if (!token)
       throw new SplinterError('REGISTRY_ERROR', `token service for ${this.registry} returned no token`);

@@ -1,4 +1,5 @@
 import { type ErrorCode, SplinterError } from '@splinter/errors';
+import { MAX_ERROR_BODY_BYTES, readBodyLimited } from '../read-limited.js';
 import type { RegistryResponse } from './client.js';
 
 /** The SplinterError for a registry answer that was not what `what` needed, from its status and error body. */
@@ -13,11 +14,15 @@ export async function registryFailure(
   try {
     // HEAD answers and bodies already drained carry nothing to read.
     const consumed = (response.body as { bodyUsed?: boolean }).bodyUsed === true;
-    const text = consumed ? '' : (await response.body.text()).slice(0, 2000);
+    const text = consumed
+      ? ''
+      : (
+          await readBodyLimited(response.body, MAX_ERROR_BODY_BYTES, 'error body', { truncate: true })
+        ).toString();
     const parsed = JSON.parse(text) as { errors?: Array<{ code?: string; message?: string }> };
     registryCodes = (parsed.errors ?? []).flatMap((e) => (typeof e.code === 'string' ? [e.code] : []));
     registryCode = registryCodes[0];
-    detail = parsed.errors?.map((e) => `${e.code}: ${e.message}`).join('; ') ?? '';
+    detail = (parsed.errors?.map((e) => `${e.code}: ${e.message}`).join('; ') ?? '').slice(0, 2000);
   } catch {
     // not a distribution error body
   }

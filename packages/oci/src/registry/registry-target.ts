@@ -3,9 +3,10 @@ import { SplinterError } from '@splinter/errors';
 import { confirmedMerge } from '../confirmed-merge.js';
 import { progressStream, readVerified, sizeLimit, toReadable } from '../content.js';
 import { type Descriptor, type ImageIndex, isManifestMediaType } from '../descriptor.js';
-import { digestHex, isDigest, readAllLimited, sha256Digest, VerifyingStream } from '../digest.js';
+import { digestHex, isDigest, sha256Digest, VerifyingStream } from '../digest.js';
 import { parseManifest } from '../graph.js';
 import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, MediaType } from '../media-types.js';
+import { readBodyLimited } from '../read-limited.js';
 import type { Mountable, PushOptions, RangeRead, RangeReadable, Target } from '../target.js';
 import { RegistryClient, type RegistryClientOptions, type RegistryResponse } from './client.js';
 import { dockerConfigCredentials } from './credentials.js';
@@ -248,7 +249,9 @@ export class RegistryTarget implements Target, Mountable, RangeReadable {
         `manifest ${reference} is ${declared} bytes, over the ${MAX_MANIFEST_BYTES}-byte limit`,
       );
     }
-    const bytes = await readAllLimited(response.body as AsyncIterable<Uint8Array>, MAX_MANIFEST_BYTES);
+    const bytes = await readBodyLimited(response.body, MAX_MANIFEST_BYTES, `manifest ${reference}`, {
+      code: 'MANIFEST_TOO_LARGE',
+    });
     const digest = sha256Digest(bytes);
     if (isDigest(reference) && digest !== reference) {
       throw new SplinterError(
@@ -364,7 +367,9 @@ export class RegistryTarget implements Target, Mountable, RangeReadable {
       if (response.status === 200 && type === MediaType.ImageIndex) {
         this.referrersApi = true;
         const index = parseManifest(
-          await readAllLimited(response.body as AsyncIterable<Uint8Array>, MAX_MANIFEST_BYTES),
+          await readBodyLimited(response.body, MAX_MANIFEST_BYTES, `referrers of ${subject.digest}`, {
+            code: 'MANIFEST_TOO_LARGE',
+          }),
           MediaType.ImageIndex,
         );
         found = 'manifests' in index ? index.manifests : [];
