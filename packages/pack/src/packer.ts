@@ -12,6 +12,9 @@ export interface ClosedPack {
 /** New packs close once they reach this size (unless a push adds less). */
 export const TARGET_PACK_BYTES = 64 * 1024 * 1024;
 
+/** Records are written to a pack file 4 MiB at a time (18,000 awaited 64 KiB writes took 5 s of a 1 GiB push). */
+const WRITE_BYTES = 4 * 1024 * 1024;
+
 /**
  * Appends records to pack files in a work folder, in the order given: a pack closes once it reaches the
  * target size and is handed to `onClosed` (which starts its upload while packing goes on). Records are
@@ -19,6 +22,9 @@ export const TARGET_PACK_BYTES = 64 * 1024 * 1024;
  */
 export class PackWriter {
   private current: { number: number; path: string; file: FileHandle; hash: Hash; size: number } | undefined;
+  /** Records not yet written, and how many bytes of it they fill: one write per WRITE_BYTES. */
+  private readonly buffer = Buffer.allocUnsafe(WRITE_BYTES);
+  private buffered = 0;
 
   constructor(
     private readonly workDir: string,
@@ -44,8 +50,13 @@ export class PackWriter {
     if (!this.current) await this.openNext();
     const pack = this.current!;
     const offset = pack.size;
-    await pack.file.write(record, 0, record.byteLength, offset);
     pack.hash.update(record);
+    if (this.buffered + record.byteLength > WRITE_BYTES) await this.flush(pack);
+    if (record.byteLength >= WRITE_BYTES) await pack.file.write(record, 0, record.byteLength, offset);
+    else {
+      record.copy(this.buffer, this.buffered);
+      this.buffered += record.byteLength;
+    }
     pack.size += record.byteLength;
     if (pack.size >= this.targetBytes) await this.close();
     return { pack: pack.number, offset };
@@ -56,6 +67,7 @@ export class PackWriter {
     const pack = this.current;
     if (!pack) return;
     this.current = undefined;
+    await this.flush(pack);
     await pack.file.sync();
     await pack.file.close();
     this.onClosed({
@@ -73,6 +85,13 @@ export class PackWriter {
   async abandon(): Promise<void> {
     await this.current?.file.close().catch(() => undefined);
     this.current = undefined;
+    this.buffered = 0;
+  }
+
+  private async flush(pack: { file: FileHandle; size: number }): Promise<void> {
+    if (this.buffered === 0) return;
+    await pack.file.write(this.buffer, 0, this.buffered, pack.size - this.buffered);
+    this.buffered = 0;
   }
 
   private async openNext(): Promise<void> {

@@ -17,7 +17,14 @@ import { encodeIndex, type IndexEntry } from './index-codec.js';
 import { type ClosedPack, PackWriter } from './packer.js';
 import { safeRelativePath } from './paths.js';
 import { assertPortable } from './portable.js';
-import { chunkId, encodeRecord, fileDigest } from './records.js';
+import {
+  chunkId,
+  type EncodedRecord,
+  encodeRecord,
+  fileDigest,
+  finishRecord,
+  worthDeflating,
+} from './records.js';
 import { walkTree } from './walk.js';
 
 /** Files matching any pattern carry the tag (`locale:deDE`, `platform:windows`); see docs/format.md. */
@@ -271,8 +278,20 @@ class RecordPipeline {
 
   /** `plain` may be reused by the caller once this resolves. */
   async add(id: Buffer, hex: string, plain: Uint8Array, hint?: CompressionHint): Promise<void> {
+    const deflate = (hint?.worthTrying() ?? true) && worthDeflating(plain);
+    if (!deflate && this.queue.length === 0) {
+      // Nothing to wait for: straight into the pack, with no copy of its own.
+      await this.place(
+        id,
+        hex,
+        plain.byteLength,
+        finishRecord(id, plain, Encoding.Raw, plain.byteLength, this.key),
+        hint,
+      );
+      return;
+    }
     this.pending.add(hex);
-    const encoded = encodeRecord(id, Buffer.from(plain), this.key, hint?.worthTrying() ?? true);
+    const encoded = encodeRecord(id, Buffer.from(plain), this.key, deflate);
     encoded.catch(() => undefined); // awaited in order below
     this.queue.push({ id, hex, plainLength: plain.byteLength, encoded, hint });
     if (this.queue.length >= ENCODE_AHEAD) await this.placeOne();
@@ -289,18 +308,27 @@ class RecordPipeline {
 
   private async placeOne(): Promise<void> {
     const item = this.queue.shift()!;
-    const record = await item.encoded;
-    item.hint?.saw(record.encoding);
+    await this.place(item.id, item.hex, item.plainLength, await item.encoded, item.hint);
+    this.pending.delete(item.hex);
+  }
+
+  private async place(
+    id: Buffer,
+    hex: string,
+    plainLength: number,
+    record: EncodedRecord,
+    hint: CompressionHint | undefined,
+  ): Promise<void> {
+    hint?.saw(record.encoding);
     const { pack, offset } = await this.writer.append(record.bytes);
-    this.known.set(item.hex, {
-      id: item.id,
-      plainLength: item.plainLength,
+    this.known.set(hex, {
+      id,
+      plainLength,
       pack,
       offset,
       storedLength: record.bytes.byteLength,
       encoding: record.encoding,
     });
-    this.pending.delete(item.hex);
     this.stats.newChunks += 1;
     this.stats.newRecordBytes += record.bytes.byteLength;
   }

@@ -22,27 +22,39 @@ export interface EncodedRecord {
   encoding: Encoding;
 }
 
+/** True when a chunk is worth deflating: big enough, and a 4 KiB sample shrinks by 10% or more. */
+export function worthDeflating(plain: Uint8Array): boolean {
+  return plain.byteLength >= 512 && samplePays(plain);
+}
+
 /**
- * The record of one chunk: compressed where it pays (`tryCompression` false skips even the sample),
- * sealed under `key` when given. A raw, unsealed record is a view of `plain`.
+ * The record of one chunk: deflated when `deflate` (and only if that saves 5%), sealed under `key`
+ * when given. A raw, unsealed record is a view of `plain`.
  */
 export async function encodeRecord(
   id: Buffer,
   plain: Uint8Array,
-  key?: Uint8Array,
-  tryCompression = true,
+  key: Uint8Array | undefined,
+  deflate: boolean,
 ): Promise<EncodedRecord> {
-  let encoding: Encoding = Encoding.Raw;
-  let body: Buffer = Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength);
-  if (tryCompression && plain.byteLength >= 512 && samplePays(plain)) {
+  if (deflate) {
     const deflated = await deflateAsync(plain, { level: LEVEL });
-    if (deflated.byteLength < plain.byteLength * 0.95) {
-      body = deflated;
-      encoding = Encoding.Deflate;
-    }
+    if (deflated.byteLength < plain.byteLength * 0.95)
+      return finishRecord(id, deflated, Encoding.Deflate, plain.byteLength, key);
   }
-  if (key) body = seal(key, body, recordAssociatedData(id, encoding, plain.byteLength));
-  return { bytes: body, encoding };
+  return finishRecord(id, plain, Encoding.Raw, plain.byteLength, key);
+}
+
+/** A raw or deflated body as stored: sealed under `key`, bound to the chunk, when given. */
+export function finishRecord(
+  id: Buffer,
+  body: Uint8Array,
+  encoding: Encoding,
+  plainLength: number,
+  key: Uint8Array | undefined,
+): EncodedRecord {
+  const view = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  return { bytes: key ? seal(key, view, recordAssociatedData(id, encoding, plainLength)) : view, encoding };
 }
 
 function samplePays(plain: Uint8Array): boolean {
