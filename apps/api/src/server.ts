@@ -1,4 +1,4 @@
-import { LauncherService, type Principal, type Settings } from '@splinter/core';
+import { LauncherService, type Principal, patchIdFrom, type Settings } from '@splinter/core';
 import { isSplinterError, SplinterError } from '@splinter/errors';
 import Fastify, {
   type FastifyInstance,
@@ -186,7 +186,7 @@ function registerRoutes(
   app.post('/launcher/patches/:id/unlock', async (request: FastifyRequest, reply: FastifyReply) => {
     try {
       const principal = await guard(request);
-      const { id } = patchParams.parse(request.params);
+      const id = patchIdFrom(patchParams.parse(request.params).id);
       const grant = await launcher.unlock(id, principal);
       metrics.unlocks.inc({ outcome: 'granted' });
       request.log.info({ patchId: id, keyId: grant.keyId, tokenId: principal.tokenId }, 'key released');

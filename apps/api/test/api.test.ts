@@ -5,6 +5,7 @@ import { AccessStore, ChainStore, openPostgres, type SqlClient } from '@splinter
 import {
   createLauncherToken,
   openSplinter,
+  requestUnlock,
   type Settings,
   type Splinter,
   settingsFromEnvironment,
@@ -140,6 +141,31 @@ describe('launcher API server (in process, real PostgreSQL, real HTTP on loopbac
     expect(await eventually(async () => (await unlock(b.id)).status, 423)).toBe(423);
     await chain.revokePatch(b.id);
     expect((await unlock(b.id)).status).toBe(410);
+  });
+
+  it('knows each patch and token by its canonical id only: an alias is unknown, before and after revocation', async () => {
+    const patch = await preloaded('eu-1', 'alias');
+    await chain.activate({ patchId: patch.id, actor: 'test', force: true });
+    const created = await createLauncherToken(splinter, { realm: 'eu-1', label: 'aliased' });
+    const secret = created.token.slice(`spl_${created.id}_`.length);
+    expect((await unlock(patch.id, created.token)).status).toBe(200);
+    const aliases = [`0${patch.id}`, `00${patch.id}`, `%30${patch.id}`, `+${patch.id}`, `${patch.id}.0`];
+    for (const alias of [...aliases, '9223372036854775808', '99999999999999999999']) {
+      const response = await unlock(alias, created.token);
+      expect(response.status, alias).toBe(404);
+      expect(response.headers.get('content-type')).toContain('application/problem+json');
+      expect(await response.json(), alias).toMatchObject({ code: 'PATCH_UNKNOWN', status: 404 });
+    }
+    const aliasToken = `spl_0${created.id}_${secret}`;
+    const refused = await unlock(patch.id, aliasToken);
+    expect(refused.status).toBe(401);
+    expect(await refused.json()).toMatchObject({ code: 'UNAUTHENTICATED' });
+    await new AccessStore(client).revokeToken(created.id);
+    expect(await eventually(async () => (await unlock(patch.id, created.token)).status, 401)).toBe(401);
+    expect((await unlock(patch.id, aliasToken)).status).toBe(401);
+    expect(
+      await errorCodeOf(requestUnlock({ api: api.url, token: created.token, patchId: `0${patch.id}` })),
+    ).toBe('INVALID_ARGUMENT');
   });
 
   it('refuses a revoked token from the moment the revocation commits', async () => {

@@ -4,6 +4,8 @@ export type { Signer, TrustedKey } from '@splinter/sign';
 export { createLauncherToken, listLauncherTokens, revokeLauncherToken, rotateKekFromFile } from './admin.js';
 export type { ArtifactKind } from './artifact.js';
 export { ArtifactAnnotation, ArtifactType, buildArtifactManifest } from './artifact.js';
+export type { CanonicalId } from './ids.js';
+export { canonicalId, patchIdFrom } from './ids.js';
 export { generateKeyPairFiles } from './keys.js';
 export { requestRealmView, requestUnlock } from './launcher-client.js';
 export type { LauncherOptions, Principal, RealmPatch, RealmView, UnlockGrant } from './launcher-service.js';

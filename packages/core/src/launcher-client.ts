@@ -1,5 +1,6 @@
 import { ERROR_CODES, type ErrorCode, SplinterError } from '@splinter/errors';
 import { decodeKey32, KEY_BYTES, keyIdOf } from '@splinter/seal';
+import { canonicalId } from './ids.js';
 import type { RealmView } from './launcher-service.js';
 
 /**
@@ -11,8 +12,11 @@ export async function requestUnlock(input: {
   token: string;
   patchId: string;
 }): Promise<{ patchId: string; keyId: string; key: Uint8Array }> {
-  if (!/^\d{1,18}$/.test(input.patchId)) {
-    throw new SplinterError('INVALID_ARGUMENT', `${JSON.stringify(input.patchId)} is not a patch id`);
+  if (canonicalId(input.patchId) === undefined) {
+    throw new SplinterError(
+      'INVALID_ARGUMENT',
+      `${JSON.stringify(input.patchId)} is not a patch id (a decimal number without leading zeros)`,
+    );
   }
   const body = await callLauncherApi(
     input.api,

@@ -8,13 +8,14 @@ import {
 } from '@splinter/chain';
 import { SplinterError } from '@splinter/errors';
 import { kekIdOf, unwrapKey } from '@splinter/seal';
+import { type CanonicalId, canonicalId } from './ids.js';
 import { validateName } from './names.js';
 import { assertKekMatches, parseToken, resolveKek, secretMatches } from './preload.js';
 import type { Settings } from './settings.js';
 
 /** Who is calling: a launcher token and the realm it is scoped to. */
 export interface Principal {
-  tokenId: string;
+  tokenId: CanonicalId;
   realm: string;
 }
 
@@ -78,10 +79,10 @@ export async function launcherConfigProblems(settings: Settings): Promise<string
  * before its notification arrives.
  */
 export class LauncherService {
-  private readonly grants = new Map<string, UnlockGrant & { realm: string }>();
-  private readonly tokens = new Map<string, { realm: string; tokenHash: Uint8Array }>();
+  private readonly grants = new Map<CanonicalId, UnlockGrant & { realm: string }>();
+  private readonly tokens = new Map<CanonicalId, { realm: string; tokenHash: Uint8Array }>();
   private readonly reads = new Map<
-    string,
+    CanonicalId,
     { running?: Promise<UnlockState | undefined>; queued?: Promise<UnlockState | undefined> }
   >();
   /** Bumped by every invalidation: a read that started before one must not fill the cache after it. */
@@ -127,16 +128,18 @@ export class LauncherService {
     const parsed = token === undefined ? undefined : parseToken(token);
     if (!parsed)
       throw new SplinterError('UNAUTHENTICATED', 'a launcher token is required (Authorization: Bearer ...)');
-    let known = this.listening ? this.tokens.get(parsed.id) : undefined;
+    const id = canonicalId(parsed.id);
+    if (id === undefined) throw new SplinterError('UNAUTHENTICATED', 'unknown or revoked launcher token');
+    let known = this.listening ? this.tokens.get(id) : undefined;
     if (!known) {
       const generation = this.generation;
-      known = await this.access.activeToken(parsed.id);
-      if (known && this.listening && generation === this.generation) this.tokens.set(parsed.id, known);
+      known = await this.access.activeToken(id);
+      if (known && this.listening && generation === this.generation) this.tokens.set(id, known);
     }
     if (!known || !secretMatches(parsed.secret, known.tokenHash)) {
       throw new SplinterError('UNAUTHENTICATED', 'unknown or revoked launcher token');
     }
-    return { tokenId: parsed.id, realm: known.realm };
+    return { tokenId: id, realm: known.realm };
   }
 
   async realm(realm: string, principal: Principal): Promise<RealmView> {
@@ -158,7 +161,7 @@ export class LauncherService {
     return { realm, head: chain.at(-1) ?? null, chain, preload };
   }
 
-  async unlock(patchId: string, principal: Principal): Promise<UnlockGrant> {
+  async unlock(patchId: CanonicalId, principal: Principal): Promise<UnlockGrant> {
     const cached = this.listening ? this.grants.get(patchId) : undefined;
     if (cached) {
       assertRealm(principal, cached.realm, `patch ${patchId}`);
@@ -217,7 +220,7 @@ export class LauncherService {
    * while one query runs share the next one, so a poll storm on a locked patch costs at most two
    * queries at a time, and no answer predates its request.
    */
-  private freshState(patchId: string): Promise<UnlockState | undefined> {
+  private freshState(patchId: CanonicalId): Promise<UnlockState | undefined> {
     let slot = this.reads.get(patchId);
     if (!slot) {
       slot = {};
@@ -264,9 +267,11 @@ export class LauncherService {
       this.stops.push(await this.chain.listenHeadChanges((change) => this.invalidate(change.realm), lost));
       this.stops.push(
         await this.access.listenAccessChanges((change) => {
+          const id = canonicalId(change.id);
+          if (id === undefined) return this.invalidate();
           this.generation += 1;
-          if (change.kind === 'token') this.tokens.delete(change.id);
-          else this.grants.delete(change.id);
+          if (change.kind === 'token') this.tokens.delete(id);
+          else this.grants.delete(id);
         }, lost),
       );
     } catch (error) {
