@@ -1,4 +1,4 @@
-import { launcherConfigProblems, type Settings } from '@splinter/core';
+import { DEFAULT_HEARTBEAT_MS, launcherConfigProblems, type Settings } from '@splinter/core';
 import { SplinterError } from '@splinter/errors';
 import { z } from 'zod';
 
@@ -9,6 +9,8 @@ export interface ApiConfig {
   rateLimit: number;
   /** Requests a token may make at once before the average applies. */
   burst: number;
+  /** Heartbeat interval of the LISTEN connection, in ms (see LauncherOptions.heartbeatMs). */
+  listenHeartbeat: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
@@ -24,6 +26,7 @@ const flagsSchema = z.object({
   port: wholeNumber('--port', 0, 65535).default(8080),
   rateLimit: wholeNumber('--rate-limit', 1, 1_000_000).default(50),
   burst: wholeNumber('--burst', 1, 1_000_000).default(100),
+  listenHeartbeat: wholeNumber('--listen-heartbeat', 10, 600_000).default(DEFAULT_HEARTBEAT_MS),
   logLevel: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
       error: '--log-level must be one of fatal, error, warn, info, debug, trace, silent',

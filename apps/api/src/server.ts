@@ -35,16 +35,15 @@ export async function startApi(settings: Settings, flags: ApiFlags): Promise<Run
   });
   let launcher: LauncherService;
   try {
-    launcher = await LauncherService.open({
-      settings,
-      onListenerState: (listening, error) =>
-        listening
-          ? app.log.info('listening for head changes again')
-          : app.log.error(
-              { err: error },
-              'lost the LISTEN connection: serving from the database until it is back',
-            ),
-    });
+    launcher = await LauncherService.open({ settings, heartbeatMs: config.listenHeartbeat });
+    launcher.on('listener', (state) =>
+      state.listening
+        ? app.log.info('listening for head changes again')
+        : app.log.error(
+            { err: state.error },
+            'lost the LISTEN connection: serving from the database until it is back',
+          ),
+    );
   } catch (error) {
     await app.close();
     throw error;

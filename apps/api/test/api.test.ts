@@ -1,18 +1,19 @@
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { type RunningApi, startApi } from '@splinter/api';
 import { AccessStore, ChainStore, openPostgres, type SqlClient } from '@splinter/chain';
 import {
   createLauncherToken,
+  LISTENER_APPLICATION_NAME,
   openSplinter,
   requestUnlock,
   type Settings,
   type Splinter,
   settingsFromEnvironment,
 } from '@splinter/core';
-import { generatePatchKey, kekIdOf, keyIdOf, wrapKey } from '@splinter/seal';
+import { generatePatchKey } from '@splinter/seal';
 import { errorCodeOf, type FreshDatabase, freshDatabase } from '@splinter/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually, registerPreloaded } from './helpers.js';
 
 describe('launcher API server (in process, real PostgreSQL, real HTTP on loopback)', () => {
   let database: FreshDatabase;
@@ -24,21 +25,8 @@ describe('launcher API server (in process, real PostgreSQL, real HTTP on loopbac
   let token: string;
   const kek = generatePatchKey();
 
-  /** A preloaded patch registered directly (the registry plays no part in these tests). */
-  async function preloaded(realm: string, version: string, parent?: string) {
-    const key = generatePatchKey();
-    const keyId = keyIdOf(key);
-    const row = await chain.registerPatch({
-      realm,
-      version,
-      parent,
-      reference: `example.test/patches/${realm}@sha256:${'b'.repeat(64)}`,
-      digest: `sha256:${'b'.repeat(64)}`,
-      status: 'preload',
-      key: { keyId, wrappedKey: wrapKey(kek, key, keyId), kekId: kekIdOf(kek) },
-    });
-    return { id: row.id, key: Buffer.from(key).toString('base64') };
-  }
+  const preloaded = (realm: string, version: string, parent?: string) =>
+    registerPreloaded(chain, kek, { realm, version, parent });
 
   const unlock = (id: string, bearer = token) =>
     fetch(`${api.url}/launcher/patches/${id}/unlock`, {
@@ -224,7 +212,8 @@ describe('launcher API server (in process, real PostgreSQL, real HTTP on loopbac
     const p = await preloaded('eu-1', 'listen-loss');
     await client.query(
       `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-        WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()`,
+        WHERE datname = current_database() AND application_name = $1`,
+      [LISTENER_APPLICATION_NAME],
     );
     expect(await eventually(async () => (await fetch(`${api.url}/readyz`)).status, 503)).toBe(503);
     expect((await unlock(p.id)).status).toBe(423);
@@ -233,13 +222,3 @@ describe('launcher API server (in process, real PostgreSQL, real HTTP on loopbac
     expect(await eventually(async () => (await fetch(`${api.url}/readyz`)).status, 200, 5000)).toBe(200);
   });
 });
-
-async function eventually<T>(probe: () => Promise<T>, wanted: T, ms = 2000): Promise<T> {
-  const deadline = Date.now() + ms;
-  let value = await probe();
-  while (value !== wanted && Date.now() < deadline) {
-    await sleep(20);
-    value = await probe();
-  }
-  return value;
-}

@@ -4,12 +4,20 @@ export type { Signer, TrustedKey } from '@splinter/sign';
 export { createLauncherToken, listLauncherTokens, revokeLauncherToken, rotateKekFromFile } from './admin.js';
 export type { ArtifactKind } from './artifact.js';
 export { ArtifactAnnotation, ArtifactType, buildArtifactManifest } from './artifact.js';
+export { LISTENER_APPLICATION_NAME } from './change-listener.js';
 export type { CanonicalId } from './ids.js';
 export { canonicalId, patchIdFrom } from './ids.js';
 export { generateKeyPairFiles } from './keys.js';
 export { requestRealmView, requestUnlock } from './launcher-client.js';
-export type { LauncherOptions, Principal, RealmPatch, RealmView, UnlockGrant } from './launcher-service.js';
-export { LauncherService, launcherConfigProblems } from './launcher-service.js';
+export type {
+  LauncherOptions,
+  ListenerState,
+  Principal,
+  RealmPatch,
+  RealmView,
+  UnlockGrant,
+} from './launcher-service.js';
+export { DEFAULT_HEARTBEAT_MS, LauncherService, launcherConfigProblems } from './launcher-service.js';
 export type { Location } from './locations.js';
 export { destinationFor, formatLocation, parseLocation } from './locations.js';
 export type { CreatedToken } from './preload.js';

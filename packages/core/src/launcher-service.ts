@@ -1,6 +1,11 @@
+import { EventEmitter } from 'node:events';
 import {
+  ACCESS_CHANGED_CHANNEL,
+  type AccessChange,
   AccessStore,
   ChainStore,
+  HEAD_CHANGED_CHANNEL,
+  type HeadChange,
   migrate,
   openPostgres,
   type SqlClient,
@@ -8,6 +13,7 @@ import {
 } from '@splinter/chain';
 import { SplinterError } from '@splinter/errors';
 import { kekIdOf, unwrapKey } from '@splinter/seal';
+import { type ChangeListener, openChangeListener } from './change-listener.js';
 import { type CanonicalId, canonicalId } from './ids.js';
 import { validateName } from './names.js';
 import { assertKekMatches, parseToken, resolveKek, secretMatches } from './preload.js';
@@ -48,13 +54,22 @@ export interface RealmView {
 
 export interface LauncherOptions {
   settings: Settings;
-  /** Database connections (default 10). */
+  /** Database connections for queries (default 10); the LISTEN connection is one more. */
   poolSize?: number;
-  /** Told when the LISTEN connection is lost and when it is back. */
-  onListenerState?: (listening: boolean, error?: Error) => void;
+  /**
+   * Heartbeat interval of the LISTEN connection (default 3 s). A heartbeat not back within one
+   * interval, like a connection error, makes the listener lost: caches are bypassed and the service
+   * is not ready until it listens again.
+   */
+  heartbeatMs?: number;
   /** Delay before listening again after a lost connection (default 1 s). */
   relistenDelayMs?: number;
 }
+
+export const DEFAULT_HEARTBEAT_MS = 3000;
+
+/** Emitted as `listener` when the LISTEN connection is lost and when it is back. */
+export type ListenerState = { listening: false; error: Error } | { listening: true };
 
 /** Start-up checks of what the launcher API needs, one message per problem (empty when all is well). */
 export async function launcherConfigProblems(settings: Settings): Promise<string[]> {
@@ -76,9 +91,10 @@ export async function launcherConfigProblems(settings: Settings): Promise<string
  * What the launcher API serves, over the release database. Decisions that release keys are cached in
  * memory and dropped by the NOTIFY of every head change and revocation; a locked answer is always
  * re-read from the database, so an unlock succeeds as soon as the activation has committed, even
- * before its notification arrives.
+ * before its notification arrives. While the LISTEN connection is lost or silent (see
+ * LauncherOptions.heartbeatMs), nothing is cached: every answer is read from the database.
  */
-export class LauncherService {
+export class LauncherService extends EventEmitter<{ listener: [ListenerState] }> {
   private readonly grants = new Map<CanonicalId, UnlockGrant & { realm: string }>();
   private readonly tokens = new Map<CanonicalId, { realm: string; tokenHash: Uint8Array }>();
   private readonly reads = new Map<
@@ -88,7 +104,9 @@ export class LauncherService {
   /** Bumped by every invalidation: a read that started before one must not fill the cache after it. */
   private generation = 0;
   private listening = false;
-  private stops: Array<() => Promise<void>> = [];
+  private listener: ChangeListener | undefined;
+  /** Numbers each listener opened, so that a late loss of an old one changes nothing. */
+  private session = 0;
   private relistenTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly kekId: string;
@@ -100,6 +118,7 @@ export class LauncherService {
     private readonly kek: Uint8Array,
     private readonly options: LauncherOptions,
   ) {
+    super();
     this.kekId = kekIdOf(kek);
   }
 
@@ -211,7 +230,7 @@ export class LauncherService {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.relistenTimer);
-    await this.unlisten();
+    await this.listener?.close();
     await this.client.close();
   }
 
@@ -256,44 +275,63 @@ export class LauncherService {
   }
 
   private async listen(): Promise<void> {
-    const lost = (error: Error) => {
-      if (!this.listening || this.closed) return;
-      this.listening = false;
-      this.invalidate();
-      this.options.onListenerState?.(false, error);
-      void this.unlisten().finally(() => this.scheduleRelisten());
-    };
-    try {
-      this.stops.push(await this.chain.listenHeadChanges((change) => this.invalidate(change.realm), lost));
-      this.stops.push(
-        await this.access.listenAccessChanges((change) => {
-          const id = canonicalId(change.id);
-          if (id === undefined) return this.invalidate();
-          this.generation += 1;
-          if (change.kind === 'token') this.tokens.delete(id);
-          else this.grants.delete(id);
-        }, lost),
-      );
-    } catch (error) {
-      await this.unlisten();
-      throw error;
-    }
+    const session = ++this.session;
+    const listener = await openChangeListener({
+      connectionString: this.options.settings.databaseUrl!,
+      heartbeatMs: this.options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+      channels: {
+        [HEAD_CHANGED_CHANNEL]: (payload) => this.headChanged(parseChange<HeadChange>(payload)),
+        [ACCESS_CHANGED_CHANNEL]: (payload) => this.revoked(parseChange<AccessChange>(payload)),
+      },
+      onLost: (error) => this.lost(session, error),
+    });
+    if (this.closed) return listener.close();
+    this.listener = listener;
     this.invalidate();
     this.listening = true;
+  }
+
+  private headChanged(change: Partial<HeadChange> | undefined): void {
+    this.invalidate(typeof change?.realm === 'string' ? change.realm : undefined);
+  }
+
+  private revoked(change: Partial<AccessChange> | undefined): void {
+    const id = change === undefined ? undefined : canonicalId(String(change.id));
+    this.generation += 1;
+    if (id === undefined) this.invalidate();
+    else if (change?.kind === 'token') this.tokens.delete(id);
+    else this.grants.delete(id);
+  }
+
+  private lost(session: number, error: Error): void {
+    if (session !== this.session || this.closed) return;
+    this.listener = undefined;
+    this.listening = false;
+    this.invalidate();
+    this.emit('listener', { listening: false, error });
+    this.scheduleRelisten();
   }
 
   private scheduleRelisten(): void {
     if (this.closed) return;
     this.relistenTimer = setTimeout(() => {
       this.listen().then(
-        () => this.options.onListenerState?.(true),
+        () => {
+          if (!this.closed) this.emit('listener', { listening: true });
+        },
         () => this.scheduleRelisten(),
       );
     }, this.options.relistenDelayMs ?? 1000);
   }
+}
 
-  private async unlisten(): Promise<void> {
-    for (const stop of this.stops.splice(0)) await stop().catch(() => undefined);
+/** A notification's JSON payload; undefined when it is not JSON (then everything is invalidated). */
+function parseChange<T>(payload: string): Partial<T> | undefined {
+  try {
+    const value: unknown = JSON.parse(payload);
+    return typeof value === 'object' && value !== null ? (value as Partial<T>) : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -10,6 +10,8 @@ export type { FreshDatabase } from './postgres.js';
 export { ADMIN_DATABASE_URL, freshDatabase } from './postgres.js';
 export type { RegistryOptions, RunningRegistry } from './registry.js';
 export { startRegistry } from './registry.js';
+export type { TcpProxy } from './tcp-proxy.js';
+export { startTcpProxy } from './tcp-proxy.js';
 export type { TokenService } from './token-service.js';
 export { startTokenService } from './token-service.js';
 export { requireTool } from './tools.js';

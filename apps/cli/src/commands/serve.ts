@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { loadSettings } from '../context.js';
 
 export function registerServeCommand(program: Command): void {
@@ -10,6 +10,12 @@ export function registerServeCommand(program: Command): void {
     .option('--rate-limit <n>', 'requests per second per launcher token, on average (default 50)')
     .option('--burst <n>', 'requests a token may make at once (default 100)')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (default info)')
+    .addOption(
+      new Option(
+        '--listen-heartbeat <ms>',
+        'heartbeat interval of the LISTEN connection; one not back in time means not ready (default 3000)',
+      ).env('SPLINTER_API_LISTEN_HEARTBEAT'),
+    )
     .action(
       async (flags: {
         port?: string;
@@ -17,6 +23,7 @@ export function registerServeCommand(program: Command): void {
         rateLimit?: string;
         burst?: string;
         logLevel?: string;
+        listenHeartbeat?: string;
       }) => {
         const { serveUntilSignalled } = await import('@splinter/api');
         await serveUntilSignalled(loadSettings(), flags);

@@ -1,0 +1,113 @@
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { type RunningApi, startApi } from '@splinter/api';
+import { AccessStore, ChainStore, openPostgres, type SqlClient } from '@splinter/chain';
+import {
+  createLauncherToken,
+  type ListenerState,
+  openSplinter,
+  type Splinter,
+  settingsFromEnvironment,
+} from '@splinter/core';
+import { generatePatchKey } from '@splinter/seal';
+import { type FreshDatabase, freshDatabase, startTcpProxy, type TcpProxy } from '@splinter/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually, registerPreloaded } from './helpers.js';
+
+describe('launcher API whose LISTEN connection dies silently (real PostgreSQL behind a TCP proxy)', () => {
+  let database: FreshDatabase;
+  let proxy: TcpProxy;
+  let splinter: Splinter;
+  let client: SqlClient;
+  let chain: ChainStore;
+  let api: RunningApi;
+  const kek = generatePatchKey();
+
+  const unlock = (id: string, token: string) =>
+    fetch(`${api.url}/launcher/patches/${id}/unlock`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+    });
+  const readiness = async () => {
+    const response = await fetch(`${api.url}/readyz`);
+    return { status: response.status, body: await response.json() };
+  };
+  const nextListenerState = async () => ((await once(api.launcher, 'listener')) as [ListenerState])[0];
+
+  beforeAll(async () => {
+    database = await freshDatabase('heartbeat');
+    const direct = new URL(database.url);
+    proxy = await startTcpProxy(direct.hostname, Number(direct.port || 5432));
+    const proxied = new URL(database.url);
+    proxied.host = `${proxy.host}:${proxy.port}`;
+    const environment = {
+      SPLINTER_KEK: Buffer.from(kek).toString('hex'),
+      SPLINTER_HOME: `/tmp/splinter-heartbeat-test-${randomBytes(4).toString('hex')}`,
+    };
+    splinter = await openSplinter({
+      settings: settingsFromEnvironment({ ...environment, DATABASE_URL: database.url }),
+    });
+    client = await openPostgres(database.url);
+    chain = new ChainStore(client);
+    api = await startApi(settingsFromEnvironment({ ...environment, DATABASE_URL: proxied.toString() }), {
+      port: '0',
+      logLevel: 'silent',
+      listenHeartbeat: '200',
+    });
+  });
+  afterAll(async () => {
+    // The proxy first: it holds the silenced sockets open, as the NAT would.
+    await proxy?.stop();
+    await api?.close();
+    await splinter?.close();
+    await client?.close();
+    await database?.drop();
+  });
+
+  it('declares a silent listener lost by heartbeat: not ready, caches bypassed, ready again once it listens anew', async () => {
+    const base = await registerPreloaded(chain, kek, { realm: 'eu-1', version: 'base' });
+    await chain.activate({ patchId: base.id, actor: 'test' });
+    const patch = await registerPreloaded(chain, kek, { realm: 'eu-1', version: 'next', parent: base.id });
+    await chain.activate({ patchId: patch.id, actor: 'test' });
+    const doomed = await createLauncherToken(splinter, { realm: 'eu-1', label: 'doomed' });
+    const player = await createLauncherToken(splinter, { realm: 'eu-1', label: 'player' });
+    for (const token of [doomed.token, player.token, doomed.token, player.token]) {
+      expect((await unlock(patch.id, token)).status).toBe(200); // cached from the first of each
+    }
+    expect(await readiness()).toEqual({
+      status: 200,
+      body: { ready: true, database: true, listening: true },
+    });
+
+    const lost = nextListenerState();
+    proxy.silence('LISTEN');
+    expect(proxy.silenced()).toBe(1);
+    const state = await lost;
+    expect(state.listening).toBe(false);
+    expect(state.listening === false && state.error.message).toContain('heartbeat not heard back');
+
+    expect(await readiness()).toEqual({
+      status: 503,
+      body: { ready: false, database: true, listening: false },
+    });
+    // Nobody hears these revocations: only reading the database gets them right.
+    await new AccessStore(client).revokeToken(doomed.id);
+    expect((await unlock(patch.id, doomed.token)).status).toBe(401);
+    await chain.rollback({ realm: 'eu-1', actor: 'test' });
+    expect((await unlock(patch.id, player.token)).status).toBe(423);
+    expect((await readiness()).status).toBe(503);
+
+    const back = nextListenerState();
+    proxy.restore();
+    expect(await back).toEqual({ listening: true });
+    expect(await readiness()).toEqual({
+      status: 200,
+      body: { ready: true, database: true, listening: true },
+    });
+    // Listening again, it hears changes again.
+    await chain.activate({ patchId: patch.id, actor: 'test' });
+    expect((await unlock(patch.id, player.token)).status).toBe(200);
+    await chain.rollback({ realm: 'eu-1', actor: 'test' });
+    expect(await eventually(async () => (await unlock(patch.id, player.token)).status, 423)).toBe(423);
+  });
+});
