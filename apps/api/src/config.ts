@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { DEFAULT_HEARTBEAT_MS, launcherConfigProblems, type Settings } from '@splinter/core';
 import { SplinterError } from '@splinter/errors';
 import { z } from 'zod';
@@ -9,6 +10,15 @@ export interface ApiConfig {
   rateLimit: number;
   /** Requests a token may make at once before the average applies. */
   burst: number;
+  /** Failed authentications per second allowed per client address and per token id, on average. */
+  failureRate: number;
+  /** Failed authentications allowed at once per address and per token id before the average applies. */
+  failureBurst: number;
+  /**
+   * Which peers may name the client address in X-Forwarded-For (fastify's trustProxy): false (none:
+   * the address is the TCP peer's), true (any peer), or the proxies' addresses and CIDR ranges.
+   */
+  trustProxy: boolean | string[];
   /** Heartbeat interval of the LISTEN connection, in ms (see LauncherOptions.heartbeatMs). */
   listenHeartbeat: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -26,6 +36,23 @@ const flagsSchema = z.object({
   port: wholeNumber('--port', 0, 65535).default(8080),
   rateLimit: wholeNumber('--rate-limit', 1, 1_000_000).default(50),
   burst: wholeNumber('--burst', 1, 1_000_000).default(100),
+  failureRate: wholeNumber('--failure-rate', 1, 1_000_000).default(1),
+  failureBurst: wholeNumber('--failure-burst', 1, 1_000_000).default(20),
+  trustProxy: z
+    .string()
+    .transform((value, context) => {
+      const parsed = parseTrustProxy(value);
+      if (parsed === undefined) {
+        context.addIssue({
+          code: 'custom',
+          message:
+            '--trust-proxy must be true, false or a comma-separated list of addresses, CIDR ranges, loopback, linklocal or uniquelocal',
+        });
+        return z.NEVER;
+      }
+      return parsed;
+    })
+    .default(false),
   listenHeartbeat: wholeNumber('--listen-heartbeat', 10, 600_000).default(DEFAULT_HEARTBEAT_MS),
   logLevel: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
@@ -55,4 +82,28 @@ export async function apiConfig(flags: ApiFlags, settings: Settings): Promise<Ap
     );
   }
   return parsed.data;
+}
+
+const PROXY_RANGE_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+// No hop count: fastify 5 trusts no peer for one, since a count alone cannot tell a proxy from a client.
+function parseTrustProxy(value: string): boolean | string[] | undefined {
+  const text = value.trim();
+  if (text === 'false') return false;
+  if (text === 'true') return true;
+  const entries = text.split(',').map((entry) => entry.trim());
+  return entries.every(isProxyRange) ? entries : undefined;
+}
+
+function isProxyRange(entry: string): boolean {
+  if (PROXY_RANGE_NAMES.has(entry) || isIP(entry) !== 0) return true;
+  const [address = '', bits, ...rest] = entry.split('/');
+  const family = isIP(address);
+  return (
+    family !== 0 &&
+    rest.length === 0 &&
+    bits !== undefined &&
+    /^\d{1,3}$/.test(bits) &&
+    Number(bits) <= (family === 4 ? 32 : 128)
+  );
 }

@@ -1,3 +1,4 @@
+export { AuthFailures } from './auth-failures.js';
 export type { ApiConfig, ApiFlags } from './config.js';
 export { apiConfig } from './config.js';
 export type { Problem } from './problems.js';

@@ -5,6 +5,7 @@ export interface ApiMetrics {
   requests: Counter<'route' | 'method' | 'status'>;
   duration: Histogram<'route'>;
   unlocks: Counter<'outcome'>;
+  authFailures: Counter<'throttled'>;
 }
 
 export function createMetrics(): ApiMetrics {
@@ -29,6 +30,12 @@ export function createMetrics(): ApiMetrics {
       name: 'splinter_api_unlocks_total',
       help: 'Unlock requests, by outcome (granted or the error code)',
       labelNames: ['outcome'],
+      registers: [registry],
+    }),
+    authFailures: new Counter({
+      name: 'splinter_api_auth_failures_total',
+      help: 'Failed authentications, by whether they were past the failure budget (429) or not (401)',
+      labelNames: ['throttled'],
       registers: [registry],
     }),
   };

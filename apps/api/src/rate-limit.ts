@@ -24,11 +24,6 @@ export class RateLimiter {
     return Math.ceil((1 - bucket.tokens) / this.rate);
   }
 
-  /** True while `key` still has a request left, without taking it. */
-  allows(key: string, now = performance.now()): boolean {
-    return this.refill(key, now).tokens >= 1;
-  }
-
   close(): void {
     clearInterval(this.sweeper);
   }

@@ -7,6 +7,7 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import { z } from 'zod';
+import { AuthFailures } from './auth-failures.js';
 import { type ApiFlags, apiConfig } from './config.js';
 import { type ApiMetrics, createMetrics } from './metrics.js';
 import { problemFor } from './problems.js';
@@ -32,6 +33,7 @@ export async function startApi(settings: Settings, flags: ApiFlags): Promise<Run
     logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: 'idle',
     return503OnClosing: true,
+    trustProxy: config.trustProxy,
   });
   let launcher: LauncherService;
   try {
@@ -49,11 +51,13 @@ export async function startApi(settings: Settings, flags: ApiFlags): Promise<Run
     throw error;
   }
   const limiter = new RateLimiter(config.rateLimit, config.burst);
+  const failures = new AuthFailures(config.failureRate, config.failureBurst);
   app.addHook('onClose', async () => {
     limiter.close();
+    failures.close();
     await launcher.close();
   });
-  registerRoutes(app, launcher, limiter, createMetrics());
+  registerRoutes(app, launcher, { limiter, failures }, createMetrics());
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
@@ -69,7 +73,17 @@ export async function startApi(settings: Settings, flags: ApiFlags): Promise<Run
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-  app.log.info({ url, rateLimit: config.rateLimit, burst: config.burst }, 'launcher API listening');
+  app.log.info(
+    {
+      url,
+      rateLimit: config.rateLimit,
+      burst: config.burst,
+      failureRate: config.failureRate,
+      failureBurst: config.failureBurst,
+      trustProxy: config.trustProxy,
+    },
+    'launcher API listening',
+  );
   return { app, launcher, url, close: () => app.close() };
 }
 
@@ -109,24 +123,32 @@ export async function serveUntilSignalled(settings: Settings, flags: ApiFlags): 
 function registerRoutes(
   app: FastifyInstance,
   launcher: LauncherService,
-  limiter: RateLimiter,
+  limits: { limiter: RateLimiter; failures: AuthFailures },
   metrics: ApiMetrics,
 ): void {
-  /** Authenticates the bearer token and charges the request to it; failures are charged to the address. */
+  /**
+   * Authenticates the bearer token and charges the request to it. A failure is charged to the client
+   * address and the token id it named, and past their budget answered 429 instead of 401; a valid
+   * token is always authenticated, whatever failed before it.
+   */
   const guard = async (request: FastifyRequest): Promise<Principal> => {
-    const failures = `ip:${request.ip}`;
-    if (!limiter.allows(failures)) throw rateLimited(limiter.take(failures));
     const header = request.headers.authorization;
     const token = header?.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
     let principal: Principal;
     try {
       principal = await launcher.authenticate(token);
     } catch (error) {
-      limiter.take(failures);
+      if (!isSplinterError(error) || error.code !== 'UNAUTHENTICATED') throw error;
+      const tokenId = error.details?.tokenId;
+      const wait = limits.failures.charge(request.ip, typeof tokenId === 'string' ? tokenId : undefined);
+      metrics.authFailures.inc({ throttled: String(wait > 0) });
+      if (wait > 0) {
+        throw rateLimited(wait, 'too many failed authentications from this address or for this token');
+      }
       throw error;
     }
-    const wait = limiter.take(`token:${principal.tokenId}`);
-    if (wait > 0) throw rateLimited(wait);
+    const wait = limits.limiter.take(`token:${principal.tokenId}`);
+    if (wait > 0) throw rateLimited(wait, 'too many requests');
     return principal;
   };
 
@@ -160,6 +182,7 @@ function registerRoutes(
       {
         method: request.method,
         url: request.url,
+        ip: request.ip,
         status: reply.statusCode,
         ms: Number(reply.elapsedTime.toFixed(2)),
       },
@@ -197,8 +220,8 @@ function registerRoutes(
   });
 }
 
-function rateLimited(retryAfter: number): SplinterError {
-  return new SplinterError('RATE_LIMITED', `too many requests: retry in ${retryAfter} s`, {
+function rateLimited(retryAfter: number, what: string): SplinterError {
+  return new SplinterError('RATE_LIMITED', `${what}: retry in ${retryAfter} s`, {
     details: { retryAfter },
   });
 }

@@ -165,7 +165,13 @@ describe('launcher API server (in process, real PostgreSQL, real HTTP on loopbac
   });
 
   it('limits each token to its rate (429 with Retry-After) and failed authentications per address', async () => {
-    const limited = await startApi(settings, { port: '0', logLevel: 'silent', rateLimit: '1', burst: '3' });
+    const limited = await startApi(settings, {
+      port: '0',
+      logLevel: 'silent',
+      rateLimit: '1',
+      burst: '3',
+      failureBurst: '3',
+    });
     try {
       const own = (await createLauncherToken(splinter, { realm: 'eu-1' })).token;
       const statuses: number[] = [];
@@ -206,6 +212,107 @@ describe('launcher API server (in process, real PostgreSQL, real HTTP on loopbac
     } finally {
       await limited.close();
     }
+  });
+
+  it('throttles failed authentications per address and per token id, never a valid token', async () => {
+    const patch = await preloaded('eu-1', 'failures');
+    // The request budget equals the failure budget: the code before this one charged failures to it.
+    const limited = await startApi(settings, {
+      port: '0',
+      logLevel: 'silent',
+      rateLimit: '1',
+      burst: '3',
+      failureRate: '1',
+      failureBurst: '3',
+      trustProxy: '127.0.0.1',
+    });
+    try {
+      const post = (bearer: string, from: string) =>
+        fetch(`${limited.url}/launcher/patches/${patch.id}/unlock`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${bearer}`, 'x-forwarded-for': from },
+        });
+      const wrongSecret = () => randomBytes(32).toString('base64url').slice(0, 43);
+      let unknownId = 900_000;
+      const stranger = () => `spl_${unknownId++}_${wrongSecret()}`;
+
+      const flood: number[] = [];
+      for (let i = 0; i < 10; i++) flood.push((await post(stranger(), '203.0.113.7')).status);
+      expect(flood.slice(0, 3)).toEqual([401, 401, 401]);
+      expect(flood.at(-1)).toBe(429);
+      expect(flood.filter((status) => status === 429).length).toBeGreaterThanOrEqual(5);
+      const throttled = await post(stranger(), '203.0.113.7');
+      expect(throttled.status).toBe(429);
+      expect(throttled.headers.get('retry-after')).toBe('1');
+      expect(await throttled.json()).toMatchObject({ code: 'RATE_LIMITED' });
+
+      // A valid token from the flooded address is served, every time.
+      const own = await createLauncherToken(splinter, { realm: 'eu-1', label: 'flooded address' });
+      for (let i = 0; i < 3; i++) expect((await post(own.token, '203.0.113.7')).status).toBe(423);
+      // Another address has a budget of its own.
+      expect((await post(stranger(), '198.51.100.9')).status).toBe(401);
+
+      // Guesses at one token's secret are limited per token id, from whatever address...
+      const target = await createLauncherToken(splinter, { realm: 'eu-1', label: 'guessed at' });
+      const guesses: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        guesses.push((await post(`spl_${target.id}_${wrongSecret()}`, `192.0.2.${i + 1}`)).status);
+      }
+      expect(guesses.slice(0, 3)).toEqual([401, 401, 401]);
+      expect(guesses.at(-1)).toBe(429);
+      // ...and the token itself still works.
+      expect((await post(target.token, '192.0.2.200')).status).toBe(423);
+      const metrics = await (await fetch(`${limited.url}/metrics`)).text();
+      expect(metrics).toMatch(/splinter_api_auth_failures_total\{throttled="true"\} \d+/);
+    } finally {
+      await limited.close();
+    }
+  });
+
+  it('takes the client address from X-Forwarded-For only when the peer is a trusted proxy', async () => {
+    const strangers = async (url: string) => {
+      const statuses: number[] = [];
+      for (let i = 1; i <= 3; i++) {
+        const response = await fetch(`${url}/launcher/patches/1/unlock`, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer spl_${800_000 + i}_${randomBytes(32).toString('base64url').slice(0, 43)}`,
+            'x-forwarded-for': `203.0.113.${i}`,
+          },
+        });
+        statuses.push(response.status);
+      }
+      return statuses;
+    };
+    for (const [trustProxy, expected] of [
+      [undefined, [401, 401, 429]],
+      ['10.0.0.0/8, 192.168.0.1', [401, 401, 429]],
+      ['loopback', [401, 401, 401]],
+      ['true', [401, 401, 401]],
+    ] as const) {
+      const running = await startApi(settings, {
+        port: '0',
+        logLevel: 'silent',
+        failureRate: '1',
+        failureBurst: '2',
+        trustProxy,
+      });
+      try {
+        expect(await strangers(running.url), String(trustProxy)).toEqual(expected);
+      } finally {
+        await running.close();
+      }
+    }
+    const refused = await startApi(settings, {
+      port: '0',
+      logLevel: 'silent',
+      trustProxy: '10.0.0.0/33',
+    }).then(
+      () => undefined,
+      (e: unknown) => e as Error & { code: string; details: { problems: string[] } },
+    );
+    expect(refused?.code).toBe('INVALID_CONFIG');
+    expect(refused?.details.problems).toEqual([expect.stringContaining('--trust-proxy must be')]);
   });
 
   it('survives losing its LISTEN connection: not ready meanwhile, answers stay correct, listens again', async () => {

@@ -142,7 +142,10 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
     }
   }
 
-  /** The principal of a bearer token; UNAUTHENTICATED for a missing, malformed, unknown or revoked one. */
+  /**
+   * The principal of a bearer token; UNAUTHENTICATED for a missing, malformed, unknown or revoked one
+   * (with `details.tokenId` when the token named a canonical id, for limits on failures per token).
+   */
   async authenticate(token: string | undefined): Promise<Principal> {
     const parsed = token === undefined ? undefined : parseToken(token);
     if (!parsed)
@@ -156,7 +159,9 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
       if (known && this.listening && generation === this.generation) this.tokens.set(id, known);
     }
     if (!known || !secretMatches(parsed.secret, known.tokenHash)) {
-      throw new SplinterError('UNAUTHENTICATED', 'unknown or revoked launcher token');
+      throw new SplinterError('UNAUTHENTICATED', 'unknown or revoked launcher token', {
+        details: { tokenId: id },
+      });
     }
     return { tokenId: id, realm: known.realm };
   }

@@ -12,6 +12,24 @@ export function registerServeCommand(program: Command): void {
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (default info)')
     .addOption(
       new Option(
+        '--failure-rate <n>',
+        'failed authentications per second per client address and per token id, on average (default 1)',
+      ).env('SPLINTER_API_FAILURE_RATE'),
+    )
+    .addOption(
+      new Option(
+        '--failure-burst <n>',
+        'failed authentications at once per address and per token id before 429 (default 20)',
+      ).env('SPLINTER_API_FAILURE_BURST'),
+    )
+    .addOption(
+      new Option(
+        '--trust-proxy <value>',
+        'take the client address from X-Forwarded-For when the peer is one of these comma-separated addresses, CIDR ranges, loopback, linklocal or uniquelocal; true trusts any peer (default false)',
+      ).env('SPLINTER_API_TRUST_PROXY'),
+    )
+    .addOption(
+      new Option(
         '--listen-heartbeat <ms>',
         'heartbeat interval of the LISTEN connection; one not back in time means not ready (default 3000)',
       ).env('SPLINTER_API_LISTEN_HEARTBEAT'),
@@ -23,6 +41,9 @@ export function registerServeCommand(program: Command): void {
         rateLimit?: string;
         burst?: string;
         logLevel?: string;
+        failureRate?: string;
+        failureBurst?: string;
+        trustProxy?: string;
         listenHeartbeat?: string;
       }) => {
         const { serveUntilSignalled } = await import('@splinter/api');

@@ -1,0 +1,26 @@
+import { RateLimiter } from './rate-limit.js';
+
+/**
+ * Failed authentications, counted per client address and per token id. Past either budget a failure
+ * is answered 429 instead of 401. Only failures are counted and only failures are refused: a valid
+ * token is never turned away because others failed from its address (behind a proxy every player
+ * may share one) or against its id.
+ */
+export class AuthFailures {
+  private readonly buckets: RateLimiter;
+
+  constructor(rate: number, burst: number) {
+    this.buckets = new RateLimiter(rate, burst);
+  }
+
+  /** Counts one failure; returns the seconds to wait if the address or the token id is over its budget, else 0. */
+  charge(address: string, tokenId: string | undefined): number {
+    const waits = [this.buckets.take(`address:${address}`)];
+    if (tokenId !== undefined) waits.push(this.buckets.take(`token:${tokenId}`));
+    return Math.max(...waits);
+  }
+
+  close(): void {
+    this.buckets.close();
+  }
+}
