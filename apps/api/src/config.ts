@@ -21,6 +21,14 @@ export interface ApiConfig {
   trustProxy: boolean | string[];
   /** Heartbeat interval of the LISTEN connection, in ms (see LauncherOptions.heartbeatMs). */
   listenHeartbeat: number;
+  /** Time for a request's headers and body to arrive, in ms; a slower one is answered 408 and closed. */
+  requestTimeout: number;
+  /** A connection with a request open and no byte either way for this long is destroyed, in ms. */
+  connectionTimeout: number;
+  /** An idle keep-alive connection is closed after this long, in ms. */
+  keepAliveTimeout: number;
+  /** Largest request body accepted, in bytes (413 beyond it). */
+  bodyLimit: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
@@ -54,6 +62,10 @@ const flagsSchema = z.object({
     })
     .default(false),
   listenHeartbeat: wholeNumber('--listen-heartbeat', 10, 600_000).default(DEFAULT_HEARTBEAT_MS),
+  requestTimeout: wholeNumber('--request-timeout', 100, 3_600_000).default(10_000),
+  connectionTimeout: wholeNumber('--connection-timeout', 100, 3_600_000).default(30_000),
+  keepAliveTimeout: wholeNumber('--keep-alive-timeout', 100, 3_600_000).default(72_000),
+  bodyLimit: wholeNumber('--body-limit', 0, 100 * 1024 * 1024).default(16 * 1024),
   logLevel: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
       error: '--log-level must be one of fatal, error, warn, info, debug, trace, silent',

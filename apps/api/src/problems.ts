@@ -18,7 +18,10 @@ const TITLE: Record<number, string> = {
   401: 'Unauthorized',
   403: 'Forbidden',
   404: 'Not Found',
+  408: 'Request Timeout',
   410: 'Gone',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
   423: 'Locked',
   429: 'Too Many Requests',
   500: 'Internal Server Error',
@@ -34,10 +37,13 @@ export interface Problem {
   instance: string;
 }
 
-/** An RFC 9457 problem body for any error: the SplinterError's code and message, else INTERNAL. */
-export function problemFor(error: unknown, instance: string): Problem {
+/**
+ * An RFC 9457 problem body for any error: the SplinterError's code and message, else INTERNAL. The
+ * status is the code's unless `status` names a more precise one (413 for INVALID_ARGUMENT).
+ */
+export function problemFor(error: unknown, instance: string, status?: number): Problem {
   const code: ErrorCode = isSplinterError(error) ? error.code : 'INTERNAL';
-  const status = STATUS[code] ?? 500;
+  status ??= STATUS[code] ?? 500;
   // Unexpected failures are logged in full; the caller hears only that one happened.
   const detail =
     isSplinterError(error) && status !== 500 ? error.message : 'internal error (see the server log)';

@@ -34,6 +34,17 @@ export async function startApi(settings: Settings, flags: ApiFlags): Promise<Run
     forceCloseConnections: 'idle',
     return503OnClosing: true,
     trustProxy: config.trustProxy,
+    bodyLimit: config.bodyLimit,
+    connectionTimeout: config.connectionTimeout,
+    keepAliveTimeout: config.keepAliveTimeout,
+    requestTimeout: config.requestTimeout,
+    http: {
+      // Given at creation so that Node also caps the headers timeout (60 s) at the request timeout.
+      requestTimeout: config.requestTimeout,
+      // Node enforces both only when it checks its connections (every 30 s by default): often
+      // enough here that a timeout holds within a quarter of itself, or a second.
+      connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(config.requestTimeout / 4))),
+    },
   });
   let launcher: LauncherService;
   try {
@@ -153,11 +164,15 @@ function registerRoutes(
   };
 
   app.setErrorHandler((error, request, reply) => {
+    // Fastify's own 4xx errors (a bad body, one too large) keep their status under INVALID_ARGUMENT.
+    const statusCode = (error as { statusCode?: unknown }).statusCode;
+    const clientStatus =
+      !isSplinterError(error) && typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500
+        ? statusCode
+        : undefined;
     const known =
-      isSplinterError(error) || !(typeof (error as { statusCode?: unknown }).statusCode === 'number')
-        ? error
-        : new SplinterError('INVALID_ARGUMENT', (error as Error).message);
-    const problem = problemFor(known, request.url);
+      clientStatus === undefined ? error : new SplinterError('INVALID_ARGUMENT', (error as Error).message);
+    const problem = problemFor(known, request.url, clientStatus);
     if (problem.status >= 500) request.log.error({ err: error }, 'request failed');
     if (problem.status === 401) reply.header('www-authenticate', 'Bearer');
     const retryAfter = isSplinterError(error) ? error.details?.retryAfter : undefined;

@@ -1,3 +1,4 @@
+import type { ApiFlags } from '@splinter/api';
 import { type Command, Option } from 'commander';
 import { loadSettings } from '../context.js';
 
@@ -34,20 +35,31 @@ export function registerServeCommand(program: Command): void {
         'heartbeat interval of the LISTEN connection; one not back in time means not ready (default 3000)',
       ).env('SPLINTER_API_LISTEN_HEARTBEAT'),
     )
-    .action(
-      async (flags: {
-        port?: string;
-        host?: string;
-        rateLimit?: string;
-        burst?: string;
-        logLevel?: string;
-        failureRate?: string;
-        failureBurst?: string;
-        trustProxy?: string;
-        listenHeartbeat?: string;
-      }) => {
-        const { serveUntilSignalled } = await import('@splinter/api');
-        await serveUntilSignalled(loadSettings(), flags);
-      },
-    );
+    .addOption(
+      new Option(
+        '--request-timeout <ms>',
+        "time for a request's headers and body to arrive; a slower one gets 408 and is closed (default 10000)",
+      ).env('SPLINTER_API_REQUEST_TIMEOUT'),
+    )
+    .addOption(
+      new Option(
+        '--connection-timeout <ms>',
+        'a connection with no byte either way for this long during a request is destroyed (default 30000)',
+      ).env('SPLINTER_API_CONNECTION_TIMEOUT'),
+    )
+    .addOption(
+      new Option(
+        '--keep-alive-timeout <ms>',
+        'an idle keep-alive connection is closed after this long; keep it above your load balancer idle timeout (default 72000)',
+      ).env('SPLINTER_API_KEEP_ALIVE_TIMEOUT'),
+    )
+    .addOption(
+      new Option('--body-limit <bytes>', 'largest request body accepted; 413 beyond (default 16384)').env(
+        'SPLINTER_API_BODY_LIMIT',
+      ),
+    )
+    .action(async (flags: ApiFlags) => {
+      const { serveUntilSignalled } = await import('@splinter/api');
+      await serveUntilSignalled(loadSettings(), flags);
+    });
 }
