@@ -110,4 +110,31 @@ describe('launcher API whose LISTEN connection dies silently (real PostgreSQL be
     await chain.rollback({ realm: 'eu-1', actor: 'test' });
     expect(await eventually(async () => (await unlock(patch.id, player.token)).status, 423)).toBe(423);
   });
+
+  it('answers /readyz 503 within one heartbeat interval when the database stops answering', async () => {
+    const direct = new URL(database.url);
+    const hung = await startTcpProxy(direct.hostname, Number(direct.port || 5432));
+    const proxied = new URL(database.url);
+    proxied.host = `${hung.host}:${hung.port}`;
+    const settings = settingsFromEnvironment({
+      DATABASE_URL: proxied.toString(),
+      SPLINTER_KEK: Buffer.from(kek).toString('hex'),
+      SPLINTER_HOME: `/tmp/splinter-heartbeat-test-${randomBytes(4).toString('hex')}`,
+    });
+    const running = await startApi(settings, { port: '0', logLevel: 'silent', listenHeartbeat: '300' });
+    try {
+      expect((await fetch(`${running.url}/readyz`)).status).toBe(200);
+      hung.silence(''); // every connection, and every new one from its first byte
+      const started = performance.now();
+      const response = await fetch(`${running.url}/readyz`, { signal: AbortSignal.timeout(10_000) });
+      const elapsed = performance.now() - started;
+      expect(response.status).toBe(503);
+      expect(await response.json()).toMatchObject({ ready: false, database: false });
+      expect(elapsed).toBeGreaterThanOrEqual(250);
+      expect(elapsed).toBeLessThan(2000);
+    } finally {
+      await hung.stop();
+      await running.close();
+    }
+  });
 });

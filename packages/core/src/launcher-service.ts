@@ -110,6 +110,7 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
   private relistenTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly kekId: string;
+  private readonly heartbeatMs: number;
 
   private constructor(
     private readonly client: SqlClient,
@@ -120,6 +121,7 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
   ) {
     super();
     this.kekId = kekIdOf(kek);
+    this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
   }
 
   static async open(options: LauncherOptions): Promise<LauncherService> {
@@ -223,12 +225,22 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
     return grant;
   }
 
-  /** The database answers and head changes are being heard. */
+  /**
+   * The database answers and head changes are being heard. Answers within one heartbeat interval:
+   * a database that does not answer by then counts as down (a hung one must not hang the probe).
+   */
   async ready(): Promise<{ ready: boolean; database: boolean; listening: boolean }> {
-    const database = await this.client.query('SELECT 1').then(
-      () => true,
-      () => false,
-    );
+    let deadline: NodeJS.Timeout | undefined;
+    const database = await Promise.race([
+      this.client.query('SELECT 1').then(
+        () => true,
+        () => false,
+      ),
+      new Promise<false>((resolve) => {
+        deadline = setTimeout(() => resolve(false), this.heartbeatMs);
+      }),
+    ]);
+    clearTimeout(deadline);
     return { ready: database && this.listening, database, listening: this.listening };
   }
 
@@ -283,7 +295,7 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
     const session = ++this.session;
     const listener = await openChangeListener({
       connectionString: this.options.settings.databaseUrl!,
-      heartbeatMs: this.options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+      heartbeatMs: this.heartbeatMs,
       channels: {
         [HEAD_CHANGED_CHANNEL]: (payload) => this.headChanged(parseChange<HeadChange>(payload)),
         [ACCESS_CHANGED_CHANNEL]: (payload) => this.revoked(parseChange<AccessChange>(payload)),
