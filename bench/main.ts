@@ -6,6 +6,7 @@ const BENCHES: Record<string, () => Promise<{ default: (args: string[]) => Promi
   push: () => import('./push.js'),
   pull: () => import('./pull.js'),
   chain: () => import('./chain.js'),
+  'chain-depth': () => import('./chain-depth.js'),
   api: () => import('./api.js'),
   sign: () => import('./sign.js'),
 };

@@ -3,5 +3,14 @@ export { ACCESS_CHANGED_CHANNEL, AccessStore } from './access.js';
 export { MIGRATIONS, migrate } from './migrations.js';
 export type { Queryable, QueryResult, SqlClient } from './sql.js';
 export { databaseError, openPglite, openPostgres } from './sql.js';
-export type { HeadChange, ModPin, PatchRow, PatchStatus, RegisterPatchInput, ReleaseRow } from './store.js';
-export { ChainStore, HEAD_CHANGED_CHANNEL } from './store.js';
+export type {
+  ChainEntry,
+  HeadChange,
+  ModPin,
+  PatchRow,
+  PatchStatus,
+  RegisterPatchInput,
+  ReleaseRow,
+  ShownRealm,
+} from './store.js';
+export { ChainStore, HEAD_CHANGED_CHANNEL, REALM_VIEW_ANCESTORS } from './store.js';

@@ -75,6 +75,14 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
       );
     `,
   },
+  {
+    version: 3,
+    name: 'preloads found by index',
+    sql: `
+      -- The realm view lists a realm's preloads: without this index, every patch the realm ever had is read.
+      CREATE INDEX patches_preload ON cluster.patches (realm, id) WHERE status = 'preload';
+    `,
+  },
 ];
 
 // An arbitrary constant naming "splinter migrations" for pg_advisory_xact_lock.

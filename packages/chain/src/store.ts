@@ -64,15 +64,44 @@ export interface RegisterPatchInput {
   key?: { keyId: string; wrappedKey: Uint8Array; kekId: string };
 }
 
-const PATCH_COLUMNS = `id::text AS id, realm, version, parent::text AS parent, chain::text[] AS chain, depth, reference,
-  digest, status, mods, created_at::text AS "createdAt", activated_at::text AS "activatedAt"`;
+/** A patch as a realm view lists it: everything but its chain (the view's order is the chain). */
+export type ChainEntry = Omit<PatchRow, 'chain'>;
+
+/** A realm's head and the end of its chain: the same size whatever the chain's depth. */
+export interface ShownRealm {
+  realm: string;
+  head: ChainEntry | null;
+  /** The head's nearest ancestors (at most `ancestors` of them), root-most first, ending with the head. */
+  chain: ChainEntry[];
+  /** Older ancestors left out of `chain` (0 when it starts at the root). */
+  omitted: number;
+}
+
+/** How many ancestors of the head a realm view lists by default. */
+export const REALM_VIEW_ANCESTORS = 5;
+
+const ENTRY_COLUMNS = `id::text AS id, realm, version, parent::text AS parent, depth, reference, digest, status,
+  mods, created_at::text AS "createdAt", activated_at::text AS "activatedAt"`;
+
+const PATCH_COLUMNS = `${ENTRY_COLUMNS}, chain::text[] AS chain`;
+
+/** The columns of ENTRY_COLUMNS, of `cluster.patches p`, unconverted (for a CTE that ENTRY_COLUMNS reads). */
+const LINE_COLUMNS = `p.id, p.realm, p.version, p.parent, p.depth, p.reference, p.digest, p.status, p.mods,
+  p.created_at, p.activated_at`;
 
 const RELEASE_COLUMNS = `seq::text AS seq, realm, action, from_head::text AS "fromHead", to_head::text AS "toHead",
   actor, forced, at::text AS at`;
 
-type RawPatch = Omit<PatchRow, 'mods' | 'depth'> & { mods: ModPin[] | string; depth: number | string };
+/** A row as the driver returns it: pg and PGlite differ in how they hand over jsonb and integers. */
+type Raw<T extends ChainEntry> = Omit<T, 'mods' | 'depth'> & {
+  mods: ModPin[] | string;
+  depth: number | string;
+};
+type RawPatch = Raw<PatchRow>;
 
-function toPatch(raw: RawPatch): PatchRow {
+function toPatch<R extends Raw<ChainEntry>>(
+  raw: R,
+): Omit<R, 'mods' | 'depth'> & Pick<PatchRow, 'mods' | 'depth'> {
   return {
     ...raw,
     depth: Number(raw.depth),
@@ -283,26 +312,36 @@ export class ChainStore {
     return rows;
   }
 
-  /** The realm's head and its chain, root first. */
-  async showRealm(realm: string): Promise<{ realm: string; head: PatchRow | null; chain: PatchRow[] }> {
-    const { rows } = await this.db.query<{ head: string | null }>(
-      'SELECT head::text AS head FROM cluster.realms WHERE realm = $1',
-      [realm],
+  /**
+   * The realm's head and its `ancestors` nearest ancestors (default REALM_VIEW_ANCESTORS), in one
+   * query that follows parent links from the head by primary key: neither the time nor the size grows
+   * with the chain's depth (no stored chain is read, not even the head's).
+   */
+  async showRealm(realm: string, options: { ancestors?: number } = {}): Promise<ShownRealm> {
+    const ancestors = options.ancestors ?? REALM_VIEW_ANCESTORS;
+    if (!Number.isSafeInteger(ancestors) || ancestors < 0) {
+      throw new SplinterError('INVALID_ARGUMENT', `ancestors must be a whole number >= 0, not ${ancestors}`);
+    }
+    const { rows } = await this.db.query<Raw<ChainEntry> | { id: null }>(
+      `WITH RECURSIVE line AS (
+         SELECT ${LINE_COLUMNS}, 0 AS up
+           FROM cluster.realms r LEFT JOIN cluster.patches p ON p.id = r.head WHERE r.realm = $1
+         UNION ALL
+         SELECT ${LINE_COLUMNS}, line.up + 1
+           FROM line JOIN cluster.patches p ON p.id = line.parent WHERE line.up < $2::integer
+       )
+       SELECT ${ENTRY_COLUMNS} FROM line ORDER BY up DESC`,
+      [realm, ancestors],
     );
     if (rows.length === 0) throw new SplinterError('REALM_UNKNOWN', `no realm ${realm}`);
-    const headId = rows[0]!.head;
-    if (headId === null) return { realm, head: null, chain: [] };
-    const head = await patchById(this.db, headId);
-    const { rows: chainRows } = await this.db.query<RawPatch>(
-      `SELECT ${PATCH_COLUMNS} FROM cluster.patches WHERE id = ANY($1::bigint[]) ORDER BY depth`,
-      [`{${head.chain.join(',')}}`],
-    );
-    return { realm, head, chain: chainRows.map(toPatch) };
+    if (rows[0]!.id === null) return { realm, head: null, chain: [], omitted: 0 };
+    const chain = (rows as Raw<ChainEntry>[]).map((row) => toPatch(row));
+    return { realm, head: chain.at(-1)!, chain, omitted: chain[0]!.depth };
   }
 
   /** The mods of the realm's head: mods follow the head through activations and rollbacks. */
   async activeMods(realm: string): Promise<ModPin[]> {
-    const shown = await this.showRealm(realm);
+    const shown = await this.showRealm(realm, { ancestors: 0 });
     return shown.head?.mods ?? [];
   }
 

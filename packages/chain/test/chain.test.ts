@@ -1,4 +1,10 @@
-import { HEAD_CHANGED_CHANNEL, type HeadChange, migrate } from '@splinter/chain';
+import {
+  HEAD_CHANGED_CHANNEL,
+  type HeadChange,
+  MIGRATIONS,
+  migrate,
+  REALM_VIEW_ANCESTORS,
+} from '@splinter/chain';
 import { errorCodeOf } from '@splinter/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Backend, type BackendName, dumpTables, openBackend, patchInput } from './backends.js';
@@ -18,7 +24,7 @@ for (const backendName of ['postgres', 'pglite'] as BackendName[]) {
       const { rows } = await backend.client.query<{ version: number }>(
         'SELECT version FROM cluster.schema_migrations ORDER BY 1',
       );
-      expect(rows.map((r) => Number(r.version))).toEqual([1, 2]);
+      expect(rows.map((r) => Number(r.version))).toEqual(MIGRATIONS.map((m) => m.version));
     });
 
     it('registers a root, then children defaulting to the head, storing the full chain root first', async () => {
@@ -100,6 +106,38 @@ for (const backendName of ['postgres', 'pglite'] as BackendName[]) {
       const shown = await chain.showRealm('flow');
       expect(shown.head?.id).toBe(c.id);
       expect(shown.chain.map((p) => p.version)).toEqual(['a', 'b', 'c']);
+    });
+
+    it('bounds the realm view: the head, its nearest ancestors and a count of the rest, whatever the depth', async () => {
+      const { chain } = backend;
+      const realm = 'deep';
+      let last = await chain.registerPatch(patchInput(realm, 'v0'));
+      await chain.activate({ patchId: last.id, actor: 't' });
+      const sizes = new Map<number, number>();
+      for (let depth = 1; depth <= REALM_VIEW_ANCESTORS + 150; depth++) {
+        last = await chain.registerPatch(patchInput(realm, `v${depth}`, last.id));
+        if (depth === REALM_VIEW_ANCESTORS + 50 || depth === REALM_VIEW_ANCESTORS + 150) {
+          await chain.activate({ patchId: last.id, actor: 't' });
+          const shown = await chain.showRealm(realm);
+          expect(shown.head).toMatchObject({ id: last.id, version: `v${depth}`, depth, status: 'active' });
+          expect(shown.chain).toHaveLength(REALM_VIEW_ANCESTORS + 1);
+          expect(shown.chain.map((p) => p.depth)).toEqual(
+            Array.from({ length: REALM_VIEW_ANCESTORS + 1 }, (_, i) => depth - REALM_VIEW_ANCESTORS + i),
+          );
+          expect(shown.chain.at(-2)?.id).toBe(last.parent);
+          expect(shown.omitted).toBe(depth - REALM_VIEW_ANCESTORS);
+          expect(shown.chain.some((p) => 'chain' in p)).toBe(false);
+          sizes.set(depth, JSON.stringify(shown).length);
+        }
+      }
+      // 100 levels deeper, the view is the same size (give or take a timestamp and wider numbers)
+      const [shallow, deep] = [...sizes.values()];
+      expect(deep!).toBeLessThan(shallow! * 1.02);
+      const tip = await chain.showRealm(realm, { ancestors: 0 });
+      expect(tip).toMatchObject({ head: { id: last.id }, omitted: REALM_VIEW_ANCESTORS + 150 });
+      expect(tip.chain.map((p) => p.id)).toEqual([last.id]);
+      expect(await errorCodeOf(chain.showRealm(realm, { ancestors: -1 }))).toBe('INVALID_ARGUMENT');
+      expect(await errorCodeOf(chain.showRealm('no-such-realm'))).toBe('REALM_UNKNOWN');
     });
 
     it('keeps the release log append-only in the database itself', async () => {
@@ -216,11 +254,11 @@ for (const backendName of ['postgres', 'pglite'] as BackendName[]) {
           expect(Object.fromEntries(rows.map((r) => [r.id, r.status]))).toEqual(
             Object.fromEntries([...model.patches.values()].map((p) => [p.id, p.status])),
           );
-          const shown = await chain.showRealm(realm);
+          const shown = await chain.showRealm(realm, { ancestors: 5 });
+          const headChain = model.head ? model.patches.get(model.head)!.chain : [];
           expect(shown.head?.id ?? null).toBe(model.head);
-          expect(shown.chain.map((p) => p.id)).toEqual(
-            model.head ? model.patches.get(model.head)!.chain : [],
-          );
+          expect(shown.chain.map((p) => p.id)).toEqual(headChain.slice(-6));
+          expect(shown.omitted).toBe(Math.max(0, headChain.length - 6));
           expect((await chain.history(realm)).length).toBe(model.releases);
         }
       }

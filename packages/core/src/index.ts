@@ -1,4 +1,13 @@
-export type { HeadChange, ModPin, PatchRow, PatchStatus, ReleaseRow, TokenRow } from '@splinter/chain';
+export type {
+  ChainEntry,
+  HeadChange,
+  ModPin,
+  PatchRow,
+  PatchStatus,
+  ReleaseRow,
+  ShownRealm,
+  TokenRow,
+} from '@splinter/chain';
 export type { TagRule } from '@splinter/pack';
 export type { Signer, TrustedKey } from '@splinter/sign';
 export { createLauncherToken, listLauncherTokens, revokeLauncherToken, rotateKekFromFile } from './admin.js';

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { AccessStore, HeadChange, ModPin, PatchRow, ReleaseRow } from '@splinter/chain';
+import type { AccessStore, HeadChange, ModPin, PatchRow, ReleaseRow, ShownRealm } from '@splinter/chain';
 import { SplinterError } from '@splinter/errors';
 import type { CopyOptions, CopyStats, Descriptor, ImageManifest, Target } from '@splinter/oci';
 import type { BaseVersion } from '@splinter/pack';
@@ -329,7 +329,7 @@ export class Splinter {
   }): Promise<ReleaseRow> {
     const chain = await this.chain();
     const patch = await chain.findPatch(input.patch, input.realm);
-    const seen = (await chain.showRealm(patch.realm)).head?.id ?? null;
+    const seen = (await chain.showRealm(patch.realm, { ancestors: 0 })).head?.id ?? null;
     return chain.activate({
       patchId: patch.id,
       realm: input.realm,
@@ -353,9 +353,8 @@ export class Splinter {
     return (await this.chain()).history(realm);
   }
 
-  async showRealm(
-    realm: string,
-  ): Promise<{ realm: string; head: PatchRow | null; chain: PatchRow[]; mods: ModPin[] }> {
+  /** The realm's head, its nearest ancestors and how many older ones were left out, with the head's mods. */
+  async showRealm(realm: string): Promise<ShownRealm & { mods: ModPin[] }> {
     const shown = await (await this.chain()).showRealm(realm);
     return { ...shown, mods: shown.head?.mods ?? [] };
   }
