@@ -192,9 +192,11 @@ export class ChainStore {
           `patch ${patch.id} belongs to realm ${patch.realm}, not ${input.realm}`,
         );
       }
-      if (patch.status === 'revoked')
-        throw new SplinterError('INVALID_TRANSITION', `patch ${patch.id} is revoked`);
       const realm = await lockRealm(tx, patch.realm);
+      // The status is read under the realm lock, which revokePatch holds too: a revocation that
+      // committed while this transaction waited for the lock is seen here, not after the head moved.
+      if ((await patchSummary(tx, patch.id)).status === 'revoked')
+        throw new SplinterError('INVALID_TRANSITION', `patch ${patch.id} is revoked`);
       checkExpected(realm.head, input.expectedHead, patch.realm);
       if (realm.head === patch.id) {
         throw new SplinterError(

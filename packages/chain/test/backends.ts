@@ -1,8 +1,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { ChainStore, migrate, openPglite, openPostgres, type SqlClient } from '@splinter/chain';
 import { freshDatabase } from '@splinter/testkit';
+import pg from 'pg';
 
 export interface Backend {
   client: SqlClient;
@@ -60,4 +62,53 @@ export function patchInput(realm: string, version: string, parent?: string) {
     digest: `sha256:${'a'.repeat(64)}`,
     status: 'draft' as const,
   };
+}
+
+/**
+ * A connection of its own that holds locks in an open transaction, so that a test can stop another
+ * transaction at a chosen statement and let it go on again.
+ */
+export async function lockHolder(url: string): Promise<{
+  lock(sql: string, params?: unknown[]): Promise<void>;
+  release(): Promise<void>;
+  close(): Promise<void>;
+}> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  let open = false;
+  return {
+    async lock(sql, params) {
+      if (!open) await client.query('BEGIN');
+      open = true;
+      await client.query(sql, params);
+    },
+    async release() {
+      await client.query('ROLLBACK');
+      open = false;
+    },
+    close: () => client.end(),
+  };
+}
+
+/**
+ * Resolves once `count` sessions of the database are waiting for a lock: the observable moment at
+ * which the transactions a test started are parked where it wants them.
+ */
+export async function waitForLockWaiters(url: string, count: number): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const { rows } = await client.query<{ waiting: number }>(
+        `SELECT count(*)::int AS waiting FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+      );
+      if (rows[0]!.waiting >= count) return;
+      if (Date.now() > deadline) throw new Error(`fewer than ${count} sessions ever waited for a lock`);
+      await delay(5); // polled: a lock wait announces itself to no one
+    }
+  } finally {
+    await client.end();
+  }
 }
