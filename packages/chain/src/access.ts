@@ -1,5 +1,5 @@
 import { SplinterError } from '@splinter/errors';
-import { listenJson, notifyJson, type SqlClient } from './sql.js';
+import { listenJson, notifyJson, type Queryable, type SqlClient } from './sql.js';
 import type { PatchStatus } from './store.js';
 
 /**
@@ -101,14 +101,35 @@ export class AccessStore {
     return rows.map((row) => row.kekId);
   }
 
+  /** The KEK the release database's live keys are wrapped with; undefined before the first key. */
+  async currentKekId(): Promise<string | undefined> {
+    const { rows } = await this.db.query<{ kekId: string }>(
+      'SELECT kek_id AS "kekId" FROM cluster.key_encryption',
+    );
+    return rows[0]?.kekId;
+  }
+
   /**
-   * Re-wraps every live key in one transaction (rows locked): `rewrap` may throw, and then nothing
-   * changes. Returns how many keys were re-wrapped.
+   * Moves the database from KEK `from` to KEK `to` in one transaction: the current KEK is locked (a
+   * key inserted meanwhile waits, then finds `to` current and is refused), every live key is
+   * re-wrapped by `rewrap` (which may throw, and then nothing changes), and `to` becomes current.
+   * Returns how many keys were re-wrapped.
    */
-  async rewrapKeys(
-    rewrap: (row: WrappedKeyRow) => { wrappedKey: Uint8Array; kekId: string },
-  ): Promise<number> {
+  async rotateKek(input: {
+    from: string;
+    to: string;
+    rewrap: (row: WrappedKeyRow) => { wrappedKey: Uint8Array; kekId: string };
+  }): Promise<number> {
     return this.db.transaction(async (tx) => {
+      const current = await lockCurrentKek(tx, input.from, 'UPDATE');
+      if (current !== input.from && current !== input.to) {
+        throw new SplinterError(
+          'KEK_MISMATCH',
+          `the configured KEK (${input.from}) is not the current KEK of the release database (${current})`,
+          { details: { kekId: input.from, currentKekId: current } },
+        );
+      }
+      // Read after the lock: every key committed before it is here, none can be added until commit.
       const { rows } = await tx.query<{
         patchId: string;
         keyId: string;
@@ -119,13 +140,14 @@ export class AccessStore {
            FROM cluster.patch_keys WHERE wrapped_key IS NOT NULL ORDER BY patch_id FOR UPDATE`,
       );
       for (const row of rows) {
-        const next = rewrap({ ...row, wrappedKey: new Uint8Array(row.wrappedKey) });
+        const next = input.rewrap({ ...row, wrappedKey: new Uint8Array(row.wrappedKey) });
         await tx.query('UPDATE cluster.patch_keys SET wrapped_key = $2, kek_id = $3 WHERE patch_id = $1', [
           row.patchId,
           Buffer.from(next.wrappedKey),
           next.kekId,
         ]);
       }
+      await tx.query('UPDATE cluster.key_encryption SET kek_id = $1, changed_at = now()', [input.to]);
       return rows.length;
     });
   }
@@ -203,5 +225,36 @@ export class AccessStore {
       await notifyJson(tx, ACCESS_CHANGED_CHANNEL, change);
       return row;
     });
+  }
+}
+
+/**
+ * Locks the current KEK row (FOR SHARE to insert a key, FOR UPDATE to rotate) and returns its KEK id;
+ * a database without one takes `proposed` (the first key, or a rotation before any key).
+ */
+async function lockCurrentKek(tx: Queryable, proposed: string, mode: 'SHARE' | 'UPDATE'): Promise<string> {
+  await tx.query(
+    'INSERT INTO cluster.key_encryption (kek_id) VALUES ($1) ON CONFLICT (singleton) DO NOTHING',
+    [proposed],
+  );
+  const { rows } = await tx.query<{ kekId: string }>(
+    `SELECT kek_id AS "kekId" FROM cluster.key_encryption FOR ${mode}`,
+  );
+  return rows[0]!.kekId;
+}
+
+/**
+ * Inside the transaction that inserts a patch key wrapped by `kekId`: holds the current KEK until
+ * commit (a rotation waits) and refuses a key wrapped by any other KEK (a rotation committed since the
+ * key was made: it would be left behind, wrapped by a retired KEK).
+ */
+export async function assertKeyWrappedByCurrentKek(tx: Queryable, kekId: string): Promise<void> {
+  const current = await lockCurrentKek(tx, kekId, 'SHARE');
+  if (current !== kekId) {
+    throw new SplinterError(
+      'KEK_MISMATCH',
+      `the patch key is wrapped with KEK ${kekId}, but the current KEK is ${current} (kek rotate ran since this push began): push again with the current KEK`,
+      { details: { kekId, currentKekId: current } },
+    );
   }
 }

@@ -83,6 +83,21 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
       CREATE INDEX patches_preload ON cluster.patches (realm, id) WHERE status = 'preload';
     `,
   },
+  {
+    version: 4,
+    name: 'the current KEK, locked by rotation and by key insertion',
+    sql: `
+      -- The KEK every live patch key is wrapped with. kek rotate changes it holding the row FOR UPDATE;
+      -- a key is inserted holding it FOR SHARE and only if it names the same KEK: neither can miss the other.
+      CREATE TABLE cluster.key_encryption (
+        singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        kek_id      text NOT NULL,
+        changed_at  timestamptz NOT NULL DEFAULT now()
+      );
+      INSERT INTO cluster.key_encryption (kek_id)
+        SELECT kek_id FROM cluster.patch_keys WHERE wrapped_key IS NOT NULL ORDER BY created_at DESC LIMIT 1;
+    `,
+  },
 ];
 
 // An arbitrary constant naming "splinter migrations" for pg_advisory_xact_lock.

@@ -1,5 +1,5 @@
 import { SplinterError } from '@splinter/errors';
-import { ACCESS_CHANGED_CHANNEL, type AccessChange } from './access.js';
+import { ACCESS_CHANGED_CHANNEL, type AccessChange, assertKeyWrappedByCurrentKek } from './access.js';
 import { listenJson, notifyJson, type Queryable, type SqlClient } from './sql.js';
 
 export type PatchStatus = 'draft' | 'preload' | 'active' | 'superseded' | 'revoked';
@@ -119,6 +119,8 @@ export class ChainStore {
 
   async registerPatch(input: RegisterPatchInput): Promise<PatchRow> {
     return this.db.transaction(async (tx) => {
+      // First, so that the KEK stays locked until the key row is committed (lock order: KEK, realm).
+      if (input.key) await assertKeyWrappedByCurrentKek(tx, input.key.kekId);
       await tx.query('INSERT INTO cluster.realms (realm) VALUES ($1) ON CONFLICT (realm) DO NOTHING', [
         input.realm,
       ]);

@@ -1,6 +1,6 @@
 import { ACCESS_CHANGED_CHANNEL, type AccessChange, AccessStore } from '@splinter/chain';
 import { errorCodeOf } from '@splinter/testkit';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, assert, beforeAll, describe, expect, it } from 'vitest';
 import { type Backend, type BackendName, dumpTables, openBackend, patchInput } from './backends.js';
 
 const wrapped = (byte: number) => new Uint8Array(60).fill(byte);
@@ -75,30 +75,49 @@ for (const backendName of ['postgres', 'pglite'] as BackendName[]) {
       expect(ACCESS_CHANGED_CHANNEL).toBe('splinter_access_changed');
     });
 
-    it('re-wraps every live key in one transaction, or none when one fails', async () => {
+    it('re-wraps every live key in one transaction and makes the new KEK current, or changes nothing when one fails', async () => {
       const { chain, client } = backend;
       for (const version of ['a', 'b']) {
         await chain.registerPatch({
           ...patchInput('rewrap', version),
           status: 'preload',
-          key: { keyId: `sha256:${version}`, wrappedKey: wrapped(1), kekId: 'sha256:old' },
+          key: { keyId: `sha256:${version}`, wrappedKey: wrapped(1), kekId: 'sha256:kek' },
         });
       }
+      expect(await access.currentKekId()).toBe('sha256:kek');
       const before = await dumpTables(client);
       let calls = 0;
-      const failing = access.rewrapKeys(() => {
-        calls += 1;
-        if (calls === 2) throw new Error('second key refused');
-        return { wrappedKey: wrapped(9), kekId: 'sha256:new' };
+      const failing = access.rotateKek({
+        from: 'sha256:kek',
+        to: 'sha256:new',
+        rewrap: () => {
+          calls += 1;
+          if (calls === 2) throw new Error('second key refused');
+          return { wrappedKey: wrapped(9), kekId: 'sha256:new' };
+        },
       });
       await expect(failing).rejects.toThrow('second key refused');
       expect(await dumpTables(client)).toBe(before);
-      const count = await access.rewrapKeys((row) => ({
-        wrappedKey: wrapped(row.wrappedKey[0]! + 1),
-        kekId: 'sha256:new',
-      }));
+      expect(await access.currentKekId()).toBe('sha256:kek');
+      expect(
+        await errorCodeOf(
+          access.rotateKek({ from: 'sha256:other', to: 'sha256:new', rewrap: () => assert.fail() }),
+        ),
+      ).toBe('KEK_MISMATCH');
+      const count = await access.rotateKek({
+        from: 'sha256:kek',
+        to: 'sha256:new',
+        rewrap: (row) => ({ wrappedKey: wrapped(row.wrappedKey[0]! + 1), kekId: 'sha256:new' }),
+      });
       expect(count).toBeGreaterThanOrEqual(3);
       expect(await access.kekIds()).toEqual(['sha256:new']);
+      expect(await access.currentKekId()).toBe('sha256:new');
+      const stale = chain.registerPatch({
+        ...patchInput('rewrap', 'c'),
+        status: 'preload',
+        key: { keyId: 'sha256:c', wrappedKey: wrapped(1), kekId: 'sha256:kek' },
+      });
+      expect(await errorCodeOf(stale)).toBe('KEK_MISMATCH');
     });
 
     it('stores tokens by hash, finds active ones by id, revokes them and announces it', async () => {

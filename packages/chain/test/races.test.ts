@@ -73,3 +73,84 @@ describe('revocation racing activation on the real PostgreSQL', () => {
     expect(state).toMatchObject({ live: true, key: { wrappedKey: wrapped } });
   });
 });
+
+describe('KEK rotation racing push --preload on the real PostgreSQL', () => {
+  let backend: Backend;
+  let access: AccessStore;
+  let holder: Awaited<ReturnType<typeof lockHolder>>;
+  let kek = 0;
+  beforeAll(async () => {
+    backend = await openBackend('postgres', 'kek_races');
+    access = new AccessStore(backend.client);
+    holder = await lockHolder(backend.url!);
+    await preloaded('setup', '1', 'sha256:kek0');
+  });
+  afterAll(async () => {
+    await holder?.close();
+    await backend?.close();
+  });
+
+  function preloaded(realm: string, version: string, kekId: string) {
+    return backend.chain.registerPatch({
+      ...patchInput(realm, version),
+      status: 'preload',
+      key: { keyId: `sha256:${realm}-${version}`, wrappedKey: wrapped, kekId },
+    });
+  }
+
+  /** A rotation from the current test KEK to the next one. */
+  function rotate() {
+    const from = `sha256:kek${kek}`;
+    const to = `sha256:kek${++kek}`;
+    const rotation = access.rotateKek({
+      from,
+      to,
+      rewrap: (row) => ({ wrappedKey: row.wrappedKey, kekId: to }),
+    });
+    return { from, to, rotation };
+  }
+
+  /** Waits for `count` lock waiters, or for `work` to finish first (the race the test rules out). */
+  async function parked(count: number, work: Promise<unknown>): Promise<void> {
+    await Promise.race([waitForLockWaiters(backend.url!, count), work.catch(() => undefined)]);
+  }
+
+  it('refuses a key wrapped by the KEK that a rotation retired before the key was inserted', async () => {
+    const before = `sha256:kek${kek}`;
+    const { to, rotation } = rotate();
+    await rotation;
+    expect(await errorCodeOf(preloaded('late', '1', before))).toBe('KEK_MISMATCH');
+    expect(await access.kekIds()).toEqual([to]);
+    expect(await access.currentKekId()).toBe(to);
+    expect(await backend.chain.findVersion('late', '1')).toBeUndefined();
+  });
+
+  it('makes a key inserted during a rotation wait for it, then refuses it', async () => {
+    const [existing] = await access.preloads('setup');
+    // The rotation holds the current KEK, then stops at its read of the keys (one row held here).
+    await holder.lock('SELECT 1 FROM cluster.patch_keys WHERE patch_id = $1 FOR UPDATE', [existing!.id]);
+    const { from, to, rotation } = rotate();
+    await waitForLockWaiters(backend.url!, 1);
+    const insert = preloaded('during', '1', from);
+    await parked(2, insert);
+    await holder.release();
+    expect(await rotation).toBe(1);
+    expect(await errorCodeOf(insert)).toBe('KEK_MISMATCH');
+    expect(await access.kekIds()).toEqual([to]);
+  });
+
+  it('makes a rotation started during a key insertion wait for it, then re-wrap that key too', async () => {
+    await preloaded('before', '1', `sha256:kek${kek}`);
+    // The insertion holds the current KEK, then stops at the lock of its realm, held here.
+    await holder.lock('SELECT 1 FROM cluster.realms WHERE realm = $1 FOR UPDATE', ['before']);
+    const insert = preloaded('before', '2', `sha256:kek${kek}`);
+    await waitForLockWaiters(backend.url!, 1);
+    const { to, rotation } = rotate();
+    await parked(2, rotation);
+    await holder.release();
+    const inserted = await insert;
+    expect(await rotation).toBe(3);
+    expect(await access.kekIds()).toEqual([to]);
+    expect((await access.unlockState(inserted.id))?.key?.kekId).toBe(to);
+  });
+});

@@ -60,15 +60,21 @@ export async function writeKeyFile(path: string, key: Uint8Array): Promise<void>
   }
 }
 
-/** Refuses a KEK other than the one every stored key is wrapped with (before anything is changed). */
+/**
+ * Refuses a KEK other than the current one of the release database and the one every stored key is
+ * wrapped with (before anything is changed).
+ */
 export async function assertKekMatches(access: AccessStore, kek: Uint8Array): Promise<void> {
   const mine = kekIdOf(kek);
+  const current = await access.currentKekId();
   const stored = await access.kekIds();
-  const others = stored.filter((id) => id !== mine);
+  const others = [...new Set([...(current === undefined ? [] : [current]), ...stored])].filter(
+    (id) => id !== mine,
+  );
   if (others.length > 0) {
     throw new SplinterError(
       'KEK_MISMATCH',
-      `the configured KEK (${mine}) is not the one the stored patch keys are wrapped with (${others.join(', ')})`,
+      `the configured KEK (${mine}) is not the one the release database's patch keys are wrapped with (${others.join(', ')})`,
       { details: { kekId: mine, storedKekIds: others } },
     );
   }
@@ -90,7 +96,10 @@ export async function preparePreload(settings: Settings, access: AccessStore): P
   return newPatchKey(kek);
 }
 
-/** Re-wraps every live key from `current` to `next` in one transaction; a key `current` cannot open aborts all. */
+/**
+ * Re-wraps every live key from `current` to `next` and makes `next` the current KEK, in one transaction
+ * that a concurrent `push --preload` cannot slip a key past; a key `current` cannot open aborts all.
+ */
 export async function rotateKek(
   access: AccessStore,
   current: Uint8Array,
@@ -98,15 +107,19 @@ export async function rotateKek(
 ): Promise<{ keys: number; from: string; to: string }> {
   const from = kekIdOf(current);
   const to = kekIdOf(next);
-  const keys = await access.rewrapKeys((row) => {
-    if (row.kekId !== from && row.kekId !== to) {
-      throw new SplinterError(
-        'KEK_MISMATCH',
-        `the key of patch ${row.patchId} is wrapped with ${row.kekId}, not with the current KEK ${from}`,
-      );
-    }
-    const key = unwrapKey(row.kekId === to ? next : current, row.wrappedKey, row.keyId);
-    return { wrappedKey: wrapKey(next, key, row.keyId), kekId: to };
+  const keys = await access.rotateKek({
+    from,
+    to,
+    rewrap: (row) => {
+      if (row.kekId !== from && row.kekId !== to) {
+        throw new SplinterError(
+          'KEK_MISMATCH',
+          `the key of patch ${row.patchId} is wrapped with ${row.kekId}, not with the current KEK ${from}`,
+        );
+      }
+      const key = unwrapKey(row.kekId === to ? next : current, row.wrappedKey, row.keyId);
+      return { wrappedKey: wrapKey(next, key, row.keyId), kekId: to };
+    },
   });
   return { keys, from, to };
 }
