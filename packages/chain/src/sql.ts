@@ -73,6 +73,16 @@ export async function openPostgres(
   pool.on('error', () => {
     // An idle client died (server restart); the pool replaces it on the next query.
   });
+  // A client checked out of the pool has no 'error' listener of the pool's: a backend killed while a
+  // transaction holds its client (pg_terminate_backend, a restart) would crash the process. Every
+  // client gets one for life; the transaction that holds it hears of the loss from its next query.
+  const lost = new WeakSet<pg.PoolClient>();
+  pool.on('connect', (client) => {
+    client.on('error', () => lost.add(client));
+  });
+  /** The client can take no more statements (killed backend, broken socket, driver timeout). */
+  const isConnectionFailure = (error: unknown) =>
+    !(error instanceof driver.DatabaseError) || error.severity === 'FATAL' || error.severity === 'PANIC';
   await guarded(() => pool.query('SELECT 1'));
   const listeners: pg.PoolClient[] = [];
   return {
@@ -82,23 +92,33 @@ export async function openPostgres(
     exec: (text: string) => guarded(async () => void (await pool.query(text))),
     async transaction(work) {
       const client = await guarded(() => pool.connect());
+      let usable = true;
+      const run = async (text: string, params?: unknown[]) => {
+        try {
+          return await client.query(text, params);
+        } catch (error) {
+          if (isConnectionFailure(error)) usable = false;
+          throw error;
+        }
+      };
       try {
-        await client.query('BEGIN');
+        await run('BEGIN');
         const result = await work({
           query: async <T>(text: string, params?: unknown[]) => ({
-            rows: (await client.query(text, params)).rows as T[],
+            rows: (await run(text, params)).rows as T[],
           }),
           exec: async (text: string) => {
-            await client.query(text);
+            await run(text);
           },
         });
-        await client.query('COMMIT');
+        await run('COMMIT');
         return result;
       } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
+        // A dead connection is not asked to roll back: its transaction ended with its backend.
+        if (usable && !lost.has(client)) await run('ROLLBACK').catch(() => undefined);
         throw databaseError(error);
       } finally {
-        client.release();
+        client.release(!usable || lost.has(client));
       }
     },
     async listen(channel, onPayload, onError) {
