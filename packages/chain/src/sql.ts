@@ -63,13 +63,48 @@ async function guarded<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
+/** How long PostgreSQL may take before splinter gives up, in milliseconds; 0 means no limit. */
+export interface DatabaseTimeouts {
+  /** Opening a connection, or waiting for a free one in the pool. */
+  connectMs: number;
+  /**
+   * One statement, lock waits included (the server's statement_timeout). A server that does not answer
+   * at all is given up by the client STATEMENT_TIMEOUT_GRACE_MS later, and the connection dropped.
+   */
+  statementMs: number;
+  /** A transaction whose client went quiet is ended by the server (idle_in_transaction_session_timeout). */
+  idleInTransactionMs: number;
+}
+
+export const DEFAULT_DATABASE_TIMEOUTS: Readonly<DatabaseTimeouts> = {
+  connectMs: 10_000,
+  statementMs: 30_000,
+  idleInTransactionMs: 60_000,
+};
+
+/** What the client waits beyond statementMs for the server's own timeout error before it gives up. */
+export const STATEMENT_TIMEOUT_GRACE_MS = 1_000;
+
 export async function openPostgres(
   connectionString: string,
-  options: { max?: number } = {},
+  options: { max?: number; timeouts?: Partial<DatabaseTimeouts> } = {},
 ): Promise<SqlClient> {
+  const timeouts = { ...DEFAULT_DATABASE_TIMEOUTS, ...options.timeouts };
   // The drivers load on first use: most CLI commands (push, pull) never open the database.
   const { default: driver } = await import('pg');
-  const pool = new driver.Pool({ connectionString, max: options.max ?? 10 });
+  const pool = new driver.Pool({
+    connectionString,
+    max: options.max ?? 10,
+    connectionTimeoutMillis: timeouts.connectMs,
+    // Sent at connection start: enforced by the server.
+    ...(timeouts.statementMs > 0 ? { statement_timeout: timeouts.statementMs } : {}),
+    ...(timeouts.idleInTransactionMs > 0
+      ? { idle_in_transaction_session_timeout: timeouts.idleInTransactionMs }
+      : {}),
+    // Enforced by the client, for a server or a network that stopped answering.
+    ...(timeouts.statementMs > 0 ? { query_timeout: timeouts.statementMs + STATEMENT_TIMEOUT_GRACE_MS } : {}),
+    keepAlive: true,
+  });
   pool.on('error', () => {
     // An idle client died (server restart); the pool replaces it on the next query.
   });

@@ -1,6 +1,14 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AccessStore, ChainStore, migrate, openPglite, openPostgres, type SqlClient } from '@splinter/chain';
+import {
+  AccessStore,
+  ChainStore,
+  type DatabaseTimeouts,
+  migrate,
+  openPglite,
+  openPostgres,
+  type SqlClient,
+} from '@splinter/chain';
 
 export interface ChainDatabase {
   client: SqlClient;
@@ -9,16 +17,17 @@ export interface ChainDatabase {
 }
 
 /**
- * The release database: PostgreSQL (pooled) when DATABASE_URL is set, else PGlite — PostgreSQL
- * compiled to WASM — under SPLINTER_HOME/db, with the same migrations and queries.
+ * The release database: PostgreSQL (pooled, with `databaseTimeouts`) when DATABASE_URL is set, else
+ * PGlite — PostgreSQL compiled to WASM — under SPLINTER_HOME/db, with the same migrations and queries.
  */
 export async function openChainDatabase(settings: {
   databaseUrl: string | undefined;
   home: string;
+  databaseTimeouts?: DatabaseTimeouts | undefined;
 }): Promise<ChainDatabase> {
   let client: SqlClient;
   if (settings.databaseUrl !== undefined) {
-    client = await openPostgres(settings.databaseUrl);
+    client = await openPostgres(settings.databaseUrl, { timeouts: settings.databaseTimeouts });
   } else {
     const dataDir = join(settings.home, 'db');
     await mkdir(dataDir, { recursive: true });

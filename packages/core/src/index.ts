@@ -34,7 +34,7 @@ export { generateKek, readPatchKeyFile, writeKeyFile } from './preload.js';
 export type { ProgressSink } from './progress.js';
 export { isFolder, readRecord, writeRecord } from './records.js';
 export type { Settings } from './settings.js';
-export { settingsFromEnvironment } from './settings.js';
+export { DATABASE_TIMEOUT_VARIABLES, settingsFromEnvironment } from './settings.js';
 export { loadSigningKey, loadTrustedKeys } from './signing.js';
 export type { OpenOptions } from './splinter.js';
 export { openSplinter, Splinter } from './splinter.js';

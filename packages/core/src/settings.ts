@@ -1,5 +1,6 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { type DatabaseTimeouts, DEFAULT_DATABASE_TIMEOUTS } from '@splinter/chain';
 import { SplinterError } from '@splinter/errors';
 import { decodeKey32 } from '@splinter/seal';
 import { z } from 'zod';
@@ -23,12 +24,31 @@ export interface Settings {
   kek: Uint8Array | undefined;
   /** SPLINTER_KEK_FILE: a file holding the KEK in the same notation, read when a KEK is needed. */
   kekFile: string | undefined;
+  /**
+   * PostgreSQL timeouts in milliseconds, 0 for none: SPLINTER_DB_CONNECT_TIMEOUT_MS (default 10000),
+   * SPLINTER_DB_STATEMENT_TIMEOUT_MS (30000; lock waits included) and
+   * SPLINTER_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS (60000). Unused by the embedded PGlite database.
+   */
+  databaseTimeouts: DatabaseTimeouts;
 }
+
+/** The environment variable of each database timeout. */
+export const DATABASE_TIMEOUT_VARIABLES = {
+  connectMs: 'SPLINTER_DB_CONNECT_TIMEOUT_MS',
+  statementMs: 'SPLINTER_DB_STATEMENT_TIMEOUT_MS',
+  idleInTransactionMs: 'SPLINTER_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS',
+} as const satisfies Record<keyof DatabaseTimeouts, string>;
 
 const optionalText = z
   .string()
   .optional()
   .transform((value) => (value === undefined || value.trim() === '' ? undefined : value));
+
+/** PostgreSQL keeps timeouts in a 32-bit integer of milliseconds. */
+const milliseconds = optionalText.refine(
+  (value) => value === undefined || (/^\d{1,10}$/.test(value) && Number(value) <= 2 ** 31 - 1),
+  { message: 'must be a whole number of milliseconds (0 for no limit, at most 2147483647)' },
+);
 
 const environmentSchema = z
   .object({
@@ -49,6 +69,9 @@ const environmentSchema = z
       message: KEK_NOTATION,
     }),
     SPLINTER_KEK_FILE: optionalText,
+    SPLINTER_DB_CONNECT_TIMEOUT_MS: milliseconds,
+    SPLINTER_DB_STATEMENT_TIMEOUT_MS: milliseconds,
+    SPLINTER_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: milliseconds,
   })
   .refine((env) => env.SPLINTER_KEK === undefined || env.SPLINTER_KEK_FILE === undefined, {
     message: 'and SPLINTER_KEK are both set: give the key-encryption key one way only',
@@ -74,5 +97,15 @@ export function settingsFromEnvironment(environment: Record<string, string | und
     sourceDateEpoch: env.SOURCE_DATE_EPOCH === undefined ? undefined : Number(env.SOURCE_DATE_EPOCH),
     kek: env.SPLINTER_KEK === undefined ? undefined : decodeKey32(env.SPLINTER_KEK),
     kekFile: env.SPLINTER_KEK_FILE,
+    databaseTimeouts: databaseTimeouts(env),
   };
+}
+
+function databaseTimeouts(env: Record<string, string | undefined>): DatabaseTimeouts {
+  const timeouts = { ...DEFAULT_DATABASE_TIMEOUTS };
+  for (const [key, variable] of Object.entries(DATABASE_TIMEOUT_VARIABLES)) {
+    const value = env[variable];
+    if (value !== undefined) timeouts[key as keyof DatabaseTimeouts] = Number(value);
+  }
+  return timeouts;
 }

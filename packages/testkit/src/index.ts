@@ -12,6 +12,8 @@ export type { RegistryOptions, RunningRegistry } from './registry.js';
 export { startRegistry } from './registry.js';
 export type { TcpProxy } from './tcp-proxy.js';
 export { startTcpProxy } from './tcp-proxy.js';
+export type { StallingProxy } from './stalling-proxy.js';
+export { startStallingProxy } from './stalling-proxy.js';
 export type { TokenService } from './token-service.js';
 export { startTokenService } from './token-service.js';
 export { requireTool } from './tools.js';
