@@ -1,5 +1,5 @@
 import { ChainStore, migrate, openPostgres, type SqlClient } from '@splinter/chain';
-import { LauncherService, type Principal, settingsFromEnvironment } from '@splinter/core';
+import { LauncherService, type Principal, patchIdFrom, settingsFromEnvironment } from '@splinter/core';
 import { generatePatchKey } from '@splinter/seal';
 import { freshDatabase } from '@splinter/testkit';
 import { table } from './support.js';
@@ -95,7 +95,7 @@ async function buildRealm(client: SqlClient, chain: ChainStore, depth: number): 
 }
 
 function principal(realm: string): Principal {
-  return { tokenId: '1', realm };
+  return { tokenId: patchIdFrom('1'), realm };
 }
 
 async function alternate(

@@ -389,7 +389,7 @@ export class Splinter {
   ): Promise<PatchRow | null> {
     try {
       const { head } = await chain.showRealm(realm);
-      if (head) return head;
+      if (head) return chain.findPatch(head.id, realm);
       const patches = (await chain.listPatches(realm)).filter((p) => p.status !== 'revoked');
       return patches.reduce<PatchRow | null>(
         (newest, p) => (!newest || BigInt(p.id) > BigInt(newest.id) ? p : newest),
