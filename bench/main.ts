@@ -9,6 +9,7 @@ const BENCHES: Record<string, () => Promise<{ default: (args: string[]) => Promi
   'chain-depth': () => import('./chain-depth.js'),
   api: () => import('./api.js'),
   sign: () => import('./sign.js'),
+  cdc: () => import('./cdc.js'),
 };
 
 async function main(): Promise<void> {
