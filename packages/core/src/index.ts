@@ -39,6 +39,7 @@ export { loadSigningKey, loadTrustedKeys } from './signing.js';
 export type { OpenOptions } from './splinter.js';
 export { openSplinter, Splinter } from './splinter.js';
 export type {
+  DownloadInput,
   DownloadStats,
   FetchResult,
   InspectResult,

@@ -2,13 +2,20 @@ import { join } from 'node:path';
 import type { AccessStore, HeadChange, ModPin, PatchRow, ReleaseRow, ShownRealm } from '@splinter/chain';
 import { SplinterError } from '@splinter/errors';
 import type { CopyOptions, CopyStats, Descriptor, ImageManifest, Target } from '@splinter/oci';
-import type { BaseVersion } from '@splinter/pack';
+import type { BaseVersion, Selection } from '@splinter/pack';
 import { keyIdOf, unwrapKey } from '@splinter/seal';
 import { requireTrustedSignature, type Signer, type TrustedKey } from '@splinter/sign';
 import { ArtifactAnnotation, ArtifactType } from './artifact.js';
 import { BlobLocations } from './blob-locations.js';
 import { type ChainDatabase, openChainDatabase } from './database.js';
-import { ClientState, fetchManifest, installVersion, openVersion, prefetchVersion } from './install.js';
+import {
+  ClientState,
+  fetchManifest,
+  installVersion,
+  openVersion,
+  prefetchVersion,
+  type VersionSource,
+} from './install.js';
 import { destinationFor, formatLocation, type Location, parseLocation } from './locations.js';
 import { validateName, validateVersion } from './names.js';
 import { type PreloadKey, preparePreload, resolveKek } from './preload.js';
@@ -18,6 +25,8 @@ import type { Settings } from './settings.js';
 import { signManifest } from './signing.js';
 import { Stores } from './stores.js';
 import type {
+  DownloadInput,
+  DownloadStats,
   FetchResult,
   InspectResult,
   PullInput,
@@ -182,47 +191,21 @@ export class Splinter {
   }
 
   async pull(input: PullInput): Promise<PullResult> {
-    const concurrency = input.concurrency ?? this.options.concurrency ?? DEFAULT_CONCURRENCY;
-    const { location, target, descriptor } = await this.locate(input.reference);
-
-    // Signatures first: nothing of the artifact beyond its manifest digest is read until one verifies.
-    const verifiedBy = await this.requireTrust(target, location, descriptor, input.trust);
-    const manifest = await fetchManifest(target, descriptor);
-    assertArtifactKind(manifest, input.kind, input.reference);
-    const counter = this.byteCounter(`pull ${location.repository}`);
-    try {
+    const { outcome, fetched } = await this.download(input, 'pull', async (source) => {
       const installed = await installVersion({
-        manifest,
-        manifestDigest: descriptor.digest,
-        remote: target,
-        state: await this.clientState(),
-        keys: keyRing(input.keys ?? []),
-        concurrency,
-        onBytes: counter.add,
+        ...source,
         output: input.output,
         replace: input.replace === true,
-        selection: { locale: input.locale, platform: input.platform },
       });
-      await this.recordBlobLocations(location, manifest);
-      return {
-        kind: input.kind,
-        digest: descriptor.digest,
-        reference: formatLocation({ ...location, digest: descriptor.digest }),
-        output: input.output,
-        files: installed.files,
-        bytes: installed.bytes,
-        kept: installed.kept,
-        download: {
-          requests: installed.fetch.requests,
-          bytes: counter.total(),
-          wholePacks: installed.fetch.wholePacks,
-        },
-        verifiedBy,
-        verificationSkipped: !('keys' in input.trust),
-      };
-    } finally {
-      counter.end();
-    }
+      return { outcome: installed, stats: installed.fetch };
+    });
+    return {
+      ...fetched,
+      output: input.output,
+      files: outcome.files,
+      bytes: outcome.bytes,
+      kept: outcome.kept,
+    };
   }
 
   /**
@@ -231,23 +214,35 @@ export class Splinter {
    * later pull or rollback to it downloads nothing (or, for a preload whose key is not released yet,
    * only records of packs the cache already held in part).
    */
-  async prefetch(input: {
-    kind: PullInput['kind'];
-    reference: string;
-    trust: PullInput['trust'];
-    keys?: Uint8Array[] | undefined;
-    locale?: string | undefined;
-    platform?: string | undefined;
-    concurrency?: number | undefined;
-  }): Promise<FetchResult> {
+  async prefetch(input: DownloadInput): Promise<FetchResult> {
+    const { fetched } = await this.download(input, 'fetch', async (source) => {
+      const stats = await prefetchVersion(source);
+      return { outcome: stats, stats };
+    });
+    return fetched;
+  }
+
+  /**
+   * What pull and fetch share: signatures checked before anything of the artifact beyond its manifest
+   * digest is read, the manifest's kind checked, then `run` over the client's cache, with downloaded
+   * bytes counted and drawn on the progress bar.
+   */
+  private async download<T>(
+    input: DownloadInput,
+    verb: 'pull' | 'fetch',
+    run: (
+      source: VersionSource & { manifestDigest: string; selection: Selection },
+    ) => Promise<{ outcome: T; stats: Omit<DownloadStats, 'bytes'> }>,
+  ): Promise<{ outcome: T; fetched: FetchResult }> {
     const { location, target, descriptor } = await this.locate(input.reference);
     const verifiedBy = await this.requireTrust(target, location, descriptor, input.trust);
     const manifest = await fetchManifest(target, descriptor);
     assertArtifactKind(manifest, input.kind, input.reference);
-    const counter = this.byteCounter(`fetch ${location.repository}`);
+    const counter = this.byteCounter(`${verb} ${location.repository}`);
     try {
-      const stats = await prefetchVersion({
+      const { outcome, stats } = await run({
         manifest,
+        manifestDigest: descriptor.digest,
         remote: target,
         state: await this.clientState(),
         keys: keyRing(input.keys ?? []),
@@ -257,12 +252,15 @@ export class Splinter {
       });
       await this.recordBlobLocations(location, manifest);
       return {
-        kind: input.kind,
-        digest: descriptor.digest,
-        reference: formatLocation({ ...location, digest: descriptor.digest }),
-        download: { requests: stats.requests, bytes: counter.total(), wholePacks: stats.wholePacks },
-        verifiedBy,
-        verificationSkipped: !('keys' in input.trust),
+        outcome,
+        fetched: {
+          kind: input.kind,
+          digest: descriptor.digest,
+          reference: formatLocation({ ...location, digest: descriptor.digest }),
+          download: { requests: stats.requests, bytes: counter.total(), wholePacks: stats.wholePacks },
+          verifiedBy,
+          verificationSkipped: !('keys' in input.trust),
+        },
       };
     } finally {
       counter.end();

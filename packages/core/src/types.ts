@@ -80,6 +80,9 @@ export interface PullInput {
   platform?: string | undefined;
 }
 
+/** What pull and fetch take: which artifact, whose signatures to trust, keys, and which files. */
+export type DownloadInput = Omit<PullInput, 'output' | 'replace'>;
+
 /** What a transfer downloaded: HTTP requests for pack bytes, bytes, and packs read whole (no Range). */
 export interface DownloadStats {
   requests: number;
