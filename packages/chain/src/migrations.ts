@@ -98,6 +98,45 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
         SELECT kek_id FROM cluster.patch_keys WHERE wrapped_key IS NOT NULL ORDER BY created_at DESC LIMIT 1;
     `,
   },
+  {
+    version: 5,
+    name: 'release log refuses truncation and forged rows',
+    sql: `
+      CREATE TRIGGER releases_no_truncate BEFORE TRUNCATE ON cluster.releases
+        FOR EACH STATEMENT EXECUTE FUNCTION cluster.refuse_release_rewrite();
+      -- A release row records the head move made in its own transaction: its seq comes from the
+      -- sequence in this session, it starts where the realm's previous release ended and it ends at
+      -- the realm's head. A row that records no move, or any other seq, is refused.
+      CREATE FUNCTION cluster.check_release_append() RETURNS trigger LANGUAGE plpgsql AS $$
+      DECLARE
+        assigned bigint;
+        current_head bigint;
+        previous_seq bigint;
+        previous_head bigint;
+      BEGIN
+        BEGIN
+          assigned := currval(pg_get_serial_sequence('cluster.releases', 'seq'));
+        EXCEPTION WHEN object_not_in_prerequisite_state THEN
+          assigned := NULL;
+        END;
+        SELECT seq, to_head INTO previous_seq, previous_head
+          FROM cluster.releases WHERE realm = NEW.realm ORDER BY seq DESC LIMIT 1;
+        IF NEW.seq IS DISTINCT FROM assigned OR NEW.seq <= previous_seq THEN
+          RAISE EXCEPTION 'cluster.releases is append-only: seq % was not assigned by the database', NEW.seq;
+        END IF;
+        SELECT head INTO current_head FROM cluster.realms WHERE realm = NEW.realm;
+        IF NEW.to_head IS DISTINCT FROM current_head OR NEW.from_head IS DISTINCT FROM previous_head
+           OR NEW.from_head = NEW.to_head THEN
+          RAISE EXCEPTION 'cluster.releases is append-only: a release from % to % is not the head move of realm % (from %, now %)',
+            coalesce(NEW.from_head::text, 'none'), NEW.to_head, NEW.realm,
+            coalesce(previous_head::text, 'none'), coalesce(current_head::text, 'none');
+        END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER releases_record_head_moves BEFORE INSERT ON cluster.releases
+        FOR EACH ROW EXECUTE FUNCTION cluster.check_release_append();
+    `,
+  },
 ];
 
 // An arbitrary constant naming "splinter migrations" for pg_advisory_xact_lock.
