@@ -30,6 +30,8 @@ export interface Settings {
    * SPLINTER_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS (60000). Unused by the embedded PGlite database.
    */
   databaseTimeouts: DatabaseTimeouts;
+  /** SPLINTER_TOKEN: a launcher token, for commands that call the launcher API (kept out of `ps`). */
+  launcherToken: string | undefined;
 }
 
 /** The environment variable of each database timeout. */
@@ -72,6 +74,7 @@ const environmentSchema = z
     SPLINTER_DB_CONNECT_TIMEOUT_MS: milliseconds,
     SPLINTER_DB_STATEMENT_TIMEOUT_MS: milliseconds,
     SPLINTER_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: milliseconds,
+    SPLINTER_TOKEN: optionalText,
   })
   .refine((env) => env.SPLINTER_KEK === undefined || env.SPLINTER_KEK_FILE === undefined, {
     message: 'and SPLINTER_KEK are both set: give the key-encryption key one way only',
@@ -98,6 +101,7 @@ export function settingsFromEnvironment(environment: Record<string, string | und
     kek: env.SPLINTER_KEK === undefined ? undefined : decodeKey32(env.SPLINTER_KEK),
     kekFile: env.SPLINTER_KEK_FILE,
     databaseTimeouts: databaseTimeouts(env),
+    launcherToken: env.SPLINTER_TOKEN?.trim(),
   };
 }
 

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
+import { addTokenOptions, launcherToken, type TokenFlags } from '../launcher-token.js';
 import { printResult } from '../output.js';
 import { addTrustOptions, type TrustFlags, trustFromFlags } from '../signing-flags.js';
 import { addTransferOptions, parseConcurrency } from './artifact.js';
@@ -11,13 +12,15 @@ export function registerLauncherCommands(program: Command): void {
     .description("a player's launcher: keep a folder at a realm's head");
   addTrustOptions(
     addTransferOptions(
-      launcher
-        .command('sync')
-        .description(
-          "stage the realm's preloads in the cache, then install its head into --output (atomic swap)",
-        )
-        .requiredOption('--api <url>', 'launcher API base URL, e.g. https://launcher.example')
-        .requiredOption('--token <token>', 'launcher token of the realm (splinter token create)')
+      addTokenOptions(
+        launcher
+          .command('sync')
+          .description(
+            "stage the realm's preloads in the cache, then install its head into --output (atomic swap)",
+          )
+          .requiredOption('--api <url>', 'launcher API base URL, e.g. https://launcher.example'),
+        'the realm',
+      )
         .requiredOption('--realm <realm>', 'the realm to follow')
         .requiredOption('--output <dir>', 'the game folder (replaced as a whole when the head changes)')
         .option('--locale <locale>', "install untagged files and this locale's only, e.g. deDE"),
@@ -25,23 +28,23 @@ export function registerLauncherCommands(program: Command): void {
     true,
   ).action(async function (
     this: Command,
-    flags: TrustFlags & {
-      api: string;
-      token: string;
-      realm: string;
-      output: string;
-      plainHttp?: boolean;
-      concurrency?: string;
-      locale?: string;
-    },
+    flags: TrustFlags &
+      TokenFlags & {
+        api: string;
+        realm: string;
+        output: string;
+        plainHttp?: boolean;
+        concurrency?: string;
+        locale?: string;
+      },
   ) {
     const concurrency = parseConcurrency(flags.concurrency);
     const trust = await trustFromFlags(flags);
     const { syncRealm } = await import('@splinter/launcher');
-    const result = await withSplinter(this, flags, (splinter, settings) =>
+    const result = await withSplinter(this, flags, async (splinter, settings) =>
       syncRealm(splinter, {
         api: flags.api,
-        token: flags.token,
+        token: await launcherToken(flags, settings),
         realm: flags.realm,
         output: flags.output,
         trust,

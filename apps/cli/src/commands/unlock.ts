@@ -1,22 +1,22 @@
 import { readPatchKeyFile, requestUnlock, writeKeyFile } from '@splinter/core';
 import type { Command } from 'commander';
-import { globalOptions } from '../context.js';
+import { globalOptions, loadSettings } from '../context.js';
+import { addTokenOptions, launcherToken, type TokenFlags } from '../launcher-token.js';
 import { printResult } from '../output.js';
 
 export function registerUnlockCommand(patch: Command): void {
-  patch
-    .command('unlock <id>')
-    .description("ask the launcher API for a preloaded patch's key (released once the patch is active)")
-    .requiredOption('--api <url>', 'launcher API base URL, e.g. http://127.0.0.1:8080')
-    .requiredOption('--token <token>', 'launcher token of the patch realm (splinter token create)')
+  addTokenOptions(
+    patch
+      .command('unlock <id>')
+      .description("ask the launcher API for a preloaded patch's key (released once the patch is active)")
+      .requiredOption('--api <url>', 'launcher API base URL, e.g. http://127.0.0.1:8080'),
+    'the patch realm',
+  )
     .option('--output <file>', 'write the key (base64, mode 0600) to FILE instead of printing it')
-    .action(async function (
-      this: Command,
-      id: string,
-      flags: { api: string; token: string; output?: string },
-    ) {
+    .action(async function (this: Command, id: string, flags: TokenFlags & { api: string; output?: string }) {
       const output = globalOptions(this);
-      const unlocked = await requestUnlock({ api: flags.api, token: flags.token, patchId: id });
+      const token = await launcherToken(flags, loadSettings());
+      const unlocked = await requestUnlock({ api: flags.api, token, patchId: id });
       const key = Buffer.from(unlocked.key).toString('base64');
       if (flags.output !== undefined) {
         await writeKeyFile(flags.output, unlocked.key);
