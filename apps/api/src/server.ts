@@ -227,7 +227,7 @@ function registerRoutes(
       const grant = await launcher.unlock(id, principal);
       metrics.unlocks.inc({ outcome: 'granted' });
       request.log.info({ patchId: id, keyId: grant.keyId, tokenId: principal.tokenId }, 'key released');
-      return reply.send({ patchId: grant.patchId, keyId: grant.keyId, key: grant.key });
+      return reply.send(grant);
     } catch (error) {
       metrics.unlocks.inc({ outcome: isSplinterError(error) ? error.code : 'INTERNAL' });
       throw error;

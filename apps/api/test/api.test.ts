@@ -107,6 +107,18 @@ describe('launcher API server (in process, real PostgreSQL, real HTTP on loopbac
     }
   });
 
+  it('releases with a key the keys of its sealed ancestors, whose records the version reuses', async () => {
+    const first = await preloaded('eu-1', 'chain-a');
+    const second = await preloaded('eu-1', 'chain-b', first.id);
+    await chain.activate({ patchId: second.id, actor: 'test', force: true });
+    const response = await unlock(second.id);
+    expect(response.status).toBe(200);
+    const grant = (await response.json()) as { key: string; ancestors: Array<{ patchId: string; key: string }> };
+    expect(grant.key).toBe(second.key);
+    expect(grant.ancestors).toContainEqual(expect.objectContaining({ patchId: first.id, key: first.key }));
+    expect(grant.ancestors.some((a) => a.patchId === second.id)).toBe(false);
+  });
+
   it('answers a concurrent poll storm on a locked patch correctly, before and right after activation', async () => {
     const patch = await preloaded('eu-1', 'storm');
     const storm = async () =>

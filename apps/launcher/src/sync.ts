@@ -80,11 +80,13 @@ export async function syncRealm(splinter: Splinter, options: SyncOptions): Promi
   ) {
     return { realm: options.realm, head: summary(head), action: 'up-to-date', staged };
   }
-  // Records reused from earlier preloads stay sealed with their keys: every sealed patch of the chain is
-  // unlocked (all are releasable once the head includes them).
+  // Records reused from earlier preloads stay sealed with their keys: the newest sealed patch of the
+  // chain is unlocked, and its grant carries the keys of its sealed ancestors too.
+  const newestSealed = view.chain.findLast((patch) => patch.keyId);
   const keys: Uint8Array[] = [];
-  for (const patch of view.chain) {
-    if (patch.keyId) keys.push((await requestUnlock({ ...credentials, patchId: patch.id })).key);
+  if (newestSealed) {
+    const grant = await requestUnlock({ ...credentials, patchId: newestSealed.id });
+    keys.push(grant.key, ...grant.ancestors);
   }
   const pulled = await splinter.pull({
     kind: 'patch',

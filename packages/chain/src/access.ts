@@ -93,6 +93,30 @@ export class AccessStore {
     };
   }
 
+  /**
+   * The keys of a patch's sealed ancestors (not its own), oldest first: a version reuses records its
+   * ancestors sealed, so a client needs them all once the patch is live.
+   */
+  async ancestorKeys(
+    patchId: string,
+  ): Promise<Array<{ patchId: string; keyId: string; kekId: string; wrappedKey: Uint8Array }>> {
+    if (!/^\d{1,18}$/.test(patchId)) return [];
+    const { rows } = await this.db.query<{
+      patchId: string;
+      keyId: string;
+      kekId: string;
+      wrappedKey: Uint8Array;
+    }>(
+      `SELECT k.patch_id::text AS "patchId", k.key_id AS "keyId", k.kek_id AS "kekId", k.wrapped_key AS "wrappedKey"
+         FROM cluster.patches p
+         JOIN cluster.patch_keys k ON k.patch_id = ANY(p.chain) AND k.patch_id <> p.id
+        WHERE p.id = $1 AND k.wrapped_key IS NOT NULL
+        ORDER BY k.patch_id`,
+      [patchId],
+    );
+    return rows.map((row) => ({ ...row, wrappedKey: new Uint8Array(row.wrappedKey) }));
+  }
+
   /** The KEK fingerprints that wrap keys not yet destroyed. */
   async kekIds(): Promise<string[]> {
     const { rows } = await this.db.query<{ kekId: string }>(

@@ -11,7 +11,7 @@ export async function requestUnlock(input: {
   api: string;
   token: string;
   patchId: string;
-}): Promise<{ patchId: string; keyId: string; key: Uint8Array }> {
+}): Promise<{ patchId: string; keyId: string; key: Uint8Array; ancestors: Uint8Array[] }> {
   if (canonicalId(input.patchId) === undefined) {
     throw new SplinterError(
       'INVALID_ARGUMENT',
@@ -24,11 +24,19 @@ export async function requestUnlock(input: {
     'POST',
     `launcher/patches/${input.patchId}/unlock`,
   );
+  const key = grantedKey(body);
+  const listed = Array.isArray(body.ancestors) ? (body.ancestors as unknown[]).slice(0, 100_000) : [];
+  const ancestors = listed.map((entry) => grantedKey((entry ?? {}) as Record<string, unknown>));
+  return { patchId: input.patchId, keyId: keyIdOf(key), key, ancestors };
+}
+
+/** A key the API released, checked against the key id it names. */
+function grantedKey(body: Record<string, unknown>): Uint8Array {
   const key = typeof body.key === 'string' ? decodeKey32(body.key) : undefined;
   if (!key || key.byteLength !== KEY_BYTES || body.keyId !== keyIdOf(key)) {
     throw new SplinterError('API_ERROR', 'launcher API answered 200 without a key matching its key id');
   }
-  return { patchId: input.patchId, keyId: keyIdOf(key), key };
+  return key;
 }
 
 /** The realm's head, chain and preloads from the launcher API (`GET /launcher/realms/:realm`). */

@@ -30,6 +30,8 @@ export interface UnlockGrant {
   keyId: string;
   /** The 32-byte patch key, base64. */
   key: string;
+  /** The keys of the patch's sealed ancestors, whose records its version reuses (all live with it). */
+  ancestors: Array<{ patchId: string; keyId: string; key: string }>;
 }
 
 export interface RealmPatch {
@@ -191,7 +193,7 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
     const cached = this.listening ? this.grants.get(patchId) : undefined;
     if (cached) {
       assertRealm(principal, cached.realm, `patch ${patchId}`);
-      return { patchId, keyId: cached.keyId, key: cached.key };
+      return { patchId, keyId: cached.keyId, key: cached.key, ancestors: cached.ancestors };
     }
     const generation = this.generation;
     const state = await this.freshState(patchId);
@@ -219,7 +221,20 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
       );
     }
     const key = Buffer.from(unwrapKey(this.kek, state.key.wrappedKey, state.key.keyId)).toString('base64');
-    const grant = { patchId, keyId: state.key.keyId, key };
+    const ancestors = (await this.access.ancestorKeys(patchId)).map((row) => {
+      if (row.kekId !== this.kekId) {
+        throw new SplinterError(
+          'KEK_MISMATCH',
+          `the key of patch ${row.patchId} is wrapped with ${row.kekId}, not with this server's KEK ${this.kekId}`,
+        );
+      }
+      return {
+        patchId: row.patchId,
+        keyId: row.keyId,
+        key: Buffer.from(unwrapKey(this.kek, row.wrappedKey, row.keyId)).toString('base64'),
+      };
+    });
+    const grant = { patchId, keyId: state.key.keyId, key, ancestors };
     if (this.listening && generation === this.generation)
       this.grants.set(patchId, { ...grant, realm: state.realm });
     return grant;
