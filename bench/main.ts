@@ -10,6 +10,7 @@ const BENCHES: Record<string, () => Promise<{ default: (args: string[]) => Promi
   api: () => import('./api.js'),
   sign: () => import('./sign.js'),
   cdc: () => import('./cdc.js'),
+  delta: () => import('./delta.js'),
 };
 
 async function main(): Promise<void> {

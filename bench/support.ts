@@ -1,6 +1,9 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import type { Dirent } from 'node:fs';
+import { lstat, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 
 export const CLI = join(import.meta.dirname, '..', 'apps', 'cli', 'bin', 'splinter.js');
@@ -94,4 +97,134 @@ export function table(rows: Array<Record<string, string>>): void {
   const line = (values: string[]) => values.map((v, i) => v.padEnd(widths[i]!)).join('  ');
   console.log(line(keys));
   for (const row of rows) console.log(line(keys.map((k) => row[k] ?? '')));
+}
+
+export interface WireCounts {
+  /** Every HTTP request the proxy forwarded. */
+  requests: number;
+  /** Response body bytes of every request. */
+  bytes: number;
+  /** GET requests for `/v2/<name>/blobs/<digest>` (whole or ranged). */
+  blobRequests: number;
+  /** Response body bytes of those blob GETs. */
+  blobBytes: number;
+}
+
+export interface CountingProxy {
+  /** `127.0.0.1:PORT`, to use in references instead of the registry's host. */
+  host: string;
+  /** What went through since the last `reset()` (or the start). */
+  counts(): WireCounts;
+  reset(): void;
+  stop(): Promise<void>;
+}
+
+const BLOB_GET = /^\/v2\/.+\/blobs\/[a-z0-9]+:[a-f0-9]+(\?.*)?$/;
+
+/**
+ * A plain-HTTP reverse proxy on loopback in front of a registry (`target` is `HOST:PORT`) that counts
+ * requests and response body bytes as they pass, so a client's own transfer figures can be checked on
+ * the wire. Bodies are streamed through, never held; the Host header is passed on unchanged, so the
+ * registry's Location headers point back at the proxy.
+ */
+export async function startCountingProxy(target: string): Promise<CountingProxy> {
+  const [targetHost, targetPort] = target.split(':') as [string, string];
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  let counts: WireCounts = { requests: 0, bytes: 0, blobRequests: 0, blobBytes: 0 };
+  const server = http.createServer((request, response) => {
+    const isBlobGet = request.method === 'GET' && BLOB_GET.test(request.url ?? '');
+    counts.requests += 1;
+    if (isBlobGet) counts.blobRequests += 1;
+    const upstream = http.request(
+      {
+        host: targetHost,
+        port: Number(targetPort),
+        method: request.method,
+        path: request.url,
+        headers: request.headers,
+        agent,
+      },
+      (answer) => {
+        response.writeHead(answer.statusCode ?? 502, answer.statusMessage, answer.headers);
+        answer.on('data', (chunk: Buffer) => {
+          counts.bytes += chunk.byteLength;
+          if (isBlobGet) counts.blobBytes += chunk.byteLength;
+        });
+        answer.pipe(response);
+      },
+    );
+    upstream.on('error', (error) => {
+      if (!response.headersSent) response.writeHead(502);
+      response.end(String(error));
+    });
+    request.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    host: `127.0.0.1:${port}`,
+    counts: () => ({ ...counts }),
+    reset() {
+      counts = { requests: 0, bytes: 0, blobRequests: 0, blobBytes: 0 };
+    },
+    async stop() {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      agent.destroy();
+    },
+  };
+}
+
+/** The sum of the sizes of every regular file under `dir` (0 if it does not exist). */
+export async function folderBytes(dir: string): Promise<number> {
+  let entries: Dirent[];
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw error;
+  }
+  let total = 0;
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) total += await folderBytes(path);
+    else if (entry.isFile()) total += (await lstat(path)).size;
+  }
+  return total;
+}
+
+/** The same rows as `table`, as a GitHub-flavoured Markdown table. */
+export function markdownTable(rows: Array<Record<string, string>>): string {
+  const keys = Object.keys(rows[0] ?? {});
+  const line = (values: string[]) => `| ${values.map((v) => v.replaceAll('|', '\\|')).join(' | ')} |`;
+  return [line(keys), line(keys.map(() => '---')), ...rows.map((r) => line(keys.map((k) => r[k] ?? '')))]
+    .map((l) => `${l}\n`)
+    .join('');
+}
+
+/**
+ * Sends SIGTERM to every live process whose parent is this one (the benchmark's own children, found
+ * by pid in /proc), so a benchmark that runs out of time ends what it started and unwinds normally.
+ */
+export async function stopChildProcesses(): Promise<number[]> {
+  const stopped: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = await readFile(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    // Fields after the command name (which may hold spaces and parentheses): state, ppid, ...
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (ppid !== process.pid) continue;
+    try {
+      process.kill(Number(name), 'SIGTERM');
+      stopped.push(Number(name));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return stopped;
 }

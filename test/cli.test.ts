@@ -1,13 +1,49 @@
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateKeyPair, loadPrivateKey, loadPublicKey, writeKeyPair } from '@splinter/sign';
 import { type RunningRegistry, requireTool, startFaultProxy, startRegistry } from '@splinter/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { snapshot, tempDir } from '../packages/pack/test/helpers.js';
-import { run, SAMPLE, SAMPLE_MOD, splinterCli } from './support.js';
+import {
+  type DownloadJson,
+  MediaTypes,
+  run,
+  SAMPLE,
+  SAMPLE_MOD,
+  snapshot,
+  splinterCli,
+  tempDir,
+  treeBytes,
+} from './support.js';
 
 const splinter = splinterCli;
+
+interface Layer {
+  digest: string;
+  size: number;
+  mediaType: string;
+}
+
+interface PushJson {
+  digest: string;
+  reference: string;
+  blobs: { uploaded: number; skipped: number; mounted: number; bytes: number };
+  chunks: { files: number; chunks: number; newChunks: number; newRecordBytes: number };
+}
+
+interface PullJson {
+  digest: string;
+  files: number;
+  kept: number;
+  download: DownloadJson;
+}
+
+/** The pack layer with the most bytes (every byte of a pack belongs to some record). */
+function largestPack(layers: Layer[]): Layer {
+  const packs = layers.filter((layer) => layer.mediaType === MediaTypes.pack);
+  expect(packs.length).toBeGreaterThan(0);
+  return packs.reduce((a, b) => (a.size >= b.size ? a : b));
+}
 
 describe('splinter CLI end to end', () => {
   let work: string;
@@ -52,13 +88,17 @@ describe('splinter CLI end to end', () => {
     expect(await snapshot(join(work, 'out'))).toEqual(await snapshot(SAMPLE));
   });
 
-  it('uploads no blob when an unchanged tree is pushed again', async () => {
+  it('uploads no blob and packs no chunk when an unchanged tree is pushed again', async () => {
     const again = await splinter(
       ['patch', 'push', SAMPLE, '--realm', 'demo', '--version', '1.0.1', '--json', ...sign],
       env,
     );
     expect(again.code, again.stderr).toBe(0);
-    expect(JSON.parse(again.stdout).blobs).toMatchObject({ uploaded: 0, mounted: 0 });
+    const result = JSON.parse(again.stdout) as PushJson;
+    expect(result.blobs).toMatchObject({ uploaded: 0, mounted: 0, bytes: 0 });
+    expect(result.blobs.skipped).toBeGreaterThan(0);
+    expect(result.chunks).toMatchObject({ files: 7, newChunks: 0, newRecordBytes: 0 });
+    expect(result.chunks.chunks).toBeGreaterThanOrEqual(7);
   });
 
   it('pushes to a registry with Basic auth from DOCKER_CONFIG; skopeo reads it; a fresh client pulls it', async () => {
@@ -140,15 +180,22 @@ describe('splinter CLI end to end', () => {
       );
     const first = await push('eu-2');
     expect(first.code, first.stderr).toBe(0);
-    const firstBlobs = JSON.parse(first.stdout).blobs as { uploaded: number; mounted: number };
+    const firstResult = JSON.parse(first.stdout) as PushJson;
+    const inspected = await splinter(['inspect', firstResult.reference, '--plain-http', '--json'], env);
+    const { layers } = JSON.parse(inspected.stdout) as { layers: Layer[] };
+    // The blobs of a version: the empty config, the index root and its packs.
+    const blobCount = layers.length + 1;
+    expect(layers[0]!.mediaType).toBe(MediaTypes.root);
+    expect(layers.slice(1).every((layer) => layer.mediaType === MediaTypes.pack)).toBe(true);
     // The new content is uploaded; only the shared 2-byte empty config may come by mount already.
-    expect(firstBlobs.uploaded).toBeGreaterThanOrEqual(2);
-    expect(firstBlobs.uploaded + firstBlobs.mounted).toBe(3);
+    expect(firstResult.blobs.uploaded).toBeGreaterThanOrEqual(blobCount - 1);
+    expect(firstResult.blobs.uploaded + firstResult.blobs.mounted).toBe(blobCount);
+    // Another realm has no base to reuse chunks from: it packs them again, into the same packs.
     const second = await push('na-2');
     expect(second.code, second.stderr).toBe(0);
-    const blobs = JSON.parse(second.stdout).blobs as { uploaded: number; mounted: number };
-    expect(blobs.uploaded).toBe(0);
-    expect(blobs.mounted).toBe(3);
+    const secondResult = JSON.parse(second.stdout) as PushJson;
+    expect(secondResult.chunks.newChunks).toBeGreaterThan(0);
+    expect(secondResult.blobs).toMatchObject({ uploaded: 0, mounted: blobCount });
   });
 
   it('pushes and pulls a mod, and inspect shows it', async () => {
@@ -174,31 +221,69 @@ describe('splinter CLI end to end', () => {
     );
     expect(wrongKind.code).toBe(4);
     expect(wrongKind.stderr).toMatch(/^splinter: UNSUPPORTED_MEDIA_TYPE: /);
-  });
 
-  it('leaves no partial tree when a blob in the store is corrupt, and says so in one line', async () => {
-    const pushed = await splinter(
-      ['patch', 'push', SAMPLE, '--realm', 'corrupt', '--version', '1', '--json', ...sign],
+    // A new version pushed with --base packs only the chunks the base does not hold.
+    const next = join(work, 'minimap-0.4.0');
+    await cp(SAMPLE_MOD, next, { recursive: true });
+    await writeFile(join(next, 'scripts', 'compass.lua'), 'print("compass")\n');
+    const based = await splinter(
+      [
+        'mod',
+        'push',
+        next,
+        '--name',
+        'better-minimap',
+        '--version',
+        '0.4.0',
+        '--base',
+        'mods/better-minimap:0.3.0',
+        '--json',
+        ...sign,
+      ],
       env,
     );
-    const manifestDigest = JSON.parse(pushed.stdout).digest as string;
+    expect(based.code, based.stderr).toBe(0);
+    // Two new chunks: the new file's and the index's; the two unchanged files are reused.
+    expect((JSON.parse(based.stdout) as PushJson).chunks).toMatchObject({ files: 3, newChunks: 2 });
+    const pulledNext = await splinter(
+      ['mod', 'pull', 'mods/better-minimap:0.4.0', '--output', join(work, 'mod-0.4.0'), ...trust],
+      env,
+    );
+    expect(pulledNext.code, pulledNext.stderr).toBe(0);
+    expect(await snapshot(join(work, 'mod-0.4.0'))).toEqual(await snapshot(next));
+  });
+
+  it('leaves no partial tree when a pack in the store is corrupt, says so in one line, and pulls once it is repaired', async () => {
+    // A tree of its own: a pack no earlier pull has put in this home's cache.
+    const tree = join(work, 'corrupt-tree');
+    await mkdir(tree, { recursive: true });
+    await writeFile(join(tree, 'world.pak'), randomBytes(3 * 1024 * 1024));
+    await writeFile(join(tree, 'readme.txt'), 'corrupt on disk\n');
+    const pushed = await splinter(
+      ['patch', 'push', tree, '--realm', 'corrupt', '--version', '1', '--json', ...sign],
+      env,
+    );
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const manifestDigest = (JSON.parse(pushed.stdout) as PushJson).digest;
     const blobs = join(env.SPLINTER_HOME!, 'store', 'blobs', 'sha256');
     const manifest = JSON.parse(await readFile(join(blobs, manifestDigest.slice(7)), 'utf8')) as {
-      layers: Array<{ digest: string }>;
+      layers: Layer[];
     };
-    const victim = join(blobs, manifest.layers[0]!.digest.slice(7));
+    const victim = join(blobs, largestPack(manifest.layers).digest.slice(7));
     const original = await readFile(victim);
     const damaged = Buffer.from(original);
-    damaged[damaged.length - 1]! ^= 0xff;
+    damaged[Math.floor(damaged.length / 2)]! ^= 0xff;
     await writeFile(victim, damaged);
-    try {
-      const pulled = await splinter(
-        ['patch', 'pull', 'patches/corrupt:1', '--output', join(work, 'corrupt-out'), ...trust],
+    const pull = (extra: string[] = []) =>
+      splinter(
+        ['patch', 'pull', 'patches/corrupt:1', '--output', join(work, 'corrupt-out'), ...extra, ...trust],
         env,
       );
+    try {
+      const pulled = await pull();
       expect(pulled.code).toBe(4);
       expect(pulled.stderr.trim().split('\n')).toHaveLength(1);
-      expect(pulled.stderr).toMatch(/DIGEST_MISMATCH|ARCHIVE_INVALID/);
+      expect(pulled.stderr).toMatch(/^splinter: DIGEST_MISMATCH: /);
       const leftovers = (await readdir(work)).filter(
         (name) => name.startsWith('corrupt-out') || name.startsWith('.splinter-staging'),
       );
@@ -206,9 +291,13 @@ describe('splinter CLI end to end', () => {
     } finally {
       await writeFile(victim, original);
     }
+    // Nothing of the corrupt pack stayed in the cache to poison the next pull.
+    const repaired = await pull(['--json']);
+    expect(repaired.code, repaired.stderr).toBe(0);
+    expect(await snapshot(join(work, 'corrupt-out'))).toEqual(await snapshot(tree));
   });
 
-  it('refuses content a hostile mirror altered in transit, keeping neither the tree nor the blob', async () => {
+  it('refuses a root or a pack a hostile mirror altered in transit, keeping nothing that spoils the next pull', async () => {
     const proxy = await startFaultProxy(registry.host);
     try {
       const pushed = await splinter(
@@ -228,8 +317,13 @@ describe('splinter CLI end to end', () => {
         ],
         env,
       );
-      const manifestDigest = JSON.parse(pushed.stdout).digest as string;
-      proxy.add({ method: 'GET', path: /\/blobs\/sha256:/, fault: { kind: 'corrupt', offset: 10 } });
+      expect(pushed.code, pushed.stderr).toBe(0);
+      const manifestDigest = (JSON.parse(pushed.stdout) as PushJson).digest;
+      const inspected = await splinter(
+        ['inspect', `${registry.host}/patches/mirror@${manifestDigest}`, '--plain-http', '--json'],
+        env,
+      );
+      const { layers } = JSON.parse(inspected.stdout) as { layers: Layer[] };
       const dockerConfig = join(work, 'mirror-docker');
       await run('mkdir', ['-p', dockerConfig]);
       const auth = Buffer.from(`${registry.username}:${registry.password}`).toString('base64');
@@ -238,28 +332,173 @@ describe('splinter CLI end to end', () => {
         JSON.stringify({ auths: { [proxy.host]: { auth } } }),
       );
       const client = { ...env, SPLINTER_HOME: join(work, 'mirror-home'), DOCKER_CONFIG: dockerConfig };
+      const pull = () =>
+        splinter(
+          [
+            'patch',
+            'pull',
+            `${proxy.host}/patches/mirror@${manifestDigest}`,
+            '--output',
+            join(work, 'mirror-out'),
+            '--plain-http',
+            ...trust,
+          ],
+          client,
+        );
+      const nothingInstalled = async () =>
+        expect(
+          (await readdir(work)).filter(
+            (n) => n.startsWith('mirror-out') || n.startsWith('.splinter-staging'),
+          ),
+        ).toEqual([]);
+      const corrupting = (digests: string[]) => {
+        proxy.clear();
+        proxy.add({
+          method: 'GET',
+          path: new RegExp(`/blobs/(${digests.join('|')})`),
+          fault: { kind: 'corrupt', offset: 10 },
+        });
+      };
+
+      corrupting([layers[0]!.digest]);
+      const badRoot = await pull();
+      expect(badRoot.stderr).toMatch(/^splinter: DIGEST_MISMATCH: /);
+      expect(badRoot.code).toBe(4);
+      await nothingInstalled();
+
+      const packs = layers.filter((layer) => layer.mediaType === MediaTypes.pack);
+      expect(packs.length).toBeGreaterThan(0);
+      corrupting(packs.map((pack) => pack.digest));
+      const badPack = await pull();
+      expect(badPack.stderr).toMatch(/^splinter: DIGEST_MISMATCH: /);
+      expect(badPack.code).toBe(4);
+      await nothingInstalled();
+      expect(proxy.log.some((request) => packs.some((pack) => request.path.includes(pack.digest)))).toBe(
+        true,
+      );
+
+      proxy.clear();
+      const honest = await pull();
+      expect(honest.code, honest.stderr).toBe(0);
+      expect(await snapshot(join(work, 'mirror-out'))).toEqual(await snapshot(SAMPLE));
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it('updates a folder in place: keeps unchanged files, heals an edited one, downloads only what an update changed', async () => {
+    const v1 = join(work, 'inplace-v1');
+    const v2 = join(work, 'inplace-v2');
+    const world = randomBytes(4 * 1024 * 1024);
+    await mkdir(join(v1, 'data'), { recursive: true });
+    await writeFile(join(v1, 'data', 'world.pak'), world);
+    await writeFile(join(v1, 'data', 'sounds.pak'), randomBytes(1024 * 1024));
+    await writeFile(join(v1, 'game.ini'), '[game]\nversion=1\n');
+    await cp(v1, v2, { recursive: true });
+    const edited = Buffer.from(world);
+    randomBytes(100).copy(edited, 2 * 1024 * 1024);
+    await writeFile(join(v2, 'data', 'world.pak'), edited);
+    await writeFile(join(v2, 'game.ini'), '[game]\nversion=2\n');
+    const push = async (tree: string, version: string) => {
+      const pushed = await splinter(
+        ['patch', 'push', tree, '--realm', 'inplace', '--version', version, '--json', ...sign],
+        env,
+      );
+      expect(pushed.code, pushed.stderr).toBe(0);
+      return JSON.parse(pushed.stdout) as PushJson;
+    };
+    await push(v1, '1');
+    // The realm's newest patch is the base: 100 bytes changed cost a chunk or two, not the file.
+    const second = await push(v2, '2');
+    expect(second.chunks.newRecordBytes).toBeGreaterThan(0);
+    expect(second.chunks.newRecordBytes).toBeLessThan(1024 * 1024);
+
+    const output = join(work, 'inplace-out');
+    const pull = async (version: string, extra = ['--replace']) => {
+      const pulled = await splinter(
+        ['patch', 'pull', `patches/inplace:${version}`, '--output', output, '--json', ...extra, ...trust],
+        env,
+      );
+      expect(pulled.code, pulled.stderr).toBe(0);
+      return JSON.parse(pulled.stdout) as PullJson;
+    };
+    const first = await pull('1', []);
+    expect(first).toMatchObject({ files: 3, kept: 0 });
+    expect(first.download.bytes).toBeGreaterThan(0);
+    const worldBefore = await stat(join(output, 'data', 'world.pak'));
+
+    const again = await pull('1');
+    expect(again).toMatchObject({ files: 3, kept: 3, download: { bytes: 0 } });
+    expect((await stat(join(output, 'data', 'world.pak'))).ino).toBe(worldBefore.ino);
+
+    // A tool patching bytes in place: the file is rebuilt from cached chunks, the others are kept.
+    const handle = await open(join(output, 'data', 'sounds.pak'), 'r+');
+    await handle.write(Buffer.from('MODDED'), 0, 6, 1000);
+    await handle.close();
+    const healed = await pull('1');
+    expect(healed).toMatchObject({ kept: 2, download: { bytes: 0 } });
+    expect(await snapshot(output)).toEqual(await snapshot(v1));
+
+    const updated = await pull('2');
+    expect(updated).toMatchObject({ files: 3, kept: 1 });
+    expect(updated.download.bytes).toBeGreaterThan(0);
+    expect(updated.download.bytes).toBeLessThan((await treeBytes(v2)) / 5);
+    expect(await snapshot(output)).toEqual(await snapshot(v2));
+
+    const rolledBack = await pull('1');
+    expect(rolledBack).toMatchObject({ kept: 1, download: { bytes: 0 } });
+    expect(await snapshot(output)).toEqual(await snapshot(v1));
+  }, 120_000);
+
+  it('installs only the chosen locale of a push tagged with --tags, and switches locale keeping shared files', async () => {
+    const tags = join(work, 'tags.json');
+    await writeFile(
+      tags,
+      JSON.stringify({ 'locale:deDE': ['data/locale/de.txt'], 'locale:enUS': ['data/locale/en.txt'] }),
+    );
+    const pushed = await splinter(
+      ['patch', 'push', SAMPLE, '--realm', 'tagged', '--version', '1', '--tags', tags, ...sign],
+      env,
+    );
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const output = join(work, 'tagged-out');
+    const pull = async (locale: string, extra: string[] = []) => {
       const pulled = await splinter(
         [
           'patch',
           'pull',
-          `${proxy.host}/patches/mirror@${manifestDigest}`,
+          'patches/tagged:1',
           '--output',
-          join(work, 'mirror-out'),
-          '--plain-http',
+          output,
+          '--locale',
+          locale,
+          '--json',
+          ...extra,
           ...trust,
         ],
-        client,
+        env,
       );
-      expect(pulled.stderr).toMatch(/^splinter: DIGEST_MISMATCH: /);
-      expect(pulled.code).toBe(4);
-      expect(
-        (await readdir(work)).filter((n) => n.startsWith('mirror-out') || n.startsWith('.splinter-staging')),
-      ).toEqual([]);
-      const cached = await readdir(join(work, 'mirror-home', 'store', 'blobs', 'sha256')).catch(() => []);
-      expect(cached).toEqual([]);
-    } finally {
-      await proxy.stop();
-    }
+      expect(pulled.code, pulled.stderr).toBe(0);
+      return JSON.parse(pulled.stdout) as PullJson;
+    };
+    const without = async (path: string) => {
+      const expected = await snapshot(SAMPLE);
+      delete expected[path];
+      return expected;
+    };
+    expect(await pull('deDE')).toMatchObject({ files: 6 });
+    expect(await snapshot(output)).toEqual(await without('data/locale/en.txt'));
+    expect(await pull('enUS', ['--replace'])).toMatchObject({ files: 6, kept: 5 });
+    expect(await snapshot(output)).toEqual(await without('data/locale/de.txt'));
+
+    const badTags = join(work, 'bad-tags.json');
+    await writeFile(badTags, JSON.stringify({ 'language:de': ['**'] }));
+    const refused = await splinter(
+      ['patch', 'push', SAMPLE, '--realm', 'tagged', '--version', '2', '--tags', badTags],
+      env,
+    );
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/^splinter: INVALID_ARGUMENT: --tags /);
   });
 
   it('refuses to overwrite a non-empty output without --replace', async () => {

@@ -1,6 +1,4 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort } from '@splinter/testkit';
 import { CLI } from './support.js';
 
 export interface ServedApi {
@@ -11,35 +9,47 @@ export interface ServedApi {
   stop(): Promise<number | null>;
 }
 
-/** Runs `splinter serve` on a free loopback port and waits until /readyz answers 200. */
+const READY_WITHIN_MS = 20_000;
+
+/**
+ * Runs `splinter serve` on a port the server picks, reads its URL from the `launcher API listening`
+ * log line, and checks that /readyz answers 200.
+ */
 export async function serveApi(env: Record<string, string>, args: string[] = []): Promise<ServedApi> {
-  const port = await freePort();
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', String(port), ...args], {
+  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  child.stdout?.on('data', (chunk) => {
-    output += chunk;
-  });
-  child.stderr?.on('data', (chunk) => {
-    output += chunk;
-  });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`splinter serve exited ${child.exitCode}: ${output}`);
-    const ready = await fetch(`${url}/readyz`).then(
-      (r) => r.status === 200,
-      () => false,
+  const url = await new Promise<string>((resolve, reject) => {
+    let settled = false;
+    const settle = (error: Error | undefined, listening?: string) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (error) {
+        child.kill('SIGKILL');
+        reject(error);
+      } else resolve(listening!);
+    };
+    const timer = setTimeout(
+      () => settle(new Error(`splinter serve did not start listening: ${output}`)),
+      READY_WITHIN_MS,
     );
-    if (ready) break;
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`splinter serve did not become ready: ${output}`);
-    }
-    await sleep(50);
+    const read = (chunk: Buffer) => {
+      output += chunk;
+      const listening = listeningUrl(output);
+      if (listening !== undefined) settle(undefined, listening);
+    };
+    child.stdout?.on('data', read);
+    child.stderr?.on('data', read);
+    child.once('exit', (code) => settle(new Error(`splinter serve exited ${code}: ${output}`)));
+  });
+  const ready = await fetch(`${url}/readyz`);
+  if (ready.status !== 200) {
+    child.kill('SIGKILL');
+    throw new Error(`splinter serve is listening but /readyz answered ${ready.status}: ${output}`);
   }
   return {
     url,
@@ -50,6 +60,20 @@ export async function serveApi(env: Record<string, string>, args: string[] = [])
       return exited;
     },
   };
+}
+
+/** The URL in the server's `launcher API listening` log line (pino JSON), once it has been written. */
+function listeningUrl(output: string): string | undefined {
+  for (const line of output.split('\n')) {
+    if (!line.includes('launcher API listening')) continue;
+    try {
+      const url = (JSON.parse(line) as { url?: unknown }).url;
+      if (typeof url === 'string') return url;
+    } catch {
+      // a line still being written
+    }
+  }
+  return undefined;
 }
 
 /** `POST /launcher/patches/:id/unlock` as a launcher sends it. */

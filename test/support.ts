@@ -1,4 +1,7 @@
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { lstat, mkdtemp, readdir, readFile, readlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -6,6 +9,13 @@ export const run = promisify(execFile);
 export const CLI = join(import.meta.dirname, '..', 'apps', 'cli', 'bin', 'splinter.js');
 export const SAMPLE = join(import.meta.dirname, '..', 'fixtures', 'sample-patch');
 export const SAMPLE_MOD = join(import.meta.dirname, '..', 'fixtures', 'sample-mod');
+
+/** The media types of a chunked version's layers: one index root first, then its packs. */
+export const MediaTypes = {
+  root: 'application/vnd.splintertree.root.v1+json',
+  sealedRoot: 'application/vnd.splintertree.root.v1.sealed',
+  pack: 'application/vnd.splintertree.pack.v1',
+} as const;
 
 export interface CliResult {
   code: number;
@@ -24,4 +34,48 @@ export async function splinterCli(args: string[], env: Record<string, string>): 
     const failed = error as { code: number; stdout: string; stderr: string };
     return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
   }
+}
+
+/** What `--json` pull and fetch report about the pack bytes they downloaded. */
+export interface DownloadJson {
+  requests: number;
+  bytes: number;
+  wholePacks: number;
+}
+
+export async function tempDir(prefix: string): Promise<string> {
+  return mkdtemp(join(tmpdir(), `splinter-${prefix}-`));
+}
+
+export type Snapshot = Record<string, string>;
+
+/** Every entry of a tree as `type mode content-hash|link-target`, for exact comparisons. */
+export async function snapshot(root: string, relative = ''): Promise<Snapshot> {
+  const result: Snapshot = {};
+  for (const name of (await readdir(join(root, relative))).sort()) {
+    const path = relative ? `${relative}/${name}` : name;
+    const info = await lstat(join(root, path));
+    if (info.isDirectory()) {
+      result[path] = 'dir';
+      Object.assign(result, await snapshot(root, path));
+    } else if (info.isSymbolicLink()) {
+      result[path] = `link ${await readlink(join(root, path))}`;
+    } else {
+      const hash = createHash('sha256')
+        .update(await readFile(join(root, path)))
+        .digest('hex');
+      result[path] = `file ${(info.mode & 0o777).toString(8)} ${hash}`;
+    }
+  }
+  return result;
+}
+
+/** Total bytes of the regular files under a folder. */
+export async function treeBytes(root: string): Promise<number> {
+  const entries = await readdir(root, { recursive: true, withFileTypes: true });
+  let total = 0;
+  for (const entry of entries) {
+    if (entry.isFile()) total += (await lstat(join(entry.parentPath, entry.name))).size;
+  }
+  return total;
 }
