@@ -113,7 +113,10 @@ describe('launcher API server (in process, real PostgreSQL, real HTTP on loopbac
     await chain.activate({ patchId: second.id, actor: 'test', force: true });
     const response = await unlock(second.id);
     expect(response.status).toBe(200);
-    const grant = (await response.json()) as { key: string; ancestors: Array<{ patchId: string; key: string }> };
+    const grant = (await response.json()) as {
+      key: string;
+      ancestors: Array<{ patchId: string; key: string }>;
+    };
     expect(grant.key).toBe(second.key);
     expect(grant.ancestors).toContainEqual(expect.objectContaining({ patchId: first.id, key: first.key }));
     expect(grant.ancestors.some((a) => a.patchId === second.id)).toBe(false);
