@@ -3,10 +3,10 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ChainStore, openPostgres } from '@splinter/chain';
-import { createLauncherToken, openSplinter, settingsFromEnvironment } from '@splinter/core';
-import { generatePatchKey, kekIdOf, keyIdOf, wrapKey } from '@splinter/seal';
-import { freePort, freshDatabase } from '@splinter/testkit';
+import { ChainStore, openPostgres } from '@splintertree/chain';
+import { createLauncherToken, openSplinter, settingsFromEnvironment } from '@splintertree/core';
+import { generatePatchKey, kekIdOf, keyIdOf, wrapKey } from '@splintertree/seal';
+import { freePort, freshDatabase } from '@splintertree/testkit';
 import autocannon from 'autocannon';
 import { CLI, table } from './support.js';
 

@@ -3,8 +3,8 @@ import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type ChunkerOptions, chunkerOptions, chunkFile, DEFAULT_CHUNKER, nextCut } from '@splinter/cdc';
-import { requireTool } from '@splinter/testkit';
+import { type ChunkerOptions, chunkerOptions, chunkFile, DEFAULT_CHUNKER, nextCut } from '@splintertree/cdc';
+import { requireTool } from '@splintertree/testkit';
 import { table } from './support.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);

@@ -1,7 +1,7 @@
-import { ChainStore, migrate, openPostgres, type SqlClient } from '@splinter/chain';
-import { LauncherService, type Principal, patchIdFrom, settingsFromEnvironment } from '@splinter/core';
-import { generatePatchKey } from '@splinter/seal';
-import { freshDatabase } from '@splinter/testkit';
+import { ChainStore, migrate, openPostgres, type SqlClient } from '@splintertree/chain';
+import { LauncherService, type Principal, patchIdFrom, settingsFromEnvironment } from '@splintertree/core';
+import { generatePatchKey } from '@splintertree/seal';
+import { freshDatabase } from '@splintertree/testkit';
 import { table } from './support.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2000);

@@ -1,5 +1,5 @@
-import { ChainStore, migrate, openPostgres, type SqlClient } from '@splinter/chain';
-import { type FreshDatabase, freshDatabase } from '@splinter/testkit';
+import { ChainStore, migrate, openPostgres, type SqlClient } from '@splintertree/chain';
+import { type FreshDatabase, freshDatabase } from '@splintertree/testkit';
 import { table } from './support.js';
 
 const SECONDS_PER_RUN = Number(process.env.BENCH_SECONDS ?? 3);

@@ -16,7 +16,7 @@ import {
 import { availableParallelism, tmpdir, totalmem } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { inflateRawSync } from 'node:zlib';
-import { freshDatabase, requireTool, startRegistry } from '@splinter/testkit';
+import { freshDatabase, requireTool, startRegistry } from '@splintertree/testkit';
 import {
   CLI,
   type CountingProxy,

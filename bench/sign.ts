@@ -2,8 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openSplinter, settingsFromEnvironment } from '@splinter/core';
-import { sha256Digest } from '@splinter/oci';
+import { openSplinter, settingsFromEnvironment } from '@splintertree/core';
+import { sha256Digest } from '@splintertree/oci';
 import {
   createSignatureBundle,
   generateKeyPair,
@@ -15,8 +15,8 @@ import {
   verifyLegacySignature,
   verifySignatureBundle,
   writeKeyPair,
-} from '@splinter/sign';
-import { requireTool, startRegistry } from '@splinter/testkit';
+} from '@splintertree/sign';
+import { requireTool, startRegistry } from '@splintertree/testkit';
 import { CLI, measure, table } from './support.js';
 
 const SECONDS_PER_CASE = Number(process.env.BENCH_SECONDS ?? 2);

@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freshDatabase, requireTool, startRegistry } from '@splinter/testkit';
+import { freshDatabase, requireTool, startRegistry } from '@splintertree/testkit';
 import { CLI, generateTree, type Measured, measure, mib, table } from './support.js';
 
 /**

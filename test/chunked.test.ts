@@ -11,7 +11,7 @@ import {
   requireTool,
   startFaultProxy,
   startRegistry,
-} from '@splinter/testkit';
+} from '@splintertree/testkit';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { snapshot } from '../packages/pack/test/helpers.js';
 import { CLI, run, splinterCli } from './support.js';

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { cp, mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { generateKeyPair, loadPrivateKey, loadPublicKey, writeKeyPair } from '@splinter/sign';
-import { type RunningRegistry, requireTool, startFaultProxy, startRegistry } from '@splinter/testkit';
+import { generateKeyPair, loadPrivateKey, loadPublicKey, writeKeyPair } from '@splintertree/sign';
+import { type RunningRegistry, requireTool, startFaultProxy, startRegistry } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type DownloadJson,

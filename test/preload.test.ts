@@ -3,14 +3,14 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { generateKeyPair, writeKeyPair } from '@splinter/sign';
+import { generateKeyPair, writeKeyPair } from '@splintertree/sign';
 import {
   type FreshDatabase,
   freshDatabase,
   type RunningRegistry,
   requireTool,
   startRegistry,
-} from '@splinter/testkit';
+} from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshot, tempDir } from '../packages/pack/test/helpers.js';
 import { type ServedApi, serveApi, unlock } from './serve.js';

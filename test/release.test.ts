@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type FreshDatabase, freshDatabase } from '@splinter/testkit';
+import { type FreshDatabase, freshDatabase } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../packages/pack/test/helpers.js';
 import { SAMPLE, SAMPLE_MOD, splinterCli } from './support.js';

@@ -1,7 +1,7 @@
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { generateKeyPair, writeKeyPair } from '@splinter/sign';
-import { type RunningRegistry, requireTool, startFaultProxy, startRegistry } from '@splinter/testkit';
+import { generateKeyPair, writeKeyPair } from '@splintertree/sign';
+import { type RunningRegistry, requireTool, startFaultProxy, startRegistry } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshot, tempDir } from '../packages/pack/test/helpers.js';
 import { run, SAMPLE, SAMPLE_MOD, splinterCli } from './support.js';

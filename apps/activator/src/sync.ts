@@ -7,8 +7,8 @@ import {
   readRecord,
   type Splinter,
   writeRecord,
-} from '@splinter/core';
-import { SplinterError } from '@splinter/errors';
+} from '@splintertree/core';
+import { SplinterError } from '@splintertree/errors';
 
 export interface ModSyncOptions {
   realm: string;

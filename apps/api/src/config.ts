@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
-import { DEFAULT_HEARTBEAT_MS, launcherConfigProblems, type Settings } from '@splinter/core';
-import { SplinterError } from '@splinter/errors';
+import { DEFAULT_HEARTBEAT_MS, launcherConfigProblems, type Settings } from '@splintertree/core';
+import { SplinterError } from '@splintertree/errors';
 import { z } from 'zod';
 
 export interface ApiConfig {

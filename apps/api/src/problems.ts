@@ -1,4 +1,4 @@
-import { type ErrorCode, isSplinterError } from '@splinter/errors';
+import { type ErrorCode, isSplinterError } from '@splintertree/errors';
 
 const STATUS: Partial<Record<ErrorCode, number>> = {
   INVALID_ARGUMENT: 400,

@@ -1,5 +1,5 @@
-import { LauncherService, type Principal, patchIdFrom, type Settings } from '@splinter/core';
-import { isSplinterError, SplinterError } from '@splinter/errors';
+import { LauncherService, type Principal, patchIdFrom, type Settings } from '@splintertree/core';
+import { isSplinterError, SplinterError } from '@splintertree/errors';
 import Fastify, {
   type FastifyInstance,
   type FastifyReply,

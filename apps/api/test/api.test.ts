@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { type RunningApi, startApi } from '@splinter/api';
-import { AccessStore, ChainStore, openPostgres, type SqlClient } from '@splinter/chain';
+import { type RunningApi, startApi } from '@splintertree/api';
+import { AccessStore, ChainStore, openPostgres, type SqlClient } from '@splintertree/chain';
 import {
   createLauncherToken,
   LISTENER_APPLICATION_NAME,
@@ -9,9 +9,9 @@ import {
   type Settings,
   type Splinter,
   settingsFromEnvironment,
-} from '@splinter/core';
-import { generatePatchKey } from '@splinter/seal';
-import { errorCodeOf, type FreshDatabase, freshDatabase } from '@splinter/testkit';
+} from '@splintertree/core';
+import { generatePatchKey } from '@splintertree/seal';
+import { errorCodeOf, type FreshDatabase, freshDatabase } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, registerPreloaded } from './helpers.js';
 

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ChainStore } from '@splinter/chain';
-import { generatePatchKey, kekIdOf, keyIdOf, wrapKey } from '@splinter/seal';
+import type { ChainStore } from '@splintertree/chain';
+import { generatePatchKey, kekIdOf, keyIdOf, wrapKey } from '@splintertree/seal';
 
 /** A preloaded patch registered directly (the registry plays no part in the API tests). */
 export async function registerPreloaded(

@@ -1,16 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { type RunningApi, startApi } from '@splinter/api';
-import { AccessStore, ChainStore, openPostgres, type SqlClient } from '@splinter/chain';
+import { type RunningApi, startApi } from '@splintertree/api';
+import { AccessStore, ChainStore, openPostgres, type SqlClient } from '@splintertree/chain';
 import {
   createLauncherToken,
   type ListenerState,
   openSplinter,
   type Splinter,
   settingsFromEnvironment,
-} from '@splinter/core';
-import { generatePatchKey } from '@splinter/seal';
-import { type FreshDatabase, freshDatabase, startTcpProxy, type TcpProxy } from '@splinter/testkit';
+} from '@splintertree/core';
+import { generatePatchKey } from '@splintertree/seal';
+import { type FreshDatabase, freshDatabase, startTcpProxy, type TcpProxy } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, registerPreloaded } from './helpers.js';
 

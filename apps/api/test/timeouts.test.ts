@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
-import { type RunningApi, startApi } from '@splinter/api';
-import { settingsFromEnvironment } from '@splinter/core';
-import { generatePatchKey } from '@splinter/seal';
-import { type FreshDatabase, freshDatabase } from '@splinter/testkit';
+import { type RunningApi, startApi } from '@splintertree/api';
+import { settingsFromEnvironment } from '@splintertree/core';
+import { generatePatchKey } from '@splintertree/seal';
+import { type FreshDatabase, freshDatabase } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 describe('launcher API timeouts and limits (raw sockets on loopback)', () => {

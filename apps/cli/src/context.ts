@@ -1,4 +1,4 @@
-import { openSplinter, type Settings, type Splinter, settingsFromEnvironment } from '@splinter/core';
+import { openSplinter, type Settings, type Splinter, settingsFromEnvironment } from '@splintertree/core';
 import type { Command } from 'commander';
 import { createProgress } from './progress.js';
 

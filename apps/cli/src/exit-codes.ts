@@ -1,4 +1,4 @@
-import type { ErrorCode } from '@splinter/errors';
+import type { ErrorCode } from '@splintertree/errors';
 
 /** Process exit codes. Documented in the README; keep the two in step. */
 export const ExitCode = {

@@ -1,6 +1,6 @@
 import { open } from 'node:fs/promises';
-import type { Settings } from '@splinter/core';
-import { SplinterError } from '@splinter/errors';
+import type { Settings } from '@splintertree/core';
+import { SplinterError } from '@splintertree/errors';
 import type { Command } from 'commander';
 
 /** Far more than a token (`spl_<id>_<43 characters>`): a larger file is the wrong file. */

@@ -1,4 +1,4 @@
-import { isSplinterError } from '@splinter/errors';
+import { isSplinterError } from '@splintertree/errors';
 import { ExitCode, type ExitCodeValue, exitCodeFor } from './exit-codes.js';
 
 export interface OutputOptions {

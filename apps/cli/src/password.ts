@@ -1,5 +1,5 @@
 import { createInterface } from 'node:readline';
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 
 /**
  * Key passwords follow cosign: COSIGN_PASSWORD (then SPLINTER_PASSWORD) when set — even to the empty

@@ -1,4 +1,4 @@
-import type { ProgressSink } from '@splinter/core';
+import type { ProgressSink } from '@splintertree/core';
 
 /**
  * A one-line progress bar on stderr, drawn only when stderr is a terminal and --json is off; otherwise

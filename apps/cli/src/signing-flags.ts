@@ -4,8 +4,8 @@ import {
   type PullTrust,
   type Signer,
   type TrustedKey,
-} from '@splinter/core';
-import { SplinterError } from '@splinter/errors';
+} from '@splintertree/core';
+import { SplinterError } from '@splintertree/errors';
 import { type Command, Option } from 'commander';
 import { collect, loadSettings } from './context.js';
 import { readPassword } from './password.js';

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import type { TagRule } from '@splinter/core';
-import { SplinterError } from '@splinter/errors';
+import type { TagRule } from '@splintertree/core';
+import { SplinterError } from '@splintertree/errors';
 import { z } from 'zod';
 
 const TAG = /^(locale|platform):[A-Za-z0-9_-]{1,32}$/;

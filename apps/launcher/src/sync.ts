@@ -9,7 +9,7 @@ import {
   requestUnlock,
   type Splinter,
   writeRecord,
-} from '@splinter/core';
+} from '@splintertree/core';
 
 export interface SyncOptions {
   /** Launcher API base URL. */

@@ -1,4 +1,4 @@
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 import { GEAR } from './gear.js';
 import { assertChunkerOptions, type ChunkerOptions, cutMasks, isFixedSize } from './options.js';
 

@@ -1,5 +1,5 @@
 import { type FileHandle, open } from 'node:fs/promises';
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 import { type ChunkerOptions, DEFAULT_CHUNKER } from './options.js';
 import { chunkStream } from './stream.js';
 

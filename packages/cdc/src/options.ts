@@ -1,4 +1,4 @@
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 
 export interface ChunkerOptions {
   /** No chunk but the last is shorter than this; the first minSize bytes of a chunk are not hashed. */

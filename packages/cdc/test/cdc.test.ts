@@ -9,8 +9,8 @@ import {
   chunkStream,
   DEFAULT_CHUNKER,
   nextCut,
-} from '@splinter/cdc';
-import { isSplinterError } from '@splinter/errors';
+} from '@splintertree/cdc';
+import { isSplinterError } from '@splintertree/errors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const KiB = 1024;

@@ -1,4 +1,4 @@
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 import { listenJson, notifyJson, type Queryable, type SqlClient } from './sql.js';
 import type { PatchStatus } from './store.js';
 

@@ -1,4 +1,4 @@
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 import type { SqlClient } from './sql.js';
 
 /** Numbered, append-only migrations of the `cluster` schema. Never edit one that has shipped. */

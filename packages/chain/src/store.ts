@@ -1,4 +1,4 @@
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 import { ACCESS_CHANGED_CHANNEL, type AccessChange, assertKeyWrappedByCurrentKek } from './access.js';
 import { listenJson, notifyJson, type Queryable, type SqlClient } from './sql.js';
 

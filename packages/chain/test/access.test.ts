@@ -1,5 +1,5 @@
-import { ACCESS_CHANGED_CHANNEL, type AccessChange, AccessStore } from '@splinter/chain';
-import { errorCodeOf } from '@splinter/testkit';
+import { ACCESS_CHANGED_CHANNEL, type AccessChange, AccessStore } from '@splintertree/chain';
+import { errorCodeOf } from '@splintertree/testkit';
 import { afterAll, assert, beforeAll, describe, expect, it } from 'vitest';
 import { type Backend, type BackendName, dumpTables, openBackend, patchInput } from './backends.js';
 

@@ -2,8 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { ChainStore, migrate, openPglite, openPostgres, type SqlClient } from '@splinter/chain';
-import { freshDatabase } from '@splinter/testkit';
+import { ChainStore, migrate, openPglite, openPostgres, type SqlClient } from '@splintertree/chain';
+import { freshDatabase } from '@splintertree/testkit';
 import pg from 'pg';
 
 export interface Backend {

@@ -4,8 +4,8 @@ import {
   MIGRATIONS,
   migrate,
   REALM_VIEW_ANCESTORS,
-} from '@splinter/chain';
-import { errorCodeOf } from '@splinter/testkit';
+} from '@splintertree/chain';
+import { errorCodeOf } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Backend, type BackendName, dumpTables, openBackend, patchInput } from './backends.js';
 

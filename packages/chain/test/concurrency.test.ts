@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { type ChainStore, MIGRATIONS, migrate, openPostgres } from '@splinter/chain';
-import { freshDatabase } from '@splinter/testkit';
+import { type ChainStore, MIGRATIONS, migrate, openPostgres } from '@splintertree/chain';
+import { freshDatabase } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Backend, openBackend, patchInput } from './backends.js';
 

@@ -1,5 +1,5 @@
-import { AccessStore } from '@splinter/chain';
-import { errorCodeOf } from '@splinter/testkit';
+import { AccessStore } from '@splintertree/chain';
+import { errorCodeOf } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Backend, lockHolder, openBackend, patchInput, waitForLockWaiters } from './backends.js';
 

@@ -1,4 +1,4 @@
-import { errorCodeOf } from '@splinter/testkit';
+import { errorCodeOf } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Backend, type BackendName, openBackend, patchInput } from './backends.js';
 

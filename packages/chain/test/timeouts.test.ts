@@ -1,12 +1,12 @@
-import { DEFAULT_DATABASE_TIMEOUTS, openPostgres, type SqlClient } from '@splinter/chain';
-import { isSplinterError } from '@splinter/errors';
+import { DEFAULT_DATABASE_TIMEOUTS, openPostgres, type SqlClient } from '@splintertree/chain';
+import { isSplinterError } from '@splintertree/errors';
 import {
   errorCodeOf,
   type FreshDatabase,
   freshDatabase,
   type StallingProxy,
   startStallingProxy,
-} from '@splinter/testkit';
+} from '@splintertree/testkit';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 

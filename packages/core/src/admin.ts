@@ -1,5 +1,5 @@
-import type { TokenRow } from '@splinter/chain';
-import { SplinterError } from '@splinter/errors';
+import type { TokenRow } from '@splintertree/chain';
+import { SplinterError } from '@splintertree/errors';
 import { type CreatedToken, createToken, readKekFile, resolveKek, rotateKek } from './preload.js';
 import type { Settings } from './settings.js';
 import type { Splinter } from './splinter.js';

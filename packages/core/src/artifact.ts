@@ -1,4 +1,4 @@
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 import {
   Annotation,
   type Descriptor,
@@ -8,7 +8,7 @@ import {
   type ImageManifest,
   MAX_MANIFEST_BYTES,
   MediaType,
-} from '@splinter/oci';
+} from '@splintertree/oci';
 
 export const ArtifactType = {
   Patch: 'application/vnd.splintertree.patch.v1',

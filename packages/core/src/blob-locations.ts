@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { Descriptor } from '@splinter/oci';
+import type { Descriptor } from '@splintertree/oci';
 
 type Locations = Record<string, Record<string, string[]>>;
 

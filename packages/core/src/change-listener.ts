@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Socket } from 'node:net';
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 
 export const LISTENER_APPLICATION_NAME = 'splinter-listener';
 

@@ -8,7 +8,7 @@ import {
   openPglite,
   openPostgres,
   type SqlClient,
-} from '@splinter/chain';
+} from '@splintertree/chain';
 
 export interface ChainDatabase {
   client: SqlClient;

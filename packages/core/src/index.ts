@@ -7,9 +7,9 @@ export type {
   ReleaseRow,
   ShownRealm,
   TokenRow,
-} from '@splinter/chain';
-export type { TagRule } from '@splinter/pack';
-export type { Signer, TrustedKey } from '@splinter/sign';
+} from '@splintertree/chain';
+export type { TagRule } from '@splintertree/pack';
+export type { Signer, TrustedKey } from '@splintertree/sign';
 export { createLauncherToken, listLauncherTokens, revokeLauncherToken, rotateKekFromFile } from './admin.js';
 export type { ArtifactKind } from './artifact.js';
 export { ArtifactAnnotation, ArtifactType, buildArtifactManifest } from './artifact.js';

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { join, resolve as resolvePath } from 'node:path';
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 import {
   type Descriptor,
   type ImageManifest,
@@ -9,7 +9,7 @@ import {
   parseManifest,
   readAllLimited,
   type Target,
-} from '@splinter/oci';
+} from '@splintertree/oci';
 import {
   ChunkedMediaType,
   decodeIndex,
@@ -27,7 +27,7 @@ import {
   readIndex,
   type Selection,
   selectEntries,
-} from '@splinter/pack';
+} from '@splintertree/pack';
 import { readRecord, writeRecord } from './records.js';
 
 /** The client's state under SPLINTER_HOME: pack bytes, decoded indexes, and what each folder holds. */

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { generateKeyPair, writeKeyPair } from '@splinter/sign';
+import { generateKeyPair, writeKeyPair } from '@splintertree/sign';
 
 /** `splinter key generate`: PREFIX.key (encrypted, 0600) and PREFIX.pub, as cosign generate-key-pair writes. */
 export async function generateKeyPairFiles(

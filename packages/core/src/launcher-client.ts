@@ -1,5 +1,5 @@
-import { ERROR_CODES, type ErrorCode, SplinterError } from '@splinter/errors';
-import { decodeKey32, KEY_BYTES, keyIdOf } from '@splinter/seal';
+import { ERROR_CODES, type ErrorCode, SplinterError } from '@splintertree/errors';
+import { decodeKey32, KEY_BYTES, keyIdOf } from '@splintertree/seal';
 import { canonicalId } from './ids.js';
 import type { RealmView } from './launcher-service.js';
 

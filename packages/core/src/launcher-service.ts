@@ -10,9 +10,9 @@ import {
   openPostgres,
   type SqlClient,
   type UnlockState,
-} from '@splinter/chain';
-import { SplinterError } from '@splinter/errors';
-import { kekIdOf, unwrapKey } from '@splinter/seal';
+} from '@splintertree/chain';
+import { SplinterError } from '@splintertree/errors';
+import { kekIdOf, unwrapKey } from '@splintertree/seal';
 import { type ChangeListener, openChangeListener } from './change-listener.js';
 import { type CanonicalId, canonicalId } from './ids.js';
 import { validateName } from './names.js';

@@ -1,5 +1,5 @@
-import { SplinterError } from '@splinter/errors';
-import { type Digest, isDigest } from '@splinter/oci';
+import { SplinterError } from '@splintertree/errors';
+import { type Digest, isDigest } from '@splintertree/oci';
 
 /**
  * Where an artifact lives. Docker's rule tells the two apart: a reference whose first path component

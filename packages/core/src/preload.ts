@@ -1,8 +1,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
-import type { AccessStore, TokenRow } from '@splinter/chain';
-import { SplinterError } from '@splinter/errors';
-import { decodeKey32, generatePatchKey, kekIdOf, keyIdOf, unwrapKey, wrapKey } from '@splinter/seal';
+import type { AccessStore, TokenRow } from '@splintertree/chain';
+import { SplinterError } from '@splintertree/errors';
+import { decodeKey32, generatePatchKey, kekIdOf, keyIdOf, unwrapKey, wrapKey } from '@splintertree/seal';
 import { validateName } from './names.js';
 import { KEK_NOTATION, type Settings } from './settings.js';
 

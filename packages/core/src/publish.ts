@@ -11,7 +11,7 @@ import {
   descriptorFor,
   IO_BUFFER_BYTES,
   type Target,
-} from '@splinter/oci';
+} from '@splintertree/oci';
 import {
   type BaseVersion,
   ChunkedMediaType,
@@ -24,8 +24,8 @@ import {
   rootAssociatedData,
   sweepOrphans,
   type TagRule,
-} from '@splinter/pack';
-import { keyIdOf, seal } from '@splinter/seal';
+} from '@splintertree/pack';
+import { keyIdOf, seal } from '@splintertree/seal';
 import { buildArtifactManifest, EMPTY_CONFIG, EMPTY_JSON, type EncodedManifest } from './artifact.js';
 
 export interface PublishFolderOptions {

@@ -7,8 +7,8 @@ import type {
   RangeRead,
   RangeReadable,
   Target,
-} from '@splinter/oci';
-import { isDigest } from '@splinter/oci';
+} from '@splintertree/oci';
+import { isDigest } from '@splintertree/oci';
 
 /**
  * One repository inside the embedded store: the embedded OCI layout holds every repository's blobs

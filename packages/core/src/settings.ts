@@ -1,8 +1,8 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { type DatabaseTimeouts, DEFAULT_DATABASE_TIMEOUTS } from '@splinter/chain';
-import { SplinterError } from '@splinter/errors';
-import { decodeKey32 } from '@splinter/seal';
+import { type DatabaseTimeouts, DEFAULT_DATABASE_TIMEOUTS } from '@splintertree/chain';
+import { SplinterError } from '@splintertree/errors';
+import { decodeKey32 } from '@splintertree/seal';
 import { z } from 'zod';
 
 export const KEK_NOTATION = 'must be 32 bytes written as base64 (44 characters) or as 64 hex digits';

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { SplinterError } from '@splinter/errors';
-import type { Descriptor, Target } from '@splinter/oci';
+import { SplinterError } from '@splintertree/errors';
+import type { Descriptor, Target } from '@splintertree/oci';
 import {
   attachLegacySignature,
   attachSignatureBundle,
@@ -9,7 +9,7 @@ import {
   loadPublicKey,
   type Signer,
   type TrustedKey,
-} from '@splinter/sign';
+} from '@splintertree/sign';
 import { formatLocation, type Location } from './locations.js';
 import type { SignatureFormat, SignatureRecord } from './types.js';
 

@@ -1,10 +1,10 @@
 import { join } from 'node:path';
-import type { AccessStore, HeadChange, ModPin, PatchRow, ReleaseRow, ShownRealm } from '@splinter/chain';
-import { SplinterError } from '@splinter/errors';
-import type { CopyOptions, CopyStats, Descriptor, ImageManifest, Target } from '@splinter/oci';
-import type { BaseVersion, Selection } from '@splinter/pack';
-import { keyIdOf, unwrapKey } from '@splinter/seal';
-import { requireTrustedSignature, type Signer, type TrustedKey } from '@splinter/sign';
+import type { AccessStore, HeadChange, ModPin, PatchRow, ReleaseRow, ShownRealm } from '@splintertree/chain';
+import { SplinterError } from '@splintertree/errors';
+import type { CopyOptions, CopyStats, Descriptor, ImageManifest, Target } from '@splintertree/oci';
+import type { BaseVersion, Selection } from '@splintertree/pack';
+import { keyIdOf, unwrapKey } from '@splintertree/seal';
+import { requireTrustedSignature, type Signer, type TrustedKey } from '@splintertree/sign';
 import { ArtifactAnnotation, ArtifactType } from './artifact.js';
 import { BlobLocations } from './blob-locations.js';
 import { type ChainDatabase, openChainDatabase } from './database.js';

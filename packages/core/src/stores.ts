@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { OciLayoutTarget, RegistryTarget, type Target } from '@splinter/oci';
+import { OciLayoutTarget, RegistryTarget, type Target } from '@splintertree/oci';
 import { formatLocation, type Location } from './locations.js';
 import { ScopedTarget } from './scoped-target.js';
 

@@ -1,5 +1,5 @@
-import type { PublishStats, TagRule } from '@splinter/pack';
-import type { Signer, TrustedKey } from '@splinter/sign';
+import type { PublishStats, TagRule } from '@splintertree/pack';
+import type { Signer, TrustedKey } from '@splintertree/sign';
 import type { ArtifactKind } from './artifact.js';
 
 /** Which cosign formats to sign in: the legacy `.sig` image, a Sigstore bundle referrer, or both. */

@@ -1,5 +1,5 @@
-import { DATABASE_TIMEOUT_VARIABLES, settingsFromEnvironment } from '@splinter/core';
-import { isSplinterError } from '@splinter/errors';
+import { DATABASE_TIMEOUT_VARIABLES, settingsFromEnvironment } from '@splintertree/core';
+import { isSplinterError } from '@splintertree/errors';
 import { describe, expect, it } from 'vitest';
 
 describe('database timeouts from the environment', () => {

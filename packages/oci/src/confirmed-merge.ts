@@ -1,4 +1,4 @@
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 import { sleep } from './registry/retry.js';
 
 export interface ConfirmedMerge {

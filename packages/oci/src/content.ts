@@ -1,5 +1,5 @@
 import { Readable, Transform } from 'node:stream';
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 import type { Descriptor } from './descriptor.js';
 import { VerifyingStream } from './digest.js';
 import { readAllLimited } from './read-limited.js';

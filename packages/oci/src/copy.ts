@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 import type { Descriptor, Manifest } from './descriptor.js';
 import { isManifestMediaType } from './descriptor.js';
 import { parseManifest, successors } from './graph.js';

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 import type { Descriptor, Digest } from './descriptor.js';
 
 const DIGEST_PATTERN = /^sha256:[a-f0-9]{64}$/;

@@ -1,4 +1,4 @@
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 import type { Descriptor, ImageIndex, ImageManifest, Manifest } from './descriptor.js';
 import { isDigest } from './digest.js';
 import { MediaType } from './media-types.js';

@@ -1,4 +1,4 @@
-import { type ErrorCode, SplinterError } from '@splinter/errors';
+import { type ErrorCode, SplinterError } from '@splintertree/errors';
 
 /** Error bodies are only shown: the first 64 KiB say all a registry has to say. */
 export const MAX_ERROR_BODY_BYTES = 64 * 1024;

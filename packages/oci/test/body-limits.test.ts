@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { type Descriptor, descriptorFor, MediaType, RegistryTarget, readAllLimited } from '@splinter/oci';
-import { errorCodeOf, type HugeBodyServer, startHugeBodyServer } from '@splinter/testkit';
+import { type Descriptor, descriptorFor, MediaType, RegistryTarget, readAllLimited } from '@splintertree/oci';
+import { errorCodeOf, type HugeBodyServer, startHugeBodyServer } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const HOSTILE_BODY_BYTES = 400 * 1024 * 1024;

@@ -1,8 +1,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dockerConfigCredentials, MemoryTarget, OciLayoutTarget, RegistryTarget } from '@splinter/oci';
-import { startRegistry } from '@splinter/testkit';
+import { dockerConfigCredentials, MemoryTarget, OciLayoutTarget, RegistryTarget } from '@splintertree/oci';
+import { startRegistry } from '@splintertree/testkit';
 import { describeTargetConformance } from './conformance.js';
 
 describeTargetConformance('memory', async () => ({ target: new MemoryTarget(), cleanup: async () => {} }));

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { isSplinterError } from '@splinter/errors';
+import { isSplinterError } from '@splintertree/errors';
 import {
   type Descriptor,
   descriptorFor,
@@ -11,7 +11,7 @@ import {
   readAllLimited,
   sha256Digest,
   type Target,
-} from '@splinter/oci';
+} from '@splintertree/oci';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 export interface ConformanceSetup {

@@ -5,8 +5,8 @@ import {
   dockerConfigCredentials,
   RegistryTarget,
   readAllLimited,
-} from '@splinter/oci';
-import { errorCodeOf, type RunningRegistry, startFaultProxy, startRegistry } from '@splinter/testkit';
+} from '@splintertree/oci';
+import { errorCodeOf, type RunningRegistry, startFaultProxy, startRegistry } from '@splintertree/testkit';
 import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 

@@ -6,7 +6,7 @@ import {
   MAX_REDIRECT_RENEWALS,
   RegistryTarget,
   readAllLimited,
-} from '@splinter/oci';
+} from '@splintertree/oci';
 import {
   errorCodeOf,
   type FaultProxy,
@@ -14,7 +14,7 @@ import {
   type RunningRegistry,
   startFaultProxy,
   startRegistry,
-} from '@splinter/testkit';
+} from '@splintertree/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 const FAST_RETRY = { maxAttempts: 4, baseDelayMs: 20, maxDelayMs: 2_000, maxElapsedMs: 10_000 };

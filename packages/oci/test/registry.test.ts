@@ -17,14 +17,14 @@ import {
   RegistryTarget,
   type RegistryTargetOptions,
   readAllLimited,
-} from '@splinter/oci';
+} from '@splintertree/oci';
 import {
   errorCodeOf,
   type RunningRegistry,
   requireTool,
   startFaultProxy,
   startRegistry,
-} from '@splinter/testkit';
+} from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { manifestFor } from './conformance.js';
 

@@ -1,6 +1,6 @@
 import { lstat, mkdir, open, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 import { processAlive, sweepOrphans } from './processes.js';
 
 export interface FinalizeOptions {

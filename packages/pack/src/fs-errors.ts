@@ -1,4 +1,4 @@
-import { isSplinterError, SplinterError } from '@splinter/errors';
+import { isSplinterError, SplinterError } from '@splintertree/errors';
 
 const MEANINGS: Record<string, { code: 'NO_SPACE' | 'PERMISSION_DENIED' | 'UNSAFE_PATH'; what: string }> = {
   ENOSPC: { code: 'NO_SPACE', what: 'no space left on the device' },

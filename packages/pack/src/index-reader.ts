@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SplinterError } from '@splinter/errors';
-import { digestHex } from '@splinter/oci';
-import { open as openSealed } from '@splinter/seal';
+import { SplinterError } from '@splintertree/errors';
+import { digestHex } from '@splintertree/oci';
+import { open as openSealed } from '@splintertree/seal';
 import { fetchRecords, packOf, type RecordSourceOptions } from './fetch-records.js';
 import { ChunkedMediaType, type ChunkRef, decodeRoot, type IndexRoot, MAX_ROOT_BYTES } from './format.js';
 import { decodeIndex, type IndexEntry } from './index-codec.js';

@@ -1,7 +1,7 @@
 import { link, lstat, mkdir, open, rm, symlink } from 'node:fs/promises';
 import { dirname, join, posix, resolve as resolvePath } from 'node:path';
-import { SplinterError } from '@splinter/errors';
-import { runLimited } from '@splinter/oci';
+import { SplinterError } from '@splintertree/errors';
+import { runLimited } from '@splintertree/oci';
 import { type FetchStats, fetchRecords, packOf, type RecordSourceOptions } from './fetch-records.js';
 import { finalizeTree, makeStaging, recoverOutput, syncFolder } from './finalize.js';
 import type { ChunkRef, IndexRoot, PackEntry } from './format.js';

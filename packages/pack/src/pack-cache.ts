@@ -3,8 +3,8 @@ import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { SplinterError } from '@splinter/errors';
-import { type Digest, digestHex } from '@splinter/oci';
+import { SplinterError } from '@splintertree/errors';
+import { type Digest, digestHex } from '@splintertree/oci';
 import { sweepOrphans } from './processes.js';
 
 type Span = [start: number, end: number];

@@ -1,6 +1,6 @@
 import { lstatSync, mkdirSync } from 'node:fs';
 import { join, posix } from 'node:path';
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 
 /**
  * A layer-supplied path must be relative, free of `..`, empty and `.` components and NUL, so that

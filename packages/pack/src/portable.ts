@@ -1,4 +1,4 @@
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 
 export interface PortabilityProblem {
   /** The offending path: the shortest prefix of an input path that has the problem. */

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { open as openFile } from 'node:fs/promises';
-import { type ChunkerOptions, chunkerOptions, chunkFile, chunkStream } from '@splinter/cdc';
-import { SplinterError } from '@splinter/errors';
-import { keyIdOf } from '@splinter/seal';
+import { type ChunkerOptions, chunkerOptions, chunkFile, chunkStream } from '@splintertree/cdc';
+import { SplinterError } from '@splintertree/errors';
+import { keyIdOf } from '@splintertree/seal';
 import picomatch from 'picomatch';
 import {
   type ChunkerSettings,

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { deflateRaw, deflateRawSync, inflateRaw } from 'node:zlib';
-import { SplinterError } from '@splinter/errors';
-import { open, seal } from '@splinter/seal';
+import { SplinterError } from '@splintertree/errors';
+import { open, seal } from '@splintertree/seal';
 import { type ChunkRef, Encoding } from './format.js';
 
 const deflateAsync = promisify(deflateRaw);

@@ -1,6 +1,6 @@
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 
 export type TreeEntry =
   | { type: 'file'; path: string; absolutePath: string; size: number; executable: boolean }

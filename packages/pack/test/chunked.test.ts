@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { appendFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { OciLayoutTarget } from '@splinter/oci';
+import { OciLayoutTarget } from '@splintertree/oci';
 import {
   type BaseVersion,
   checkTree,
@@ -17,9 +17,9 @@ import {
   publishTree,
   readIndex,
   type Selection,
-} from '@splinter/pack';
-import { generatePatchKey, keyIdOf } from '@splinter/seal';
-import { errorCodeOf } from '@splinter/testkit';
+} from '@splintertree/pack';
+import { generatePatchKey, keyIdOf } from '@splintertree/seal';
+import { errorCodeOf } from '@splintertree/testkit';
 import { describe, expect, it } from 'vitest';
 import { makeTree, snapshot, tempDir } from './helpers.js';
 

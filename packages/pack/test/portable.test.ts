@@ -1,4 +1,4 @@
-import { assertPortable, type PortabilityProblem, portabilityProblems } from '@splinter/pack';
+import { assertPortable, type PortabilityProblem, portabilityProblems } from '@splintertree/pack';
 import { describe, expect, it } from 'vitest';
 
 const codes = (paths: string[], limits = {}) =>

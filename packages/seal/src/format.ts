@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 
 /**
  * The preload sealing format: `12-byte random nonce | AES-256-GCM ciphertext | 16-byte tag`, one

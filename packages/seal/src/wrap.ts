@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 import { KEY_BYTES, open, SEAL_OVERHEAD, seal } from './format.js';
 
 /**

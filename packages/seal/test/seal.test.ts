@@ -1,6 +1,6 @@
 import { webcrypto } from 'node:crypto';
-import { generatePatchKey, NONCE_BYTES, open, SEAL_OVERHEAD, seal, TAG_BYTES } from '@splinter/seal';
-import { errorCodeOf } from '@splinter/testkit';
+import { generatePatchKey, NONCE_BYTES, open, SEAL_OVERHEAD, seal, TAG_BYTES } from '@splintertree/seal';
+import { errorCodeOf } from '@splintertree/testkit';
 import { describe, expect, it } from 'vitest';
 
 const codeOf = (run: () => unknown) => errorCodeOf(Promise.resolve().then(run));

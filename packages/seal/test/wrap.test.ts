@@ -8,8 +8,8 @@ import {
   WRAP_LABEL,
   WRAPPED_KEY_BYTES,
   wrapKey,
-} from '@splinter/seal';
-import { errorCodeOf } from '@splinter/testkit';
+} from '@splintertree/seal';
+import { errorCodeOf } from '@splintertree/testkit';
 import { describe, expect, it } from 'vitest';
 
 describe('patch keys wrapped by the KEK', () => {

@@ -9,7 +9,7 @@ import {
   type ImageManifest,
   MediaType,
   type Target,
-} from '@splinter/oci';
+} from '@splintertree/oci';
 import { COSIGN_SIGN_PREDICATE_TYPE, createSignatureBundle, SIGSTORE_BUNDLE_MEDIA_TYPE } from './bundle.js';
 import { keyIdOf, type Signer, type TrustedKey } from './keys.js';
 import { SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, simpleSigningPayload } from './legacy.js';

@@ -1,8 +1,8 @@
 import { BUNDLE_V03_MEDIA_TYPE, type Bundle, bundleFromJSON, bundleToJSON } from '@sigstore/bundle';
 import type { Signer as SigstoreSigner } from '@sigstore/sign';
 import type { toTrustMaterial, Verifier } from '@sigstore/verify';
-import { SplinterError } from '@splinter/errors';
-import { type Digest, digestHex } from '@splinter/oci';
+import { SplinterError } from '@splintertree/errors';
+import { type Digest, digestHex } from '@splintertree/oci';
 import type { Signer, TrustedKey } from './keys.js';
 
 export const SIGSTORE_BUNDLE_MEDIA_TYPE = BUNDLE_V03_MEDIA_TYPE;

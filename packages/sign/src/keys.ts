@@ -9,7 +9,7 @@ import {
   sign,
 } from 'node:crypto';
 import { open } from 'node:fs/promises';
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 import nacl from 'tweetnacl';
 
 /** cosign's PEM labels: new keys are SIGSTORE; cosign before 2.0.1 wrote COSIGN. Both load. */

@@ -6,7 +6,7 @@ import {
   parseManifest,
   readAllLimited,
   type Target,
-} from '@splinter/oci';
+} from '@splintertree/oci';
 
 /**
  * At most this many signatures of one format are considered per artifact: the `.sig` image's

@@ -1,4 +1,4 @@
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 import {
   type Descriptor,
   type Digest,
@@ -6,7 +6,7 @@ import {
   readAllLimited,
   runLimited,
   type Target,
-} from '@splinter/oci';
+} from '@splintertree/oci';
 import { type BundleVerdict, COSIGN_SIGN_PREDICATE_TYPE, verifySignatureBundle } from './bundle.js';
 import type { TrustedKey } from './keys.js';
 import { type LegacyVerdict, SIMPLE_SIGNING_MEDIA_TYPE, verifyLegacySignature } from './legacy.js';

@@ -14,7 +14,7 @@ import {
   MediaType,
   RegistryTarget,
   readAllLimited,
-} from '@splinter/oci';
+} from '@splintertree/oci';
 import {
   attachLegacySignature,
   attachSignatureBundle,
@@ -26,8 +26,8 @@ import {
   SIGNATURE_ANNOTATION,
   SIGSTORE_BUNDLE_MEDIA_TYPE,
   verifySignatures,
-} from '@splinter/sign';
-import { errorCodeOf, type RunningRegistry, requireTool, startRegistry } from '@splinter/testkit';
+} from '@splintertree/sign';
+import { errorCodeOf, type RunningRegistry, requireTool, startRegistry } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);

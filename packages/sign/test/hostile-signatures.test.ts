@@ -9,7 +9,7 @@ import {
   type ImageManifest,
   MediaType,
   RegistryTarget,
-} from '@splinter/oci';
+} from '@splintertree/oci';
 import {
   attachLegacySignature,
   attachSignatureBundle,
@@ -29,8 +29,8 @@ import {
   type Signer,
   verifySignatureBundle,
   verifySignatures,
-} from '@splinter/sign';
-import { type FaultProxy, type RunningRegistry, startFaultProxy, startRegistry } from '@splinter/testkit';
+} from '@splintertree/sign';
+import { type FaultProxy, type RunningRegistry, startFaultProxy, startRegistry } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const SPDX_PREDICATE_TYPE = 'https://spdx.dev/Document';

@@ -16,8 +16,8 @@ import {
   simpleSigningPayload,
   verifyLegacySignature,
   writeKeyPair,
-} from '@splinter/sign';
-import { errorCodeOf, requireTool } from '@splinter/testkit';
+} from '@splintertree/sign';
+import { errorCodeOf, requireTool } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);

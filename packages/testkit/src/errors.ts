@@ -1,4 +1,4 @@
-import { isSplinterError } from '@splinter/errors';
+import { isSplinterError } from '@splintertree/errors';
 
 /** The code of the SplinterError a promise rejects with; anything else (or no rejection) fails the test. */
 export async function errorCodeOf(promise: Promise<unknown>): Promise<string> {

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { ModSyncResult } from '@splinter/activator';
+import type { ModSyncResult } from '@splintertree/activator';
 import type { Command } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
 import { addTrustOptions, type TrustFlags, trustFromFlags } from '../signing-flags.js';
@@ -40,7 +40,7 @@ export function registerActivatorCommands(program: Command): void {
     // One JSON document per round, one per line, so --watch output can be read as a stream.
     const report = (result: ModSyncResult) =>
       process.stdout.write(`${output.json ? JSON.stringify(result) : summary(result)}\n`);
-    const { syncMods } = await import('@splinter/activator');
+    const { syncMods } = await import('@splintertree/activator');
     await withSplinter(this, flags, async (splinter, settings) => {
       const sync = () =>
         syncMods(splinter, {

@@ -1,5 +1,5 @@
-import type { ArtifactKind, FetchResult, PullResult, PushResult, SignatureFormat } from '@splinter/core';
-import { SplinterError } from '@splinter/errors';
+import type { ArtifactKind, FetchResult, PullResult, PushResult, SignatureFormat } from '@splintertree/core';
+import { SplinterError } from '@splintertree/errors';
 import type { Command } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
 import { printResult } from '../output.js';

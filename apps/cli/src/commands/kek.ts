@@ -1,4 +1,4 @@
-import { generateKek, rotateKekFromFile } from '@splinter/core';
+import { generateKek, rotateKekFromFile } from '@splintertree/core';
 import type { Command } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
 import { printResult } from '../output.js';

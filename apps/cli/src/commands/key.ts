@@ -1,4 +1,4 @@
-import { generateKeyPairFiles } from '@splinter/core';
+import { generateKeyPairFiles } from '@splintertree/core';
 import type { Command } from 'commander';
 import { globalOptions, loadSettings } from '../context.js';
 import { printResult } from '../output.js';

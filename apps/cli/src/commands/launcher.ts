@@ -40,7 +40,7 @@ export function registerLauncherCommands(program: Command): void {
   ) {
     const concurrency = parseConcurrency(flags.concurrency);
     const trust = await trustFromFlags(flags);
-    const { syncRealm } = await import('@splinter/launcher');
+    const { syncRealm } = await import('@splintertree/launcher');
     const result = await withSplinter(this, flags, async (splinter, settings) =>
       syncRealm(splinter, {
         api: flags.api,

@@ -1,4 +1,4 @@
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 import type { Command } from 'commander';
 import { collect, globalOptions, withSplinter } from '../context.js';
 import { printResult } from '../output.js';

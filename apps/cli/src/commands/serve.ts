@@ -1,4 +1,4 @@
-import type { ApiFlags } from '@splinter/api';
+import type { ApiFlags } from '@splintertree/api';
 import { type Command, Option } from 'commander';
 import { loadSettings } from '../context.js';
 
@@ -59,7 +59,7 @@ export function registerServeCommand(program: Command): void {
       ),
     )
     .action(async (flags: ApiFlags) => {
-      const { serveUntilSignalled } = await import('@splinter/api');
+      const { serveUntilSignalled } = await import('@splintertree/api');
       await serveUntilSignalled(loadSettings(), flags);
     });
 }

@@ -1,4 +1,4 @@
-import { createLauncherToken, listLauncherTokens, revokeLauncherToken } from '@splinter/core';
+import { createLauncherToken, listLauncherTokens, revokeLauncherToken } from '@splintertree/core';
 import type { Command } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
 import { printResult } from '../output.js';

@@ -1,4 +1,4 @@
-import { readPatchKeyFile, requestUnlock, writeKeyFile } from '@splinter/core';
+import { readPatchKeyFile, requestUnlock, writeKeyFile } from '@splintertree/core';
 import type { Command } from 'commander';
 import { globalOptions, loadSettings } from '../context.js';
 import { addTokenOptions, launcherToken, type TokenFlags } from '../launcher-token.js';

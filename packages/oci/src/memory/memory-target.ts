@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 import { blobUnknown, checkRange, readVerified } from '../content.js';
 import { type Descriptor, isManifestMediaType } from '../descriptor.js';
 import { isDigest } from '../digest.js';

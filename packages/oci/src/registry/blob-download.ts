@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 import type { Descriptor } from '../descriptor.js';
 import type { RegistryClient, RegistryResponse } from './client.js';
 import { delayFor, isRetryableNetworkError, sleep } from './retry.js';

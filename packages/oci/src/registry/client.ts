@@ -1,4 +1,4 @@
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 import { Agent, type Dispatcher } from 'undici';
 import { MAX_TOKEN_RESPONSE_BYTES, readBodyLimited } from '../read-limited.js';
 import type { Credential, CredentialSource } from './credentials.js';

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 
 export interface Credential {
   username?: string;

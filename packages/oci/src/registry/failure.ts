@@ -1,4 +1,4 @@
-import { type ErrorCode, SplinterError } from '@splinter/errors';
+import { type ErrorCode, SplinterError } from '@splintertree/errors';
 import { MAX_ERROR_BODY_BYTES, readBodyLimited } from '../read-limited.js';
 import type { RegistryResponse } from './client.js';
 

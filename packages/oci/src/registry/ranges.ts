@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 import { checkRange } from '../content.js';
 import type { Descriptor } from '../descriptor.js';
 import { VerifyingStream } from '../digest.js';

@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { SplinterError } from '@splinter/errors';
+import { SplinterError } from '@splintertree/errors';
 import { confirmedMerge } from '../confirmed-merge.js';
 import { progressStream, readVerified, sizeLimit, toReadable } from '../content.js';
 import { type Descriptor, type ImageIndex, isManifestMediaType } from '../descriptor.js';
