@@ -3,7 +3,12 @@ import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { generateKeyPair, writeKeyPair } from '@splintertree/sign';
-import { type FreshDatabase, freshDatabase, type RunningRegistry, startRegistry } from '@splintertree/testkit';
+import {
+  type FreshDatabase,
+  freshDatabase,
+  type RunningRegistry,
+  startRegistry,
+} from '@splintertree/testkit';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshot, tempDir } from '../packages/pack/test/helpers.js';

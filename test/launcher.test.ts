@@ -2,7 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateKeyPair, writeKeyPair } from '@splintertree/sign';
-import { type FreshDatabase, freshDatabase, type RunningRegistry, startRegistry } from '@splintertree/testkit';
+import {
+  type FreshDatabase,
+  freshDatabase,
+  type RunningRegistry,
+  startRegistry,
+} from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshot, tempDir } from '../packages/pack/test/helpers.js';
 import { type ServedApi, serveApi } from './serve.js';

@@ -1,6 +1,12 @@
 import { type Readable, Transform } from 'node:stream';
 import { SplinterError } from '@splintertree/errors';
-import { type Descriptor, isRangeReadable, type RangeReadable, runLimited, type Target } from '@splintertree/oci';
+import {
+  type Descriptor,
+  isRangeReadable,
+  type RangeReadable,
+  runLimited,
+  type Target,
+} from '@splintertree/oci';
 import { ChunkedMediaType, type ChunkRef, type PackEntry } from './format.js';
 import type { PackCache } from './pack-cache.js';
 
