@@ -44,6 +44,10 @@ export class VerifyingStream extends Transform {
     super();
     this.hash = resume?.hash ?? createHash('sha256');
     this.received = resume?.received ?? 0;
+    // A small blob is checked in full before its consumer attaches (the consumer may still be awaiting
+    // a stat or a mkdir). The error stays on the stream (`errored`) and reaches pipeline() or async
+    // iteration when they start; without a listener meanwhile, Node would end the process instead.
+    this.on('error', () => {});
   }
 
   /** Bytes seen so far, and a copy of the running hash (for resuming a dropped download). */
