@@ -16,11 +16,11 @@ import { splinterCli } from './support.js';
 interface SyncJson {
   action: string;
   head: { id: string; version: string } | null;
-  blobs?: { downloaded: number; cached: number };
-  staged: Array<{ id: string; version: string; blobs: { downloaded: number; cached: number } }>;
+  download?: { requests: number; bytes: number };
+  staged: Array<{ id: string; version: string; download: { requests: number; bytes: number } }>;
 }
 
-/** Two versions of a game: v2 changes a large file and adds one, so it shares some blobs with v1. */
+/** Two versions of a game: v2 changes a large file and adds one, so it shares some chunks with v1. */
 async function writeVersion(root: string, version: 1 | 2, large: Buffer): Promise<void> {
   await mkdir(join(root, 'data'), { recursive: true });
   await writeFile(join(root, 'data', 'world.pak'), version === 1 ? large : Buffer.concat([large, large]));
@@ -119,12 +119,12 @@ describe('splinter launcher sync: preload staging, unlock at activation, rollbac
     expect(first.code, first.stderr).toBe(0);
     expect(first.json).toMatchObject({ action: 'installed', head: { id: v1.id, version: '1' } });
     expect(first.json.staged).toEqual([expect.objectContaining({ id: v2.id, version: '2' })]);
-    expect(first.json.staged[0]!.blobs.downloaded).toBeGreaterThan(0);
+    expect(first.json.staged[0]!.download.bytes).toBeGreaterThan(0);
     expect(await snapshot(join(work, 'game'))).toEqual(await snapshot(trees.v1));
 
     const again = await sync();
     expect(again.json.action).toBe('up-to-date');
-    expect(again.json.staged[0]!.blobs.downloaded).toBe(0);
+    expect(again.json.staged[0]!.download).toMatchObject({ requests: 0, bytes: 0 });
 
     await operatorDo(['patch', 'activate', v2.id]);
     // Released: the key comes from the API, the ciphertext from the cache: nothing left to download.
@@ -133,7 +133,7 @@ describe('splinter launcher sync: preload staging, unlock at activation, rollbac
     expect(released.json).toMatchObject({
       action: 'installed',
       head: { id: v2.id },
-      blobs: { downloaded: 0 },
+      download: { requests: 0, bytes: 0 },
     });
     expect(await snapshot(join(work, 'game'))).toEqual(await snapshot(trees.v2));
 
@@ -142,7 +142,7 @@ describe('splinter launcher sync: preload staging, unlock at activation, rollbac
     expect(rolledBack.json).toMatchObject({
       action: 'installed',
       head: { id: v1.id },
-      blobs: { downloaded: 0 },
+      download: { requests: 0, bytes: 0 },
     });
     expect(await snapshot(join(work, 'game'))).toEqual(await snapshot(trees.v1));
   }, 180_000);

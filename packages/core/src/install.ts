@@ -16,6 +16,7 @@ import {
   type FetchStats,
   FormatAnnotation,
   fetchRecords,
+  fetchWholePack,
   type IndexEntry,
   type IndexRoot,
   IndexStore,
@@ -188,14 +189,7 @@ export async function prefetchVersion(source: VersionSource & { selection: Selec
   for (const pack of source.manifest.layers.slice(1)) {
     if (pack.mediaType !== ChunkedMediaType.Pack) continue;
     if (await source.state.packs.touched(pack.digest)) continue;
-    stats.requests += 1;
-    stats.wholePacks += 1;
-    const stream = await source.remote.fetch(pack);
-    stream.on('data', (chunk: Buffer) => {
-      stats.bytes += chunk.byteLength;
-      source.onBytes?.(chunk.byteLength);
-    });
-    await source.state.packs.writeWhole(pack.digest, pack.size, stream);
+    await fetchWholePack(source.remote, pack, { cache: source.state.packs, onBytes: source.onBytes }, stats);
   }
   return stats;
 }

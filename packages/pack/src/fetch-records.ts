@@ -69,7 +69,7 @@ export async function fetchRecords(
     if (pending) return pending;
     const desc = packDescriptor(pack);
     if (!isRangeReadable(remote)) {
-      const read = fetchWhole(remote, desc, options, stats);
+      const read = fetchWholePack(remote, pack, options, stats);
       whole.set(pack.number, read);
       return read;
     }
@@ -89,13 +89,24 @@ export async function fetchRecords(
   return stats;
 }
 
-async function fetchWhole(remote: Target, desc: Descriptor, options: RecordSourceOptions, stats: FetchStats) {
+/** Reads a whole pack into the cache (a registry without ranges, a preload staged before its key). */
+export async function fetchWholePack(
+  remote: Target,
+  pack: PackEntry | Descriptor,
+  options: Pick<RecordSourceOptions, 'cache' | 'onBytes'>,
+  stats: FetchStats,
+): Promise<void> {
   stats.requests += 1;
   stats.wholePacks += 1;
+  const desc = 'number' in pack ? packDescriptor(pack) : pack;
   await options.cache.writeWhole(desc.digest, desc.size, counted(await remote.fetch(desc), options, stats));
 }
 
-function counted(stream: Readable, options: RecordSourceOptions, stats: FetchStats): Readable {
+function counted(
+  stream: Readable,
+  options: Pick<RecordSourceOptions, 'onBytes'>,
+  stats: FetchStats,
+): Readable {
   const counter = new Transform({
     transform(chunk: Buffer, _encoding, done) {
       stats.bytes += chunk.byteLength;

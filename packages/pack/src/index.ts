@@ -1,5 +1,11 @@
 export type { FetchStats, RecordSourceOptions } from './fetch-records.js';
-export { fetchRecords, MERGE_GAP_BYTES, mergeSpans, packDescriptor } from './fetch-records.js';
+export {
+  fetchRecords,
+  fetchWholePack,
+  MERGE_GAP_BYTES,
+  mergeSpans,
+  packDescriptor,
+} from './fetch-records.js';
 export type { FinalizeOptions } from './finalize.js';
 export { finalizeTree, recoverOutput } from './finalize.js';
 export type { ChunkerSettings, ChunkRef, IndexRoot, PackEntry } from './format.js';
