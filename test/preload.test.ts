@@ -9,12 +9,13 @@ import {
   freshDatabase,
   type RunningRegistry,
   requireTool,
+  startFaultProxy,
   startRegistry,
 } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshot, tempDir } from '../packages/pack/test/helpers.js';
 import { type ServedApi, serveApi, unlock } from './serve.js';
-import { SAMPLE, splinterCli } from './support.js';
+import { MediaTypes, SAMPLE, splinterCli } from './support.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -139,9 +140,9 @@ describe('encrypted preload end to end: real registry, PostgreSQL, splinter serv
     };
     expect(shown.annotations['dev.splintertree.seal.key-id']).toBe(v2.json.keyId);
     expect(shown.layers.length).toBeGreaterThanOrEqual(2);
-    expect(new Set(shown.layers.map((l) => l.mediaType))).toEqual(
-      new Set(['application/vnd.splintertree.layer.v1.sealed']),
-    );
+    // A sealed root (the index inside it) and packs of sealed records: nothing names a file.
+    expect(shown.layers[0]!.mediaType).toBe(MediaTypes.sealedRoot);
+    expect(new Set(shown.layers.slice(1).map((l) => l.mediaType))).toEqual(new Set([MediaTypes.pack]));
     expect(await plaintextLeaks(registry, tree)).toEqual([]);
   }, 120_000);
 
@@ -239,57 +240,57 @@ describe('encrypted preload end to end: real registry, PostgreSQL, splinter serv
       ],
       client('launcher'),
     );
-    expect(refused.json.error?.code).toBe('DECRYPTION_FAILED');
+    // Another key has another key id: the client knows it is not this patch's before trying it.
+    expect(refused.code).toBe(8);
+    expect(refused.json.error?.code).toBe('KEY_REQUIRED');
     await expect(readdir(join(work, 'wrong'))).rejects.toThrow();
   }, 60_000);
 
-  it('refuses a ciphertext blob with one flipped byte (under a manifest that names it) and writes nothing', async () => {
-    const base = `${registry.url}/v2/patches/eu-1`;
-    const manifestResponse = await fetch(`${base}/manifests/2`, {
-      headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
-    });
-    const manifest = (await manifestResponse.json()) as { layers: Array<{ digest: string; size: number }> };
-    const victim = manifest.layers.reduce((a, b) => (a.size >= b.size ? a : b));
-    const blob = Buffer.from(await (await fetch(`${base}/blobs/${victim.digest}`)).arrayBuffer());
-    blob[1000]! ^= 0x01;
-    const { createHash } = await import('node:crypto');
-    const digest = `sha256:${createHash('sha256').update(blob).digest('hex')}`;
-    const started = await fetch(`${base}/blobs/uploads/`, { method: 'POST' });
-    const location = new URL(started.headers.get('location')!, registry.url);
-    location.searchParams.set('digest', digest);
-    const put = await fetch(location, {
-      method: 'PUT',
-      body: blob,
-      headers: { 'content-type': 'application/octet-stream' },
-    });
-    expect(put.status).toBe(201);
-    victim.digest = digest;
-    const stored = await fetch(`${base}/manifests/2-tampered`, {
-      method: 'PUT',
-      body: JSON.stringify(manifest),
-      headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' },
-    });
-    expect(stored.status).toBe(201);
+  it('refuses pack bytes a hostile mirror flips in transit: each sealed record fails its tag, nothing is written', async () => {
+    const proxy = await startFaultProxy(registry.host);
+    try {
+      const manifest = (await (
+        await fetch(`${registry.url}/v2/patches/eu-1/manifests/2`, {
+          headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+        })
+      ).json()) as { layers: Array<{ digest: string; mediaType: string }> };
+      const packs = manifest.layers.filter((l) => l.mediaType === MediaTypes.pack).map((l) => l.digest);
+      proxy.add({
+        method: 'GET',
+        path: new RegExp(`/blobs/(${packs.join('|')})`),
+        fault: { kind: 'corrupt', offset: 10 },
+      });
+      const out = join(work, 'tampered', 'game');
+      await mkdir(dirname(out));
+      const pull = () =>
+        splinter(
+          [
+            'patch',
+            'pull',
+            `${proxy.host}/patches/eu-1:2`,
+            '--output',
+            out,
+            '--key-file',
+            join(work, 'patch.key'),
+            '--plain-http',
+            ...trust(),
+          ],
+          client('launcher-2'),
+        );
+      const pulled = await pull();
+      expect(pulled.code).toBe(8);
+      expect(pulled.json.error?.code).toBe('DECRYPTION_FAILED');
+      expect(await readdir(dirname(out))).toEqual([]);
+      expect(proxy.log.some((request) => packs.some((digest) => request.path.includes(digest)))).toBe(true);
 
-    const out = join(work, 'tampered', 'game');
-    const pulled = await splinter(
-      [
-        'patch',
-        'pull',
-        reference('2-tampered'),
-        '--output',
-        out,
-        '--key-file',
-        join(work, 'patch.key'),
-        '--plain-http',
-        // Nobody could sign the tampered manifest; skipping verification shows the GCM tag alone refuses it.
-        '--insecure-skip-verify',
-      ],
-      client('launcher-2'),
-    );
-    expect(pulled.code).toBe(8);
-    expect(pulled.json.error?.code).toBe('DECRYPTION_FAILED');
-    expect(await readdir(dirname(out))).toEqual([]);
+      // What failed its tag was not kept: the honest mirror's bytes install.
+      proxy.clear();
+      const honest = await pull();
+      expect(honest.code, honest.stderr).toBe(0);
+      expect(await snapshot(out)).toEqual(await snapshot(tree));
+    } finally {
+      await proxy.stop();
+    }
   }, 60_000);
 
   it('opens sealed layers from the cache on the next pull, and refuses a cached blob altered on disk', async () => {
@@ -312,30 +313,32 @@ describe('encrypted preload end to end: real registry, PostgreSQL, splinter serv
     const again = join(work, 'again', 'game');
     const cached = await pull(again);
     expect(cached.code, cached.stderr).toBe(0);
-    expect(cached.json.blobs).toMatchObject({ downloaded: 0 });
+    expect(cached.json.download).toMatchObject({ requests: 0, bytes: 0 });
     expect(await snapshot(again)).toEqual(await snapshot(tree));
 
     const manifestResponse = await fetch(`${registry.url}/v2/patches/eu-1/manifests/2`, {
       headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
     });
-    const manifest = (await manifestResponse.json()) as { layers: Array<{ digest: string; size: number }> };
-    const victim = manifest.layers.reduce((a, b) => (a.size >= b.size ? a : b));
-    const blobFile = join(
-      work,
-      'launcher',
-      'store',
-      'blobs',
-      'sha256',
-      victim.digest.slice('sha256:'.length),
-    );
-    const blob = await readFile(blobFile);
-    blob[1000]! ^= 0x01;
-    await writeFile(blobFile, blob);
+    const manifest = (await manifestResponse.json()) as {
+      layers: Array<{ digest: string; size: number; mediaType: string }>;
+    };
+    const victim = manifest.layers
+      .filter((l) => l.mediaType === MediaTypes.pack)
+      .reduce((a, b) => (a.size >= b.size ? a : b));
+    const packFile = join(work, 'launcher', 'packs', victim.digest.slice('sha256:'.length));
+    const pack = await readFile(packFile);
+    pack[1000]! ^= 0x01;
+    await writeFile(packFile, pack);
     const out = join(work, 'altered-cache', 'game');
     const refused = await pull(out);
-    expect(refused.code).not.toBe(0);
-    expect(refused.json.error?.code).toBe('DIGEST_MISMATCH');
+    expect(refused.code).toBe(8);
+    expect(refused.json.error?.code).toBe('DECRYPTION_FAILED');
     expect(await readdir(dirname(out))).toEqual([]);
+    // The record that failed is dropped from the cache: the next pull downloads it again and heals.
+    const healed = await pull(out);
+    expect(healed.code, healed.stderr).toBe(0);
+    expect(healed.json.download).toMatchObject({ requests: 1 });
+    expect(await snapshot(out)).toEqual(await snapshot(tree));
   }, 60_000);
 
   it('never puts a plaintext key (or token) into a database dump', async () => {

@@ -102,10 +102,8 @@ export async function readIndex(root: IndexRoot, options: ReadIndexOptions): Pro
   for (const ref of root.index.chunks) {
     const pack = packOf(packs, ref);
     parts.push(
-      await decodeRecord(
-        ref,
-        await options.cache.read(pack.digest, ref.offset, ref.storedLength),
-        keyOf(ref),
+      await options.cache.readRecord(pack.digest, ref.offset, ref.storedLength, (stored) =>
+        decodeRecord(ref, stored, keyOf(ref)),
       ),
     );
   }

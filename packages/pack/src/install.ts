@@ -111,10 +111,8 @@ export async function installTree(options: InstallOptions): Promise<InstallResul
       }
       await writeFileFromChunks(file, target, async (ref) => {
         const pack = packOf(packs, ref);
-        return decodeRecord(
-          ref,
-          await options.cache.read(pack.digest, ref.offset, ref.storedLength),
-          keyOf(ref),
+        return options.cache.readRecord(pack.digest, ref.offset, ref.storedLength, (stored) =>
+          decodeRecord(ref, stored, keyOf(ref)),
         );
       });
     });

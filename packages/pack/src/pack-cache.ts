@@ -52,6 +52,33 @@ export class PackCache {
     }
   }
 
+  /**
+   * A record of a pack, decoded and checked by `decode`. A record that fails its check is dropped from
+   * the list of cached ranges before the error goes on, so the next run downloads it again instead of
+   * failing on the same bytes forever.
+   */
+  async readRecord<T>(digest: string, start: number, length: number, decode: (stored: Buffer) => Promise<T>) {
+    const stored = await this.read(digest, start, length);
+    try {
+      return await decode(stored);
+    } catch (error) {
+      await this.forget(digest, start, start + length);
+      throw error;
+    }
+  }
+
+  /** Unlists bytes [start, end) of a pack: they are fetched again when next needed. */
+  forget(digest: string, start: number, end: number): Promise<void> {
+    return this.serialized(digest, async () => {
+      const onDisk = await readFile(`${this.dataPath(digest)}.ranges`, 'utf8').then(parseSpans, () => []);
+      const kept = merge([...onDisk, ...(await this.load(digest))]).flatMap(([s, e]): Span[] => {
+        if (e <= start || end <= s) return [[s, e]];
+        return [...(s < start ? [[s, start] as Span] : []), ...(end < e ? [[end, e] as Span] : [])];
+      });
+      await this.saveSpans(digest, kept);
+    });
+  }
+
   /** Writes a fetched range (exactly end - start bytes from `source`), syncs it, then lists it. */
   async writeRange(digest: string, start: number, end: number, source: Readable): Promise<void> {
     await mkdir(this.dir, { recursive: true });

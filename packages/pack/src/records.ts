@@ -98,13 +98,10 @@ export async function decodeRecord(
     try {
       body = await inflateAsync(body, { maxOutputLength: Math.max(1, ref.plainLength) });
     } catch (error) {
-      throw new SplinterError(
-        'ARCHIVE_INVALID',
-        `${name}: record does not inflate to ${ref.plainLength} bytes`,
-        {
-          cause: error,
-        },
-      );
+      // Bytes that do not inflate are not the chunk the id names, whoever damaged them.
+      throw new SplinterError('DIGEST_MISMATCH', `${name}: record is damaged (does not inflate)`, {
+        cause: error,
+      });
     }
   }
   if (body.byteLength !== ref.plainLength) {
