@@ -64,6 +64,9 @@ export interface PublishStats {
   newRecordBytes: number;
   /** Base packs rewritten because most of their bytes were dead. */
   compactedPacks: number;
+  /** Chunks of those packs packed anew, and their bytes (not counted as new). */
+  rewrittenChunks: number;
+  rewrittenBytes: number;
 }
 
 export interface Published {
@@ -104,6 +107,8 @@ export async function publishTree(options: PublishOptions): Promise<Published> {
     newChunks: 0,
     newRecordBytes: 0,
     compactedPacks: 0,
+    rewrittenChunks: 0,
+    rewrittenBytes: 0,
   };
   const pipeline = new RecordPipeline(writer, known, options.key, stats);
   /** Where a chunk reused from the base was seen, should its pack be compacted. */
@@ -164,18 +169,27 @@ export async function publishTree(options: PublishOptions): Promise<Published> {
     // their live chunks are read again from the tree and packed anew.
     const retired = retiredPacks(basePacks, [...fileChunks.values()], known, options.minLiveFraction ?? 0.5);
     stats.compactedPacks = retired.size;
+    const countRewrites = async (rewrite: () => Promise<void>) => {
+      const [chunks, bytes] = [stats.newChunks, stats.newRecordBytes];
+      await rewrite();
+      stats.rewrittenChunks += stats.newChunks - chunks;
+      stats.rewrittenBytes += stats.newRecordBytes - bytes;
+      [stats.newChunks, stats.newRecordBytes] = [chunks, bytes];
+    };
     if (retired.size > 0) {
-      for (const [hex, where] of seenAt) {
-        const ref = known.get(hex)!;
-        if (!retired.has(ref.pack)) continue;
-        const bytes = await readRange(where.path, where.offset, where.length);
-        if (!chunkId(bytes).equals(ref.id)) {
-          throw new SplinterError('DIGEST_MISMATCH', `${where.path} changed while it was being pushed`);
+      await countRewrites(async () => {
+        for (const [hex, where] of seenAt) {
+          const ref = known.get(hex)!;
+          if (!retired.has(ref.pack)) continue;
+          const bytes = await readRange(where.path, where.offset, where.length);
+          if (!chunkId(bytes).equals(ref.id)) {
+            throw new SplinterError('DIGEST_MISMATCH', `${where.path} changed while it was being pushed`);
+          }
+          known.delete(hex);
+          await pipeline.add(ref.id, hex, bytes);
         }
-        known.delete(hex);
-        await pipeline.add(ref.id, hex, bytes);
-      }
-      await pipeline.flush();
+        await pipeline.flush();
+      });
     }
 
     for (const [entry, ids] of fileChunks) {
@@ -190,7 +204,10 @@ export async function publishTree(options: PublishOptions): Promise<Published> {
       const reused = known.get(hex);
       if ((!reused || retired.has(reused.pack)) && !pipeline.planned(hex)) {
         known.delete(hex);
-        await pipeline.add(id, hex, chunk);
+        if (reused) {
+          await pipeline.flush();
+          await countRewrites(() => pipeline.add(id, hex, chunk).then(() => pipeline.flush()));
+        } else await pipeline.add(id, hex, chunk);
       }
     }
     await pipeline.flush();

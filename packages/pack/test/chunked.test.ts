@@ -191,12 +191,18 @@ describe('chunked artifacts', () => {
     const { publish, install } = await world();
     const tree = await tempDir('tree');
     let version: BaseVersion | undefined;
+    let rewritten = 0;
     for (let n = 0; n < 6; n += 1) {
       // Each version keeps a small stable file and replaces most of the rest.
       if (n === 0) await writeFile(join(tree, 'stable.bin'), randomBytes(512 * 1024));
       await writeFile(join(tree, 'churn.bin'), randomBytes(2 * 1024 * 1024));
-      version = (await publish(tree, version)).version;
+      const published = await publish(tree, version);
+      version = published.version;
+      // The churned file is all that is new; the stable file's chunks moved, they are not new.
+      if (n > 0) expect(published.stats.newRecordBytes).toBeLessThan(2.1 * 1024 * 1024);
+      rewritten += published.stats.rewrittenBytes;
     }
+    expect(rewritten).toBeGreaterThanOrEqual(512 * 1024);
     const last = version!;
     const referenced = last.root.packs.reduce((sum, p) => sum + p.size, 0);
     expect(referenced).toBeLessThan(2.5 * 1024 * 1024 * 1.1);
