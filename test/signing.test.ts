@@ -121,7 +121,7 @@ describe('signing on push, verification before download (CLI, real registry)', (
     const result = JSON.parse(fetched.stdout) as {
       kind: string;
       digest: string;
-      blobs: { downloaded: number; cached: number; bytes: number };
+      download: { requests: number; bytes: number; wholePacks: number };
       verifiedBy: Array<{ format: string }>;
     };
     expect(result.kind).toBe('patch');
@@ -129,15 +129,17 @@ describe('signing on push, verification before download (CLI, real registry)', (
     expect(result.verifiedBy.map((v) => v.format).sort()).toEqual(['bundle', 'legacy']);
     const inspected = JSON.parse(
       (await splinterCli(['inspect', pushed.pinned, '--plain-http', '--json'], env)).stdout,
-    ) as { layers: Array<{ digest: string; size: number }> };
-    // The config and every layer (and the manifest) are cached; nothing is unpacked anywhere.
-    expect(result.blobs.downloaded).toBe(inspected.layers.length + 1);
-    const cached = await readdir(join(work, 'fetch-home', 'store', 'blobs', 'sha256'));
-    for (const { digest } of [...inspected.layers, pushed]) expect(cached).toContain(digest.slice(7));
+    ) as { layers: Array<{ digest: string; size: number; mediaType: string }> };
+    const packs = inspected.layers.filter((l) => l.mediaType.endsWith('pack.v1'));
+    expect(packs.length).toBeGreaterThan(0);
+    // Every pack is cached whole and nothing is unpacked anywhere.
+    expect(result.download.bytes).toBeGreaterThanOrEqual(packs.reduce((sum, p) => sum + p.size, 0));
+    const cached = await readdir(join(work, 'fetch-home', 'packs'));
+    for (const { digest } of packs) expect(cached).toContain(digest.slice(7));
     expect((await readdir(work)).filter((n) => n.startsWith('.splinter-staging'))).toEqual([]);
 
     const again = await fetch('release', 'fetch-home');
-    expect(JSON.parse(again.stdout).blobs).toMatchObject({ downloaded: 0, bytes: 0 });
+    expect(JSON.parse(again.stdout).download).toMatchObject({ requests: 0, bytes: 0 });
     const pulled = await pull(
       pushed.pinned,
       'fetched-out',
@@ -145,7 +147,7 @@ describe('signing on push, verification before download (CLI, real registry)', (
       'fetch-home',
     );
     expect(pulled.code, pulled.stderr).toBe(0);
-    expect(JSON.parse(pulled.stdout).blobs).toMatchObject({ downloaded: 0 });
+    expect(JSON.parse(pulled.stdout).download).toMatchObject({ requests: 0, bytes: 0 });
     expect(await snapshot(join(work, 'fetched-out'))).toEqual(await snapshot(SAMPLE));
   });
 
