@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { cp, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type FreshDatabase, freshDatabase } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -66,6 +66,39 @@ for (const backend of ['PostgreSQL (DATABASE_URL)', 'embedded PGlite'] as const)
       expect(duplicate.code).toBe(7);
       expect(duplicate.json.error?.code).toBe('PATCH_EXISTS');
 
+      // A re-run CI job pushing the same version with the same content succeeds and says so.
+      const blobs = join(env.SPLINTER_HOME!, 'store', 'blobs', 'sha256');
+      const stored = await readdir(blobs);
+      const again = await splinter(
+        ['patch', 'push', SAMPLE, '--realm', 'eu-1', '--version', '1.1.0', '--mod', 'mods/minimap:1'],
+        env,
+      );
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.json).toMatchObject({
+        id: v2.json.id,
+        digest: v2.json.digest,
+        parent: v1.json.id,
+        alreadyPushed: true,
+        blobs: { uploaded: 0, bytes: 0 },
+      });
+      // Other content under that version is refused before any of it is stored.
+      const changed = join(work, 'changed');
+      await cp(SAMPLE, changed, { recursive: true });
+      await writeFile(join(changed, 'extra.txt'), 'not in 1.1.0\n');
+      const other = await splinter(
+        ['patch', 'push', changed, '--realm', 'eu-1', '--version', '1.1.0', '--mod', 'mods/minimap:1'],
+        env,
+      );
+      expect(other.code).toBe(7);
+      expect(other.stderr).toMatch(
+        /^splinter: PATCH_EXISTS: realm eu-1 already has a patch version 1\.1\.0 with other content/,
+      );
+      expect((await readdir(blobs)).sort()).toEqual(stored.sort());
+      // Without --parent a push builds on the head, and says so when newer drafts exist.
+      const ahead = await splinter(['patch', 'push', SAMPLE, '--realm', 'eu-1', '--version', '1.3.0'], env);
+      expect(ahead.json).toMatchObject({ status: 'draft', parent: v1.json.id });
+      expect(ahead.stderr).toContain('eu-1 has drafts newer than its head (1.1.0)');
+
       await splinter(['patch', 'activate', '1.1.0', '--realm', 'eu-1'], env);
       const shown = await splinter(['realm', 'show', 'eu-1'], env);
       expect((shown.json.chain as Array<{ version: string }>).map((p) => p.version)).toEqual([
@@ -101,6 +134,7 @@ for (const backend of ['PostgreSQL (DATABASE_URL)', 'embedded PGlite'] as const)
       ).toEqual([
         ['1.0.0', 'active'],
         ['1.1.0', 'superseded'],
+        ['1.3.0', 'draft'],
         ['1.0.1', 'draft'],
       ]);
     }, 120_000);

@@ -21,6 +21,7 @@ import { validateName, validateVersion } from './names.js';
 import { type PreloadKey, preparePreload, resolveKek } from './preload.js';
 import type { ProgressSink } from './progress.js';
 import { publishFolder } from './publish.js';
+import { createdSeconds, NoNewContentTarget } from './repush.js';
 import type { Settings } from './settings.js';
 import { signManifest } from './signing.js';
 import { Stores } from './stores.js';
@@ -100,29 +101,48 @@ export class Splinter {
 
     // Patches are checked against the chain before anything is uploaded: a refused push moves no bytes.
     const chain = isPatch ? await this.chain() : undefined;
-    if (chain && (await chain.findVersion(leaf, version))) {
-      throw new SplinterError('PATCH_EXISTS', `realm ${leaf} already has a patch version ${version}`);
+    // The version exists: the push may only be the same one again (a re-run CI job), which is checked
+    // by building it against itself and refusing any blob the registry does not already hold.
+    const existing = chain ? await chain.findVersion(leaf, version) : undefined;
+    const otherContent = (why: string) =>
+      new SplinterError('PATCH_EXISTS', `realm ${leaf} already has a patch version ${version} ${why}`, {
+        details: { id: existing?.id, digest: existing?.digest },
+      });
+    if (existing && input.preload) {
+      throw otherContent('(a preload is sealed under a new key, so it is never pushed twice)');
     }
-    const parent =
-      chain && input.parent !== undefined ? await chain.findPatch(input.parent, leaf) : undefined;
+    const asked = chain && input.parent !== undefined ? await chain.findPatch(input.parent, leaf) : undefined;
+    if (existing && asked && asked.id !== existing.parent)
+      throw otherContent(`with parent ${existing.parent}`);
+    const parent = existing ? undefined : asked;
     const mods = await Promise.all((input.mods ?? []).map((reference) => this.pinMod(reference)));
     const preload: PreloadKey | undefined = input.preload
       ? await preparePreload(this.settings, await this.access())
       : undefined;
 
+    const target = await this.stores.target(destination);
+    // A re-push builds the manifest the first push built: its time, and a parent only if it named one.
+    const existingAnnotations = existing
+      ? ((await fetchManifest(target, await target.resolve(existing.digest))).annotations ?? {})
+      : undefined;
+    const parentVersion = existingAnnotations
+      ? existingAnnotations[ArtifactAnnotation.Parent]
+      : parent?.version;
     const annotations: Record<string, string> = { [ArtifactAnnotation.Version]: version };
     if (isPatch) {
       annotations[ArtifactAnnotation.Realm] = leaf;
-      if (parent) annotations[ArtifactAnnotation.Parent] = parent.version;
+      if (parentVersion !== undefined) annotations[ArtifactAnnotation.Parent] = parentVersion;
       if (mods.length > 0) annotations[ArtifactAnnotation.Mods] = JSON.stringify(mods);
     } else {
       annotations[ArtifactAnnotation.ModName] = leaf;
     }
 
-    const target = await this.stores.target(destination);
+    const createdAt = existingAnnotations
+      ? createdSeconds(existingAnnotations)
+      : this.settings.sourceDateEpoch;
     // Chunks are reused from the parent, else the head, else the realm's newest patch (a draft, say).
     const baseRow =
-      parent ?? (chain && input.parent === undefined ? await this.dedupBase(chain, leaf) : null);
+      existing ?? parent ?? (chain && input.parent === undefined ? await this.dedupBase(chain, leaf) : null);
     const base = await this.baseVersion(
       target,
       baseRow?.reference ?? input.base,
@@ -139,13 +159,19 @@ export class Splinter {
           dir: input.dir,
           tmpRoot: join(this.settings.home, 'tmp'),
           annotations,
-          createdAt: this.settings.sourceDateEpoch,
+          createdAt,
           patchKey: preload?.key,
           base,
           tagRules: input.tagRules,
           portable: input.allowUnportable !== true,
           concurrency,
-          destination: target,
+          destination: existing
+            ? new NoNewContentTarget(target, (blob) =>
+                otherContent(
+                  `with other content (${blob ? `its ${blob.mediaType} differs` : 'tags differ'})`,
+                ),
+              )
+            : target,
           copy,
         }),
     );
@@ -169,7 +195,12 @@ export class Splinter {
       chunks,
       signatures,
     };
-    if (chain) {
+    if (existing) {
+      result.id = existing.id;
+      result.status = existing.status;
+      result.parent = existing.parent;
+      result.alreadyPushed = true;
+    } else if (chain) {
       const pinned: Location = { ...destination, digest: manifestDescriptor.digest };
       delete pinned.tag;
       const row = await chain.registerPatch({
@@ -186,6 +217,7 @@ export class Splinter {
       result.id = row.id;
       result.status = row.status;
       result.parent = row.parent;
+      if (input.parent === undefined) await this.warnOfNewerDrafts(chain, row);
     }
     return result;
   }
@@ -381,6 +413,21 @@ export class Splinter {
   private state: Promise<ClientState> | undefined;
 
   /** The realm's head, else its newest patch that is not revoked; null for a new realm. */
+  /** A push without --parent builds on the head; say so when drafts newer than the head exist. */
+  private async warnOfNewerDrafts(
+    chain: Awaited<ReturnType<Splinter['chain']>>,
+    pushed: PatchRow,
+  ): Promise<void> {
+    const drafts = (await chain.listPatches(pushed.realm)).filter(
+      (p) => p.status === 'draft' && p.id !== pushed.id && BigInt(p.id) > BigInt(pushed.parent ?? '0'),
+    );
+    if (drafts.length === 0) return;
+    this.options.warn?.(
+      `${pushed.realm} has drafts newer than its head (${drafts.map((p) => p.version).join(', ')}): ` +
+        `${pushed.version} builds on ${pushed.parent === null ? 'nothing' : `the head (patch ${pushed.parent})`}; pass --parent to build on a draft`,
+    );
+  }
+
   private async dedupBase(
     chain: Awaited<ReturnType<Splinter['chain']>>,
     realm: string,

@@ -59,6 +59,8 @@ export interface PushResult {
   status?: string;
   parent?: string | null;
   keyId?: string;
+  /** A patch version pushed again with the same content: nothing was registered or uploaded. */
+  alreadyPushed?: boolean;
   blobs: TransferStats;
   /** What chunking found: files, chunks, and how many were new. */
   chunks: PublishStats;

@@ -120,7 +120,10 @@ export async function runPush(
   human.push(
     `${result.chunks.files} files, ${result.chunks.chunks} chunks, ${result.chunks.newChunks} new (${result.chunks.newRecordBytes} bytes)`,
   );
-  if (result.id !== undefined) human.push(`id: ${result.id}`);
+  if (result.id !== undefined) {
+    const recorded = `id: ${result.id}, status ${result.status}, parent ${result.parent ?? '(none)'}`;
+    human.push(result.alreadyPushed ? `${recorded} (already pushed with this content)` : recorded);
+  }
   for (const signature of result.signatures)
     human.push(`signed (${signature.format}): ${signature.location}`);
   printResult(output, result, human);
