@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { Command, Option } from 'commander';
 import { registerActivatorCommands } from './commands/activator.js';
 import { registerInspectCommand } from './commands/inspect.js';
@@ -11,12 +12,15 @@ import { registerServeCommand } from './commands/serve.js';
 import { registerSignatureCommands } from './commands/signature.js';
 import { registerTokenCommands } from './commands/token.js';
 
+/** The published package's own version, read at run time so a release needs one edit. */
+const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
+
 export function buildProgram(): Command {
   const program = new Command('splinter')
     .description(
       'Deliver game patches and mods through OCI registries: signed, preloadable, atomically activated.',
     )
-    .version('0.1.0')
+    .version(VERSION)
     .addOption(new Option('--json', 'print machine-readable JSON on stdout'))
     .addOption(new Option('--debug', 'print stack traces for errors'))
     .enablePositionalOptions()
