@@ -21,7 +21,7 @@ import { errorCodeOf, requireTool } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
-const VECTORS = fileURLToPath(new URL('../../../../shared/vectors/cosign/', import.meta.url));
+const VECTORS = fileURLToPath(new URL('../../../fixtures/cosign-vectors/', import.meta.url));
 
 interface VectorCase {
   name: string;
@@ -37,8 +37,7 @@ interface VectorCase {
 describe('cosign vectors', () => {
   let cases: VectorCase[];
   beforeAll(async () => {
-    if (!existsSync(VECTORS))
-      throw new Error(`cosign vectors not found at ${VECTORS} (../shared beside the repository)`);
+    if (!existsSync(VECTORS)) throw new Error(`cosign vectors not found at ${VECTORS}`);
     cases = (JSON.parse(await readFile(join(VECTORS, 'signatures.json'), 'utf8')) as { cases: VectorCase[] })
       .cases;
   });
