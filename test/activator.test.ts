@@ -12,7 +12,7 @@ import {
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshot, tempDir } from '../packages/pack/test/helpers.js';
-import { CLI, SAMPLE, SAMPLE_MOD, splinterCli } from './support.js';
+import { CLI, SAMPLE, SAMPLE_MOD, scrubbedEnv, splinterCli } from './support.js';
 
 interface RoundJson {
   head: { version: string } | null;
@@ -132,7 +132,7 @@ describe('splinter activator: the mods of the active patch follow activation and
         '--json',
         ...trusted(),
       ],
-      { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+      { env: scrubbedEnv(env), stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let stdout = '';
     let stderr = '';

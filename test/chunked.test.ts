@@ -14,7 +14,7 @@ import {
 } from '@splintertree/testkit';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { snapshot } from '../packages/pack/test/helpers.js';
-import { CLI, run, splinterCli } from './support.js';
+import { CLI, run, scrubbedEnv, splinterCli } from './support.js';
 
 interface Pulled {
   download: { requests: number; bytes: number; wholePacks: number };
@@ -216,7 +216,7 @@ describe('chunked pulls from a real registry', () => {
         '--plain-http',
         '--insecure-skip-verify',
       ],
-      { env: { ...process.env, ...env(home) }, stdio: 'ignore' },
+      { env: scrubbedEnv(env(home)), stdio: 'ignore' },
     );
     // Killed once the first ranged body bytes have been sent: the download is under way.
     await new Promise<void>((resolve) => {

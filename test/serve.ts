@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { CLI } from './support.js';
+import { CLI, scrubbedEnv } from './support.js';
 
 export interface ServedApi {
   url: string;
@@ -17,7 +17,7 @@ const READY_WITHIN_MS = 20_000;
  */
 export async function serveApi(env: Record<string, string>, args: string[] = []): Promise<ServedApi> {
   const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', ...args], {
-    env: { ...process.env, ...env },
+    env: scrubbedEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
 import { lstat, mkdtemp, readdir, readFile, readlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +18,23 @@ export const MediaTypes = {
   pack: 'application/vnd.splintertree.pack.v1',
 } as const;
 
+/** An empty home, so that nothing of the developer's (~/.docker, ~/.splinter) reaches a child. */
+const EMPTY_HOME = mkdtempSync(join(tmpdir(), 'splinter-test-home-'));
+
+/**
+ * The whole environment a child process of a test gets: a path to find node and the tools, an empty home,
+ * and what the test sets. A developer's DATABASE_URL, SPLINTER_KEK or registry credentials never leak in.
+ */
+export function scrubbedEnv(env: Record<string, string>): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: EMPTY_HOME,
+    LANG: 'C.UTF-8',
+    TMPDIR: tmpdir(),
+    ...env,
+  };
+}
+
 export interface CliResult {
   code: number;
   stdout: string;
@@ -27,7 +45,7 @@ export interface CliResult {
 export async function splinterCli(args: string[], env: Record<string, string>): Promise<CliResult> {
   try {
     const { stdout, stderr } = await run(process.execPath, [CLI, ...args], {
-      env: { ...process.env, ...env },
+      env: scrubbedEnv(env),
     });
     return { code: 0, stdout, stderr };
   } catch (error) {
