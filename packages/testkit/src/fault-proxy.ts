@@ -58,6 +58,8 @@ export interface ProxyRequest {
   path: string;
   range: string | undefined;
   authorization: string | undefined;
+  /** The request's User-Agent header. */
+  userAgent: string | undefined;
   /** The status answered; undefined if the connection was cut before one was. */
   status: number | undefined;
   /** Body bytes sent to the client. */
@@ -151,6 +153,7 @@ export async function startFaultProxy(
       path: request.url ?? '/',
       range: request.headers.range,
       authorization: request.headers.authorization,
+      userAgent: request.headers['user-agent'],
       status: undefined,
       bytes: 0,
     };

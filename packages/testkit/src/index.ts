@@ -1,5 +1,7 @@
-export type { SelfSignedCertificate } from './certificate.js';
-export { selfSignedCertificate } from './certificate.js';
+export type { CertificateAuthority, SelfSignedCertificate } from './certificate.js';
+export { certificateAuthority, selfSignedCertificate } from './certificate.js';
+export type { ConnectProxy } from './connect-proxy.js';
+export { startConnectProxy } from './connect-proxy.js';
 export { errorCodeOf } from './errors.js';
 export type { Fault, FaultProxy, FaultProxyOptions, FaultRule, ProxyRequest } from './fault-proxy.js';
 export { startFaultProxy } from './fault-proxy.js';

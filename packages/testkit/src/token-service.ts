@@ -1,5 +1,6 @@
 import { createPrivateKey, randomUUID, sign, X509Certificate } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { selfSignedCertificate } from './certificate.js';
 
 export interface TokenService {
@@ -10,6 +11,12 @@ export interface TokenService {
   requests: number;
   /** Scopes asked for, in order. */
   scopes: string[];
+  /** How each token was asked for, in order: `basic` (GET with a login), `refresh_token` or `password` (POST). */
+  grants: string[];
+  /** The User-Agent of each request, in order. */
+  userAgents: Array<string | undefined>;
+  /** An identity (refresh) token for `user`, as a token service hands one to `docker login`. */
+  issueRefreshToken(user: string): string;
   stop(): Promise<void>;
 }
 
@@ -22,6 +29,8 @@ export async function startTokenService(options: {
   users: Record<string, string>;
   dir: string;
   service: string;
+  /** Serve https with this key and certificate (PEM) instead of plain http. */
+  tls?: { key: string; certificate: string };
 }): Promise<TokenService> {
   const {
     key: keyPem,
@@ -35,22 +44,53 @@ export async function startTokenService(options: {
   const key = createPrivateKey(keyPem);
   const certificateDer = new X509Certificate(certificate).raw;
   const issuer = 'splinter-test-issuer';
-  const state = { requests: 0, scopes: [] as string[] };
+  const state = {
+    requests: 0,
+    scopes: [] as string[],
+    grants: [] as string[],
+    userAgents: [] as Array<string | undefined>,
+  };
+  const refreshTokens = new Map<string, string>();
+  const refuse = (response: ServerResponse) =>
+    response.writeHead(401, { 'content-type': 'application/json' }).end('{"details":"bad credentials"}');
 
-  const server: Server = createServer((request, response) => {
+  const handler = async (request: IncomingMessage, response: ServerResponse) => {
     state.requests += 1;
+    state.userAgents.push(request.headers['user-agent']);
     const url = new URL(request.url ?? '/', 'http://localhost');
-    const authorization = request.headers.authorization ?? '';
-    const decoded = authorization.startsWith('Basic ')
-      ? Buffer.from(authorization.slice(6), 'base64').toString()
-      : '';
-    const colon = decoded.indexOf(':');
-    const user = colon >= 0 ? decoded.slice(0, colon) : '';
-    if (colon < 0 || options.users[user] !== decoded.slice(colon + 1)) {
-      response.writeHead(401, { 'content-type': 'application/json' }).end('{"details":"bad credentials"}');
+    let user: string | undefined;
+    let scopes: string[];
+    let refreshToken: string | undefined;
+    if (request.method === 'POST') {
+      // Distribution's "OAuth2 token" flow: a form with grant_type refresh_token or password.
+      const chunks: Buffer[] = [];
+      for await (const chunk of request) chunks.push(chunk as Buffer);
+      const form = new URLSearchParams(Buffer.concat(chunks).toString());
+      const grant = form.get('grant_type') ?? '';
+      state.grants.push(grant);
+      if (grant === 'refresh_token') {
+        user = refreshTokens.get(form.get('refresh_token') ?? '');
+        refreshToken = form.get('refresh_token') ?? undefined;
+      } else if (grant === 'password') {
+        const name = form.get('username') ?? '';
+        if (options.users[name] !== undefined && options.users[name] === form.get('password')) user = name;
+      }
+      scopes = (form.get('scope') ?? '').split(' ').filter((scope) => scope !== '');
+    } else {
+      const authorization = request.headers.authorization ?? '';
+      const decoded = authorization.startsWith('Basic ')
+        ? Buffer.from(authorization.slice(6), 'base64').toString()
+        : '';
+      const colon = decoded.indexOf(':');
+      const name = colon >= 0 ? decoded.slice(0, colon) : '';
+      if (colon >= 0 && options.users[name] === decoded.slice(colon + 1)) user = name;
+      state.grants.push('basic');
+      scopes = url.searchParams.getAll('scope');
+    }
+    if (user === undefined) {
+      refuse(response);
       return;
     }
-    const scopes = url.searchParams.getAll('scope');
     state.scopes.push(...scopes);
     const access = scopes.flatMap((scope) => {
       const [type, ...rest] = scope.split(':');
@@ -77,14 +117,26 @@ export async function startTokenService(options: {
     const token = `${signingInput}.${signature}`;
     response.writeHead(200, { 'content-type': 'application/json' });
     response.end(
-      JSON.stringify({ token, access_token: token, expires_in: 300, issued_at: new Date().toISOString() }),
+      JSON.stringify({
+        token,
+        access_token: token,
+        expires_in: 300,
+        issued_at: new Date().toISOString(),
+        ...(refreshToken ? { refresh_token: refreshToken } : {}),
+      }),
     );
-  });
+  };
+  const listener = (request: IncomingMessage, response: ServerResponse) => {
+    handler(request, response).catch(() => response.destroy());
+  };
+  const server: Server = options.tls
+    ? createHttpsServer({ key: options.tls.key, cert: options.tls.certificate }, listener)
+    : createServer(listener);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     issuer,
     certificatePath,
     get requests() {
@@ -92,6 +144,17 @@ export async function startTokenService(options: {
     },
     get scopes() {
       return state.scopes;
+    },
+    get grants() {
+      return state.grants;
+    },
+    get userAgents() {
+      return state.userAgents;
+    },
+    issueRefreshToken(user: string) {
+      const token = `refresh-${randomUUID()}`;
+      refreshTokens.set(token, user);
+      return token;
     },
     stop: () => new Promise((resolve) => server.close(() => resolve())),
   };
