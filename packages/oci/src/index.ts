@@ -37,15 +37,23 @@ export {
   readAllLimited,
   readBodyLimited,
 } from './read-limited.js';
+export type { StoredLogin } from './registry/auth-file.js';
+export { removeLogin, storeLogin } from './registry/auth-file.js';
 export type { RegistryClientOptions, RegistryStats } from './registry/client.js';
 export { parseChallenge, RegistryClient } from './registry/client.js';
-export type { Credential, CredentialSource } from './registry/credentials.js';
-export { dockerConfigCredentials } from './registry/credentials.js';
+export type { AuthFileOptions, Credential, CredentialSource, DockerConfig } from './registry/credentials.js';
+export { authFilePath, dockerConfigCredentials, readDockerConfig } from './registry/credentials.js';
 export { MAX_REDIRECT_RENEWALS } from './registry/ranges.js';
 export type { RegistryTargetOptions } from './registry/registry-target.js';
 export { RegistryTarget } from './registry/registry-target.js';
 export type { RetryPolicy } from './registry/retry.js';
 export { DEFAULT_RETRY_POLICY } from './registry/retry.js';
+export type { ProxySettings, TransportOptions } from './registry/transport.js';
+export {
+  createRegistryDispatcher,
+  proxySettingsFromEnvironment,
+  USER_AGENT,
+} from './registry/transport.js';
 export type {
   FetchOptions,
   Mountable,

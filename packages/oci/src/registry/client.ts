@@ -1,5 +1,5 @@
 import { SplinterError } from '@splintertree/errors';
-import { Agent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { MAX_TOKEN_RESPONSE_BYTES, readBodyLimited } from '../read-limited.js';
 import type { Credential, CredentialSource } from './credentials.js';
 import {
@@ -10,13 +10,18 @@ import {
   type RetryPolicy,
   sleep,
 } from './retry.js';
+import { createRegistryDispatcher, type TransportOptions, USER_AGENT } from './transport.js';
 
 export interface RegistryClientOptions {
   registry: string;
   plainHttp?: boolean;
   credentials?: CredentialSource;
   retry?: Partial<RetryPolicy>;
+  /** CA file, --insecure and proxies, for the dispatcher the client makes (not with `dispatcher`). */
+  transport?: TransportOptions;
   dispatcher?: Dispatcher;
+  /** Default `splinter/<version>`. */
+  userAgent?: string;
 }
 
 export interface RegistryRequest {
@@ -36,6 +41,8 @@ export interface RegistryResponse {
   headers: Record<string, string | undefined>;
   body: Dispatcher.ResponseData['body'];
   url: URL;
+  /** Which credential the request carried (`auth file PATH`, a helper, anonymous), for 401 messages. */
+  credentialSource?: string;
 }
 
 type Challenge = { scheme: 'basic' } | { scheme: 'bearer'; realm: string; service: string | undefined };
@@ -84,16 +91,40 @@ export class RegistryClient {
   private credential: Promise<Credential | undefined> | undefined;
   private challenge: Challenge | undefined;
   private readonly tokens = new Map<string, { token: string; expiresAt: number }>();
+  private readonly userAgent: string;
 
   constructor(options: RegistryClientOptions) {
     this.registry = options.registry;
+    this.userAgent = options.userAgent ?? USER_AGENT;
     this.origin = new URL(`${options.plainHttp ? 'http' : 'https'}://${options.registry}`).origin;
     this.credentials = options.credentials;
     this.retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
     this.ownsDispatcher = options.dispatcher === undefined;
-    this.dispatcher =
-      options.dispatcher ??
-      new Agent({ connections: 16, keepAliveTimeout: 30_000, headersTimeout: 120_000, bodyTimeout: 120_000 });
+    this.dispatcher = options.dispatcher ?? createRegistryDispatcher(options.transport);
+  }
+
+  /**
+   * `GET /v2/` with the credentials, as `docker login` and `oras login` check a login before saving
+   * it: resolves when the registry accepts, throws REGISTRY_UNAUTHORIZED (naming the source) when not.
+   */
+  async ping(): Promise<void> {
+    const response = await this.send({ method: 'GET', url: '/v2/', scopes: [], replayable: true });
+    await response.body.dump();
+    if (response.status === 200) return;
+    if (response.status === 401) {
+      throw new SplinterError(
+        'REGISTRY_UNAUTHORIZED',
+        `${this.registry} refused the login (401; ${response.credentialSource ?? 'anonymous'})`,
+      );
+    }
+    throw new SplinterError('REGISTRY_ERROR', `${this.registry}: GET /v2/ answered ${response.status}`, {
+      details: { status: response.status },
+    });
+  }
+
+  /** Where the credential the client uses comes from (never the secret). */
+  async credentialSource(): Promise<string> {
+    return (await this.loadCredential())?.source ?? 'anonymous';
   }
 
   async close(): Promise<void> {
@@ -114,10 +145,8 @@ export class RegistryClient {
         if (!isRetryableNetworkError(error) || !request.replayable) {
           throw new SplinterError(
             'REGISTRY_UNREACHABLE',
-            `${request.method} ${this.describe(request.url)}: ${(error as Error).message}`,
-            {
-              cause: error,
-            },
+            `${request.method} ${this.describe(request.url)}: ${networkMessage(error)}`,
+            { cause: error },
           );
         }
         lastCause = (error as Error).message || String((error as { code?: string }).code);
@@ -153,10 +182,12 @@ export class RegistryClient {
 
   private async once(request: RegistryRequest): Promise<RegistryResponse> {
     const url = new URL(request.url, this.origin);
-    const headers: Record<string, string> = { ...request.headers };
+    const headers: Record<string, string> = { 'user-agent': this.userAgent, ...request.headers };
+    let credentialSource: string | undefined;
     if (this.isRegistryOrigin(url)) {
       const authorization = await this.authorizationFor(request.scopes);
       if (authorization) headers.authorization = authorization;
+      if (this.challenge) credentialSource = await this.credentialSource();
     }
     this.stats.requests += 1;
     const response = await this.dispatcher.request({
@@ -169,7 +200,13 @@ export class RegistryClient {
     const flat: Record<string, string | undefined> = {};
     for (const [key, value] of Object.entries(response.headers))
       flat[key] = Array.isArray(value) ? value.join(', ') : value;
-    return { status: response.statusCode, headers: flat, body: response.body, url };
+    return {
+      status: response.statusCode,
+      headers: flat,
+      body: response.body,
+      url,
+      ...(credentialSource ? { credentialSource } : {}),
+    };
   }
 
   private isRegistryOrigin(url: URL): boolean {
@@ -206,9 +243,10 @@ export class RegistryClient {
     if (challenge.scheme === 'basic') {
       const credential = await this.loadCredential();
       if (credential?.username === undefined) {
+        const why = credential?.identityToken !== undefined ? ', which an identity token cannot answer' : '';
         throw new SplinterError(
           'REGISTRY_UNAUTHORIZED',
-          `${this.registry} needs a login: no credentials in the docker config`,
+          `${this.registry} needs a login (Basic auth${why}; ${credential?.source ?? 'anonymous'}): run splinter login ${this.registry}`,
         );
       }
       return;
@@ -222,19 +260,38 @@ export class RegistryClient {
     scopes: string[],
   ): Promise<string> {
     const url = new URL(challenge.realm);
-    if (challenge.service) url.searchParams.set('service', challenge.service);
-    for (const scope of scopes) url.searchParams.append('scope', scope);
     const credential = await this.loadCredential();
-    const headers: Record<string, string> = {};
-    if (credential?.username !== undefined) {
-      if (url.protocol !== 'https:' && this.origin.startsWith('https:')) {
-        throw new SplinterError(
-          'REGISTRY_UNAUTHORIZED',
-          `${this.registry} names token service ${url.origin}, which is plain http: the login is not sent there`,
-          { details: { realm: url.origin } },
-        );
+    const source = credential?.source ?? 'anonymous';
+    const headers: Record<string, string> = { 'user-agent': this.userAgent };
+    const secretBearing = credential?.username !== undefined || credential?.identityToken !== undefined;
+    if (secretBearing && url.protocol !== 'https:' && this.origin.startsWith('https:')) {
+      throw new SplinterError(
+        'REGISTRY_UNAUTHORIZED',
+        `${this.registry} names token service ${url.origin}, which is plain http: the login is not sent there`,
+        { details: { realm: url.origin } },
+      );
+    }
+    let method: 'GET' | 'POST' = 'GET';
+    let form: string | undefined;
+    if (credential?.identityToken !== undefined) {
+      // An identity token is an OAuth2 refresh token: docker and oras POST it to the realm
+      // (distribution's token spec, "OAuth2 token"), with the scopes space-separated.
+      method = 'POST';
+      const params = new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: credential.identityToken,
+      });
+      if (challenge.service) params.set('service', challenge.service);
+      if (scopes.length > 0) params.set('scope', scopes.join(' '));
+      params.set('client_id', 'splinter');
+      form = params.toString();
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+    } else {
+      if (challenge.service) url.searchParams.set('service', challenge.service);
+      for (const scope of scopes) url.searchParams.append('scope', scope);
+      if (credential?.username !== undefined) {
+        headers.authorization = `Basic ${Buffer.from(`${credential.username}:${credential.password ?? ''}`).toString('base64')}`;
       }
-      headers.authorization = `Basic ${Buffer.from(`${credential.username}:${credential.password ?? ''}`).toString('base64')}`;
     }
     this.stats.tokenRequests += 1;
     let response: Dispatcher.ResponseData;
@@ -242,21 +299,25 @@ export class RegistryClient {
       response = await this.dispatcher.request({
         origin: url.origin,
         path: `${url.pathname}${url.search}`,
-        method: 'GET',
+        method,
         headers,
+        body: form ?? null,
       });
     } catch (error) {
       throw new SplinterError(
         'REGISTRY_UNREACHABLE',
-        `token service ${url.origin}: ${(error as Error).message}`,
-        { cause: error },
+        `token service ${url.origin}: ${networkMessage(error)}`,
+        {
+          cause: error,
+        },
       );
     }
     if (response.statusCode === 401 || response.statusCode === 403) {
       await response.body.dump();
       throw new SplinterError(
         'REGISTRY_UNAUTHORIZED',
-        `token service for ${this.registry} refused the credentials (${response.statusCode})`,
+        `token service for ${this.registry} refused the credentials (${response.statusCode}; ${source})`,
+        { details: { credentialSource: source } },
       );
     }
     if (response.statusCode !== 200) {
@@ -284,6 +345,22 @@ export class RegistryClient {
     this.tokens.set(scopeKey(scopes), { token, expiresAt: Date.now() + Math.max(0, lifetime - 5_000) });
     return token;
   }
+}
+
+const TLS_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS|HOSTNAME_MISMATCH/;
+
+/** A network error's message, with the way out when it is a certificate the client does not trust. */
+function networkMessage(error: unknown): string {
+  const message = (error as Error).message || String((error as { code?: string }).code);
+  let current: unknown = error;
+  for (let depth = 0; current && depth < 4; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && TLS_ERROR.test(code)) {
+      return `${message} (TLS: give the registry's CA with --ca-file or SPLINTER_CA_FILE, or --insecure to skip verification)`;
+    }
+    current = (current as { cause?: unknown }).cause;
+  }
+  return message;
 }
 
 function scopeKey(scopes: string[]): string {

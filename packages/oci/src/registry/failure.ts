@@ -27,13 +27,19 @@ export async function registryFailure(
     // not a distribution error body
   }
   const code = codeFor(response.status, registryCode);
+  // A refusal says which credential was tried (a file, a helper, anonymous), never the secret.
+  const credential =
+    (response.status === 401 || response.status === 403) && response.credentialSource
+      ? `; credentials: ${response.credentialSource}`
+      : '';
   return new SplinterError(
     code,
-    `${location}: ${what}: HTTP ${response.status}${detail ? ` (${detail})` : ''}`,
+    `${location}: ${what}: HTTP ${response.status}${detail ? ` (${detail})` : ''}${credential}`,
     {
       details: {
         status: response.status,
         ...(registryCode ? { registryCode, registryCodes } : {}),
+        ...(credential ? { credentialSource: response.credentialSource } : {}),
       },
     },
   );

@@ -9,7 +9,7 @@ import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, MediaType } from '../media-types.j
 import { readBodyLimited } from '../read-limited.js';
 import type { Mountable, PushOptions, RangeRead, RangeReadable, Target } from '../target.js';
 import { RegistryClient, type RegistryClientOptions, type RegistryResponse } from './client.js';
-import { dockerConfigCredentials } from './credentials.js';
+import { type AuthFileOptions, dockerConfigCredentials } from './credentials.js';
 import { registryFailure } from './failure.js';
 import { BlobReader } from './ranges.js';
 import { delayFor, sleep } from './retry.js';
@@ -18,6 +18,8 @@ export interface RegistryTargetOptions extends Omit<RegistryClientOptions, 'cred
   repository: string;
   /** Folder of the docker `config.json` (DOCKER_CONFIG); defaults to ~/.docker. */
   dockerConfigDir?: string | undefined;
+  /** `--registry-config`/`--authfile` and REGISTRY_AUTH_FILE; win over dockerConfigDir (see authFilePath). */
+  authFile?: AuthFileOptions | undefined;
   credentials?: RegistryClientOptions['credentials'];
   /** Blobs larger than this go up in chunks (PATCH with Content-Range). Default 64 MiB. */
   chunkThreshold?: number;
@@ -51,7 +53,9 @@ export class RegistryTarget implements Target, Mountable, RangeReadable {
       options.client ??
       new RegistryClient({
         ...options,
-        credentials: options.credentials ?? dockerConfigCredentials(options.dockerConfigDir),
+        credentials:
+          options.credentials ??
+          dockerConfigCredentials({ configDir: options.dockerConfigDir, ...options.authFile }),
       });
     this.chunkThreshold = options.chunkThreshold ?? DEFAULT_CHUNK_THRESHOLD;
     this.chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
