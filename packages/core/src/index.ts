@@ -33,11 +33,14 @@ export type { CreatedToken } from './preload.js';
 export { generateKek, readPatchKeyFile, writeKeyFile } from './preload.js';
 export type { ProgressSink } from './progress.js';
 export { isFolder, readRecord, writeRecord } from './records.js';
+export type { LoginInput, LoginResult } from './registry-login.js';
+export { registryHostOf, registryLogin, registryLogout } from './registry-login.js';
 export type { Settings } from './settings.js';
 export { DATABASE_TIMEOUT_VARIABLES, settingsFromEnvironment } from './settings.js';
 export { loadSigningKey, loadTrustedKeys } from './signing.js';
 export type { OpenOptions } from './splinter.js';
 export { openSplinter, Splinter } from './splinter.js';
+export type { RegistryAccess } from './stores.js';
 export type {
   DownloadInput,
   DownloadStats,

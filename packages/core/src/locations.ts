@@ -1,5 +1,6 @@
 import { SplinterError } from '@splintertree/errors';
 import { type Digest, isDigest } from '@splintertree/oci';
+import { registryHostOf } from './registry-login.js';
 
 /**
  * Where an artifact lives. Docker's rule tells the two apart: a reference whose first path component
@@ -21,6 +22,15 @@ export function parseLocation(reference: string): Location {
   const invalid = (why: string) =>
     new SplinterError('INVALID_REFERENCE', `invalid reference ${JSON.stringify(reference)}: ${why}`);
   let rest = reference.trim();
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(rest);
+  if (scheme) {
+    // `http://host/repo` would otherwise read as registry "http:" and a repository "/host/repo".
+    throw invalid(
+      scheme[1]!.toLowerCase() === 'http'
+        ? 'references take no scheme: give host[:port]/repository and --plain-http for plain HTTP'
+        : 'references take no scheme: give host[:port]/repository[:tag|@digest]',
+    );
+  }
   let digest: Digest | undefined;
   const at = rest.indexOf('@');
   if (at >= 0) {
@@ -70,7 +80,7 @@ export function destinationFor(
 ): Location {
   if (base === undefined)
     return { kind: 'embedded', repository: `${defaultNamespace}/${leaf}`, tag: version };
-  const trimmed = base.replace(/\/+$/, '');
+  const trimmed = registryHostOf(base, '--registry');
   const slash = trimmed.indexOf('/');
   const host = slash >= 0 ? trimmed.slice(0, slash) : trimmed;
   const namespace = slash >= 0 ? trimmed.slice(slash + 1) : defaultNamespace;

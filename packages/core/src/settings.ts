@@ -2,6 +2,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { type DatabaseTimeouts, DEFAULT_DATABASE_TIMEOUTS } from '@splintertree/chain';
 import { SplinterError } from '@splintertree/errors';
+import { type ProxySettings, proxySettingsFromEnvironment } from '@splintertree/oci';
 import { decodeKey32 } from '@splintertree/seal';
 import { z } from 'zod';
 
@@ -18,6 +19,16 @@ export interface Settings {
   /** COSIGN_PASSWORD wins over SPLINTER_PASSWORD; a set-but-empty value is an empty password (cosign semantics). */
   keyPassword: string | undefined;
   dockerConfigDir: string | undefined;
+  /** REGISTRY_AUTH_FILE (podman, skopeo): the auth file, over DOCKER_CONFIG; `--registry-config` wins. */
+  registryAuthFile: string | undefined;
+  /** SPLINTER_CA_FILE: `--ca-file`'s default. */
+  caFile: string | undefined;
+  /** SPLINTER_INSECURE: `--insecure`'s default (TLS without verification). */
+  insecure: boolean;
+  /** SPLINTER_PLAIN_HTTP: `--plain-http`'s default. */
+  plainHttp: boolean;
+  /** HTTP_PROXY, HTTPS_PROXY, NO_PROXY (and lower-case spellings), as Go programs read them. */
+  proxy: ProxySettings;
   /** SOURCE_DATE_EPOCH, for reproducible `org.opencontainers.image.created` values. */
   sourceDateEpoch: number | undefined;
   /** SPLINTER_KEK, decoded: the key-encryption key that wraps preload keys at rest. */
@@ -52,6 +63,18 @@ const milliseconds = optionalText.refine(
   { message: 'must be a whole number of milliseconds (0 for no limit, at most 2147483647)' },
 );
 
+/** A boolean variable: 1/true/yes/on or 0/false/no/off (any case); unset or empty is false. */
+const flag = optionalText.refine(
+  (value) => value === undefined || /^(1|0|true|false|yes|no|on|off)$/i.test(value),
+  {
+    message: 'must be 1, true, yes, on, or 0, false, no, off',
+  },
+);
+
+function isOn(value: string | undefined): boolean {
+  return value !== undefined && /^(1|true|yes|on)$/i.test(value);
+}
+
 const environmentSchema = z
   .object({
     SPLINTER_HOME: optionalText,
@@ -64,6 +87,10 @@ const environmentSchema = z
     COSIGN_PASSWORD: z.string().optional(),
     SPLINTER_PASSWORD: z.string().optional(),
     DOCKER_CONFIG: optionalText,
+    REGISTRY_AUTH_FILE: optionalText,
+    SPLINTER_CA_FILE: optionalText,
+    SPLINTER_INSECURE: flag,
+    SPLINTER_PLAIN_HTTP: flag,
     SOURCE_DATE_EPOCH: optionalText.refine((value) => value === undefined || /^\d+$/.test(value), {
       message: 'must be a whole number of seconds since 1970',
     }),
@@ -97,6 +124,11 @@ export function settingsFromEnvironment(environment: Record<string, string | und
     databaseUrl: env.DATABASE_URL,
     keyPassword: env.COSIGN_PASSWORD ?? env.SPLINTER_PASSWORD,
     dockerConfigDir: env.DOCKER_CONFIG,
+    registryAuthFile: env.REGISTRY_AUTH_FILE,
+    caFile: env.SPLINTER_CA_FILE,
+    insecure: isOn(env.SPLINTER_INSECURE),
+    plainHttp: isOn(env.SPLINTER_PLAIN_HTTP),
+    proxy: proxySettingsFromEnvironment(environment),
     sourceDateEpoch: env.SOURCE_DATE_EPOCH === undefined ? undefined : Number(env.SOURCE_DATE_EPOCH),
     kek: env.SPLINTER_KEK === undefined ? undefined : decodeKey32(env.SPLINTER_KEK),
     kekFile: env.SPLINTER_KEK_FILE,

@@ -24,7 +24,7 @@ import { publishFolder } from './publish.js';
 import { createdSeconds, NoNewContentTarget } from './repush.js';
 import type { Settings } from './settings.js';
 import { signManifest } from './signing.js';
-import { Stores } from './stores.js';
+import { type RegistryAccess, Stores } from './stores.js';
 import type {
   DownloadInput,
   DownloadStats,
@@ -44,6 +44,8 @@ import type {
 export interface OpenOptions {
   settings: Settings;
   plainHttp?: boolean;
+  /** CA file, --insecure and the auth file, already merged with their environment variables. */
+  registryAccess?: RegistryAccess | undefined;
   progress?: ProgressSink | undefined;
   warn?: (message: string) => void;
   /** Parallel blob transfers; 4 unless a call says otherwise. */
@@ -70,6 +72,9 @@ export class Splinter {
       home: this.settings.home,
       plainHttp: options.plainHttp === true,
       dockerConfigDir: this.settings.dockerConfigDir,
+      registryAuthFile: this.settings.registryAuthFile,
+      access: options.registryAccess,
+      proxy: this.settings.proxy,
     });
   }
 

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { OciLayoutTarget, RegistryTarget, type Target } from '@splintertree/oci';
+import { OciLayoutTarget, type ProxySettings, RegistryTarget, type Target } from '@splintertree/oci';
 import { formatLocation, type Location } from './locations.js';
 import { ScopedTarget } from './scoped-target.js';
 
@@ -7,6 +7,20 @@ export interface StoreOptions {
   home: string;
   plainHttp: boolean;
   dockerConfigDir: string | undefined;
+  /** REGISTRY_AUTH_FILE; `access.authFile` (the flag) wins over it. */
+  registryAuthFile?: string | undefined;
+  access?: RegistryAccess | undefined;
+  proxy?: ProxySettings | undefined;
+}
+
+/** How registries are reached, from flags over their environment variables (see docs/registry-access.md). */
+export interface RegistryAccess {
+  /** `--registry-config` / `--authfile`. */
+  authFile?: string | undefined;
+  /** `--ca-file` or SPLINTER_CA_FILE. */
+  caFile?: string | undefined;
+  /** `--insecure` or SPLINTER_INSECURE. */
+  insecure?: boolean | undefined;
 }
 
 /** Opens targets for locations: one embedded OCI layout, and one client per registry repository. */
@@ -33,6 +47,15 @@ export class Stores {
         repository: location.repository,
         plainHttp: this.options.plainHttp,
         dockerConfigDir: this.options.dockerConfigDir,
+        authFile: {
+          authFile: this.options.access?.authFile,
+          registryAuthFile: this.options.registryAuthFile,
+        },
+        transport: {
+          caFile: this.options.access?.caFile,
+          insecure: this.options.access?.insecure,
+          proxy: this.options.proxy,
+        },
       });
       this.registries.set(key, target);
     }
