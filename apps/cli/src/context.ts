@@ -1,6 +1,7 @@
 import { openSplinter, type Settings, type Splinter, settingsFromEnvironment } from '@splintertree/core';
 import type { Command } from 'commander';
 import { createProgress } from './progress.js';
+import { plainHttpOf, type RegistryFlags, registryAccessOf } from './registry-flags.js';
 
 export interface GlobalOptions {
   json: boolean;
@@ -19,14 +20,15 @@ export function loadSettings(): Settings {
 /** Opens the core for one command and always closes it (database handles, HTTP agents). */
 export async function withSplinter<T>(
   command: Command,
-  options: { plainHttp?: boolean },
+  options: RegistryFlags,
   run: (splinter: Splinter, settings: Settings) => Promise<T>,
 ): Promise<T> {
   const settings = loadSettings();
   const { json } = globalOptions(command);
   const splinter = await openSplinter({
     settings,
-    plainHttp: options.plainHttp === true,
+    plainHttp: plainHttpOf(options, settings),
+    registryAccess: registryAccessOf(options, settings),
     progress: createProgress(!json),
     warn: (message) => process.stderr.write(`splinter: warning: ${message}\n`),
   });

@@ -5,6 +5,7 @@ import { registerInspectCommand } from './commands/inspect.js';
 import { registerKekCommands } from './commands/kek.js';
 import { registerKeyCommands } from './commands/key.js';
 import { registerLauncherCommands } from './commands/launcher.js';
+import { registerLoginCommands } from './commands/login.js';
 import { registerModCommands } from './commands/mod.js';
 import { registerPatchCommands } from './commands/patch.js';
 import { registerRealmCommands } from './commands/realm.js';
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerActivatorCommands(program);
   registerTokenCommands(program);
   registerKekCommands(program);
+  registerLoginCommands(program);
   addOutputOptions(program);
   return program;
 }

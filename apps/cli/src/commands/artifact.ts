@@ -3,6 +3,7 @@ import { SplinterError } from '@splintertree/errors';
 import type { Command } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
 import { printResult } from '../output.js';
+import { addRegistryAccessOptions } from '../registry-flags.js';
 import {
   addTrustOptions,
   loadSignerFlag,
@@ -24,8 +25,8 @@ export interface PushFlags {
 
 /** --plain-http and --concurrency: how any command that moves blobs talks to the registry. */
 export function addTransferOptions(command: Command): Command {
-  return command
-    .option('--plain-http', 'talk plain HTTP to the registry (never the default)')
+  return addRegistryAccessOptions(command)
+    .option('--plain-http', 'talk plain HTTP to the registry (never the default; env SPLINTER_PLAIN_HTTP)')
     .option('--concurrency <n>', 'parallel blob transfers (default 4)');
 }
 

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
 import { printResult } from '../output.js';
+import { addRegistryAccessOptions, type RegistryFlags } from '../registry-flags.js';
 import {
   addTrustOptions,
   loadSignerFlag,
@@ -10,34 +11,37 @@ import {
 } from '../signing-flags.js';
 
 export function registerSignatureCommands(program: Command): void {
-  program
-    .command('sign <ref>')
-    .description('sign an artifact already in a registry or the embedded store, in cosign formats')
-    .requiredOption('--key <keyfile>', 'cosign private key file')
-    .addOption(signatureFormatOption())
-    .option('--plain-http', 'talk plain HTTP to the registry (never the default)')
-    .action(async function (
-      this: Command,
-      reference: string,
-      flags: { key: string; signatureFormat: 'legacy' | 'bundle' | 'both'; plainHttp?: boolean },
-    ) {
-      const signer = await loadSignerFlag(flags.key);
-      const result = await withSplinter(this, flags, (splinter) =>
-        splinter.sign({ reference, signer, format: flags.signatureFormat }),
-      );
-      printResult(globalOptions(this), result, [
-        result.reference,
-        ...result.signatures.map((s) => `signed (${s.format}): ${s.location}`),
-      ]);
-    });
+  addRegistryAccessOptions(
+    program
+      .command('sign <ref>')
+      .description('sign an artifact already in a registry or the embedded store, in cosign formats')
+      .requiredOption('--key <keyfile>', 'cosign private key file')
+      .addOption(signatureFormatOption())
+      .option('--plain-http', 'talk plain HTTP to the registry (never the default)'),
+  ).action(async function (
+    this: Command,
+    reference: string,
+    flags: RegistryFlags & { key: string; signatureFormat: 'legacy' | 'bundle' | 'both' },
+  ) {
+    const signer = await loadSignerFlag(flags.key);
+    const result = await withSplinter(this, flags, (splinter) =>
+      splinter.sign({ reference, signer, format: flags.signatureFormat }),
+    );
+    printResult(globalOptions(this), result, [
+      result.reference,
+      ...result.signatures.map((s) => `signed (${s.format}): ${s.location}`),
+    ]);
+  });
 
   addTrustOptions(
-    program
-      .command('verify <ref>')
-      .description('check the cosign signatures of an artifact against trusted public keys')
-      .option('--plain-http', 'talk plain HTTP to the registry (never the default)'),
+    addRegistryAccessOptions(
+      program
+        .command('verify <ref>')
+        .description('check the cosign signatures of an artifact against trusted public keys')
+        .option('--plain-http', 'talk plain HTTP to the registry (never the default)'),
+    ),
     false,
-  ).action(async function (this: Command, reference: string, flags: TrustFlags & { plainHttp?: boolean }) {
+  ).action(async function (this: Command, reference: string, flags: TrustFlags & RegistryFlags) {
     const keys = await trustedKeysFromFlags(flags);
     const result = await withSplinter(this, flags, (splinter) => splinter.verify({ reference, keys }));
     printResult(globalOptions(this), result, [

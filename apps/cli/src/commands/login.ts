@@ -1,0 +1,122 @@
+import { createInterface } from 'node:readline';
+import { registryLogin, registryLogout } from '@splintertree/core';
+import { SplinterError } from '@splintertree/errors';
+import type { Command } from 'commander';
+import { globalOptions, loadSettings } from '../context.js';
+import { printResult, warn } from '../output.js';
+import {
+  addRegistryAccessOptions,
+  plainHttpOf,
+  type RegistryFlags,
+  registryAccessOf,
+} from '../registry-flags.js';
+
+interface LoginFlags extends RegistryFlags {
+  username?: string;
+  password?: string;
+  passwordStdin?: boolean;
+}
+
+/**
+ * `splinter login` and `splinter logout`, as `docker login`/`oras login` and `skopeo login` take them:
+ * `-u/--username`, `--password-stdin` (`-p` works but warns, as docker's does), the auth file from
+ * --registry-config/--authfile, REGISTRY_AUTH_FILE or DOCKER_CONFIG, and a configured credential helper.
+ */
+export function registerLoginCommands(program: Command): void {
+  addRegistryAccessOptions(
+    program
+      .command('login <registry>')
+      .description('check a login against a registry and save it in the auth file (docker config.json)')
+      .option('-u, --username <name>', 'user name')
+      .option(
+        '-p, --password <password>',
+        'password (visible in ps and shell history: prefer --password-stdin)',
+      )
+      .option('--password-stdin', 'read the password (or token) from standard input')
+      .option('--plain-http', 'talk plain HTTP to the registry (env SPLINTER_PLAIN_HTTP)'),
+  ).action(async function (this: Command, registry: string, flags: LoginFlags) {
+    const settings = loadSettings();
+    const output = globalOptions(this);
+    const { username, password } = await loginOf(flags);
+    const result = await registryLogin({
+      registry,
+      username,
+      password,
+      plainHttp: plainHttpOf(flags, settings),
+      access: registryAccessOf(flags, settings),
+      settings,
+    });
+    if (result.missingHelper) {
+      warn(
+        `${result.missingHelper} is configured but not installed: the login is stored unencrypted in ${result.authFile}`,
+      );
+    }
+    printResult(output, result, [
+      result.credentialHelper
+        ? `Login saved in ${result.credentialHelper} (${result.authFile} lists it)`
+        : `Login saved in ${result.authFile}`,
+      'Login Succeeded',
+    ]);
+  });
+
+  addRegistryAccessOptions(
+    program
+      .command('logout <registry>')
+      .description("remove a registry's login from the auth file and credential helper"),
+  ).action(async function (this: Command, registry: string, flags: RegistryFlags) {
+    const settings = loadSettings();
+    const result = await registryLogout({ registry, access: registryAccessOf(flags, settings), settings });
+    printResult(globalOptions(this), result, [
+      result.removed
+        ? `Removed login credentials for ${result.registry}`
+        : `Not logged in to ${result.registry}`,
+    ]);
+  });
+}
+
+async function loginOf(flags: LoginFlags): Promise<{ username: string; password: string }> {
+  if (flags.password !== undefined && flags.passwordStdin) {
+    throw new SplinterError('INVALID_ARGUMENT', '--password and --password-stdin are mutually exclusive');
+  }
+  if (flags.passwordStdin && flags.username === undefined) {
+    throw new SplinterError('INVALID_ARGUMENT', 'give --username with --password-stdin');
+  }
+  if (flags.password !== undefined) {
+    warn('using --password on the command line is insecure: use --password-stdin');
+    if (flags.username === undefined)
+      throw new SplinterError('INVALID_ARGUMENT', 'give --username with --password');
+    return { username: flags.username, password: flags.password };
+  }
+  if (flags.passwordStdin) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    // docker trims one trailing newline (echo adds it); the rest is the password verbatim.
+    const password = Buffer.concat(chunks)
+      .toString('utf8')
+      .replace(/\r?\n$/, '');
+    if (password === '') throw new SplinterError('INVALID_ARGUMENT', 'standard input held no password');
+    return { username: flags.username!, password };
+  }
+  if (!process.stdin.isTTY) {
+    throw new SplinterError(
+      'INVALID_ARGUMENT',
+      'no terminal to ask for the login: give --username and --password-stdin',
+    );
+  }
+  const username = flags.username ?? (await ask('Username: ', false));
+  const password = await ask('Password: ', true);
+  return { username, password };
+}
+
+async function ask(question: string, hidden: boolean): Promise<string> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
+  process.stderr.write(question);
+  if (hidden) (rl as unknown as { _writeToOutput: (text: string) => void })._writeToOutput = () => {};
+  try {
+    const answer = await new Promise<string>((resolve) => rl.question('', resolve));
+    return hidden ? answer : answer.trim();
+  } finally {
+    rl.close();
+    if (hidden) process.stderr.write('\n');
+  }
+}
