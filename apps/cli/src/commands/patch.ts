@@ -1,3 +1,4 @@
+import { userInfo } from 'node:os';
 import { SplinterError } from '@splintertree/errors';
 import type { Command } from 'commander';
 import { collect, globalOptions, withSplinter } from '../context.js';
@@ -63,7 +64,10 @@ export function registerPatchCommands(program: Command): void {
     .description("make patch ID its realm's head (one atomic compare-and-set)")
     .option('--realm <realm>', 'the realm (also lets ID be a version); refuse a patch of another realm')
     .option('--force', "activate even if the patch's chain does not contain the current head (logged)")
-    .option('--actor <name>', 'who is acting, for the release log (default: $USER)')
+    .option(
+      '--actor <name>',
+      'who is acting, for the release log (default: $SPLINTER_ACTOR, $USER, $LOGNAME, the OS user name)',
+    )
     .action(async function (
       this: Command,
       id: string,
@@ -88,7 +92,10 @@ export function registerPatchCommands(program: Command): void {
     .description("move the realm's head back to the previous chain head (or --to an ancestor)")
     .requiredOption('--realm <realm>', 'realm to roll back')
     .option('--to <id|version>', 'an ancestor of the current head')
-    .option('--actor <name>', 'who is acting, for the release log (default: $USER)')
+    .option(
+      '--actor <name>',
+      'who is acting, for the release log (default: $SPLINTER_ACTOR, $USER, $LOGNAME, the OS user name)',
+    )
     .action(async function (this: Command, flags: { realm: string; to?: string; actor?: string }) {
       const output = globalOptions(this);
       const result = await withSplinter(this, {}, (splinter) =>
@@ -141,8 +148,27 @@ export function registerPatchCommands(program: Command): void {
     });
 }
 
-function actorOf(flag: string | undefined): string {
-  const actor = flag ?? process.env.USER ?? process.env.LOGNAME;
-  if (!actor) throw new SplinterError('INVALID_ARGUMENT', 'no actor: pass --actor NAME or set USER');
-  return actor;
+/**
+ * Who acts, for the release log: `--actor`, else SPLINTER_ACTOR, else USER / LOGNAME (as git falls back
+ * for its committer), else the operating system's name for this uid: containers and CI jobs often run
+ * with no USER at all.
+ */
+export function actorOf(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  const actor = nonEmpty(flag) ?? nonEmpty(env.SPLINTER_ACTOR) ?? nonEmpty(env.USER) ?? nonEmpty(env.LOGNAME);
+  if (actor) return actor;
+  let name: string | undefined;
+  try {
+    name = nonEmpty(userInfo().username);
+  } catch {
+    // A uid with no passwd entry (docker run --user 12345): userInfo() throws.
+  }
+  if (name) return name;
+  throw new SplinterError(
+    'INVALID_ARGUMENT',
+    `no actor: uid ${process.getuid?.() ?? '?'} has no user name; pass --actor NAME or set SPLINTER_ACTOR`,
+  );
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value;
 }
