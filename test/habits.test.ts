@@ -70,4 +70,44 @@ describe('CLI habits of CI jobs and containers', () => {
       'alice',
     ]);
   });
+
+  it('answers list commands on an unknown realm as realm show does', async () => {
+    const shown = await bare(['realm', 'show', 'nope', '--json'], env);
+    expect(shown.code).toBe(3);
+    for (const args of [
+      ['patch', 'list', '--realm', 'nope'],
+      ['patch', 'history', '--realm', 'nope'],
+    ]) {
+      const listed = await bare([...args, '--json'], env);
+      expect(listed.code, args.join(' ')).toBe(3);
+      expect(listed.json).toEqual(shown.json);
+    }
+    // A known realm with no releases yet is not unknown.
+    await bare(['patch', 'push', SAMPLE, '--realm', 'quiet', '--version', '1'], env);
+    const empty = await bare(['patch', 'history', '--realm', 'quiet', '--json'], env);
+    expect(empty.code, empty.stderr).toBe(0);
+    expect(empty.json.releases).toEqual([]);
+  });
+
+  it('prints every timestamp as RFC 3339', async () => {
+    const rfc3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+    const list = await bare(['patch', 'list', '--realm', 'ci', '--json'], env);
+    expect(list.json.patches.length).toBeGreaterThan(0);
+    for (const p of list.json.patches) {
+      expect(p.createdAt).toMatch(rfc3339);
+      expect(p.activatedAt).toMatch(rfc3339);
+      expect(Math.abs(Date.parse(p.createdAt) - Date.now())).toBeLessThan(10 * 60_000);
+    }
+    const history = await bare(['patch', 'history', '--realm', 'ci', '--json'], env);
+    for (const r of history.json.releases) expect(r.at).toMatch(rfc3339);
+    const human = await bare(['patch', 'history', '--realm', 'ci'], env);
+    for (const line of human.stdout.trim().split('\n')) expect(line.split('\t').at(-1)).toMatch(rfc3339);
+    const shown = await bare(['realm', 'show', 'ci', '--json'], env);
+    expect(shown.json.head.createdAt).toMatch(rfc3339);
+    const token = await bare(['token', 'create', '--realm', 'ci', '--json'], env);
+    expect(token.code, token.stderr).toBe(0);
+    const tokens = await bare(['token', 'list', '--json'], env);
+    expect(tokens.code, tokens.stderr).toBe(0);
+    expect(JSON.stringify(tokens.json)).toMatch(/"createdAt":"\d{4}-\d{2}-\d{2}T[^"]*Z"/);
+  });
 });

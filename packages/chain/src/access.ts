@@ -1,5 +1,5 @@
 import { SplinterError } from '@splintertree/errors';
-import { listenJson, notifyJson, type Queryable, type SqlClient } from './sql.js';
+import { listenJson, notifyJson, type Queryable, rfc3339, type SqlClient } from './sql.js';
 import type { PatchStatus } from './store.js';
 
 /**
@@ -48,7 +48,7 @@ export interface WrappedKeyRow {
   wrappedKey: Uint8Array;
 }
 
-const TOKEN_COLUMNS = `id::text AS id, realm, label, created_at::text AS "createdAt", revoked_at::text AS "revokedAt"`;
+const TOKEN_COLUMNS = `id::text AS id, realm, label, ${rfc3339('created_at')} AS "createdAt", ${rfc3339('revoked_at')} AS "revokedAt"`;
 
 /**
  * Preload keys (stored only wrapped; no crypto happens here) and launcher tokens (stored only hashed).

@@ -225,3 +225,12 @@ export async function openPglite(dataDir: string): Promise<SqlClient> {
     close: () => db.close(),
   };
 }
+
+/**
+ * A timestamptz as RFC 3339 in UTC with milliseconds (`2026-12-04T18:39:14.123Z`, what JavaScript's
+ * toISOString() prints), whatever the session's TimeZone and DateStyle: `::text` would give
+ * PostgreSQL's `2026-12-04 18:39:14.123456+00`. NULL stays NULL.
+ */
+export function rfc3339(column: string): string {
+  return `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+}

@@ -1,6 +1,6 @@
 import { SplinterError } from '@splintertree/errors';
 import { ACCESS_CHANGED_CHANNEL, type AccessChange, assertKeyWrappedByCurrentKek } from './access.js';
-import { listenJson, notifyJson, type Queryable, type SqlClient } from './sql.js';
+import { listenJson, notifyJson, type Queryable, rfc3339, type SqlClient } from './sql.js';
 
 export type PatchStatus = 'draft' | 'preload' | 'active' | 'superseded' | 'revoked';
 
@@ -81,7 +81,7 @@ export interface ShownRealm {
 export const REALM_VIEW_ANCESTORS = 5;
 
 const ENTRY_COLUMNS = `id::text AS id, realm, version, parent::text AS parent, depth, reference, digest, status,
-  mods, created_at::text AS "createdAt", activated_at::text AS "activatedAt"`;
+  mods, ${rfc3339('created_at')} AS "createdAt", ${rfc3339('activated_at')} AS "activatedAt"`;
 
 const PATCH_COLUMNS = `${ENTRY_COLUMNS}, chain::text[] AS chain`;
 
@@ -90,7 +90,7 @@ const LINE_COLUMNS = `p.id, p.realm, p.version, p.parent, p.depth, p.reference, 
   p.created_at, p.activated_at`;
 
 const RELEASE_COLUMNS = `seq::text AS seq, realm, action, from_head::text AS "fromHead", to_head::text AS "toHead",
-  actor, forced, at::text AS at`;
+  actor, forced, ${rfc3339('at')} AS at`;
 
 /** A row as the driver returns it: pg and PGlite differ in how they hand over jsonb and integers. */
 type Raw<T extends ChainEntry> = Omit<T, 'mods' | 'depth'> & {
@@ -300,20 +300,29 @@ export class ChainStore {
     return rows[0] ? toPatch(rows[0]) : undefined;
   }
 
+  /** Every patch of the realm, oldest first; REALM_UNKNOWN for a realm never pushed to (as showRealm). */
   async listPatches(realm: string): Promise<PatchRow[]> {
     const { rows } = await this.db.query<RawPatch>(
       `SELECT ${PATCH_COLUMNS} FROM cluster.patches WHERE realm = $1 ORDER BY id`,
       [realm],
     );
+    if (rows.length === 0) await this.assertRealmExists(realm);
     return rows.map(toPatch);
   }
 
+  /** The realm's release log, oldest first; REALM_UNKNOWN for a realm never pushed to. */
   async history(realm: string): Promise<ReleaseRow[]> {
     const { rows } = await this.db.query<ReleaseRow>(
       `SELECT ${RELEASE_COLUMNS} FROM cluster.releases WHERE realm = $1 ORDER BY seq`,
       [realm],
     );
+    if (rows.length === 0) await this.assertRealmExists(realm);
     return rows;
+  }
+
+  private async assertRealmExists(realm: string): Promise<void> {
+    const { rows } = await this.db.query('SELECT 1 FROM cluster.realms WHERE realm = $1', [realm]);
+    if (rows.length === 0) throw new SplinterError('REALM_UNKNOWN', `no realm ${realm}`);
   }
 
   /**
