@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { type FreshDatabase, freshDatabase } from '@splintertree/testkit';
@@ -69,6 +71,66 @@ describe('CLI habits of CI jobs and containers', () => {
       'release-bot',
       'alice',
     ]);
+  });
+
+  it('answers usage errors in one line and a hint, and in JSON under --json', async () => {
+    const unknown = await bare(['patch', 'activate', '1', '--forc'], env);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toBe(
+      "splinter: USAGE: unknown option '--forc' (Did you mean --force?)\nSee 'splinter patch activate --help'.\n",
+    );
+    expect(unknown.stdout).toBe('');
+
+    const unknownJson = await bare(['patch', 'activate', '1', '--bogus', '--json'], env);
+    expect(unknownJson.code).toBe(2);
+    expect(unknownJson.json).toEqual({
+      error: { code: 'USAGE', message: "unknown option '--bogus'", details: { reason: 'unknownOption' } },
+    });
+    const missing = await bare(['patch', 'activate', '--json'], env);
+    expect(missing.code).toBe(2);
+    expect(missing.json.error).toMatchObject({ code: 'USAGE', details: { reason: 'missingArgument' } });
+    expect(missing.json.error.message).toContain("missing required argument 'id'");
+    const mandatory = await bare(['patch', 'list', '--json'], env);
+    expect(mandatory.json.error).toMatchObject({
+      code: 'USAGE',
+      details: { reason: 'missingMandatoryOptionValue' },
+    });
+    const command = await bare(['pacth', '--json'], env);
+    expect(command.json.error).toMatchObject({ code: 'USAGE', details: { reason: 'unknownCommand' } });
+    expect(command.stderr.split('\n')[0]).toBe(
+      "splinter: USAGE: unknown command 'pacth' (Did you mean patch?)",
+    );
+    const group = await bare(['patch', '--json'], env);
+    expect(group.code).toBe(2);
+    expect(group.json.error).toMatchObject({ code: 'USAGE', message: 'missing command' });
+    // Help and --version still succeed.
+    expect((await bare(['patch', 'list', '--help'], env)).code).toBe(0);
+    expect((await bare(['--version'], env)).code).toBe(0);
+  });
+
+  it('ends quietly when the reader of its output goes away (EPIPE)', async () => {
+    const pushed = await bare(['patch', 'push', SAMPLE, '--realm', 'pipe', '--version', '1'], env);
+    expect(pushed.code, pushed.stderr).toBe(0);
+    // The command starts only once our end of its stdout pipe is closed: every write it makes fails.
+    const child = spawn(
+      'sh',
+      ['-c', 'read go && exec "$0" "$@"', process.execPath, CLI, 'inspect', 'patches/pipe:1'],
+      {
+        env,
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const closed = once(child.stdout, 'close');
+    child.stdout.destroy();
+    await closed;
+    child.stdin.end('go\n');
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
   });
 
   it('answers list commands on an unknown realm as realm show does', async () => {

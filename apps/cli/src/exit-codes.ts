@@ -17,6 +17,7 @@ export const ExitCode = {
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
 const BY_CODE: Record<ErrorCode, ExitCodeValue> = {
+  USAGE: ExitCode.Usage,
   INVALID_ARGUMENT: ExitCode.Usage,
   INVALID_REFERENCE: ExitCode.Usage,
   INVALID_CONFIG: ExitCode.Usage,

@@ -12,6 +12,7 @@ import { registerRealmCommands } from './commands/realm.js';
 import { registerServeCommand } from './commands/serve.js';
 import { registerSignatureCommands } from './commands/signature.js';
 import { registerTokenCommands } from './commands/token.js';
+import { captureUsageErrors } from './usage.js';
 
 /** The published package's own version, read at run time so a release needs one edit. */
 const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
@@ -25,7 +26,6 @@ export function buildProgram(): Command {
     .addOption(new Option('--json', 'print machine-readable JSON on stdout'))
     .addOption(new Option('--debug', 'print stack traces for errors'))
     .enablePositionalOptions()
-    .showHelpAfterError()
     .exitOverride();
   registerPatchCommands(program);
   registerRealmCommands(program);
@@ -40,17 +40,18 @@ export function buildProgram(): Command {
   registerKekCommands(program);
   registerLoginCommands(program);
   addOutputOptions(program);
+  captureUsageErrors(program);
   return program;
 }
 
-/** --json and --debug work before the command and after it (`splinter patch push ... --json`). */
+/**
+ * --json and --debug work before the command and after it (`splinter patch push ... --json`), and on a
+ * group called alone (`splinter patch --json` answers its usage error in JSON).
+ */
 function addOutputOptions(command: Command): void {
   for (const sub of command.commands) {
-    if (sub.commands.length > 0) {
-      addOutputOptions(sub);
-    } else {
-      sub.addOption(new Option('--json', 'print machine-readable JSON on stdout'));
-      sub.addOption(new Option('--debug', 'print stack traces for errors'));
-    }
+    sub.addOption(new Option('--json', 'print machine-readable JSON on stdout'));
+    sub.addOption(new Option('--debug', 'print stack traces for errors'));
+    addOutputOptions(sub);
   }
 }

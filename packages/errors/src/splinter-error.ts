@@ -4,6 +4,8 @@
  */
 export const ERROR_CODES = [
   // input and configuration
+  /** The command line itself: an unknown flag or command, a missing argument (CLI only). */
+  'USAGE',
   'INVALID_ARGUMENT',
   'INVALID_REFERENCE',
   'INVALID_CONFIG',
