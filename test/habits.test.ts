@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { rm } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { type FreshDatabase, freshDatabase } from '@splintertree/testkit';
@@ -44,6 +45,7 @@ describe('CLI habits of CI jobs and containers', () => {
   });
   afterAll(async () => {
     await database?.drop();
+    await rm(work, { recursive: true, force: true });
   });
 
   it('takes the actor from the OS user name when USER and LOGNAME are unset', async () => {

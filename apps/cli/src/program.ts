@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { Command, Option } from 'commander';
 import { registerActivatorCommands } from './commands/activator.js';
+import { registerCompletionCommand } from './commands/completion.js';
 import { registerInspectCommand } from './commands/inspect.js';
 import { registerKekCommands } from './commands/kek.js';
 import { registerKeyCommands } from './commands/key.js';
@@ -12,6 +13,7 @@ import { registerRealmCommands } from './commands/realm.js';
 import { registerServeCommand } from './commands/serve.js';
 import { registerSignatureCommands } from './commands/signature.js';
 import { registerTokenCommands } from './commands/token.js';
+import { addHelpExamples } from './help-examples.js';
 import { captureUsageErrors } from './usage.js';
 
 /** The published package's own version, read at run time so a release needs one edit. */
@@ -39,8 +41,10 @@ export function buildProgram(): Command {
   registerTokenCommands(program);
   registerKekCommands(program);
   registerLoginCommands(program);
+  registerCompletionCommand(program);
   addOutputOptions(program);
   captureUsageErrors(program);
+  addHelpExamples(program);
   return program;
 }
 
