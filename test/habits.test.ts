@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
-import { type FreshDatabase, freshDatabase } from '@splintertree/testkit';
+import { generateKeyPair, loadPrivateKey, writeKeyPair } from '@splintertree/sign';
+import { type FreshDatabase, freshDatabase, requireTool } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, type CliResult, run, SAMPLE, tempDir } from './support.js';
 
@@ -173,5 +174,63 @@ describe('CLI habits of CI jobs and containers', () => {
     const tokens = await bare(['token', 'list', '--json'], env);
     expect(tokens.code, tokens.stderr).toBe(0);
     expect(JSON.stringify(tokens.json)).toMatch(/"createdAt":"\d{4}-\d{2}-\d{2}T[^"]*Z"/);
+  });
+
+  /** Resolves once `stream` has carried `text` (the event a test waits for, never a sleep). */
+  function waitFor(stream: NodeJS.ReadableStream, text: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      let seen = '';
+      const onData = (chunk: Buffer) => {
+        seen += chunk.toString();
+        if (seen.includes(text)) {
+          stream.off('data', onData);
+          resolve(seen);
+        }
+      };
+      stream.on('data', onData);
+      stream.once('end', () => reject(new Error(`stream ended before ${JSON.stringify(text)}: ${seen}`)));
+    });
+  }
+
+  it('says it reads the key password from a pipe before waiting on it', async () => {
+    await writeKeyPair(join(work, 'piped'), await generateKeyPair('from-a-pipe'));
+    const child = spawn(
+      process.execPath,
+      [CLI, 'patch', 'push', SAMPLE, '--realm', 'piped', '--version', '1', '--key', join(work, 'piped.key')],
+      { env, stdio: ['pipe', 'pipe', 'pipe'] },
+    );
+    const exited = once(child, 'exit');
+    // Nothing is written to stdin until the command has said what it waits for.
+    const said = await waitFor(child.stderr, 'from standard input');
+    expect(said).toContain(
+      `splinter: reading the password for ${join(work, 'piped.key')} from standard input`,
+    );
+    expect(said).toContain('COSIGN_PASSWORD');
+    child.stdin.end('from-a-pipe');
+    const [code] = (await exited) as [number | null];
+    expect(code).toBe(0);
+  });
+
+  it('prompts on the terminal before reading a password from it', async () => {
+    // script(1) gives the command a real pseudo-terminal; what we write is what the user types.
+    const script = requireTool('script', 'util-linux');
+    const prefix = join(work, 'typed');
+    const child = spawn(
+      script,
+      ['-qec', `"${process.execPath}" "${CLI}" key generate --output-key-prefix "${prefix}"`, '/dev/null'],
+      {
+        env,
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
+    const exited = once(child, 'exit');
+    await waitFor(child.stdout, 'Enter password for private key: ');
+    child.stdin.write('typed-secret\r');
+    await waitFor(child.stdout, 'Enter password for private key again: ');
+    child.stdin.write('typed-secret\r');
+    const [code] = (await exited) as [number | null];
+    expect(code).toBe(0);
+    const signer = await loadPrivateKey(await readFile(`${prefix}.key`, 'utf8'), 'typed-secret');
+    expect(signer).toBeDefined();
   });
 });

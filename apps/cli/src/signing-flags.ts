@@ -18,7 +18,7 @@ export interface TrustFlags {
 
 /** Opens a cosign private key; the password comes as cosign takes it (COSIGN_PASSWORD, ..., a prompt). */
 export async function loadSignerFlag(keyFile: string): Promise<Signer> {
-  return loadSigningKey(keyFile, await readPassword(loadSettings().keyPassword, false));
+  return loadSigningKey(keyFile, await readPassword(loadSettings().keyPassword, false, keyFile));
 }
 
 export async function trustedKeysFromFlags(flags: TrustFlags): Promise<TrustedKey[]> {
