@@ -30,6 +30,13 @@ export interface ApiConfig {
   /** Largest request body accepted, in bytes (413 beyond it). */
   bodyLimit: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /**
+   * Seconds a realm view may be reused: `Cache-Control: max-age` of the answer, and how long the
+   * server serves one database read of it (a head change drops it at once). 0: read every time.
+   */
+  viewMaxAge: number;
+  /** `private` (default: only the launcher may cache the view) or `public` (a CDN or ingress may too). */
+  viewCache: 'private' | 'public';
 }
 
 const wholeNumber = (name: string, min: number, max: number) =>
@@ -71,6 +78,10 @@ const flagsSchema = z.object({
       error: '--log-level must be one of fatal, error, warn, info, debug, trace, silent',
     })
     .default('info'),
+  viewMaxAge: wholeNumber('--view-max-age', 0, 3600).default(2),
+  viewCache: z
+    .enum(['private', 'public'], { error: '--view-cache must be private or public' })
+    .default('private'),
 });
 
 export type ApiFlags = { [K in keyof z.input<typeof flagsSchema>]?: string | undefined };

@@ -1,4 +1,11 @@
-import { LauncherService, type Principal, patchIdFrom, type Settings } from '@splintertree/core';
+import { createHash } from 'node:crypto';
+import {
+  LauncherService,
+  type Principal,
+  patchIdFrom,
+  type RealmView,
+  type Settings,
+} from '@splintertree/core';
 import { isSplinterError, SplinterError } from '@splintertree/errors';
 import Fastify, {
   type FastifyInstance,
@@ -8,7 +15,7 @@ import Fastify, {
 } from 'fastify';
 import { z } from 'zod';
 import { AuthFailures } from './auth-failures.js';
-import { type ApiFlags, apiConfig } from './config.js';
+import { type ApiConfig, type ApiFlags, apiConfig } from './config.js';
 import { type ApiMetrics, createMetrics } from './metrics.js';
 import { problemFor } from './problems.js';
 import { RateLimiter } from './rate-limit.js';
@@ -48,7 +55,11 @@ export async function startApi(settings: Settings, flags: ApiFlags): Promise<Run
   });
   let launcher: LauncherService;
   try {
-    launcher = await LauncherService.open({ settings, heartbeatMs: config.listenHeartbeat });
+    launcher = await LauncherService.open({
+      settings,
+      heartbeatMs: config.listenHeartbeat,
+      viewTtlMs: config.viewMaxAge * 1000,
+    });
     launcher.on('listener', (state) =>
       state.listening
         ? app.log.info('listening for head changes again')
@@ -68,7 +79,7 @@ export async function startApi(settings: Settings, flags: ApiFlags): Promise<Run
     failures.close();
     await launcher.close();
   });
-  registerRoutes(app, launcher, { limiter, failures }, createMetrics());
+  registerRoutes(app, launcher, { limiter, failures }, createMetrics(), config);
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
@@ -136,6 +147,7 @@ function registerRoutes(
   launcher: LauncherService,
   limits: { limiter: RateLimiter; failures: AuthFailures },
   metrics: ApiMetrics,
+  config: ApiConfig,
 ): void {
   /**
    * Authenticates the bearer token and charges the request to it. A failure is charged to the client
@@ -214,10 +226,18 @@ function registerRoutes(
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
   );
 
-  app.get('/launcher/realms/:realm', async (request) => {
+  const viewCacheControl =
+    config.viewMaxAge > 0
+      ? `${config.viewCache}, max-age=${config.viewMaxAge}`
+      : `${config.viewCache}, no-cache`;
+  app.get('/launcher/realms/:realm', async (request, reply) => {
     const principal = await guard(request);
     const { realm } = realmParams.parse(request.params);
-    return launcher.realm(realm, principal);
+    const { body, etag } = tagged(await launcher.realm(realm, principal));
+    reply.header('cache-control', viewCacheControl).header('etag', etag);
+    if (config.viewCache === 'public') reply.header('vary', 'authorization');
+    if (matchesIfNoneMatch(request.headers['if-none-match'], etag)) return reply.code(304).send();
+    return reply.type('application/json; charset=utf-8').send(body);
   });
 
   app.post('/launcher/patches/:id/unlock', async (request: FastifyRequest, reply: FastifyReply) => {
@@ -233,6 +253,25 @@ function registerRoutes(
       throw error;
     }
   });
+}
+
+/** A view's JSON body and strong ETag, worked out once per view object (the server reuses views). */
+const taggedViews = new WeakMap<RealmView, { body: string; etag: string }>();
+function tagged(view: RealmView): { body: string; etag: string } {
+  let entry = taggedViews.get(view);
+  if (!entry) {
+    const body = JSON.stringify(view);
+    entry = { body, etag: `"${createHash('sha256').update(body).digest('base64url')}"` };
+    taggedViews.set(view, entry);
+  }
+  return entry;
+}
+
+/** RFC 9110 13.1.2: `*` or any listed tag equal to ours under the weak comparison. */
+function matchesIfNoneMatch(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  if (header.trim() === '*') return true;
+  return header.split(',').some((candidate) => candidate.trim().replace(/^W\//, '') === etag);
 }
 
 function rateLimited(retryAfter: number, what: string): SplinterError {

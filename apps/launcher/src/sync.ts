@@ -1,11 +1,12 @@
 import { join, resolve } from 'node:path';
 import {
   type DownloadStats,
+  fetchRealmView,
   isFolder,
   type PullTrust,
   type RealmPatch,
+  type RealmView,
   readRecord,
-  requestRealmView,
   requestUnlock,
   type Splinter,
   writeRecord,
@@ -54,7 +55,7 @@ export interface SyncResult {
  */
 export async function syncRealm(splinter: Splinter, options: SyncOptions): Promise<SyncResult> {
   const credentials = { api: options.api, token: options.token };
-  const view = await requestRealmView({ ...credentials, realm: options.realm });
+  const view = await revalidatedView(options);
   const staged: SyncResult['staged'] = [];
   for (const patch of view.preload) {
     const fetched = await splinter.prefetch({
@@ -112,6 +113,24 @@ export async function syncRealm(splinter: Splinter, options: SyncOptions): Promi
     download: pulled.download,
     staged,
   };
+}
+
+/**
+ * The realm view, asked with `If-None-Match` for the one kept from the last round: an unchanged realm
+ * costs a 304 and no parsing. A 429 is waited out as `Retry-After` says (see Backoff).
+ */
+async function revalidatedView(options: SyncOptions): Promise<RealmView> {
+  const file = join(options.stateDir, `${options.realm}.view.json`);
+  const kept = await readRecord<{ etag?: unknown; view?: RealmView }>(file);
+  const last =
+    typeof kept?.etag === 'string' && kept.view?.realm === options.realm && Array.isArray(kept.view.chain)
+      ? { etag: kept.etag, view: kept.view }
+      : undefined;
+  const answer = await fetchRealmView({ api: options.api, token: options.token, realm: options.realm, last });
+  if (!answer.notModified && answer.etag !== undefined) {
+    await writeRecord(file, { etag: answer.etag, view: answer.view });
+  }
+  return answer.view;
 }
 
 function summary(patch: RealmPatch): { id: string; version: string; digest: string } {

@@ -17,7 +17,8 @@ export { LISTENER_APPLICATION_NAME } from './change-listener.js';
 export type { CanonicalId } from './ids.js';
 export { canonicalId, patchIdFrom } from './ids.js';
 export { generateKeyPairFiles } from './keys.js';
-export { requestRealmView, requestUnlock } from './launcher-client.js';
+export type { Backoff, TaggedRealmView } from './launcher-client.js';
+export { fetchRealmView, requestRealmView, requestUnlock } from './launcher-client.js';
 export type {
   LauncherOptions,
   ListenerState,

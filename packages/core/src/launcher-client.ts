@@ -11,6 +11,7 @@ export async function requestUnlock(input: {
   api: string;
   token: string;
   patchId: string;
+  backoff?: Backoff | undefined;
 }): Promise<{ patchId: string; keyId: string; key: Uint8Array; ancestors: Uint8Array[] }> {
   if (canonicalId(input.patchId) === undefined) {
     throw new SplinterError(
@@ -18,11 +19,13 @@ export async function requestUnlock(input: {
       `${JSON.stringify(input.patchId)} is not a patch id (a decimal number without leading zeros)`,
     );
   }
-  const body = await callLauncherApi(
+  const { body } = await callLauncherApi(
     input.api,
     input.token,
     'POST',
     `launcher/patches/${input.patchId}/unlock`,
+    {},
+    input.backoff,
   );
   const key = grantedKey(body);
   const listed = Array.isArray(body.ancestors) ? (body.ancestors as unknown[]).slice(0, 100_000) : [];
@@ -39,22 +42,69 @@ function grantedKey(body: Record<string, unknown>): Uint8Array {
   return key;
 }
 
+/**
+ * How a call waits out `429 Too Many Requests`: never less than the server's `Retry-After` (or, without
+ * one, 1 s doubling per retry), plus up to half again at random so that launchers refused together do
+ * not come back together. A wait beyond `maxWaitMs` is not waited: the call fails with RATE_LIMITED
+ * and `details.retryAfter`, for the caller's own schedule.
+ */
+export interface Backoff {
+  /** Retries after a 429 (default 3; 0 never waits). */
+  retries?: number;
+  /** Longest single wait, in ms (default 30 s). */
+  maxWaitMs?: number;
+  /** Source of jitter in [0, 1) (default Math.random). */
+  random?: () => number;
+  /** Waits `ms` (default a timer); given, for example, to observe the waits. */
+  wait?: (ms: number) => Promise<void>;
+}
+
+/** A realm view with the entity tag the API gave it. */
+export interface TaggedRealmView {
+  view: RealmView;
+  etag: string | undefined;
+  /** True when the API answered 304 and `view` is the `last` one passed in. */
+  notModified: boolean;
+}
+
 /** The realm's head, chain and preloads from the launcher API (`GET /launcher/realms/:realm`). */
 export async function requestRealmView(input: {
   api: string;
   token: string;
   realm: string;
+  backoff?: Backoff | undefined;
 }): Promise<RealmView> {
-  const body = await callLauncherApi(
+  return (await fetchRealmView(input)).view;
+}
+
+/**
+ * The realm view, revalidated: with `last`, sends `If-None-Match: <last.etag>` and on `304 Not
+ * Modified` hands back `last.view` (nothing is transferred or parsed).
+ */
+export async function fetchRealmView(input: {
+  api: string;
+  token: string;
+  realm: string;
+  last?: { etag: string; view: RealmView } | undefined;
+  backoff?: Backoff | undefined;
+}): Promise<TaggedRealmView> {
+  const headers: Record<string, string> = input.last ? { 'if-none-match': input.last.etag } : {};
+  const answer = await callLauncherApi(
     input.api,
     input.token,
     'GET',
     `launcher/realms/${encodeURIComponent(input.realm)}`,
+    headers,
+    input.backoff,
   );
+  if (answer.status === 304 && input.last) {
+    return { view: input.last.view, etag: input.last.etag, notModified: true };
+  }
+  const body = answer.body;
   if (!Array.isArray(body.chain) || !Array.isArray(body.preload) || body.realm !== input.realm) {
     throw new SplinterError('API_ERROR', `launcher API answered 200 without a view of realm ${input.realm}`);
   }
-  return body as unknown as RealmView;
+  return { view: body as unknown as RealmView, etag: answer.etag, notModified: false };
 }
 
 async function callLauncherApi(
@@ -62,7 +112,32 @@ async function callLauncherApi(
   token: string,
   method: 'GET' | 'POST',
   path: string,
-): Promise<Record<string, unknown>> {
+  headers: Record<string, string> = {},
+  backoff: Backoff = {},
+): Promise<{ status: number; body: Record<string, unknown>; etag: string | undefined }> {
+  const retries = backoff.retries ?? 3;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await callOnce(api, token, method, path, headers);
+    } catch (error) {
+      const details = (error as SplinterError).details;
+      if ((error as SplinterError).code !== 'RATE_LIMITED' || details?.status !== 429) throw error;
+      const told = typeof details.retryAfter === 'number' ? details.retryAfter * 1000 : undefined;
+      const base = told ?? 1000 * 2 ** attempt;
+      if (attempt >= retries || base > (backoff.maxWaitMs ?? 30_000)) throw error;
+      const ms = Math.round(base * (1 + 0.5 * (backoff.random ?? Math.random)()));
+      await (backoff.wait ?? ((wait) => new Promise((resolve) => setTimeout(resolve, wait))))(ms);
+    }
+  }
+}
+
+async function callOnce(
+  api: string,
+  token: string,
+  method: 'GET' | 'POST',
+  path: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; body: Record<string, unknown>; etag: string | undefined }> {
   let base: URL;
   try {
     base = new URL(api);
@@ -75,7 +150,7 @@ async function callLauncherApi(
   try {
     response = await fetch(url, {
       method,
-      headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+      headers: { ...headers, authorization: `Bearer ${token}`, accept: 'application/json' },
       signal: AbortSignal.timeout(30_000),
     });
   } catch (error) {
@@ -87,13 +162,29 @@ async function callLauncherApi(
       },
     );
   }
+  const etag = response.headers.get('etag') ?? undefined;
+  if (response.status === 304 && headers['if-none-match'] !== undefined) {
+    await response.body?.cancel();
+    return { status: 304, body: {}, etag };
+  }
   const body = (await response.json().catch(() => undefined)) as Record<string, unknown> | undefined;
   if (response.status !== 200 || body === undefined) {
     const code = typeof body?.code === 'string' && isErrorCode(body.code) ? body.code : 'API_ERROR';
     const detail = typeof body?.detail === 'string' ? body.detail : `HTTP ${response.status}`;
-    throw new SplinterError(code, `launcher API: ${detail}`, { details: { status: response.status } });
+    throw new SplinterError(code, `launcher API: ${detail}`, {
+      details: { status: response.status, ...retryAfterOf(response) },
+    });
   }
-  return body;
+  return { status: response.status, body, etag };
+}
+
+/** `Retry-After` in whole seconds (RFC 9110 10.2.3: delay-seconds or an HTTP date), when given. */
+function retryAfterOf(response: Response): { retryAfter?: number } {
+  const header = response.headers.get('retry-after')?.trim();
+  if (!header) return {};
+  if (/^\d{1,9}$/.test(header)) return { retryAfter: Number(header) };
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? {} : { retryAfter: Math.max(0, Math.ceil((at - Date.now()) / 1000)) };
 }
 
 function isErrorCode(value: string): value is ErrorCode {

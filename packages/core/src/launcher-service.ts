@@ -66,6 +66,11 @@ export interface LauncherOptions {
   heartbeatMs?: number;
   /** Delay before listening again after a lost connection (default 1 s). */
   relistenDelayMs?: number;
+  /**
+   * How long a realm view read from the database is served again, in ms (default 0: read every
+   * time). A head change or revocation drops it at once (by its NOTIFY); a new preload shows within it.
+   */
+  viewTtlMs?: number;
 }
 
 export const DEFAULT_HEARTBEAT_MS = 3000;
@@ -103,6 +108,8 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
     CanonicalId,
     { running?: Promise<UnlockState | undefined>; queued?: Promise<UnlockState | undefined> }
   >();
+  private readonly views = new Map<string, { view: RealmView; expires: number }>();
+  private readonly viewReads = new Map<string, { generation: number; read: Promise<RealmView> }>();
   /** Bumped by every invalidation: a read that started before one must not fill the cache after it. */
   private generation = 0;
   private listening = false;
@@ -170,9 +177,38 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
     return { tokenId: id, realm: known.realm };
   }
 
+  /**
+   * The realm's head, chain and preloads. With `viewTtlMs`, one read serves every caller of the realm
+   * until it expires or a head change drops it, and callers that arrive while it runs share it.
+   */
   async realm(realm: string, principal: Principal): Promise<RealmView> {
     validateName('realm', realm);
     assertRealm(principal, realm, `realm ${realm}`);
+    const ttl = this.options.viewTtlMs ?? 0;
+    if (!this.listening || ttl <= 0) return this.readView(realm);
+    const cached = this.views.get(realm);
+    if (cached && cached.expires > performance.now()) return cached.view;
+    const generation = this.generation;
+    let pending = this.viewReads.get(realm);
+    if (!pending || pending.generation !== generation) {
+      const read = this.readView(realm);
+      const slot = { generation, read };
+      pending = slot;
+      this.viewReads.set(realm, slot);
+      const done = () => {
+        if (this.viewReads.get(realm) === slot) this.viewReads.delete(realm);
+      };
+      read.then((view) => {
+        if (this.listening && generation === this.generation) {
+          this.views.set(realm, { view, expires: performance.now() + ttl });
+        }
+        done();
+      }, done);
+    }
+    return pending.read;
+  }
+
+  private async readView(realm: string): Promise<RealmView> {
     const shown = await this.chain.showRealm(realm);
     const keyIds = await this.access.keyIdsOf(shown.chain.map((p) => p.id));
     const view = (p: (typeof shown.chain)[number]): RealmPatch => ({
@@ -301,9 +337,11 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
     if (realm === undefined) {
       this.grants.clear();
       this.tokens.clear();
+      this.views.clear();
       return;
     }
     for (const [id, grant] of this.grants) if (grant.realm === realm) this.grants.delete(id);
+    this.views.delete(realm);
   }
 
   private async listen(): Promise<void> {
@@ -330,6 +368,7 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
   private revoked(change: Partial<AccessChange> | undefined): void {
     const id = change === undefined ? undefined : canonicalId(String(change.id));
     this.generation += 1;
+    this.views.clear();
     if (id === undefined) this.invalidate();
     else if (change?.kind === 'token') this.tokens.delete(id);
     else this.grants.delete(id);

@@ -58,6 +58,18 @@ export function registerServeCommand(program: Command): void {
         'SPLINTER_API_BODY_LIMIT',
       ),
     )
+    .addOption(
+      new Option(
+        '--view-max-age <s>',
+        'seconds a realm view may be reused: its Cache-Control max-age and how long one database read of it is served (default 2; 0 reads every time)',
+      ).env('SPLINTER_API_VIEW_MAX_AGE'),
+    )
+    .addOption(
+      new Option(
+        '--view-cache <c>',
+        'private (default) or public: whether a shared cache (CDN, ingress) may keep the realm view',
+      ).env('SPLINTER_API_VIEW_CACHE'),
+    )
     .action(async (flags: ApiFlags) => {
       const { serveUntilSignalled } = await import('@splintertree/api');
       await serveUntilSignalled(loadSettings(), flags);
