@@ -13,10 +13,13 @@ export class AuthFailures {
     this.buckets = new RateLimiter(rate, burst);
   }
 
-  /** Counts one failure; returns the seconds to wait if the address or the token id is over its budget, else 0. */
-  charge(address: string, tokenId: string | undefined): number {
+  /**
+   * Counts one failure; returns the seconds to wait if the address or the token named (`token:ID`
+   * or `player:ISS#SUB`) is over its budget, else 0.
+   */
+  charge(address: string, named: string | undefined): number {
     const waits = [this.buckets.take(`address:${address}`)];
-    if (tokenId !== undefined) waits.push(this.buckets.take(`token:${tokenId}`));
+    if (named !== undefined) waits.push(this.buckets.take(named));
     return Math.max(...waits);
   }
 

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { DEFAULT_HEARTBEAT_MS, launcherConfigProblems, type Settings } from '@splintertree/core';
 import { SplinterError } from '@splintertree/errors';
 import { z } from 'zod';
+import { DEFAULT_JWT_ALGORITHMS, type PlayerTokenConfig } from './player-tokens.js';
 
 export interface ApiConfig {
   host: string;
@@ -37,6 +38,8 @@ export interface ApiConfig {
   viewMaxAge: number;
   /** `private` (default: only the launcher may cache the view) or `public` (a CDN or ingress may too). */
   viewCache: 'private' | 'public';
+  /** Players' JWTs are accepted when set (see PlayerTokens); realm tokens always are. */
+  jwt: PlayerTokenConfig | undefined;
 }
 
 const wholeNumber = (name: string, min: number, max: number) =>
@@ -82,6 +85,27 @@ const flagsSchema = z.object({
   viewCache: z
     .enum(['private', 'public'], { error: '--view-cache must be private or public' })
     .default('private'),
+  jwtJwksUrl: z
+    .string()
+    .refine(
+      (value) => /^https?:\/\//.test(value) && URL.canParse(value),
+      '--jwt-jwks-url must be an http(s) URL',
+    )
+    .optional(),
+  jwtPublicKey: z.string().min(1, '--jwt-public-key must name a PEM file').optional(),
+  jwtIssuer: z.string().min(1, '--jwt-issuer must not be empty').optional(),
+  jwtAudience: z.string().min(1, '--jwt-audience must not be empty').optional(),
+  jwtRealmClaim: z.string().min(1, '--jwt-realm-claim must not be empty').default('realm'),
+  jwtClockTolerance: wholeNumber('--jwt-clock-tolerance', 0, 300).default(30),
+  jwtAlgorithms: z
+    .string()
+    .transform((value) => value.split(',').map((entry) => entry.trim()))
+    .refine(
+      (list) => list.length > 0 && list.every((alg) => DEFAULT_JWT_ALGORITHMS.includes(alg)),
+      `--jwt-algorithms must be a comma-separated list of ${DEFAULT_JWT_ALGORITHMS.join(', ')}`,
+    )
+    .optional(),
+  jwksTimeout: wholeNumber('--jwks-timeout', 100, 60_000).default(5000),
 });
 
 export type ApiFlags = { [K in keyof z.input<typeof flagsSchema>]?: string | undefined };
@@ -94,6 +118,7 @@ export async function apiConfig(flags: ApiFlags, settings: Settings): Promise<Ap
   const defined = Object.fromEntries(Object.entries(flags).filter(([, value]) => value !== undefined));
   const parsed = flagsSchema.safeParse(defined);
   const problems = parsed.success ? [] : parsed.error.issues.map((issue) => issue.message);
+  const jwt = parsed.success ? playerTokenConfig(parsed.data, problems) : undefined;
   problems.push(...(await launcherConfigProblems(settings)));
   if (problems.length > 0 || !parsed.success) {
     throw new SplinterError(
@@ -104,7 +129,50 @@ export async function apiConfig(flags: ApiFlags, settings: Settings): Promise<Ap
       },
     );
   }
-  return parsed.data;
+  const {
+    jwtJwksUrl,
+    jwtPublicKey,
+    jwtIssuer,
+    jwtAudience,
+    jwtRealmClaim,
+    jwtClockTolerance,
+    jwtAlgorithms,
+    jwksTimeout,
+    ...rest
+  } = parsed.data;
+  return { ...rest, jwt };
+}
+
+/** The JWT settings, or undefined when players' JWTs are off; cross-flag problems go to `problems`. */
+function playerTokenConfig(
+  flags: z.output<typeof flagsSchema>,
+  problems: string[],
+): PlayerTokenConfig | undefined {
+  const source = flags.jwtJwksUrl ?? flags.jwtPublicKey;
+  if (flags.jwtJwksUrl !== undefined && flags.jwtPublicKey !== undefined) {
+    problems.push('give --jwt-jwks-url or --jwt-public-key, not both');
+  }
+  if (source === undefined) {
+    if (flags.jwtIssuer !== undefined || flags.jwtAudience !== undefined) {
+      problems.push('--jwt-issuer and --jwt-audience need --jwt-jwks-url or --jwt-public-key');
+    }
+    return undefined;
+  }
+  if (flags.jwtIssuer === undefined)
+    problems.push("player JWTs need --jwt-issuer (the identity provider's iss)");
+  if (flags.jwtAudience === undefined)
+    problems.push('player JWTs need --jwt-audience (the aud they are issued for)');
+  if (flags.jwtIssuer === undefined || flags.jwtAudience === undefined) return undefined;
+  return {
+    jwksUrl: flags.jwtJwksUrl,
+    publicKeyFile: flags.jwtPublicKey,
+    issuer: flags.jwtIssuer,
+    audience: flags.jwtAudience,
+    realmClaim: flags.jwtRealmClaim,
+    clockTolerance: flags.jwtClockTolerance,
+    algorithms: flags.jwtAlgorithms ?? DEFAULT_JWT_ALGORITHMS,
+    jwksTimeout: flags.jwksTimeout,
+  };
 }
 
 const PROXY_RANGE_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);

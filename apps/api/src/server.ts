@@ -17,6 +17,7 @@ import { z } from 'zod';
 import { AuthFailures } from './auth-failures.js';
 import { type ApiConfig, type ApiFlags, apiConfig } from './config.js';
 import { type ApiMetrics, createMetrics } from './metrics.js';
+import { PlayerTokens } from './player-tokens.js';
 import { problemFor } from './problems.js';
 import { RateLimiter } from './rate-limit.js';
 
@@ -72,6 +73,14 @@ export async function startApi(settings: Settings, flags: ApiFlags): Promise<Run
     await app.close();
     throw error;
   }
+  let players: PlayerTokens | undefined;
+  try {
+    if (config.jwt) players = await PlayerTokens.open(config.jwt);
+  } catch (error) {
+    await launcher.close();
+    await app.close();
+    throw error;
+  }
   const limiter = new RateLimiter(config.rateLimit, config.burst);
   const failures = new AuthFailures(config.failureRate, config.failureBurst);
   app.addHook('onClose', async () => {
@@ -79,7 +88,7 @@ export async function startApi(settings: Settings, flags: ApiFlags): Promise<Run
     failures.close();
     await launcher.close();
   });
-  registerRoutes(app, launcher, { limiter, failures }, createMetrics(), config);
+  registerRoutes(app, launcher, players, { limiter, failures }, createMetrics(), config);
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
@@ -103,6 +112,7 @@ export async function startApi(settings: Settings, flags: ApiFlags): Promise<Run
       failureRate: config.failureRate,
       failureBurst: config.failureBurst,
       trustProxy: config.trustProxy,
+      playerJwts: config.jwt ? (config.jwt.jwksUrl ?? config.jwt.publicKeyFile) : false,
     },
     'launcher API listening',
   );
@@ -145,35 +155,63 @@ export async function serveUntilSignalled(settings: Settings, flags: ApiFlags): 
 function registerRoutes(
   app: FastifyInstance,
   launcher: LauncherService,
+  players: PlayerTokens | undefined,
   limits: { limiter: RateLimiter; failures: AuthFailures },
   metrics: ApiMetrics,
   config: ApiConfig,
 ): void {
   /**
-   * Authenticates the bearer token and charges the request to it. A failure is charged to the client
-   * address and the token id it named, and past their budget answered 429 instead of 401; a valid
-   * token is always authenticated, whatever failed before it.
+   * Authenticates the bearer token (a realm token, or a player's JWT when JWTs are configured) and
+   * charges the request to the player or token. A failure is charged to the client address and to
+   * the token id or JWT subject it named, and past their budget answered 429 instead of its own code;
+   * a valid token is always authenticated, whatever failed before it.
    */
   const guard = async (request: FastifyRequest): Promise<Principal> => {
     const header = request.headers.authorization;
     const token = header?.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
+    const isJwt = players !== undefined && token !== undefined && PlayerTokens.looksLikeJwt(token);
     let principal: Principal;
     try {
-      principal = await launcher.authenticate(token);
+      if (isJwt) {
+        const player = await players.verify(token);
+        principal = { player: player.id, realm: player.realm };
+      } else {
+        principal = await launcher.authenticate(token);
+      }
     } catch (error) {
-      if (!isSplinterError(error) || error.code !== 'UNAUTHENTICATED') throw error;
+      if (!isSplinterError(error) || !AUTH_FAILURES.has(error.code)) throw error;
       const tokenId = error.details?.tokenId;
-      const wait = limits.failures.charge(request.ip, typeof tokenId === 'string' ? tokenId : undefined);
+      const named = isJwt
+        ? PlayerTokens.claimedSubject(token)
+        : typeof tokenId === 'string'
+          ? tokenId
+          : undefined;
+      const wait = limits.failures.charge(
+        request.ip,
+        named === undefined ? undefined : `${isJwt ? 'player' : 'token'}:${named}`,
+      );
       metrics.authFailures.inc({ throttled: String(wait > 0) });
       if (wait > 0) {
         throw rateLimited(wait, 'too many failed authentications from this address or for this token');
       }
       throw error;
     }
-    const wait = limits.limiter.take(`token:${principal.tokenId}`);
+    const wait = limits.limiter.take(principalKey(principal));
     if (wait > 0) throw rateLimited(wait, 'too many requests');
     return principal;
   };
+
+  /** A player whose JWT names another realm hears it in its own code; a realm token, FORBIDDEN. */
+  const scoped = <T>(principal: Principal, work: () => Promise<T>): Promise<T> =>
+    principal.player === undefined
+      ? work()
+      : work().catch((error: unknown) => {
+          if (!isSplinterError(error, 'FORBIDDEN')) throw error;
+          throw new SplinterError(
+            'TOKEN_REALM_MISMATCH',
+            `this player token is for realm ${principal.realm}; ${error.message.split('; ').at(-1)}`,
+          );
+        });
 
   app.setErrorHandler((error, request, reply) => {
     // Fastify's own 4xx errors (a bad body, one too large) keep their status under INVALID_ARGUMENT.
@@ -233,7 +271,7 @@ function registerRoutes(
   app.get('/launcher/realms/:realm', async (request, reply) => {
     const principal = await guard(request);
     const { realm } = realmParams.parse(request.params);
-    const { body, etag } = tagged(await launcher.realm(realm, principal));
+    const { body, etag } = tagged(await scoped(principal, () => launcher.realm(realm, principal)));
     reply.header('cache-control', viewCacheControl).header('etag', etag);
     if (config.viewCache === 'public') reply.header('vary', 'authorization');
     if (matchesIfNoneMatch(request.headers['if-none-match'], etag)) return reply.code(304).send();
@@ -244,9 +282,12 @@ function registerRoutes(
     try {
       const principal = await guard(request);
       const id = patchIdFrom(patchParams.parse(request.params).id);
-      const grant = await launcher.unlock(id, principal);
+      const grant = await scoped(principal, () => launcher.unlock(id, principal));
       metrics.unlocks.inc({ outcome: 'granted' });
-      request.log.info({ patchId: id, keyId: grant.keyId, tokenId: principal.tokenId }, 'key released');
+      request.log.info(
+        { patchId: id, keyId: grant.keyId, tokenId: principal.tokenId, player: principal.player },
+        'key released',
+      );
       return reply.send(grant);
     } catch (error) {
       metrics.unlocks.inc({ outcome: isSplinterError(error) ? error.code : 'INTERNAL' });
@@ -272,6 +313,22 @@ function matchesIfNoneMatch(header: string | undefined, etag: string): boolean {
   if (header === undefined) return false;
   if (header.trim() === '*') return true;
   return header.split(',').some((candidate) => candidate.trim().replace(/^W\//, '') === etag);
+}
+
+/** Refusals of a token the caller presented: charged to its address and the id it named. */
+const AUTH_FAILURES = new Set<string>([
+  'UNAUTHENTICATED',
+  'TOKEN_INVALID',
+  'TOKEN_EXPIRED',
+  'TOKEN_ISSUER_INVALID',
+  'TOKEN_AUDIENCE_INVALID',
+  'TOKEN_KEY_UNKNOWN',
+  'TOKEN_ALGORITHM_REFUSED',
+]);
+
+/** The bucket a request is charged to: the player (JWT issuer and subject) or the realm token. */
+function principalKey(principal: Principal): string {
+  return principal.player !== undefined ? `player:${principal.player}` : `token:${principal.tokenId}`;
 }
 
 function rateLimited(retryAfter: number, what: string): SplinterError {

@@ -75,6 +75,14 @@ const BY_CODE: Record<ErrorCode, ExitCodeValue> = {
   RATE_LIMITED: ExitCode.Registry,
   API_UNREACHABLE: ExitCode.Registry,
   API_ERROR: ExitCode.Registry,
+  TOKEN_INVALID: ExitCode.Registry,
+  TOKEN_EXPIRED: ExitCode.Registry,
+  TOKEN_ISSUER_INVALID: ExitCode.Registry,
+  TOKEN_AUDIENCE_INVALID: ExitCode.Registry,
+  TOKEN_REALM_MISMATCH: ExitCode.Registry,
+  TOKEN_KEY_UNKNOWN: ExitCode.Registry,
+  TOKEN_ALGORITHM_REFUSED: ExitCode.Registry,
+  JWKS_UNAVAILABLE: ExitCode.Registry,
   INTERNAL: ExitCode.Internal,
 };
 

@@ -19,9 +19,12 @@ import { validateName } from './names.js';
 import { assertKekMatches, parseToken, resolveKek, secretMatches } from './preload.js';
 import type { Settings } from './settings.js';
 
-/** Who is calling: a launcher token and the realm it is scoped to. */
+/** Who is calling: a launcher token, or a player's JWT, and the realm it is scoped to. */
 export interface Principal {
-  tokenId: CanonicalId;
+  /** The launcher (realm) token's id; absent for a player authenticated by a JWT. */
+  tokenId?: CanonicalId;
+  /** A player authenticated by a JWT: its issuer and subject (`iss#sub`). */
+  player?: string;
   realm: string;
 }
 

@@ -69,6 +69,15 @@ export const ERROR_CODES = [
   'RATE_LIMITED',
   'API_UNREACHABLE',
   'API_ERROR',
+  // player tokens (JWTs from the studio's identity provider)
+  'TOKEN_INVALID',
+  'TOKEN_EXPIRED',
+  'TOKEN_ISSUER_INVALID',
+  'TOKEN_AUDIENCE_INVALID',
+  'TOKEN_REALM_MISMATCH',
+  'TOKEN_KEY_UNKNOWN',
+  'TOKEN_ALGORITHM_REFUSED',
+  'JWKS_UNAVAILABLE',
   // anything not anticipated
   'INTERNAL',
 ] as const;

@@ -70,6 +70,52 @@ export function registerServeCommand(program: Command): void {
         'private (default) or public: whether a shared cache (CDN, ingress) may keep the realm view',
       ).env('SPLINTER_API_VIEW_CACHE'),
     )
+    .addOption(
+      new Option(
+        '--jwt-jwks-url <url>',
+        "accept players' JWTs signed by the keys published at this JWKS URL (the studio's identity provider)",
+      ).env('SPLINTER_API_JWT_JWKS_URL'),
+    )
+    .addOption(
+      new Option(
+        '--jwt-public-key <file>',
+        "accept players' JWTs signed by the public key in this PEM file (instead of a JWKS)",
+      ).env('SPLINTER_API_JWT_PUBLIC_KEY'),
+    )
+    .addOption(
+      new Option('--jwt-issuer <iss>', "the iss players' JWTs must carry (required with JWTs)").env(
+        'SPLINTER_API_JWT_ISSUER',
+      ),
+    )
+    .addOption(
+      new Option('--jwt-audience <aud>', "the aud players' JWTs must carry (required with JWTs)").env(
+        'SPLINTER_API_JWT_AUDIENCE',
+      ),
+    )
+    .addOption(
+      new Option(
+        '--jwt-realm-claim <name>',
+        "the claim naming the player's realm, which must be the realm asked for (default realm)",
+      ).env('SPLINTER_API_JWT_REALM_CLAIM'),
+    )
+    .addOption(
+      new Option(
+        '--jwt-clock-tolerance <s>',
+        'seconds of clock skew forgiven on exp and nbf (default 30)',
+      ).env('SPLINTER_API_JWT_CLOCK_TOLERANCE'),
+    )
+    .addOption(
+      new Option(
+        '--jwt-algorithms <list>',
+        'accepted signature algorithms, comma-separated (default every RS, PS, ES and EdDSA one; never HS or none)',
+      ).env('SPLINTER_API_JWT_ALGORITHMS'),
+    )
+    .addOption(
+      new Option(
+        '--jwks-timeout <ms>',
+        'time allowed for one JWKS fetch (default 5000; the JWKS may be at most 256 KiB)',
+      ).env('SPLINTER_API_JWKS_TIMEOUT'),
+    )
     .action(async (flags: ApiFlags) => {
       const { serveUntilSignalled } = await import('@splintertree/api');
       await serveUntilSignalled(loadSettings(), flags);
