@@ -1,5 +1,6 @@
 import { openSplinter, type Settings, type Splinter, settingsFromEnvironment } from '@splintertree/core';
 import type { Command } from 'commander';
+import { ExitCode } from './exit-codes.js';
 import { createProgress } from './progress.js';
 import { plainHttpOf, type RegistryFlags, registryAccessOf } from './registry-flags.js';
 
@@ -17,10 +18,15 @@ export function loadSettings(): Settings {
   return settingsFromEnvironment(process.env);
 }
 
-/** Opens the core for one command and always closes it (database handles, HTTP agents). */
+/**
+ * Opens the core for one command and always closes it (database handles, HTTP agents). Opening cleans
+ * up after killed runs. With `interruptible`, Ctrl-C (SIGINT) or SIGTERM stops the command cleanly:
+ * its staging and work folders are removed, an old tree set aside is put back, its registry upload
+ * sessions are cancelled, and it exits with 130 (`splinter: INTERRUPTED`).
+ */
 export async function withSplinter<T>(
   command: Command,
-  options: RegistryFlags,
+  options: RegistryFlags & { interruptible?: boolean },
   run: (splinter: Splinter, settings: Settings) => Promise<T>,
 ): Promise<T> {
   const settings = loadSettings();
@@ -32,10 +38,30 @@ export async function withSplinter<T>(
     progress: createProgress(!json),
     warn: (message) => process.stderr.write(`splinter: warning: ${message}\n`),
   });
+  let stopping = false;
+  const onSignal = () => {
+    if (stopping) return;
+    stopping = true;
+    void splinter
+      .interrupt()
+      .catch(() => undefined)
+      .finally(() => {
+        process.stderr.write('splinter: INTERRUPTED: stopped; nothing of this run was left behind\n');
+        if (json)
+          process.stdout.write(`${JSON.stringify({ error: { code: 'INTERRUPTED', message: 'stopped' } })}\n`);
+        process.exit(ExitCode.Interrupted);
+      });
+  };
+  if (options.interruptible) {
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
   try {
     return await run(splinter, settings);
   } finally {
-    await splinter.close();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    if (!stopping) await splinter.close();
   }
 }
 

@@ -12,6 +12,8 @@ export const ExitCode = {
   Conflict: 7,
   Locked: 8,
   Database: 9,
+  /** The shell's convention for a run stopped by SIGINT (128 + 2). */
+  Interrupted: 130,
 } as const;
 
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
@@ -83,6 +85,7 @@ const BY_CODE: Record<ErrorCode, ExitCodeValue> = {
   TOKEN_KEY_UNKNOWN: ExitCode.Registry,
   TOKEN_ALGORITHM_REFUSED: ExitCode.Registry,
   JWKS_UNAVAILABLE: ExitCode.Registry,
+  INTERRUPTED: ExitCode.Interrupted,
   INTERNAL: ExitCode.Internal,
 };
 

@@ -28,6 +28,7 @@ import {
   readIndex,
   type Selection,
   selectEntries,
+  type WorkJournal,
 } from '@splintertree/pack';
 import { readRecord, writeRecord } from './records.js';
 
@@ -39,6 +40,8 @@ export class ClientState {
   constructor(
     private readonly home: string,
     readonly blobs: OciLayoutTarget,
+    /** Where installs are noted while under way (cleaned after a kill by the next run). */
+    readonly journal?: WorkJournal,
   ) {
     this.packs = new PackCache(join(home, 'packs'));
     this.indexes = new IndexStore(join(home, 'indexes'));
@@ -148,6 +151,7 @@ export async function installVersion(input: InstallInput): Promise<Installed> {
         : undefined,
     concurrency: input.concurrency,
     onBytes: input.onBytes,
+    journal: input.state.journal,
   });
   await writeRecord(recordFile, {
     output: resolvePath(input.output),

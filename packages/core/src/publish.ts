@@ -22,7 +22,6 @@ import {
   packDescriptor,
   publishTree,
   rootAssociatedData,
-  sweepOrphans,
   type TagRule,
 } from '@splintertree/pack';
 import { keyIdOf, seal } from '@splintertree/seal';
@@ -57,8 +56,8 @@ export interface PublishedFolder {
  * so registry garbage collection keeps them).
  */
 export async function publishFolder(options: PublishFolderOptions): Promise<PublishedFolder> {
+  // A killed run's work folder is removed by the next run (leftovers.ts), by the pid in its name.
   await mkdir(options.tmpRoot, { recursive: true });
-  await sweepOrphans(options.tmpRoot, /^push-(\d+)-/);
   const workDir = await mkdtemp(join(options.tmpRoot, `push-${process.pid}-`));
   const copier = new BlobCopier(options.destination, { ...options.copy, concurrency: options.concurrency });
   try {

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { AccessStore, HeadChange, ModPin, PatchRow, ReleaseRow, ShownRealm } from '@splintertree/chain';
 import { SplinterError } from '@splintertree/errors';
 import type { CopyOptions, CopyStats, Descriptor, ImageManifest, Target } from '@splintertree/oci';
-import type { BaseVersion, Selection } from '@splintertree/pack';
+import { type BaseVersion, type Selection, WorkJournal } from '@splintertree/pack';
 import { keyIdOf, unwrapKey } from '@splintertree/seal';
 import { requireTrustedSignature, type Signer, type TrustedKey } from '@splintertree/sign';
 import { ArtifactAnnotation, ArtifactType } from './artifact.js';
@@ -16,6 +16,7 @@ import {
   prefetchVersion,
   type VersionSource,
 } from './install.js';
+import { journalSessions, Leftovers } from './leftovers.js';
 import { destinationFor, formatLocation, type Location, parseLocation } from './locations.js';
 import { validateName, validateVersion } from './names.js';
 import { type PreloadKey, preparePreload, resolveKek } from './preload.js';
@@ -54,8 +55,11 @@ export interface OpenOptions {
 
 const DEFAULT_CONCURRENCY = 4;
 
+/** Opens the façade once what runs that are gone left under SPLINTER_HOME has been cleaned up. */
 export async function openSplinter(options: OpenOptions): Promise<Splinter> {
-  return new Splinter(options);
+  const splinter = new Splinter(options);
+  await splinter.cleanLeftovers();
+  return splinter;
 }
 
 /** The façade the apps use: every operation splinter offers, over typed settings. */
@@ -63,11 +67,15 @@ export class Splinter {
   private readonly settings: Settings;
   private readonly stores: Stores;
   private readonly blobLocations: BlobLocations;
+  private readonly journal: WorkJournal;
+  private readonly leftovers: Leftovers;
   private database: Promise<ChainDatabase> | undefined;
 
   constructor(private readonly options: OpenOptions) {
     this.settings = options.settings;
     this.blobLocations = new BlobLocations(join(this.settings.home, 'blob-locations.json'));
+    this.journal = new WorkJournal(join(this.settings.home, 'journal'));
+    this.leftovers = new Leftovers(this.settings.home, this.journal, this.settings.dockerConfigDir);
     this.stores = new Stores({
       home: this.settings.home,
       plainHttp: options.plainHttp === true,
@@ -75,7 +83,24 @@ export class Splinter {
       registryAuthFile: this.settings.registryAuthFile,
       access: options.registryAccess,
       proxy: this.settings.proxy,
+      sessions: journalSessions(this.journal),
     });
+  }
+
+  /**
+   * Removes what killed runs left (work folders, temporaries, staging folders, old trees set aside)
+   * and cancels their registry upload sessions. openSplinter runs it before any command.
+   */
+  cleanLeftovers(): Promise<number> {
+    return this.leftovers.clean();
+  }
+
+  /**
+   * Ctrl-C: refuses new work, removes this run's own work folders, staging folders and temporaries,
+   * puts back an old tree set aside, and cancels its upload sessions. The caller exits right after.
+   */
+  interrupt(): Promise<void> {
+    return this.leftovers.interrupt();
   }
 
   /** The release database, opened and migrated on first use. */
@@ -451,12 +476,10 @@ export class Splinter {
     }
   }
 
-  /** The client's cache (packs, indexes, install records), after removing what killed runs left. */
+  /** The client's cache (packs, indexes, install records). */
   private clientState(): Promise<ClientState> {
     this.state ??= (async () => {
-      const state = new ClientState(this.settings.home, await this.stores.embeddedLayout());
-      await state.packs.sweep();
-      return state;
+      return new ClientState(this.settings.home, await this.stores.embeddedLayout(), this.journal);
     })();
     return this.state;
   }

@@ -1,5 +1,11 @@
 import { join } from 'node:path';
-import { OciLayoutTarget, type ProxySettings, RegistryTarget, type Target } from '@splintertree/oci';
+import {
+  OciLayoutTarget,
+  type ProxySettings,
+  RegistryTarget,
+  type Target,
+  type UploadSessions,
+} from '@splintertree/oci';
 import { formatLocation, type Location } from './locations.js';
 import { ScopedTarget } from './scoped-target.js';
 
@@ -11,6 +17,8 @@ export interface StoreOptions {
   registryAuthFile?: string | undefined;
   access?: RegistryAccess | undefined;
   proxy?: ProxySettings | undefined;
+  /** Where registry upload sessions are noted while open (see leftovers.ts). */
+  sessions?: UploadSessions | undefined;
 }
 
 /** How registries are reached, from flags over their environment variables (see docs/registry-access.md). */
@@ -56,6 +64,7 @@ export class Stores {
           insecure: this.options.access?.insecure,
           proxy: this.options.proxy,
         },
+        sessions: this.options.sessions,
       });
       this.registries.set(key, target);
     }

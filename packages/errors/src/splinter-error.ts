@@ -78,6 +78,8 @@ export const ERROR_CODES = [
   'TOKEN_KEY_UNKNOWN',
   'TOKEN_ALGORITHM_REFUSED',
   'JWKS_UNAVAILABLE',
+  // a run stopped by Ctrl-C (SIGINT) or SIGTERM, after cleaning up
+  'INTERRUPTED',
   // anything not anticipated
   'INTERNAL',
 ] as const;

@@ -44,7 +44,7 @@ export { parseChallenge, RegistryClient } from './registry/client.js';
 export type { AuthFileOptions, Credential, CredentialSource, DockerConfig } from './registry/credentials.js';
 export { authFilePath, dockerConfigCredentials, readDockerConfig } from './registry/credentials.js';
 export { MAX_REDIRECT_RENEWALS } from './registry/ranges.js';
-export type { RegistryTargetOptions } from './registry/registry-target.js';
+export type { RegistryTargetOptions, UploadSession, UploadSessions } from './registry/registry-target.js';
 export { RegistryTarget } from './registry/registry-target.js';
 export type { RetryPolicy } from './registry/retry.js';
 export { DEFAULT_RETRY_POLICY } from './registry/retry.js';

@@ -1,11 +1,17 @@
+import { lstatSync, readdirSync, renameSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { SplinterError } from '@splintertree/errors';
-import { processAlive, sweepOrphans } from './processes.js';
+import { deadOwner, type OwnerGone, sweepOrphans } from './processes.js';
 
 export interface FinalizeOptions {
   /** Replace a non-empty `output` (the old tree is removed once the new one is in place). */
   replace?: boolean;
+  /**
+   * Called before each rename that publishes (`aside`: the old tree is set aside; `swap`: the new one
+   * is renamed in); throwing stops there. An interrupted run stops this way, and tests kill here.
+   */
+  checkpoint?: (step: 'aside' | 'swap') => void;
 }
 
 const ASIDE_MARK = '.splinter-old-';
@@ -25,11 +31,13 @@ export async function finalizeTree(
   const existing = await lstat(output).catch(() => undefined);
   if (!existing) {
     await mkdir(dirname(output), { recursive: true });
+    options.checkpoint?.('swap');
     await rename(staging, output);
     await syncFolder(dirname(output));
     return;
   }
   if (existing.isDirectory() && (await readdir(output)).length === 0) {
+    options.checkpoint?.('swap');
     await rmdir(output);
     await rename(staging, output);
     await syncFolder(dirname(output));
@@ -42,8 +50,10 @@ export async function finalizeTree(
     );
   }
   const aside = join(dirname(output), `${basename(output)}${ASIDE_MARK}${process.pid}-${Date.now()}`);
+  options.checkpoint?.('aside');
   await rename(output, aside);
   try {
+    options.checkpoint?.('swap');
     await rename(staging, output);
   } catch (error) {
     await rename(aside, output);
@@ -54,26 +64,48 @@ export async function finalizeTree(
 }
 
 /**
- * Cleans what a killed install left beside `output`: staging folders and old trees of processes that
- * are gone. When `output` is missing, the newest old tree is renamed back first. Returns what it removed.
+ * Cleans what a killed install left beside `output`: staging folders and old trees of owners that are
+ * `gone`. When `output` is missing, the newest such old tree is renamed back first: a run killed
+ * between the two renames of `--replace` is undone, never half done. Synchronous, so an interrupted run
+ * cleans up before any more of it runs. Returns what it removed.
  */
-export async function recoverOutput(output: string): Promise<string[]> {
+export function recoverOutput(output: string, gone: OwnerGone = deadOwner): string[] {
   const parent = dirname(output);
-  const aside = new RegExp(`^${escapeRegExp(basename(output))}${escapeRegExp(ASIDE_MARK)}(\\d+)-`);
-  if (!(await lstat(output).catch(() => undefined))) {
-    const newest = (await readdir(parent).catch(() => [] as string[]))
-      .filter((name) => aside.test(name) && !processAlive(Number(aside.exec(name)![1])))
-      .sort()
+  const aside = new RegExp(`^${escapeRegExp(basename(output))}${escapeRegExp(ASIDE_MARK)}(\\d+)-(\\d+)`);
+  if (!exists(output)) {
+    let names: string[] = [];
+    try {
+      names = readdirSync(parent);
+    } catch {
+      // no parent: nothing was set aside
+    }
+    const newest = names
+      .map((name) => ({ name, match: aside.exec(name) }))
+      .filter((found) => found.match && gone(Number(found.match[1])))
+      .sort((a, b) => Number(a.match![2]) - Number(b.match![2]))
       .pop();
     if (newest) {
-      await rename(join(parent, newest), output);
-      await syncFolder(parent);
+      try {
+        renameSync(join(parent, newest.name), output);
+      } catch (error) {
+        // Another run recovered it or published a tree meanwhile: either way output is whole.
+        if (!exists(output)) throw error;
+      }
     }
   }
   return [
-    ...(await sweepOrphans(parent, aside)),
-    ...(await sweepOrphans(parent, new RegExp(`^${escapeRegExp(STAGING_MARK)}(\\d+)-`))),
+    ...sweepOrphans(parent, aside, gone),
+    ...sweepOrphans(parent, new RegExp(`^${escapeRegExp(STAGING_MARK)}(\\d+)-`), gone),
   ];
+}
+
+function exists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A staging folder for `output`, named so that `recoverOutput` can tell whether its owner is alive. */

@@ -23,6 +23,8 @@ export type { KeyRing, ReadIndexOptions } from './index-reader.js';
 export { IndexStore, openRoot, readIndex, rootAssociatedData } from './index-reader.js';
 export type { InstalledTree, InstallOptions, InstallResult, Selection } from './install.js';
 export { checkTree, installTree, selectEntries } from './install.js';
+export type { JournalEntry, JournalHandle } from './journal.js';
+export { WorkJournal } from './journal.js';
 export { PackCache } from './pack-cache.js';
 export type { ClosedPack } from './packer.js';
 export { TARGET_PACK_BYTES } from './packer.js';
@@ -34,7 +36,8 @@ export {
   DEFAULT_MAX_PATH_CHARS,
   portabilityProblems,
 } from './portable.js';
-export { sweepOrphans } from './processes.js';
+export type { OwnerGone } from './processes.js';
+export { deadOwner, processAlive, sweepOrphans } from './processes.js';
 export type { BaseVersion, Published, PublishOptions, PublishStats, TagRule } from './publish.js';
 export { publishTree } from './publish.js';
 export { decodeRecord, encodeRecord, recordAssociatedData } from './records.js';

@@ -3,11 +3,12 @@ import { dirname, join, posix, resolve as resolvePath } from 'node:path';
 import { SplinterError } from '@splintertree/errors';
 import { runLimited } from '@splintertree/oci';
 import { type FetchStats, fetchRecords, packOf, type RecordSourceOptions } from './fetch-records.js';
-import { finalizeTree, makeStaging, recoverOutput, syncFolder } from './finalize.js';
+import { type FinalizeOptions, finalizeTree, makeStaging, recoverOutput, syncFolder } from './finalize.js';
 import type { ChunkRef, IndexRoot, PackEntry } from './format.js';
 import { fileSystemError } from './fs-errors.js';
 import type { IndexEntry } from './index-codec.js';
 import { type KeyRing, keyForPack } from './index-reader.js';
+import type { WorkJournal } from './journal.js';
 import { assertNoLinkOnPath, prepareParent, safeRelativePath } from './paths.js';
 import { decodeRecord, fileDigest } from './records.js';
 
@@ -32,6 +33,13 @@ export interface InstallOptions extends Omit<RecordSourceOptions, 'packs'> {
   replace: boolean;
   selection?: Selection | undefined;
   previous?: InstalledTree | undefined;
+  /**
+   * Where the install is noted while its staging folder exists, so that the next run of any command
+   * cleans up after a kill, and Ctrl-C stops it before it publishes.
+   */
+  journal?: WorkJournal | undefined;
+  /** Passed to finalizeTree (tests kill the run between the two renames of --replace here). */
+  checkpoint?: FinalizeOptions['checkpoint'];
 }
 
 export interface InstallResult {
@@ -94,8 +102,17 @@ export async function installTree(options: InstallOptions): Promise<InstallResul
   const fetch = await fetchRecords(needed, { ...options, packs });
 
   await mkdir(dirname(output), { recursive: true });
-  await recoverOutput(output);
-  const staging = await makeStaging(output);
+  recoverOutput(output);
+  const noted = await options.journal?.note({ kind: 'install', output, since: Date.now() });
+  const staging = await makeStaging(output).catch(async (error: unknown) => {
+    await noted?.done();
+    throw fileSystemError(error);
+  });
+  const journal = options.journal;
+  const checkpoint: FinalizeOptions['checkpoint'] = (step) => {
+    journal?.throwIfInterrupted();
+    options.checkpoint?.(step);
+  };
   const knownFolders = new Set<string>();
   try {
     for (const entry of selected) {
@@ -121,10 +138,12 @@ export async function installTree(options: InstallOptions): Promise<InstallResul
         await symlink(entry.target, prepareParent(staging, entry.path, knownFolders));
     }
     await syncFolder(staging);
-    await finalizeTree(staging, output, { replace: options.replace });
+    await finalizeTree(staging, output, { replace: options.replace, checkpoint });
+    await noted?.done();
     return { files: files.length, bytes: files.reduce((sum, f) => sum + f.size, 0), kept, fetch };
   } catch (error) {
     await rm(staging, { recursive: true, force: true });
+    await noted?.done();
     throw fileSystemError(error);
   }
 }

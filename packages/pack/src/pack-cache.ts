@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { SplinterError } from '@splintertree/errors';
 import { type Digest, digestHex } from '@splintertree/oci';
-import { sweepOrphans } from './processes.js';
+import { deadOwner, type OwnerGone, sweepOrphans } from './processes.js';
 
 type Span = [start: number, end: number];
 
@@ -23,8 +23,8 @@ export class PackCache {
   constructor(readonly dir: string) {}
 
   /** Removes what a killed run left: temporary files of processes that are gone. */
-  async sweep(): Promise<string[]> {
-    return sweepOrphans(this.dir, /\.tmp-(\d+)-/);
+  sweep(gone: OwnerGone = deadOwner): string[] {
+    return sweepOrphans(this.dir, /\.tmp-(\d+)-/, gone);
   }
 
   /** True if any range of the pack is cached. */

@@ -36,7 +36,14 @@ export type Fault =
    * A GET over TLS the registry would serve is answered with 307 to the same URL over plain http on the
    * same port (`tls` proxies); the plain request is then forwarded as it comes.
    */
-  | { kind: 'downgrade' };
+  | { kind: 'downgrade' }
+  /**
+   * Never answer: the request's body is read and dropped, and the request stays open until the client
+   * goes away (a registry stalled mid-upload). The log entry is marked `held` as the request arrives.
+   */
+  | { kind: 'hold' }
+  /** Forward, but stop sending the body after this many bytes and keep the connection open (`held`). */
+  | { kind: 'stall-after'; bytes: number };
 
 export interface FaultRule {
   method?: string;
@@ -64,6 +71,8 @@ export interface ProxyRequest {
   status: number | undefined;
   /** Body bytes sent to the client. */
   bytes: number;
+  /** A `hold` or `stall-after` fault is keeping this request open. */
+  held: boolean;
 }
 
 export interface FaultProxyOptions {
@@ -83,6 +92,11 @@ export interface FaultProxy {
   storageHost: string;
   /** Every request either port received, in order, with what it was answered. */
   log: ProxyRequest[];
+  /**
+   * Resolves with the first request of the log that matches, as soon as one does (checked when a
+   * request arrives and when one is held): the event a test waits for before it acts, no polling.
+   */
+  seen(match: (request: ProxyRequest) => boolean): Promise<ProxyRequest>;
   add(rule: FaultRule): void;
   clear(): void;
   /** Storage URLs handed out so far answer 403 from now on. */
@@ -104,7 +118,7 @@ interface StorageGrant {
 class LoggedResponse {
   constructor(
     readonly raw: ServerResponse,
-    private readonly entry: ProxyRequest,
+    readonly entry: ProxyRequest,
   ) {}
 
   head(status: number, headers: IncomingHttpHeaders | Record<string, string>): void {
@@ -134,6 +148,17 @@ export async function startFaultProxy(
   const [upstreamName, upstreamPort] = upstreamHost.split(':') as [string, string];
   const rules: Array<FaultRule & { used: number }> = [];
   const log: ProxyRequest[] = [];
+  const waiters: Array<{ match: (request: ProxyRequest) => boolean; resolve: (r: ProxyRequest) => void }> =
+    [];
+  const notify = () => {
+    for (const waiter of waiters.slice()) {
+      const found = log.find(waiter.match);
+      if (found) {
+        waiters.splice(waiters.indexOf(waiter), 1);
+        waiter.resolve(found);
+      }
+    }
+  };
   const grants = new Map<string, StorageGrant>();
   const sockets = new Set<Socket>();
   let host = '';
@@ -156,6 +181,7 @@ export async function startFaultProxy(
       userAgent: request.headers['user-agent'],
       status: undefined,
       bytes: 0,
+      held: false,
     };
     log.push(entry);
     const rule = rules.find(
@@ -166,6 +192,8 @@ export async function startFaultProxy(
         r.used < (r.times ?? Number.POSITIVE_INFINITY),
     );
     if (rule) rule.used += 1;
+    if (rule?.fault.kind === 'hold') entry.held = true;
+    queueMicrotask(notify);
     return { entry, fault: rule?.fault };
   }
 
@@ -194,7 +222,10 @@ export async function startFaultProxy(
           return;
         }
         response.head(upstreamResponse.statusCode ?? 502, upstreamResponse.headers);
-        relay(upstreamResponse, response, request.socket, fault);
+        relay(upstreamResponse, response, request.socket, fault, () => {
+          response.entry.held = true;
+          notify();
+        });
       },
     );
     upstream.on('error', () => request.socket.destroy());
@@ -234,6 +265,10 @@ export async function startFaultProxy(
     const { entry, fault } = begin('registry', secure, request);
     const response = new LoggedResponse(raw, entry);
     if (fault?.kind === 'status') return answerStatus(response, fault);
+    if (fault?.kind === 'hold') {
+      request.resume();
+      return;
+    }
     // Distribution builds absolute upload URLs from this, so they keep the scheme the client used.
     const headers: IncomingHttpHeaders = {
       ...request.headers,
@@ -309,6 +344,11 @@ export async function startFaultProxy(
     certificate,
     storageHost,
     log,
+    seen: (match) =>
+      new Promise((resolve) => {
+        waiters.push({ match, resolve });
+        notify();
+      }),
     add: (rule) => rules.push({ ...rule, used: 0 }),
     clear: () => {
       rules.length = 0;
@@ -343,10 +383,23 @@ function relay(
   response: LoggedResponse,
   clientSocket: Socket,
   fault: Fault | undefined,
+  onHeld: () => void,
 ): void {
   let sent = 0;
   upstreamResponse.on('data', (data: Buffer) => {
     let chunk = data;
+    if (fault?.kind === 'stall-after') {
+      const room = fault.bytes - sent;
+      if (room > 0) {
+        response.write(chunk.subarray(0, room));
+        sent += Math.min(room, chunk.byteLength);
+      }
+      if (chunk.byteLength >= room) {
+        upstreamResponse.pause();
+        onHeld();
+      }
+      return;
+    }
     if (fault?.kind === 'reset-after') {
       const room = fault.bytes - sent;
       if (room <= 0 || chunk.byteLength > room) {

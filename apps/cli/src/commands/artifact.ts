@@ -104,7 +104,7 @@ export async function runPush(
   // The key is opened before anything is packed or uploaded: a wrong password costs nothing.
   const signer = flags.key === undefined ? undefined : await loadSignerFlag(flags.key);
   const tagRules = flags.tags === undefined ? undefined : await readTagRules(flags.tags);
-  const result: PushResult = await withSplinter(command, flags, (splinter) =>
+  const result: PushResult = await withSplinter(command, { ...flags, interruptible: true }, (splinter) =>
     splinter.push({
       kind,
       dir,
@@ -148,7 +148,7 @@ async function runFetch(
   flags: FetchFlags,
 ): Promise<void> {
   const { output, concurrency, trust } = await prepareDownload(command, flags);
-  const result: FetchResult = await withSplinter(command, flags, (splinter) =>
+  const result: FetchResult = await withSplinter(command, { ...flags, interruptible: true }, (splinter) =>
     splinter.prefetch({
       kind,
       reference,
@@ -185,7 +185,7 @@ export async function runPull(
   keys: Uint8Array[] = [],
 ): Promise<void> {
   const { output, concurrency, trust } = await prepareDownload(command, flags);
-  const result: PullResult = await withSplinter(command, flags, (splinter) =>
+  const result: PullResult = await withSplinter(command, { ...flags, interruptible: true }, (splinter) =>
     splinter.pull({
       kind,
       reference,

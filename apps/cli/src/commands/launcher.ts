@@ -41,7 +41,7 @@ export function registerLauncherCommands(program: Command): void {
     const concurrency = parseConcurrency(flags.concurrency);
     const trust = await trustFromFlags(flags);
     const { syncRealm } = await import('@splintertree/launcher');
-    const result = await withSplinter(this, flags, async (splinter, settings) =>
+    const result = await withSplinter(this, { ...flags, interruptible: true }, async (splinter, settings) =>
       syncRealm(splinter, {
         api: flags.api,
         token: await launcherToken(flags, settings),

@@ -172,7 +172,8 @@ export class OciLayoutTarget implements Target, RangeReadable {
     const ingest = join(
       this.root,
       'ingest',
-      `${digestHex(expected.digest)}-${randomBytes(6).toString('hex')}`,
+      // The pid tells the next run whether the writer is gone (then the file is removed).
+      `${digestHex(expected.digest)}-${process.pid}-${randomBytes(6).toString('hex')}`,
     );
     try {
       const check = contentCheck(expected, options);

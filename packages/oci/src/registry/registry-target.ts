@@ -26,6 +26,24 @@ export interface RegistryTargetOptions extends Omit<RegistryClientOptions, 'cred
   chunkSize?: number;
   /** Share one client (connections, tokens) between repositories of one registry. */
   client?: RegistryClient;
+  /** Told of every upload session opened and closed, so one a kill abandons can be cancelled later. */
+  sessions?: UploadSessions | undefined;
+}
+
+/** An open upload session, as a journal needs it to cancel the session later (`cancelUpload`). */
+export interface UploadSession {
+  /** The registry's origin, `http(s)://host[:port]`. */
+  origin: string;
+  repository: string;
+  /** The session's current location (it moves with every chunk). */
+  url: string;
+}
+
+export interface UploadSessions {
+  opened(session: UploadSession): Promise<{
+    moved(session: UploadSession): Promise<void>;
+    closed(): Promise<void>;
+  }>;
 }
 
 const DEFAULT_CHUNK_THRESHOLD = 64 * 1024 * 1024;
@@ -42,6 +60,7 @@ export class RegistryTarget implements Target, Mountable, RangeReadable {
   private readonly chunkThreshold: number;
   private readonly chunkSize: number;
   private readonly blobs: BlobReader;
+  private readonly sessions: UploadSessions | undefined;
   private referrersApi: boolean | undefined;
 
   constructor(options: RegistryTargetOptions) {
@@ -60,6 +79,7 @@ export class RegistryTarget implements Target, Mountable, RangeReadable {
     this.chunkThreshold = options.chunkThreshold ?? DEFAULT_CHUNK_THRESHOLD;
     this.chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
     this.blobs = new BlobReader(this.client, this.repository, this.location);
+    this.sessions = options.sessions;
   }
 
   get stats() {
@@ -134,12 +154,33 @@ export class RegistryTarget implements Target, Mountable, RangeReadable {
     return new URL(response.headers.location, response.url).href;
   }
 
+  /**
+   * Cancels an upload session (DELETE on its location). True when the registry has no such session any
+   * more (204, or 404: it finished, expired or was cancelled already).
+   */
+  async cancelUpload(url: string): Promise<boolean> {
+    const response = await this.client.send({ method: 'DELETE', url, scopes: this.scopes(true) });
+    await response.body.dump();
+    return (
+      response.status === 204 || response.status === 202 || response.status === 200 || response.status === 404
+    );
+  }
+
   private async uploadBlob(
     expected: Descriptor,
     content: Readable | Uint8Array,
     options?: PushOptions,
   ): Promise<void> {
     let location = await this.startUpload();
+    const session = (url: string): UploadSession => ({
+      origin: this.client.origin,
+      repository: this.repository,
+      url,
+    });
+    const journal = await this.sessions?.opened(session(location)).catch(async (error: unknown) => {
+      await this.cancelUpload(location).catch(() => false);
+      throw error;
+    });
     const source = toReadable(content);
     // The registry checks the digest when the upload is committed (DIGEST_INVALID, which is our
     // DIGEST_MISMATCH), so the client only counts bytes: hashing here too would cost a core-second per
@@ -171,6 +212,7 @@ export class RegistryTarget implements Target, Mountable, RangeReadable {
           if (response.status !== 202 || !response.headers.location)
             throw await this.failure(response, `upload chunk ${offset}-${end}`);
           location = new URL(response.headers.location, response.url).href;
+          await journal?.moved(session(location));
           offset = end + 1;
           this.client.stats.chunks += 1;
         }
@@ -178,12 +220,11 @@ export class RegistryTarget implements Target, Mountable, RangeReadable {
       } else {
         await this.finishUpload(location, expected, counted);
       }
+      await journal?.closed();
     } catch (error) {
       counted.destroy();
-      await this.client
-        .send({ method: 'DELETE', url: location, scopes: this.scopes(true) })
-        .then((r) => r.body.dump())
-        .catch(() => undefined);
+      // Cancelled now; if the registry cannot be told, the journal keeps it for the next run.
+      if (await this.cancelUpload(location).catch(() => false)) await journal?.closed();
       throw error;
     }
   }
@@ -223,11 +264,7 @@ export class RegistryTarget implements Target, Mountable, RangeReadable {
       return true;
     }
     if (response.status === 202 && response.headers.location) {
-      const session = new URL(response.headers.location, response.url).href;
-      await this.client
-        .send({ method: 'DELETE', url: session, scopes: this.scopes(true) })
-        .then((r) => r.body.dump())
-        .catch(() => undefined);
+      await this.cancelUpload(new URL(response.headers.location, response.url).href).catch(() => false);
       return false;
     }
     if (response.status === 404 || response.status === 401 || response.status === 403) return false;
