@@ -7,6 +7,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   NOT_FOUND: 404,
   PATCH_UNKNOWN: 404,
   REALM_UNKNOWN: 404,
+  RELEASE_MISSING: 404,
   KEY_REVOKED: 410,
   KEY_LOCKED: 423,
   RATE_LIMITED: 429,

@@ -54,6 +54,15 @@ export const ERROR_CODES = [
   'KEK_INVALID',
   'KEK_MISSING',
   'KEK_MISMATCH',
+  // signed releases (what a launcher refuses to install, each for its own reason)
+  'RELEASE_MISSING',
+  'RELEASE_INVALID',
+  'RELEASE_UNTRUSTED',
+  'RELEASE_EXPIRED',
+  'RELEASE_ROLLBACK',
+  'RELEASE_REALM_MISMATCH',
+  'RELEASE_HEAD_MISMATCH',
+  'RELEASE_KEYS_INVALID',
   // chain
   'HEAD_CONFLICT',
   'PATCH_EXISTS',

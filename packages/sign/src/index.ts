@@ -25,6 +25,28 @@ export {
   simpleSigningPayload,
   verifyLegacySignature,
 } from './legacy.js';
+export type {
+  DsseEnvelope,
+  ReleaseHead,
+  ReleaseKeyList,
+  ReleaseStatement,
+  SeenRelease,
+  TrustedReleaseKeys,
+} from './release.js';
+export {
+  advanceReleaseKeys,
+  checkReleaseStatement,
+  MAX_RELEASE_ENVELOPE_BYTES,
+  openReleaseStatement,
+  parseEnvelope,
+  preAuthEncoding,
+  publicKeyPems,
+  RELEASE_KEYS_PAYLOAD_TYPE,
+  RELEASE_PREDICATE_TYPE,
+  releaseStatementPayload,
+  signReleaseKeyList,
+  signReleaseStatement,
+} from './release.js';
 export {
   legacySignatureTag,
   MAX_BUNDLE_BYTES,
