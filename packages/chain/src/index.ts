@@ -16,7 +16,10 @@ export type {
   PatchRow,
   PatchStatus,
   RegisterPatchInput,
+  ReleaseFacts,
   ReleaseRow,
   ShownRealm,
+  StatementSigner,
+  StoredStatement,
 } from './store.js';
 export { ChainStore, HEAD_CHANGED_CHANNEL, REALM_VIEW_ANCESTORS } from './store.js';

@@ -137,6 +137,57 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
         FOR EACH ROW EXECUTE FUNCTION cluster.check_release_append();
     `,
   },
+  {
+    version: 6,
+    name: 'signed release statements',
+    sql: `
+      -- Every activation, rollback and refresh signed with a release key leaves its DSSE envelope here,
+      -- in the transaction that moved the head (refresh: that re-signed it). sequence is the statement's
+      -- own number: it rises with every statement, also when a refresh re-signs an unchanged head.
+      CREATE TABLE cluster.release_statements (
+        sequence     bigserial PRIMARY KEY,
+        realm        text NOT NULL REFERENCES cluster.realms (realm),
+        -- Checked by the insert trigger, not by a foreign key: one would turn the release log's own
+        -- refusal of TRUNCATE into PostgreSQL's complaint about a referenced table.
+        release_seq  bigint NOT NULL,
+        head         bigint NOT NULL REFERENCES cluster.patches (id),
+        key_id       text NOT NULL,
+        envelope     text NOT NULL,
+        issued_at    timestamptz NOT NULL,
+        expires_at   timestamptz NOT NULL,
+        created_at   timestamptz NOT NULL DEFAULT now(),
+        CONSTRAINT release_statements_expire_after_issue CHECK (expires_at > issued_at)
+      );
+      CREATE INDEX release_statements_realm ON cluster.release_statements (realm, sequence);
+      CREATE FUNCTION cluster.refuse_statement_rewrite() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        RAISE EXCEPTION 'cluster.release_statements is append-only';
+      END $$;
+      CREATE TRIGGER release_statements_append_only BEFORE UPDATE OR DELETE ON cluster.release_statements
+        FOR EACH ROW EXECUTE FUNCTION cluster.refuse_statement_rewrite();
+      CREATE TRIGGER release_statements_no_truncate BEFORE TRUNCATE ON cluster.release_statements
+        FOR EACH STATEMENT EXECUTE FUNCTION cluster.refuse_statement_rewrite();
+      -- A statement names the realm's head and its latest release, and comes after every earlier one.
+      CREATE FUNCTION cluster.check_statement_append() RETURNS trigger LANGUAGE plpgsql AS $$
+      DECLARE
+        current_head bigint;
+        latest_release bigint;
+        previous bigint;
+      BEGIN
+        SELECT head INTO current_head FROM cluster.realms WHERE realm = NEW.realm;
+        SELECT max(seq) INTO latest_release FROM cluster.releases WHERE realm = NEW.realm;
+        SELECT max(sequence) INTO previous FROM cluster.release_statements WHERE realm = NEW.realm;
+        IF NEW.head IS DISTINCT FROM current_head OR NEW.release_seq IS DISTINCT FROM latest_release
+           OR NEW.sequence <= previous THEN
+          RAISE EXCEPTION 'cluster.release_statements: statement % of realm % does not describe its head % at release %',
+            NEW.sequence, NEW.realm, coalesce(current_head::text, 'none'), coalesce(latest_release::text, 'none');
+        END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER release_statements_describe_head BEFORE INSERT ON cluster.release_statements
+        FOR EACH ROW EXECUTE FUNCTION cluster.check_statement_append();
+    `,
+  },
 ];
 
 // An arbitrary constant naming "splinter migrations" for pg_advisory_xact_lock.

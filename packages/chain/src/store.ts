@@ -45,6 +45,35 @@ export interface HeadChange {
   forced: boolean;
 }
 
+/** What a release statement says, as the database knows it when the statement is made. */
+export interface ReleaseFacts {
+  realm: string;
+  /** The statement's own number, assigned by the database; rises with every statement of the realm. */
+  sequence: string;
+  /** The release-log entry whose head the statement names. */
+  release: string;
+  action: 'activate' | 'rollback' | 'refresh';
+  head: { id: string; version: string; digest: string; reference: string };
+  mods: ModPin[];
+}
+
+/** Signs a statement of `facts` (in the transaction that makes them true): the envelope and its times. */
+export type StatementSigner = (
+  facts: ReleaseFacts,
+) => Promise<{ envelope: string; keyId: string; issuedAt: string; expiresAt: string }>;
+
+export interface StoredStatement {
+  sequence: string;
+  realm: string;
+  release: string;
+  head: string;
+  keyId: string;
+  /** The DSSE envelope, JSON, exactly as signed. */
+  envelope: string;
+  issuedAt: string;
+  expiresAt: string;
+}
+
 /**
  * Every head change is announced on this channel, in the same transaction that makes it, with a JSON
  * payload `{"realm","seq","action","fromHead","toHead","forced"}` (ids and seq as strings).
@@ -91,6 +120,10 @@ const LINE_COLUMNS = `p.id, p.realm, p.version, p.parent, p.depth, p.reference, 
 
 const RELEASE_COLUMNS = `seq::text AS seq, realm, action, from_head::text AS "fromHead", to_head::text AS "toHead",
   actor, forced, ${rfc3339('at')} AS at`;
+
+const STATEMENT_COLUMNS = `sequence::text AS sequence, realm, release_seq::text AS release, head::text AS head,
+  key_id AS "keyId", envelope, to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS "issuedAt",
+  to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS "expiresAt"`;
 
 /** A row as the driver returns it: pg and PGlite differ in how they hand over jsonb and integers. */
 type Raw<T extends ChainEntry> = Omit<T, 'mods' | 'depth'> & {
@@ -185,7 +218,9 @@ export class ChainStore {
     expectedHead?: string | null | undefined;
     actor: string;
     force?: boolean;
-  }): Promise<ReleaseRow> {
+    /** Sign a release statement in the same transaction: no head move without its statement. */
+    statement?: StatementSigner | undefined;
+  }): Promise<ReleaseRow & { statement?: StoredStatement }> {
     return this.db.transaction(async (tx) => {
       const patch = await patchSummary(tx, input.patchId);
       if (input.realm !== undefined && patch.realm !== input.realm) {
@@ -213,7 +248,8 @@ export class ChainStore {
           `patch ${patch.id} (${patch.version}) does not descend from the head ${realm.head} of ${patch.realm}; use --force to activate it anyway`,
         );
       }
-      return moveHead(tx, patch.realm, realm.head, patch.id, 'activate', input.actor, forced);
+      const release = await moveHead(tx, patch.realm, realm.head, patch.id, 'activate', input.actor, forced);
+      return withStatement(tx, release, 'activate', input.statement);
     });
   }
 
@@ -223,7 +259,8 @@ export class ChainStore {
     to?: string | undefined;
     expectedHead?: string | null | undefined;
     actor: string;
-  }): Promise<ReleaseRow> {
+    statement?: StatementSigner | undefined;
+  }): Promise<ReleaseRow & { statement?: StoredStatement }> {
     return this.db.transaction(async (tx) => {
       const realm = await lockRealm(tx, input.realm);
       checkExpected(realm.head, input.expectedHead, input.realm);
@@ -248,8 +285,37 @@ export class ChainStore {
       if ((await patchSummary(tx, target)).status === 'revoked') {
         throw new SplinterError('INVALID_TRANSITION', `patch ${target} is revoked`);
       }
-      return moveHead(tx, input.realm, head.id, target, 'rollback', input.actor, false);
+      const release = await moveHead(tx, input.realm, head.id, target, 'rollback', input.actor, false);
+      return withStatement(tx, release, 'rollback', input.statement);
     });
+  }
+
+  /**
+   * Signs the realm's unchanged head again under a higher sequence number and a new expiry (run
+   * before the last statement expires, so launchers can tell a frozen view from a quiet realm).
+   */
+  async refreshStatement(input: { realm: string; statement: StatementSigner }): Promise<StoredStatement> {
+    return this.db.transaction(async (tx) => {
+      const realm = await lockRealm(tx, input.realm);
+      if (realm.head === null)
+        throw new SplinterError('INVALID_TRANSITION', `realm ${input.realm} has no head to sign`);
+      const { rows } = await tx.query<{ seq: string }>(
+        'SELECT seq::text AS seq FROM cluster.releases WHERE realm = $1 ORDER BY seq DESC LIMIT 1',
+        [input.realm],
+      );
+      if (!rows[0])
+        throw new SplinterError('INVALID_TRANSITION', `realm ${input.realm} has no release to sign`);
+      return recordStatement(tx, input.realm, rows[0].seq, realm.head, 'refresh', input.statement);
+    });
+  }
+
+  /** The realm's newest release statement, if one was ever signed. */
+  async latestStatement(realm: string): Promise<StoredStatement | undefined> {
+    const { rows } = await this.db.query<StoredStatement>(
+      `SELECT ${STATEMENT_COLUMNS} FROM cluster.release_statements WHERE realm = $1 ORDER BY sequence DESC LIMIT 1`,
+      [realm],
+    );
+    return rows[0];
   }
 
   async revokePatch(patchId: string): Promise<PatchRow> {
@@ -482,4 +548,59 @@ async function moveHead(
   const change: HeadChange = { realm, seq: release.seq, action, fromHead: from, toHead: to, forced };
   await notifyJson(tx, HEAD_CHANGED_CHANNEL, change);
   return release;
+}
+
+async function withStatement(
+  tx: Queryable,
+  release: ReleaseRow,
+  action: 'activate' | 'rollback',
+  sign: StatementSigner | undefined,
+): Promise<ReleaseRow & { statement?: StoredStatement }> {
+  if (!sign) return release;
+  return {
+    ...release,
+    statement: await recordStatement(tx, release.realm, release.seq, release.toHead, action, sign),
+  };
+}
+
+/** Numbers, signs and stores a statement of the realm's head, inside the caller's transaction. */
+async function recordStatement(
+  tx: Queryable,
+  realm: string,
+  release: string,
+  headId: string,
+  action: ReleaseFacts['action'],
+  sign: StatementSigner,
+): Promise<StoredStatement> {
+  const { rows: numbered } = await tx.query<{ sequence: string }>(
+    `SELECT nextval(pg_get_serial_sequence('cluster.release_statements', 'sequence'))::text AS sequence`,
+  );
+  const { rows: heads } = await tx.query<Raw<ChainEntry>>(
+    `SELECT ${ENTRY_COLUMNS} FROM cluster.patches WHERE id = $1`,
+    [headId],
+  );
+  const head = toPatch(heads[0]!);
+  const signed = await sign({
+    realm,
+    sequence: numbered[0]!.sequence,
+    release,
+    action,
+    head: { id: head.id, version: head.version, digest: head.digest, reference: head.reference },
+    mods: head.mods,
+  });
+  const { rows } = await tx.query<StoredStatement>(
+    `INSERT INTO cluster.release_statements (sequence, realm, release_seq, head, key_id, envelope, issued_at, expires_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ${STATEMENT_COLUMNS}`,
+    [
+      numbered[0]!.sequence,
+      realm,
+      release,
+      headId,
+      signed.keyId,
+      signed.envelope,
+      signed.issuedAt,
+      signed.expiresAt,
+    ],
+  );
+  return rows[0]!;
 }
