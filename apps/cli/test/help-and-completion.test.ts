@@ -33,7 +33,10 @@ describe('help examples', () => {
         [...command!.options, ...program.options].flatMap((o) => [o.long, o.short]).filter(Boolean),
       );
       // Continuation lines (ending in a backslash) are one command.
-      for (const line of lines.join('\n').replace(/\\\n\s*/g, '').split('\n')) {
+      for (const line of lines
+        .join('\n')
+        .replace(/\\\n\s*/g, '')
+        .split('\n')) {
         expect(line.startsWith(`${path} `) || line.includes(` ${path} `), line).toBe(true);
         for (const flag of line.match(/(?<=\s)--?[a-z][a-z-]*/g) ?? []) {
           expect(known.has(flag), `${path}: ${flag} in "${line}"`).toBe(true);
