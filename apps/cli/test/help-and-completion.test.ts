@@ -81,7 +81,11 @@ describe('shell completion', () => {
     expect(top).toEqual(expect.arrayContaining(['patch', 'realm', 'launcher', 'completion', 'inspect']));
     expect(await complete(['splinter', 'pa'])).toEqual(['patch']);
     expect(await complete(['splinter', 'patch', 'r'])).toEqual(['rollback', 'revoke']);
-    expect(await complete(['splinter', 'patch', 'push', '--re'])).toEqual(['--realm', '--registry']);
+    expect(await complete(['splinter', 'patch', 'push', '--re'])).toEqual([
+      '--realm',
+      '--registry',
+      '--registry-config',
+    ]);
     // Global flags and flag values are skipped when finding the command.
     expect(await complete(['splinter', '--json', 'patch', 'push', '--realm', 'patch', '--ver'])).toEqual([
       '--version',
