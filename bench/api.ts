@@ -21,7 +21,7 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
  * request, as in production; the rate limit is raised out of the way.
  */
 export default async function (): Promise<void> {
-  const database = process.env.DATABASE_URL ? undefined : await freshDatabase('bench_api');
+  const database = process.env.DATABASE_URL ? undefined : await freshDatabase('bench_api', { migrate: true });
   const url = process.env.DATABASE_URL ?? database!.url;
   const home = await mkdtemp(join(tmpdir(), 'splinter-bench-api-'));
   const kek = generatePatchKey();

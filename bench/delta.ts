@@ -776,7 +776,7 @@ export default async function delta(): Promise<void> {
   }, minutes * 60_000);
   const registry = await startRegistry();
   const proxy = await startCountingProxy(registry.host);
-  const database = await freshDatabase('bench_delta');
+  const database = await freshDatabase('bench_delta', { migrate: true });
   const started = Date.now();
   const progress = (what: string) =>
     console.log(`[${((Date.now() - started) / 60_000).toFixed(1)} min] ${what} ...`);

@@ -17,7 +17,7 @@ export async function runTransferBench(mode: 'push' | 'pull'): Promise<void> {
   const registry = await startRegistry();
   // Patch registration goes to PostgreSQL, so the RSS column measures the transfer: the embedded PGlite
   // alone costs ~800 MiB of resident WASM heap whatever the patch size (see the README).
-  const database = await freshDatabase('bench_transfer');
+  const database = await freshDatabase('bench_transfer', { migrate: true });
   try {
     const tree = join(work, 'tree');
     console.log(`generating ${sizeMib} MiB in ${files} files ...`);

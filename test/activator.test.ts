@@ -33,7 +33,7 @@ describe('splinter activator: the mods of the active patch follow activation and
   beforeAll(async () => {
     work = await tempDir('activator');
     registry = await startRegistry();
-    database = await freshDatabase('activator');
+    database = await freshDatabase('activator', { migrate: true });
     env = {
       SPLINTER_HOME: join(work, 'home'),
       DATABASE_URL: database.url,

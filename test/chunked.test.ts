@@ -59,7 +59,7 @@ describe('chunked pulls from a real registry', () => {
     work = await mkdtemp(join(tmpdir(), 'splinter-chunked-'));
     registry = await startRegistry();
     proxy = await startFaultProxy(registry.host);
-    database = await freshDatabase('chunked_pull');
+    database = await freshDatabase('chunked_pull', { migrate: true });
     v1 = join(work, 'v1');
     await mkdir(join(v1, 'text', 'deDE'), { recursive: true });
     pak = randomBytes(12 * MIB);

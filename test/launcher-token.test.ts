@@ -22,7 +22,7 @@ describe('launcher tokens from a file or the environment', () => {
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'splinter-token-'));
-    database = await freshDatabase('launcher_token');
+    database = await freshDatabase('launcher_token', { migrate: true });
     const operator = {
       SPLINTER_HOME: join(work, 'operator'),
       DATABASE_URL: database.url,

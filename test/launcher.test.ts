@@ -42,7 +42,7 @@ describe('splinter launcher sync: preload staging, unlock at activation, rollbac
   beforeAll(async () => {
     work = await tempDir('launcher');
     registry = await startRegistry();
-    database = await freshDatabase('launcher');
+    database = await freshDatabase('launcher', { migrate: true });
     operator = {
       SPLINTER_HOME: join(work, 'operator'),
       DATABASE_URL: database.url,

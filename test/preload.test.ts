@@ -77,7 +77,7 @@ describe('encrypted preload end to end: real registry, PostgreSQL, splinter serv
   beforeAll(async () => {
     work = await tempDir('preload');
     registry = await startRegistry();
-    database = await freshDatabase('preload');
+    database = await freshDatabase('preload', { migrate: true });
     kek = randomBytes(32).toString('base64');
     env = {
       SPLINTER_HOME: join(work, 'operator'),

@@ -22,7 +22,7 @@ for (const backend of ['PostgreSQL (DATABASE_URL)', 'embedded PGlite'] as const)
       work = await tempDir('release');
       env = { SPLINTER_HOME: join(work, 'home') };
       if (backend.startsWith('PostgreSQL')) {
-        database = await freshDatabase('cli');
+        database = await freshDatabase('cli', { migrate: true });
         env.DATABASE_URL = database.url;
       }
     });

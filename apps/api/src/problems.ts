@@ -20,6 +20,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   TOKEN_ALGORITHM_REFUSED: 401,
   TOKEN_REALM_MISMATCH: 403,
   JWKS_UNAVAILABLE: 503,
+  SCHEMA_BEHIND: 503,
 };
 
 const TITLE: Record<number, string> = {

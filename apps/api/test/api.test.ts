@@ -35,7 +35,7 @@ describe('launcher API server (in process, real PostgreSQL, real HTTP on loopbac
     });
 
   beforeAll(async () => {
-    database = await freshDatabase('api');
+    database = await freshDatabase('api', { migrate: true });
     settings = settingsFromEnvironment({
       DATABASE_URL: database.url,
       SPLINTER_KEK: Buffer.from(kek).toString('hex'),

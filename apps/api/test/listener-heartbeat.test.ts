@@ -35,7 +35,7 @@ describe('launcher API whose LISTEN connection dies silently (real PostgreSQL be
   const nextListenerState = async () => ((await once(api.launcher, 'listener')) as [ListenerState])[0];
 
   beforeAll(async () => {
-    database = await freshDatabase('heartbeat');
+    database = await freshDatabase('heartbeat', { migrate: true });
     const direct = new URL(database.url);
     proxy = await startTcpProxy(direct.hostname, Number(direct.port || 5432));
     const proxied = new URL(database.url);

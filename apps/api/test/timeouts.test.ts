@@ -12,7 +12,7 @@ describe('launcher API timeouts and limits (raw sockets on loopback)', () => {
   let api: RunningApi;
 
   beforeAll(async () => {
-    database = await freshDatabase('timeouts');
+    database = await freshDatabase('timeouts', { migrate: true });
     const settings = settingsFromEnvironment({
       DATABASE_URL: database.url,
       SPLINTER_KEK: Buffer.from(generatePatchKey()).toString('hex'),

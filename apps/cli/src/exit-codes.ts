@@ -14,6 +14,8 @@ export const ExitCode = {
   Database: 9,
   /** The shell's convention for a run stopped by SIGINT (128 + 2). */
   Interrupted: 130,
+  /** The release database lacks migrations this build needs: run `splinter db migrate`. */
+  SchemaBehind: 10,
 } as const;
 
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
@@ -80,6 +82,7 @@ const BY_CODE: Record<ErrorCode, ExitCodeValue> = {
   RELEASE_KEYS_INVALID: ExitCode.Signature,
   DATABASE_ERROR: ExitCode.Database,
   MIGRATION_FAILED: ExitCode.Database,
+  SCHEMA_BEHIND: ExitCode.SchemaBehind,
   UNAUTHENTICATED: ExitCode.Registry,
   FORBIDDEN: ExitCode.Registry,
   RATE_LIMITED: ExitCode.Registry,

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { Command, Option } from 'commander';
 import { registerActivatorCommands } from './commands/activator.js';
 import { registerCompletionCommand } from './commands/completion.js';
+import { registerDbCommands } from './commands/db.js';
 import { registerInspectCommand } from './commands/inspect.js';
 import { registerKekCommands } from './commands/kek.js';
 import { registerKeyCommands } from './commands/key.js';
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   registerKekCommands(program);
   registerLoginCommands(program);
   registerCompletionCommand(program);
+  registerDbCommands(program);
   addOutputOptions(program);
   captureUsageErrors(program);
   addHelpExamples(program);

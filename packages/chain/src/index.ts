@@ -1,9 +1,12 @@
 export type { AccessChange, PreloadRow, TokenRow, UnlockState, WrappedKeyRow } from './access.js';
 export { ACCESS_CHANGED_CHANNEL, AccessStore } from './access.js';
-export { MIGRATIONS, migrate } from './migrations.js';
-export type { DatabaseTimeouts, Queryable, QueryResult, SqlClient } from './sql.js';
+export type { SchemaStatus } from './migrations.js';
+export { assertSchemaCurrent, MIGRATIONS, migrate, schemaStatus } from './migrations.js';
+export type { DatabaseTimeouts, PostgresOptions, Queryable, QueryResult, SqlClient } from './sql.js';
 export {
+  DEFAULT_APPLICATION_NAME,
   DEFAULT_DATABASE_TIMEOUTS,
+  DEFAULT_POOL_SIZE,
   databaseError,
   openPglite,
   openPostgres,

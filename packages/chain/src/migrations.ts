@@ -1,5 +1,5 @@
 import { SplinterError } from '@splintertree/errors';
-import type { SqlClient } from './sql.js';
+import type { Queryable, SqlClient } from './sql.js';
 
 /** Numbered, append-only migrations of the `cluster` schema. Never edit one that has shipped. */
 export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
@@ -193,19 +193,92 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
 // An arbitrary constant naming "splinter migrations" for pg_advisory_xact_lock.
 const MIGRATION_LOCK = 0x5f11_7e12;
 
+/** Where the release database's schema stands against the migrations this build of splinter knows. */
+export interface SchemaStatus {
+  /** The newest migration this build knows. */
+  latest: number;
+  /** The highest version applied to the database (0 for none). */
+  version: number;
+  applied: Array<{ version: number; name: string; appliedAt: string }>;
+  /** Migrations this build knows and the database lacks, oldest first: `splinter db migrate` applies them. */
+  pending: Array<{ version: number; name: string }>;
+  /**
+   * Versions the database has and this build does not know: a newer splinter migrated it. Migrations
+   * only add, so an older build keeps working beside it (a rolling update) and is not refused.
+   */
+  unknown: number[];
+  /** Nothing is pending. */
+  current: boolean;
+}
+
+/** Reads the schema's version without changing anything: a read-only role may call it. */
+export async function schemaStatus(db: Queryable): Promise<SchemaStatus> {
+  const latest = Math.max(0, ...MIGRATIONS.map((migration) => migration.version));
+  const { rows: present } = await db.query<{ present: boolean }>(
+    `SELECT to_regclass('cluster.schema_migrations') IS NOT NULL AS present`,
+  );
+  const applied = present[0]?.present
+    ? (
+        await db.query<{ version: number; name: string; appliedAt: string }>(
+          `SELECT version, name, applied_at::text AS "appliedAt" FROM cluster.schema_migrations ORDER BY version`,
+        )
+      ).rows.map((row) => ({ ...row, version: Number(row.version) }))
+    : [];
+  const done = new Set(applied.map((row) => row.version));
+  const known = new Set(MIGRATIONS.map((migration) => migration.version));
+  const pending = MIGRATIONS.filter((migration) => !done.has(migration.version)).map(({ version, name }) => ({
+    version,
+    name,
+  }));
+  return {
+    latest,
+    version: Math.max(0, ...done),
+    applied,
+    pending,
+    unknown: [...done].filter((version) => !known.has(version)),
+    current: pending.length === 0,
+  };
+}
+
+/**
+ * Refuses, with SCHEMA_BEHIND, a database that lacks a migration this build needs. Commands on
+ * PostgreSQL call this instead of migrating: schema changes are one deliberate step (`splinter db
+ * migrate`, run by the schema's owner), and the roles the API and the tools run as need no DDL rights.
+ */
+export async function assertSchemaCurrent(db: Queryable): Promise<SchemaStatus> {
+  const status = await schemaStatus(db);
+  if (!status.current) {
+    const pending = status.pending.map((migration) => migration.version);
+    throw new SplinterError(
+      'SCHEMA_BEHIND',
+      `the release database schema is at version ${status.version} and this splinter needs ${status.latest} (pending ${pending.join(', ')}): run \`splinter db migrate\` as the schema owner first`,
+      { details: { version: status.version, latest: status.latest, pending } },
+    );
+  }
+  return status;
+}
+
 /**
  * Brings the `cluster` schema up to date in one transaction, under a transaction-scoped advisory lock:
- * processes that start together migrate once; the others wait, then find nothing to do.
+ * processes that start together migrate once; the others wait, then find nothing to do. The schema and
+ * its version table are created only when missing, so an owner without CREATE on the database may
+ * migrate a schema made for it beforehand (deploy/postgres/grants.sql).
  */
 export async function migrate(client: SqlClient): Promise<{ applied: number[] }> {
   try {
     return await client.transaction(async (tx) => {
       if (client.kind === 'postgres') await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
-      await tx.query('CREATE SCHEMA IF NOT EXISTS cluster');
-      await tx.query(
-        `CREATE TABLE IF NOT EXISTS cluster.schema_migrations (
-           version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+      const { rows: existing } = await tx.query<{ schema: boolean; table: boolean }>(
+        `SELECT to_regnamespace('cluster') IS NOT NULL AS schema,
+                to_regclass('cluster.schema_migrations') IS NOT NULL AS table`,
       );
+      if (!existing[0]?.schema) await tx.query('CREATE SCHEMA cluster');
+      if (!existing[0]?.table) {
+        await tx.query(
+          `CREATE TABLE cluster.schema_migrations (
+             version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+        );
+      }
       const { rows } = await tx.query<{ version: number }>('SELECT version FROM cluster.schema_migrations');
       const done = new Set(rows.map((row) => Number(row.version)));
       const applied: number[] = [];

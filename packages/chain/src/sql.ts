@@ -85,16 +85,31 @@ export const DEFAULT_DATABASE_TIMEOUTS: Readonly<DatabaseTimeouts> = {
 /** What the client waits beyond statementMs for the server's own timeout error before it gives up. */
 export const STATEMENT_TIMEOUT_GRACE_MS = 1_000;
 
+/** Connections a process keeps open to PostgreSQL for queries, at most. */
+export const DEFAULT_POOL_SIZE = 10;
+
+/** How splinter's connections are named in pg_stat_activity and the server log. */
+export const DEFAULT_APPLICATION_NAME = 'splinter';
+
+export interface PostgresOptions {
+  /** Pool size (default DEFAULT_POOL_SIZE). */
+  max?: number | undefined;
+  timeouts?: Partial<DatabaseTimeouts> | undefined;
+  /** application_name of every connection (default DEFAULT_APPLICATION_NAME). */
+  applicationName?: string | undefined;
+}
+
 export async function openPostgres(
   connectionString: string,
-  options: { max?: number; timeouts?: Partial<DatabaseTimeouts> } = {},
+  options: PostgresOptions = {},
 ): Promise<SqlClient> {
   const timeouts = { ...DEFAULT_DATABASE_TIMEOUTS, ...options.timeouts };
   // The drivers load on first use: most CLI commands (push, pull) never open the database.
   const { default: driver } = await import('pg');
   const pool = new driver.Pool({
     connectionString,
-    max: options.max ?? 10,
+    max: options.max ?? DEFAULT_POOL_SIZE,
+    application_name: options.applicationName ?? DEFAULT_APPLICATION_NAME,
     connectionTimeoutMillis: timeouts.connectMs,
     // Sent at connection start: enforced by the server.
     ...(timeouts.statementMs > 0 ? { statement_timeout: timeouts.statementMs } : {}),

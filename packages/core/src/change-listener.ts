@@ -6,6 +6,8 @@ export const LISTENER_APPLICATION_NAME = 'splinter-listener';
 
 export interface ChangeListenerOptions {
   connectionString: string;
+  /** application_name of the connection (default LISTENER_APPLICATION_NAME). */
+  applicationName?: string | undefined;
   /** What to do with each notification, by channel. */
   channels: Record<string, (payload: string) => void>;
   /**
@@ -37,7 +39,7 @@ export async function openChangeListener(options: ChangeListenerOptions): Promis
   const client = new pg.Client({
     connectionString: options.connectionString,
     // Names the connection in pg_stat_activity, for operators (and tests) looking for it.
-    application_name: LISTENER_APPLICATION_NAME,
+    application_name: options.applicationName ?? LISTENER_APPLICATION_NAME,
     keepAlive: true,
     stream: () => socket,
   });

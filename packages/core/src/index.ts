@@ -5,6 +5,7 @@ export type {
   PatchRow,
   PatchStatus,
   ReleaseRow,
+  SchemaStatus,
   ShownRealm,
   TokenRow,
 } from '@splintertree/chain';
@@ -14,6 +15,8 @@ export { createLauncherToken, listLauncherTokens, revokeLauncherToken, rotateKek
 export type { ArtifactKind } from './artifact.js';
 export { ArtifactAnnotation, ArtifactType, buildArtifactManifest } from './artifact.js';
 export { LISTENER_APPLICATION_NAME } from './change-listener.js';
+export type { DatabaseSettings, MigrationResult } from './database.js';
+export { chainDatabaseStatus, migrateChainDatabase } from './database.js';
 export type { CanonicalId } from './ids.js';
 export { canonicalId, patchIdFrom } from './ids.js';
 export { generateKeyPairFiles } from './keys.js';

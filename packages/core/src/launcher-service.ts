@@ -3,10 +3,10 @@ import {
   ACCESS_CHANGED_CHANNEL,
   type AccessChange,
   AccessStore,
+  assertSchemaCurrent,
   ChainStore,
   HEAD_CHANGED_CHANNEL,
   type HeadChange,
-  migrate,
   openPostgres,
   type SqlClient,
   type UnlockState,
@@ -59,7 +59,7 @@ export interface RealmView {
 
 export interface LauncherOptions {
   settings: Settings;
-  /** Database connections for queries (default 10); the LISTEN connection is one more. */
+  /** Database connections for queries (default: the settings' pool size); the LISTEN connection is one more. */
   poolSize?: number;
   /**
    * Heartbeat interval of the LISTEN connection (default 3 s). A heartbeat not back within one
@@ -142,9 +142,14 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
       throw new SplinterError('INVALID_CONFIG', problems.join('; '), { details: { problems } });
     }
     const kek = await resolveKek(options.settings, 'the launcher API');
-    const client = await openPostgres(options.settings.databaseUrl!, { max: options.poolSize ?? 10 });
+    const client = await openPostgres(options.settings.databaseUrl!, {
+      max: options.poolSize ?? options.settings.databasePoolSize,
+      timeouts: options.settings.databaseTimeouts,
+      applicationName: options.settings.databaseApplicationName,
+    });
     try {
-      await migrate(client);
+      // Never migrates: the API runs as a role that may only read and write rows (`splinter db migrate`).
+      await assertSchemaCurrent(client);
       const access = new AccessStore(client);
       await assertKekMatches(access, kek);
       const launcher = new LauncherService(client, new ChainStore(client), access, kek, options);
@@ -351,6 +356,7 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
     const session = ++this.session;
     const listener = await openChangeListener({
       connectionString: this.options.settings.databaseUrl!,
+      applicationName: `${this.options.settings.databaseApplicationName}-listener`,
       heartbeatMs: this.heartbeatMs,
       channels: {
         [HEAD_CHANGED_CHANNEL]: (payload) => this.headChanged(parseChange<HeadChange>(payload)),

@@ -1,6 +1,11 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { type DatabaseTimeouts, DEFAULT_DATABASE_TIMEOUTS } from '@splintertree/chain';
+import {
+  type DatabaseTimeouts,
+  DEFAULT_APPLICATION_NAME,
+  DEFAULT_DATABASE_TIMEOUTS,
+  DEFAULT_POOL_SIZE,
+} from '@splintertree/chain';
 import { SplinterError } from '@splintertree/errors';
 import { type ProxySettings, proxySettingsFromEnvironment } from '@splintertree/oci';
 import { decodeKey32 } from '@splintertree/seal';
@@ -41,6 +46,13 @@ export interface Settings {
    * SPLINTER_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS (60000). Unused by the embedded PGlite database.
    */
   databaseTimeouts: DatabaseTimeouts;
+  /** SPLINTER_DB_POOL_SIZE: PostgreSQL connections per process for queries, at most (default 10). */
+  databasePoolSize: number;
+  /**
+   * SPLINTER_DB_APPLICATION_NAME: how the connections appear in pg_stat_activity (default `splinter`;
+   * the API's LISTEN connection adds `-listener`). An application_name in DATABASE_URL wins.
+   */
+  databaseApplicationName: string;
   /** SPLINTER_TOKEN: a launcher token, for commands that call the launcher API (kept out of `ps`). */
   launcherToken: string | undefined;
 }
@@ -101,6 +113,16 @@ const environmentSchema = z
     SPLINTER_DB_CONNECT_TIMEOUT_MS: milliseconds,
     SPLINTER_DB_STATEMENT_TIMEOUT_MS: milliseconds,
     SPLINTER_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: milliseconds,
+    SPLINTER_DB_POOL_SIZE: optionalText.refine(
+      (value) =>
+        value === undefined || (/^\d{1,4}$/.test(value) && Number(value) >= 1 && Number(value) <= 1000),
+      { message: 'must be a whole number of connections from 1 to 1000' },
+    ),
+    // PostgreSQL keeps 63 bytes of it and shows only printable ASCII.
+    SPLINTER_DB_APPLICATION_NAME: optionalText.refine(
+      (value) => value === undefined || /^[\x20-\x7e]{1,54}$/.test(value),
+      { message: 'must be 1 to 54 printable ASCII characters' },
+    ),
     SPLINTER_TOKEN: optionalText,
   })
   .refine((env) => env.SPLINTER_KEK === undefined || env.SPLINTER_KEK_FILE === undefined, {
@@ -133,6 +155,9 @@ export function settingsFromEnvironment(environment: Record<string, string | und
     kek: env.SPLINTER_KEK === undefined ? undefined : decodeKey32(env.SPLINTER_KEK),
     kekFile: env.SPLINTER_KEK_FILE,
     databaseTimeouts: databaseTimeouts(env),
+    databasePoolSize:
+      env.SPLINTER_DB_POOL_SIZE === undefined ? DEFAULT_POOL_SIZE : Number(env.SPLINTER_DB_POOL_SIZE),
+    databaseApplicationName: env.SPLINTER_DB_APPLICATION_NAME?.trim() ?? DEFAULT_APPLICATION_NAME,
     launcherToken: env.SPLINTER_TOKEN?.trim(),
   };
 }

@@ -37,3 +37,20 @@ describe('database timeouts from the environment', () => {
     }
   });
 });
+
+describe('database pool size and application_name from the environment', () => {
+  it('defaults to 10 connections named splinter', () => {
+    const settings = settingsFromEnvironment({});
+    expect(settings.databasePoolSize).toBe(10);
+    expect(settings.databaseApplicationName).toBe('splinter');
+  });
+
+  it('reads SPLINTER_DB_POOL_SIZE and SPLINTER_DB_APPLICATION_NAME', () => {
+    const settings = settingsFromEnvironment({
+      SPLINTER_DB_POOL_SIZE: '40',
+      SPLINTER_DB_APPLICATION_NAME: 'splinter-api eu',
+    });
+    expect(settings.databasePoolSize).toBe(40);
+    expect(settings.databaseApplicationName).toBe('splinter-api eu');
+  });
+});

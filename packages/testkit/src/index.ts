@@ -8,7 +8,7 @@ export { startFaultProxy } from './fault-proxy.js';
 export type { HugeBodyRoute, HugeBodyServer } from './huge-body-server.js';
 export { startHugeBodyServer } from './huge-body-server.js';
 export { freePort } from './ports.js';
-export type { FreshDatabase } from './postgres.js';
+export type { FreshDatabase, FreshDatabaseOptions } from './postgres.js';
 export { ADMIN_DATABASE_URL, freshDatabase } from './postgres.js';
 export type { RegistryOptions, RunningRegistry } from './registry.js';
 export { startRegistry } from './registry.js';
