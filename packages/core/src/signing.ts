@@ -10,12 +10,27 @@ import {
   type Signer,
   type TrustedKey,
 } from '@splintertree/sign';
+import { readKeyRef } from './key-refs.js';
 import { formatLocation, type Location } from './locations.js';
 import type { SignatureFormat, SignatureRecord } from './types.js';
 
 /** Loads a cosign private key file (`cosign generate-key-pair`, `splinter key generate`) as a Signer. */
 export async function loadSigningKey(file: string, password: string): Promise<Signer> {
-  return loadPrivateKey(await readKeyFile(file), password);
+  return loadPrivateKey((await readKeyRef(file, 'private')).pem, password);
+}
+
+/**
+ * A cosign private key by reference (a file, `env://VAR`, `k8s://NAMESPACE/NAME`; see key-refs.ts).
+ * The password comes with a Kubernetes secret (`cosign.password`, as cosign does); otherwise
+ * `password()` is asked, after the key was found, so a missing key costs no prompt.
+ */
+export async function loadSigningKeyRef(
+  ref: string,
+  password: () => Promise<string>,
+  env?: Record<string, string | undefined>,
+): Promise<Signer> {
+  const key = await readKeyRef(ref, 'private', env);
+  return loadPrivateKey(key.pem, key.password ?? (await password()));
 }
 
 /**
@@ -27,7 +42,8 @@ export async function loadTrustedKeys(input: {
   trustFile?: string | undefined;
 }): Promise<TrustedKey[]> {
   const keys: TrustedKey[] = [];
-  for (const file of input.keyFiles) keys.push(loadPublicKey(await readKeyFile(file), file));
+  // Each --key is a reference as cosign's --key takes it: a file, env://VAR or k8s://NAMESPACE/NAME.
+  for (const ref of input.keyFiles) keys.push(loadPublicKey((await readKeyRef(ref, 'public')).pem, ref));
   if (input.trustFile !== undefined) keys.push(...(await trustFileKeys(input.trustFile)));
   return keys;
 }

@@ -7,6 +7,8 @@ export type { Fault, FaultProxy, FaultProxyOptions, FaultRule, ProxyRequest } fr
 export { startFaultProxy } from './fault-proxy.js';
 export type { HugeBodyRoute, HugeBodyServer } from './huge-body-server.js';
 export { startHugeBodyServer } from './huge-body-server.js';
+export type { KubernetesApi } from './kubernetes-api.js';
+export { startKubernetesApi } from './kubernetes-api.js';
 export { freePort } from './ports.js';
 export type { FreshDatabase, FreshDatabaseOptions } from './postgres.js';
 export { ADMIN_DATABASE_URL, freshDatabase } from './postgres.js';
