@@ -1,5 +1,5 @@
 import {
-  loadSigningKey,
+  loadSigningKeyRef,
   loadTrustedKeys,
   type PullTrust,
   type Signer,
@@ -16,9 +16,12 @@ export interface TrustFlags {
   insecureSkipVerify?: boolean;
 }
 
-/** Opens a cosign private key; the password comes as cosign takes it (COSIGN_PASSWORD, ..., a prompt). */
+/**
+ * Opens a cosign private key: a file, `env://VAR` or `k8s://NAMESPACE/NAME`. The password comes as
+ * cosign takes it (a k8s secret's cosign.password, else COSIGN_PASSWORD, ..., a prompt).
+ */
 export async function loadSignerFlag(keyFile: string): Promise<Signer> {
-  return loadSigningKey(keyFile, await readPassword(loadSettings().keyPassword, false, keyFile));
+  return loadSigningKeyRef(keyFile, () => readPassword(loadSettings().keyPassword, false, keyFile));
 }
 
 export async function trustedKeysFromFlags(flags: TrustFlags): Promise<TrustedKey[]> {
@@ -54,7 +57,12 @@ export function signatureFormatOption(): Option {
 /** --key PUB (repeatable), --trust FILE and --insecure-skip-verify: what a pull or verify trusts. */
 export function addTrustOptions(command: Command, skippable: boolean): Command {
   command
-    .option('--key <pubfile>', 'trusted public key, PEM (repeatable, for key rotation)', collect, [])
+    .option(
+      '--key <pubkey>',
+      'trusted public key: PEM file, env://VAR or k8s://NS/NAME (repeatable, for key rotation)',
+      collect,
+      [],
+    )
     .option('--trust <file>', 'trust file: PEM public keys and/or paths of .pub files, one per line');
   if (skippable) {
     command.option('--insecure-skip-verify', 'do not verify signatures (warns on stderr)');

@@ -37,7 +37,10 @@ export function addPushOptions(command: Command, registryEnv: string): Command {
       `registry and namespace, host[:port][/path] (default: $${registryEnv}, else the embedded store)`,
     ),
   )
-    .option('--key <keyfile>', 'sign the pushed manifest with this cosign private key')
+    .option(
+      '--key <key>',
+      'sign the pushed manifest with this cosign private key (file, env://VAR, k8s://NS/NAME)',
+    )
     .option('--tags <file>', 'tag files by glob, e.g. {"locale:deDE": ["**/deDE/**"]} (see docs/format.md)')
     .option(
       '--allow-unportable',

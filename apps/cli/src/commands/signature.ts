@@ -15,7 +15,7 @@ export function registerSignatureCommands(program: Command): void {
     program
       .command('sign <ref>')
       .description('sign an artifact already in a registry or the embedded store, in cosign formats')
-      .requiredOption('--key <keyfile>', 'cosign private key file')
+      .requiredOption('--key <key>', 'cosign private key: file, env://VAR or k8s://NS/NAME')
       .addOption(signatureFormatOption())
       .option('--plain-http', 'talk plain HTTP to the registry (never the default)'),
   ).action(async function (
