@@ -272,3 +272,62 @@ describe('login, push, pull, logout against TLS Distribution with its own CA and
     expect(reference.stderr).toMatch(/--plain-http/);
   });
 });
+
+describe('identity tokens with the testkit token service behind TLS', () => {
+  let work: string;
+  let registry: RunningRegistry;
+  let env: Record<string, string>;
+  beforeAll(async () => {
+    work = await tempDir('identity');
+    registry = await startRegistry({ auth: 'token', tls: true });
+    env = {
+      SPLINTER_HOME: join(work, 'home'),
+      DOCKER_CONFIG: join(work, 'docker'),
+      SPLINTER_CA_FILE: registry.caFile!,
+      HTTPS_PROXY: '',
+      https_proxy: '',
+    };
+  });
+  afterAll(async () => {
+    await registry?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('logs in with --identity-token-stdin and pushes with it as an OAuth2 refresh token', async () => {
+    const service = registry.tokenService!;
+    const refused = await splinter(
+      ['login', registry.host, '--identity-token-stdin'],
+      env,
+      'refresh-never-issued\n',
+    );
+    expect(refused.code).toBe(6);
+    expect(refused.stderr).not.toContain('refresh-never-issued');
+
+    const token = service.issueRefreshToken('splinter');
+    const grants = service.grants.length;
+    const login = await splinter(['login', registry.host, '--identity-token-stdin'], env, `${token}\n`);
+    expect(login.code, login.stderr).toBe(0);
+    const config = JSON.parse(await readFile(join(work, 'docker', 'config.json'), 'utf8'));
+    expect(config.auths[registry.host]).toEqual({ identitytoken: token });
+
+    const pushed = await splinter(
+      [
+        'patch',
+        'push',
+        SAMPLE,
+        '--realm',
+        'eu-2',
+        '--version',
+        '1.0.0',
+        '--registry',
+        `${registry.host}/game`,
+      ],
+      env,
+    );
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const used = service.grants.slice(grants);
+    expect(used.length).toBeGreaterThan(1);
+    expect(new Set(used)).toEqual(new Set(['refresh_token']));
+    expect(service.userAgents.every((agent) => agent?.startsWith('splinter/'))).toBe(true);
+  });
+});

@@ -33,8 +33,10 @@ export function registryHostOf(value: string, what = 'registry'): string {
 
 export interface LoginInput {
   registry: string;
-  username: string;
-  password: string;
+  /** A user name and password, or an identity (OAuth2 refresh) token as oras --identity-token takes it. */
+  username?: string | undefined;
+  password?: string | undefined;
+  identityToken?: string | undefined;
   plainHttp: boolean;
   access: RegistryAccess;
   settings: Settings;
@@ -70,16 +72,17 @@ export async function registryLogin(input: LoginInput): Promise<LoginResult> {
       `registry ${JSON.stringify(input.registry)} is not host[:port]`,
     );
   }
-  if (input.username === '') throw new SplinterError('INVALID_ARGUMENT', 'the username is empty');
+  const login =
+    input.identityToken !== undefined
+      ? { identityToken: input.identityToken }
+      : { username: input.username ?? '', password: input.password ?? '' };
+  if ('username' in login && login.username === '')
+    throw new SplinterError('INVALID_ARGUMENT', 'the username is empty');
   const authFile = authFileOf(input.access, input.settings);
   const client = new RegistryClient({
     registry,
     plainHttp: input.plainHttp,
-    credentials: async () => ({
-      username: input.username,
-      password: input.password,
-      source: `the login given for ${registry}`,
-    }),
+    credentials: async () => ({ ...login, source: `the login given for ${registry}` }),
     transport: { caFile: input.access.caFile, insecure: input.access.insecure, proxy: input.settings.proxy },
     retry: { maxAttempts: 2 },
   });
@@ -88,7 +91,7 @@ export async function registryLogin(input: LoginInput): Promise<LoginResult> {
   } finally {
     await client.close();
   }
-  const stored = await storeLogin(authFile, registry, { username: input.username, password: input.password });
+  const stored = await storeLogin(authFile, registry, login);
   return {
     registry,
     authFile,

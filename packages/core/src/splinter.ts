@@ -81,7 +81,8 @@ export class Splinter {
       plainHttp: options.plainHttp === true,
       dockerConfigDir: this.settings.dockerConfigDir,
       registryAuthFile: this.settings.registryAuthFile,
-      access: options.registryAccess,
+      // Without flags (an embedding app), the environment variables alone decide.
+      access: options.registryAccess ?? { caFile: this.settings.caFile, insecure: this.settings.insecure },
       proxy: this.settings.proxy,
       sessions: journalSessions(this.journal),
     });

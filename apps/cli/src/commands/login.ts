@@ -15,6 +15,8 @@ interface LoginFlags extends RegistryFlags {
   username?: string;
   password?: string;
   passwordStdin?: boolean;
+  identityToken?: string;
+  identityTokenStdin?: boolean;
 }
 
 /**
@@ -33,15 +35,16 @@ export function registerLoginCommands(program: Command): void {
         'password (visible in ps and shell history: prefer --password-stdin)',
       )
       .option('--password-stdin', 'read the password (or token) from standard input')
+      .option('--identity-token <token>', 'an identity (OAuth2 refresh) token instead of a password (oras)')
+      .option('--identity-token-stdin', 'read the identity token from standard input (oras)')
       .option('--plain-http', 'talk plain HTTP to the registry (env SPLINTER_PLAIN_HTTP)'),
   ).action(async function (this: Command, registry: string, flags: LoginFlags) {
     const settings = loadSettings();
     const output = globalOptions(this);
-    const { username, password } = await loginOf(flags);
+    const login = await loginOf(flags);
     const result = await registryLogin({
       registry,
-      username,
-      password,
+      ...login,
       plainHttp: plainHttpOf(flags, settings),
       access: registryAccessOf(flags, settings),
       settings,
@@ -74,9 +77,34 @@ export function registerLoginCommands(program: Command): void {
   });
 }
 
-async function loginOf(flags: LoginFlags): Promise<{ username: string; password: string }> {
-  if (flags.password !== undefined && flags.passwordStdin) {
-    throw new SplinterError('INVALID_ARGUMENT', '--password and --password-stdin are mutually exclusive');
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  // docker trims one trailing newline (echo adds it); the rest is the secret verbatim.
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
+}
+
+async function loginOf(
+  flags: LoginFlags,
+): Promise<{ username: string; password: string } | { identityToken: string }> {
+  const given = [
+    flags.password !== undefined && '--password',
+    flags.passwordStdin && '--password-stdin',
+    flags.identityToken !== undefined && '--identity-token',
+    flags.identityTokenStdin && '--identity-token-stdin',
+  ].filter((name): name is string => typeof name === 'string');
+  if (given.length > 1)
+    throw new SplinterError('INVALID_ARGUMENT', `${given.join(' and ')} are mutually exclusive`);
+  if (flags.identityToken !== undefined || flags.identityTokenStdin) {
+    if (flags.username !== undefined)
+      throw new SplinterError('INVALID_ARGUMENT', 'an identity token takes no --username');
+    if (flags.identityToken !== undefined)
+      warn('using --identity-token on the command line is insecure: use --identity-token-stdin');
+    const identityToken = flags.identityToken ?? (await readStdin());
+    if (identityToken === '') throw new SplinterError('INVALID_ARGUMENT', 'the identity token is empty');
+    return { identityToken };
   }
   if (flags.passwordStdin && flags.username === undefined) {
     throw new SplinterError('INVALID_ARGUMENT', 'give --username with --password-stdin');
@@ -88,12 +116,7 @@ async function loginOf(flags: LoginFlags): Promise<{ username: string; password:
     return { username: flags.username, password: flags.password };
   }
   if (flags.passwordStdin) {
-    const chunks: Buffer[] = [];
-    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-    // docker trims one trailing newline (echo adds it); the rest is the password verbatim.
-    const password = Buffer.concat(chunks)
-      .toString('utf8')
-      .replace(/\r?\n$/, '');
+    const password = await readStdin();
     if (password === '') throw new SplinterError('INVALID_ARGUMENT', 'standard input held no password');
     return { username: flags.username!, password };
   }

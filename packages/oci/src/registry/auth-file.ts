@@ -31,8 +31,12 @@ function isMissingProgram(error: unknown): boolean {
 export async function storeLogin(
   authFile: string,
   registry: string,
-  login: { username: string; password: string },
+  login: { username: string; password: string } | { identityToken: string },
 ): Promise<StoredLogin> {
+  // An identity token is kept as docker and oras keep it: `auths[registry].identitytoken` in the file,
+  // or Username `<token>` in a credential helper.
+  const [username, secret] =
+    'identityToken' in login ? ['<token>', login.identityToken] : [login.username, login.password];
   const config: DockerConfig = (await readDockerConfig(authFile)) ?? {};
   const helper = helperFor(config, registry);
   const auths = { ...(config.auths ?? {}) };
@@ -44,7 +48,7 @@ export async function storeLogin(
       await credentialHelper(
         helper,
         'store',
-        JSON.stringify({ ServerURL: registry, Username: login.username, Secret: login.password }),
+        JSON.stringify({ ServerURL: registry, Username: username, Secret: secret }),
       );
       auths[registry] = {};
       stored = { authFile, helper: `docker-credential-${helper}` };
@@ -54,7 +58,10 @@ export async function storeLogin(
     }
   }
   if (stored.helper === undefined) {
-    auths[registry] = { auth: Buffer.from(`${login.username}:${login.password}`).toString('base64') };
+    auths[registry] =
+      'identityToken' in login
+        ? { identitytoken: login.identityToken }
+        : { auth: Buffer.from(`${login.username}:${login.password}`).toString('base64') };
   }
   await writeAuthFile(authFile, { ...config, auths });
   return stored;
