@@ -43,6 +43,12 @@ describe('splinter activator: the mods of the active patch follow activation and
       USER: 'release-bot',
     };
     await writeKeyPair(join(work, 'studio'), await generateKeyPair('studio'));
+    // The realm trusts the studio's key for mods (checked at push --mod and at activate).
+    const trust = await splinterCli(
+      ['realm', 'trust', 'set', '--realm', 'eu-1', '--key', join(work, 'studio.pub')],
+      env,
+    );
+    expect(trust.code, trust.stderr).toBe(0);
     radar = join(work, 'radar');
     await mkdir(join(radar, 'scripts'), { recursive: true });
     await writeFile(join(radar, 'scripts', 'radar.lua'), 'print("radar")\n');
@@ -97,13 +103,13 @@ describe('splinter activator: the mods of the active patch follow activation and
 
     expect(await runOnce()).toMatchObject({ head: null, installed: [], removed: [] });
 
-    await cli(['patch', 'activate', ids.v1]);
+    await cli(['patch', 'activate', ids.v1, '--plain-http']);
     const first = await runOnce();
     expect(first.installed.map((m) => m.name)).toEqual(['minimap']);
     expect(await snapshot(join(mods(), 'minimap'))).toEqual(await snapshot(SAMPLE_MOD));
     expect(minimap).toMatch(/^sha256:/);
 
-    await cli(['patch', 'activate', ids.v2]);
+    await cli(['patch', 'activate', ids.v2, '--plain-http']);
     const second = await runOnce();
     expect(second).toMatchObject({ head: { version: '2' }, kept: [{ name: 'minimap' }], removed: [] });
     expect(second.installed.map((m) => m.name)).toEqual(['radar']);
@@ -168,7 +174,7 @@ describe('splinter activator: the mods of the active patch follow activation and
     const watch = startWatch();
     try {
       expect(await watch.round(1)).toMatchObject({ head: { version: '1' } });
-      await cli(['patch', 'activate', ids.v2!]);
+      await cli(['patch', 'activate', ids.v2!, '--plain-http']);
       const followed = await watch.round(2);
       expect(followed).toMatchObject({ head: { version: '2' }, installed: [{ name: 'radar' }] });
       expect((await readdir(mods())).sort()).toEqual(['minimap', 'radar']);
@@ -210,7 +216,7 @@ describe('splinter activator: the mods of the active patch follow activation and
       '--mod',
       `${registry.host}/other/radar:2`,
     ]);
-    await cli(['patch', 'activate', v3]);
+    await cli(['patch', 'activate', v3, '--plain-http']);
     const refused = await splinterCli(
       ['activator', 'run', '--realm', 'eu-1', '--output', mods(), '--plain-http', ...trusted()],
       env,

@@ -1,5 +1,6 @@
 import { cp, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { generateKeyPair, writeKeyPair } from '@splintertree/sign';
 import { type FreshDatabase, freshDatabase } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../packages/pack/test/helpers.js';
@@ -20,7 +21,8 @@ for (const backend of ['PostgreSQL (DATABASE_URL)', 'embedded PGlite'] as const)
     let env: Record<string, string>;
     beforeAll(async () => {
       work = await tempDir('release');
-      env = { SPLINTER_HOME: join(work, 'home') };
+      env = { SPLINTER_HOME: join(work, 'home'), COSIGN_PASSWORD: 'mods' };
+      await writeKeyPair(join(work, 'mods'), await generateKeyPair('mods'));
       if (backend.startsWith('PostgreSQL')) {
         database = await freshDatabase('cli', { migrate: true });
         env.DATABASE_URL = database.url;
@@ -32,8 +34,17 @@ for (const backend of ['PostgreSQL (DATABASE_URL)', 'embedded PGlite'] as const)
     });
 
     it('registers on push, activates, bundles mods, rolls back and keeps the history', async () => {
-      const mod = await splinter(['mod', 'push', SAMPLE_MOD, '--name', 'minimap', '--version', '1'], env);
+      const mod = await splinter(
+        ['mod', 'push', SAMPLE_MOD, '--name', 'minimap', '--version', '1', '--key', join(work, 'mods.key')],
+        env,
+      );
       expect(mod.code, mod.stderr).toBe(0);
+      // The realm trusts the mod key: its patches may bundle the mod (mod-trust.test.ts covers refusals).
+      const trust = await splinter(
+        ['realm', 'trust', 'set', '--realm', 'eu-1', '--key', join(work, 'mods.pub')],
+        env,
+      );
+      expect(trust.code, trust.stderr).toBe(0);
       const v1 = await splinter(['patch', 'push', SAMPLE, '--realm', 'eu-1', '--version', '1.0.0'], env);
       expect(v1.code, v1.stderr).toBe(0);
       expect(v1.json).toMatchObject({ id: expect.stringMatching(/^\d+$/), status: 'draft', parent: null });
@@ -137,6 +148,6 @@ for (const backend of ['PostgreSQL (DATABASE_URL)', 'embedded PGlite'] as const)
         ['1.3.0', 'draft'],
         ['1.0.1', 'draft'],
       ]);
-    }, 120_000);
+    }, 300_000); // PGlite opens per command: on a loaded 2-core machine the run takes minutes
   });
 }

@@ -53,6 +53,7 @@ const BY_CODE: Record<ErrorCode, ExitCodeValue> = {
   SIGNATURE_UNTRUSTED: ExitCode.Signature,
   VERIFICATION_SKIPPED: ExitCode.Signature,
   TRUST_REQUIRED: ExitCode.Signature,
+  MOD_UNTRUSTED: ExitCode.Signature,
   REGISTRY_UNAUTHORIZED: ExitCode.Registry,
   REGISTRY_DENIED: ExitCode.Registry,
   REGISTRY_ERROR: ExitCode.Registry,

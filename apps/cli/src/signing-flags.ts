@@ -69,3 +69,26 @@ export function addTrustOptions(command: Command, skippable: boolean): Command {
   }
   return command;
 }
+
+export interface ModTrustFlags {
+  modKey: string[];
+  modTrust?: string;
+}
+
+/** --mod-key PUB (repeatable) and --mod-trust FILE: what a patch's mods must be signed by, this time. */
+export function addModTrustOptions(command: Command): Command {
+  return command
+    .option(
+      '--mod-key <pubfile>',
+      "trusted mod signing key (repeatable; default: the realm's, from realm trust set)",
+      collect,
+      [],
+    )
+    .option('--mod-trust <file>', 'trust file for the mods (instead of the realm stored one)');
+}
+
+/** The keys given on the command line for mods, or undefined to use the realm's stored policy. */
+export async function modTrustFromFlags(flags: ModTrustFlags): Promise<TrustedKey[] | undefined> {
+  if (flags.modKey.length === 0 && flags.modTrust === undefined) return undefined;
+  return loadTrustedKeys({ keyFiles: flags.modKey, trustFile: flags.modTrust });
+}

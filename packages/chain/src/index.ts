@@ -16,6 +16,7 @@ export type {
   ChainEntry,
   HeadChange,
   ModPin,
+  ModTrust,
   PatchRow,
   PatchStatus,
   RegisterPatchInput,

@@ -186,6 +186,19 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
       END $$;
       CREATE TRIGGER release_statements_describe_head BEFORE INSERT ON cluster.release_statements
         FOR EACH ROW EXECUTE FUNCTION cluster.check_statement_append();
+      `,
+  },
+  {
+    version: 7,
+    name: 'trusted mod keys per realm',
+    sql: `
+      -- The keys a realm trusts to sign the mods its patches bundle: PEM public keys, as a trust file.
+      CREATE TABLE cluster.realm_mod_trust (
+        realm   text PRIMARY KEY REFERENCES cluster.realms (realm),
+        keys    text NOT NULL CHECK (keys LIKE '-----BEGIN PUBLIC KEY-----%'),
+        set_by  text NOT NULL,
+        set_at  timestamptz NOT NULL DEFAULT now()
+      );
     `,
   },
 ];

@@ -93,6 +93,16 @@ export interface RegisterPatchInput {
   key?: { keyId: string; wrappedKey: Uint8Array; kekId: string };
 }
 
+/** The keys a realm trusts to sign its patches' mods (a trust file's PEM keys), and who set them when. */
+export interface ModTrust {
+  realm: string;
+  keys: string;
+  setBy: string;
+  setAt: string;
+}
+
+const MOD_TRUST_COLUMNS = `realm, keys, set_by AS "setBy", ${rfc3339('set_at')} AS "setAt"`;
+
 /** A patch as a realm view lists it: everything but its chain (the view's order is the chain). */
 export type ChainEntry = Omit<PatchRow, 'chain'>;
 
@@ -384,6 +394,43 @@ export class ChainStore {
     );
     if (rows.length === 0) await this.assertRealmExists(realm);
     return rows;
+  }
+
+  /** Stores the PEM public keys realm `realm` trusts for mods (replacing any), creating the realm. */
+  async setModTrust(realm: string, keysPem: string, actor: string): Promise<ModTrust> {
+    return this.db.transaction(async (tx) => {
+      await tx.query('INSERT INTO cluster.realms (realm) VALUES ($1) ON CONFLICT (realm) DO NOTHING', [
+        realm,
+      ]);
+      const { rows } = await tx.query<ModTrust>(
+        `INSERT INTO cluster.realm_mod_trust (realm, keys, set_by) VALUES ($1, $2, $3)
+           ON CONFLICT (realm) DO UPDATE SET keys = EXCLUDED.keys, set_by = EXCLUDED.set_by, set_at = now()
+         RETURNING ${MOD_TRUST_COLUMNS}`,
+        [realm, keysPem, actor],
+      );
+      return rows[0]!;
+    });
+  }
+
+  /** The realm's mod trust policy; null when none is set (REALM_UNKNOWN for no such realm). */
+  async modTrust(realm: string): Promise<ModTrust | null> {
+    const { rows } = await this.db.query<ModTrust>(
+      `SELECT ${MOD_TRUST_COLUMNS} FROM cluster.realm_mod_trust WHERE realm = $1`,
+      [realm],
+    );
+    if (rows[0]) return rows[0];
+    await this.assertRealmExists(realm);
+    return null;
+  }
+
+  /** Removes the realm's mod trust policy; true if there was one. */
+  async clearModTrust(realm: string): Promise<boolean> {
+    await this.assertRealmExists(realm);
+    const { rows } = await this.db.query(
+      'DELETE FROM cluster.realm_mod_trust WHERE realm = $1 RETURNING realm',
+      [realm],
+    );
+    return rows.length > 0;
   }
 
   private async assertRealmExists(realm: string): Promise<void> {

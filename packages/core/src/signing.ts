@@ -50,6 +50,16 @@ export async function loadTrustedKeys(input: {
 
 const PEM_PUBLIC_KEY = /-----BEGIN PUBLIC KEY-----[\s\S]*?-----END PUBLIC KEY-----/g;
 
+/** The PEM public keys in `text` (a stored mod trust policy), each named `source#n`. */
+export function publicKeysFromPem(text: string, source: string): TrustedKey[] {
+  return (text.match(PEM_PUBLIC_KEY) ?? []).map((pem, i) => loadPublicKey(pem, `${source}#${i + 1}`));
+}
+
+/** Keys as PEM text, one after another: what a trust file inlines and what a realm stores. */
+export function publicKeysToPem(keys: TrustedKey[]): string {
+  return keys.map((key) => key.keyObject.export({ type: 'spki', format: 'pem' }).toString()).join('');
+}
+
 async function trustFileKeys(trustFile: string): Promise<TrustedKey[]> {
   const text = await readKeyFile(trustFile);
   const keys = (text.match(PEM_PUBLIC_KEY) ?? []).map((pem, i) =>

@@ -1,5 +1,13 @@
 import { join } from 'node:path';
-import type { AccessStore, HeadChange, ModPin, PatchRow, ReleaseRow, ShownRealm } from '@splintertree/chain';
+import type {
+  AccessStore,
+  HeadChange,
+  ModPin,
+  ModTrust,
+  PatchRow,
+  ReleaseRow,
+  ShownRealm,
+} from '@splintertree/chain';
 import { SplinterError } from '@splintertree/errors';
 import type { CopyOptions, CopyStats, Descriptor, ImageManifest, Target } from '@splintertree/oci';
 import { type BaseVersion, type Selection, WorkJournal } from '@splintertree/pack';
@@ -24,7 +32,7 @@ import type { ProgressSink } from './progress.js';
 import { publishFolder } from './publish.js';
 import { createdSeconds, NoNewContentTarget } from './repush.js';
 import type { Settings } from './settings.js';
-import { signManifest } from './signing.js';
+import { publicKeysFromPem, publicKeysToPem, signManifest } from './signing.js';
 import { type RegistryAccess, Stores } from './stores.js';
 import type {
   DownloadInput,
@@ -147,6 +155,7 @@ export class Splinter {
       throw otherContent(`with parent ${existing.parent}`);
     const parent = existing ? undefined : asked;
     const mods = await Promise.all((input.mods ?? []).map((reference) => this.pinMod(reference)));
+    if (mods.length > 0) await this.requireTrustedMods(leaf, mods, input.modTrust);
     const preload: PreloadKey | undefined = input.preload
       ? await preparePreload(this.settings, await this.access())
       : undefined;
@@ -387,9 +396,14 @@ export class Splinter {
     realm?: string | undefined;
     force: boolean;
     actor: string;
+    /** Keys the patch's mods must be signed by; unset means the realm's stored mod trust. */
+    modTrust?: TrustedKey[] | undefined;
   }): Promise<ReleaseRow> {
     const chain = await this.chain();
     const patch = await chain.findPatch(input.patch, input.realm);
+    // Checked again here, not only at push: the policy or the signatures may have changed since, and
+    // this is the last step before the mods go live (--force does not skip it).
+    if (patch.mods.length > 0) await this.requireTrustedMods(patch.realm, patch.mods, input.modTrust);
     const seen = (await chain.showRealm(patch.realm, { ancestors: 0 })).head?.id ?? null;
     return chain.activate({
       patchId: patch.id,
@@ -583,6 +597,77 @@ export class Splinter {
     return [];
   }
 
+  // ---- mod trust (cluster.realm_mod_trust) ----
+
+  /** Stores the keys the realm trusts to sign its patches' mods, replacing any earlier set. */
+  async setModTrust(realm: string, keys: TrustedKey[], actor: string): Promise<ModTrustView> {
+    if (keys.length === 0)
+      throw new SplinterError('TRUST_REQUIRED', 'a mod trust policy needs at least one key');
+    const stored = await (await this.chain()).setModTrust(
+      validateName('realm', realm),
+      publicKeysToPem(keys),
+      actor,
+    );
+    return modTrustView(stored);
+  }
+
+  async modTrust(realm: string): Promise<ModTrustView | null> {
+    const stored = await (await this.chain()).modTrust(realm);
+    return stored ? modTrustView(stored) : null;
+  }
+
+  async clearModTrust(realm: string): Promise<boolean> {
+    return (await this.chain()).clearModTrust(realm);
+  }
+
+  /**
+   * Every mod must carry a signature by a key the realm trusts (the keys given, else the stored policy),
+   * or nothing happens: MOD_UNTRUSTED names the mod and why, the underlying code in its details.
+   */
+  private async requireTrustedMods(
+    realm: string,
+    mods: ModPin[],
+    given: TrustedKey[] | undefined,
+  ): Promise<void> {
+    let keys = given && given.length > 0 ? given : undefined;
+    if (!keys) {
+      const stored = await (await this.chain()).modTrust(realm).catch((error: unknown) => {
+        if ((error as { code?: string }).code === 'REALM_UNKNOWN') return null;
+        throw error;
+      });
+      if (!stored) {
+        throw new SplinterError(
+          'MOD_UNTRUSTED',
+          `realm ${realm} trusts no mod keys: set them with splinter realm trust set --realm ${realm} --key PUB, or pass --mod-key PUB`,
+          { details: { realm, mods: mods.map((m) => m.reference) } },
+        );
+      }
+      keys = publicKeysFromPem(stored.keys, `realm ${realm} mod trust`);
+    }
+    for (const mod of mods) {
+      try {
+        const { target, descriptor } = await this.locate(mod.reference);
+        if (descriptor.digest !== mod.digest) {
+          throw new SplinterError('DIGEST_MISMATCH', `resolves to ${descriptor.digest}, not ${mod.digest}`);
+        }
+        await requireTrustedSignature(target, descriptor, keys);
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        if (
+          !code ||
+          !['SIGNATURE_MISSING', 'SIGNATURE_UNTRUSTED', 'SIGNATURE_INVALID', 'DIGEST_MISMATCH'].includes(code)
+        ) {
+          throw error;
+        }
+        throw new SplinterError(
+          'MOD_UNTRUSTED',
+          `mod ${mod.reference} is not signed by a key realm ${realm} trusts: ${(error as Error).message}`,
+          { cause: error, details: { realm, mod: mod.reference, reason: code } },
+        );
+      }
+    }
+  }
+
   private async pinMod(reference: string): Promise<ModPin> {
     const { location, target, descriptor } = await this.locate(reference);
     const manifest = await fetchManifest(target, descriptor);
@@ -622,6 +707,23 @@ export class Splinter {
       progress?.end();
     }
   }
+}
+
+/** A realm's mod trust as commands show it: the keys by id, never the PEM again. */
+export interface ModTrustView {
+  realm: string;
+  keys: { keyId: string }[];
+  setBy: string;
+  setAt: string;
+}
+
+function modTrustView(stored: ModTrust): ModTrustView {
+  return {
+    realm: stored.realm,
+    keys: publicKeysFromPem(stored.keys, stored.realm).map((key) => ({ keyId: key.keyId })),
+    setBy: stored.setBy,
+    setAt: stored.setAt,
+  };
 }
 
 function transferStats(stats: CopyStats): TransferStats {

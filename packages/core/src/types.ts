@@ -26,6 +26,8 @@ export interface PushInput {
   parent?: string;
   /** Patches: mod references to bundle (resolved and pinned by digest). */
   mods?: string[];
+  /** Patches: keys the bundled mods must be signed by; unset means the realm's stored mod trust. */
+  modTrust?: TrustedKey[] | undefined;
   /** Patches: encrypt every content layer; register with status `preload`. */
   preload?: boolean;
   /** `host[:port][/namespace]`; unset means the configured registry, else the embedded store. */

@@ -46,6 +46,8 @@ export const ERROR_CODES = [
   'SIGNATURE_UNTRUSTED',
   'VERIFICATION_SKIPPED',
   'TRUST_REQUIRED',
+  /** A mod bundled by a patch is not signed by a key its realm trusts (push and activation). */
+  'MOD_UNTRUSTED',
   // preload
   'DECRYPTION_FAILED',
   'KEY_LOCKED',

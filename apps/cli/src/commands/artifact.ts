@@ -1,4 +1,11 @@
-import type { ArtifactKind, FetchResult, PullResult, PushResult, SignatureFormat } from '@splintertree/core';
+import type {
+  ArtifactKind,
+  FetchResult,
+  PullResult,
+  PushResult,
+  SignatureFormat,
+  TrustedKey,
+} from '@splintertree/core';
 import { SplinterError } from '@splintertree/errors';
 import type { Command } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
@@ -98,6 +105,7 @@ export async function runPush(
     version: string;
     parent?: string;
     mods?: string[];
+    modTrust?: TrustedKey[] | undefined;
     preload?: boolean;
     base?: string;
   },

@@ -3,6 +3,7 @@ import { SplinterError } from '@splintertree/errors';
 import type { Command } from 'commander';
 import { collect, globalOptions, withSplinter } from '../context.js';
 import { printResult } from '../output.js';
+import { addModTrustOptions, type ModTrustFlags, modTrustFromFlags } from '../signing-flags.js';
 import {
   addPullOptions,
   addPushOptions,
@@ -17,7 +18,7 @@ import { patchKeysOption, registerUnlockCommand } from './unlock.js';
 export function registerPatchCommands(program: Command): void {
   const patch = program.command('patch').description('push, pull, activate and roll back patches');
 
-  addPushOptions(
+  const push = addPushOptions(
     patch
       .command('push <dir>')
       .description('pack DIR as a patch, push it and register it in the realm chain')
@@ -27,16 +28,19 @@ export function registerPatchCommands(program: Command): void {
       .option('--mod <ref>', 'bundle a mod by reference (repeatable; pinned by digest)', collect, [])
       .option('--preload', 'encrypt every layer under a new patch key; register with status preload'),
     'SPLINTERTREE_PATCH_REGISTRY',
-  ).action(async function (
+  );
+  addModTrustOptions(push).action(async function (
     this: Command,
     dir: string,
-    flags: PushFlags & { realm: string; version: string; parent?: string; mod: string[]; preload?: boolean },
+    flags: PushFlags &
+      ModTrustFlags & { realm: string; version: string; parent?: string; mod: string[]; preload?: boolean },
   ) {
     await runPush(this, 'patch', dir, flags, {
       realm: flags.realm,
       version: flags.version,
       parent: flags.parent,
       mods: flags.mod,
+      modTrust: await modTrustFromFlags(flags),
       preload: flags.preload === true,
     });
   });
@@ -59,10 +63,12 @@ export function registerPatchCommands(program: Command): void {
 
   registerUnlockCommand(patch);
 
-  patch
-    .command('activate <id>')
-    .description("make patch ID its realm's head (one atomic compare-and-set)")
+  addModTrustOptions(patch.command('activate <id>'))
+    .description(
+      "make patch ID its realm's head (one atomic compare-and-set), after checking its mods' signatures",
+    )
     .option('--realm <realm>', 'the realm (also lets ID be a version); refuse a patch of another realm')
+    .option('--plain-http', "talk plain HTTP to the registry holding the patch's mods")
     .option('--force', "activate even if the patch's chain does not contain the current head (logged)")
     .option(
       '--actor <name>',
@@ -71,16 +77,13 @@ export function registerPatchCommands(program: Command): void {
     .action(async function (
       this: Command,
       id: string,
-      flags: { realm?: string; force?: boolean; actor?: string },
+      flags: ModTrustFlags & { realm?: string; force?: boolean; actor?: string; plainHttp?: boolean },
     ) {
       const output = globalOptions(this);
-      const result = await withSplinter(this, {}, (splinter) =>
-        splinter.activate({
-          patch: id,
-          realm: flags.realm,
-          force: flags.force === true,
-          actor: actorOf(flags.actor),
-        }),
+      const modTrust = await modTrustFromFlags(flags);
+      const actor = actorOf(flags.actor);
+      const result = await withSplinter(this, flags, (splinter) =>
+        splinter.activate({ patch: id, realm: flags.realm, force: flags.force === true, actor, modTrust }),
       );
       printResult(output, result, [
         `${result.realm}: head ${result.fromHead ?? '(none)'} -> ${result.toHead} (release #${result.seq})`,
