@@ -39,6 +39,8 @@ export interface PublishFolderOptions {
   base: BaseVersion | undefined;
   tagRules: TagRule[] | undefined;
   portable: boolean;
+  /** Follow symlinks that leave the folder (`push --dereference`). */
+  dereference?: boolean | undefined;
   concurrency: number;
   destination: Target;
   copy: Omit<CopyOptions, 'concurrency'>;
@@ -69,6 +71,7 @@ export async function publishFolder(options: PublishFolderOptions): Promise<Publ
       key: options.patchKey,
       tagRules: options.tagRules,
       portable: options.portable,
+      dereference: options.dereference,
       onPack: (pack) => copier.add(packDescriptor(pack.entry), fileSource(pack.path)),
     });
     const plainRoot = encodeRoot(published.root);

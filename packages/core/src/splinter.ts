@@ -204,6 +204,7 @@ export class Splinter {
           base,
           tagRules: input.tagRules,
           portable: input.allowUnportable !== true,
+          dereference: input.dereference,
           concurrency,
           destination: existing
             ? new NoNewContentTarget(target, (blob) =>

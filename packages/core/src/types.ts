@@ -43,6 +43,8 @@ export interface PushInput {
   tagRules?: TagRule[] | undefined;
   /** Accept paths that cannot exist on every player's OS (the root records it). */
   allowUnportable?: boolean | undefined;
+  /** Follow symlinks that leave the folder, copying in what they point at (`tar -h`, `cp -L`). */
+  dereference?: boolean | undefined;
 }
 
 export interface TransferStats {

@@ -48,6 +48,8 @@ export interface PublishOptions {
   key?: Uint8Array | undefined;
   tagRules?: TagRule[] | undefined;
   portable?: boolean;
+  /** Follow symlinks that leave the tree (see walkTree). */
+  dereference?: boolean | undefined;
   chunker?: Partial<ChunkerSettings> | undefined;
   /** A base pack whose live records fall below this fraction of its bytes is rewritten (default 0.5). */
   minLiveFraction?: number;
@@ -119,7 +121,7 @@ export async function publishTree(options: PublishOptions): Promise<Published> {
     const entries: IndexEntry[] = [];
     /** Per file, the ids of its chunks in order (their refs are final only once every record is placed). */
     const fileChunks = new Map<IndexEntry, Buffer[]>();
-    const items = await walkTree(options.dir);
+    const items = await walkTree(options.dir, { dereference: options.dereference });
     // Push never accepts what a client would refuse; a portable tree also installs on every OS.
     for (const item of items) safeRelativePath(item.path, 'path');
     if (options.portable !== false) assertPortable(items.map((item) => item.path));

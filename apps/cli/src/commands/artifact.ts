@@ -28,6 +28,7 @@ export interface PushFlags {
   signatureFormat: SignatureFormat;
   tags?: string;
   allowUnportable?: boolean;
+  dereference?: boolean;
 }
 
 /** --plain-http and --concurrency: how any command that moves blobs talks to the registry. */
@@ -49,6 +50,10 @@ export function addPushOptions(command: Command, registryEnv: string): Command {
       'sign the pushed manifest with this cosign private key (file, env://VAR, k8s://NS/NAME)',
     )
     .option('--tags <file>', 'tag files by glob, e.g. {"locale:deDE": ["**/deDE/**"]} (see docs/format.md)')
+    .option(
+      '--dereference',
+      'follow symlinks that leave DIR or are absolute, packing what they point at (as tar -h, cp -L)',
+    )
     .option(
       '--allow-unportable',
       "accept paths some players' file systems cannot hold (recorded in the root)",
@@ -126,6 +131,7 @@ export async function runPush(
       signatureFormat: flags.signatureFormat,
       tagRules,
       allowUnportable: flags.allowUnportable === true,
+      dereference: flags.dereference === true,
     }),
   );
   const human = [result.digest, result.reference];
