@@ -251,6 +251,52 @@ describe("players' JWTs from the studio's identity provider (real JWKS over HTTP
     }
   });
 
+  it('charges requests and failures to the player (iss and sub) first, then the client address', async () => {
+    const running = await startApi(settings, {
+      port: '0',
+      logLevel: 'silent',
+      rateLimit: '1',
+      burst: '2',
+      failureRate: '1',
+      failureBurst: '3',
+      trustProxy: 'loopback',
+      jwtJwksUrl: `${jwksBase}/jwks.json`,
+      jwtIssuer: ISSUER,
+      jwtAudience: AUDIENCE,
+    });
+    const from = async (bearer: string, address: string) => {
+      const response = await fetch(`${running.url}/launcher/realms/eu-1`, {
+        headers: { authorization: `Bearer ${bearer}`, 'x-forwarded-for': address },
+      });
+      return { status: response.status, code: ((await response.json()) as { code?: string }).code };
+    };
+    try {
+      // Two players behind one address have a bucket each: one spending its burst leaves the other alone.
+      const alice = await sign({ sub: 'alice' });
+      const statuses = [];
+      for (let i = 0; i < 4; i++) statuses.push((await from(alice, '203.0.113.1')).status);
+      expect(statuses.slice(0, 2)).toEqual([200, 200]);
+      expect(statuses.at(-1)).toBe(429);
+      expect((await from(await sign({ sub: 'bob' }), '203.0.113.1')).status).toBe(200);
+      // A fresh token of alice's is still alice: the bucket is the player's, not the token's.
+      expect((await from(await sign({ sub: 'alice' }), '198.51.100.1')).status).toBe(429);
+
+      // Bad tokens naming carol, from ever-new addresses, are limited as carol's...
+      const forged = await sign({ sub: 'carol' }, { key: stranger });
+      const failures = [];
+      for (let i = 0; i < 5; i++) failures.push((await from(forged, `192.0.2.${i + 1}`)).code);
+      expect(failures.slice(0, 3)).toEqual(['TOKEN_INVALID', 'TOKEN_INVALID', 'TOKEN_INVALID']);
+      expect(failures.at(-1)).toBe('RATE_LIMITED');
+      // ...while carol's own valid token is served, and another player's failure is its own.
+      expect((await from(await sign({ sub: 'carol' }), '192.0.2.9')).status).toBe(200);
+      expect((await from(await sign({ sub: 'dave' }, { key: stranger }), '192.0.2.10')).code).toBe(
+        'TOKEN_INVALID',
+      );
+    } finally {
+      await running.close();
+    }
+  });
+
   it('reports JWT configuration problems at start-up', async () => {
     const problems = async (flags: Parameters<typeof startApi>[1]) =>
       startApi(settings, { port: '0', logLevel: 'silent', ...flags }).then(
