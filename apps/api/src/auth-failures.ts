@@ -1,4 +1,4 @@
-import { RateLimiter } from './rate-limit.js';
+import type { Buckets } from './limit-store.js';
 
 /**
  * Failed authentications, counted per client address and per token id. Past either budget a failure
@@ -7,20 +7,16 @@ import { RateLimiter } from './rate-limit.js';
  * may share one) or against its id.
  */
 export class AuthFailures {
-  private readonly buckets: RateLimiter;
-
-  constructor(rate: number, burst: number) {
-    this.buckets = new RateLimiter(rate, burst);
-  }
+  constructor(private readonly buckets: Buckets) {}
 
   /**
    * Counts one failure; returns the seconds to wait if the address or the token named (`token:ID`
    * or `player:ISS#SUB`) is over its budget, else 0.
    */
-  charge(address: string, named: string | undefined): number {
+  async charge(address: string, named: string | undefined): Promise<number> {
     const waits = [this.buckets.take(`address:${address}`)];
     if (named !== undefined) waits.push(this.buckets.take(named));
-    return Math.max(...waits);
+    return Math.max(...(await Promise.all(waits)));
   }
 
   close(): void {

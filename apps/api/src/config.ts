@@ -38,6 +38,10 @@ export interface ApiConfig {
   viewMaxAge: number;
   /** `private` (default: only the launcher may cache the view) or `public` (a CDN or ingress may too). */
   viewCache: 'private' | 'public';
+  /** Redis holding the rate and failure buckets for every replica; unset: this process's memory. */
+  redisUrl?: string | undefined;
+  /** Prefix of every Redis key (one per deployment sharing a Redis). */
+  redisPrefix: string;
   /** Players' JWTs are accepted when set (see PlayerTokens); realm tokens always are. */
   jwt: PlayerTokenConfig | undefined;
 }
@@ -106,6 +110,14 @@ const flagsSchema = z.object({
     )
     .optional(),
   jwksTimeout: wholeNumber('--jwks-timeout', 100, 60_000).default(5000),
+  redisUrl: z
+    .string()
+    .refine(
+      (value) => /^rediss?:\/\//.test(value) && URL.canParse(value),
+      '--redis-url must be a redis:// or rediss:// URL',
+    )
+    .optional(),
+  redisPrefix: z.string().max(200, '--redis-prefix must be at most 200 characters').default('splinter:api:'),
 });
 
 export type ApiFlags = { [K in keyof z.input<typeof flagsSchema>]?: string | undefined };

@@ -6,6 +6,7 @@ export interface ApiMetrics {
   duration: Histogram<'route'>;
   unlocks: Counter<'outcome'>;
   authFailures: Counter<'throttled'>;
+  limitStoreErrors: Counter;
 }
 
 export function createMetrics(): ApiMetrics {
@@ -36,6 +37,11 @@ export function createMetrics(): ApiMetrics {
       name: 'splinter_api_auth_failures_total',
       help: 'Failed authentications, by whether they were past the failure budget (429) or not (401)',
       labelNames: ['throttled'],
+      registers: [registry],
+    }),
+    limitStoreErrors: new Counter({
+      name: 'splinter_api_limit_store_errors_total',
+      help: 'Rate or failure limit checks that Redis did not answer in time (each let its request through)',
       registers: [registry],
     }),
   };

@@ -16,10 +16,10 @@ import Fastify, {
 import { z } from 'zod';
 import { AuthFailures } from './auth-failures.js';
 import { type ApiConfig, type ApiFlags, apiConfig } from './config.js';
+import { type Buckets, type LimitStore, memoryLimitStore, redisLimitStore } from './limit-store.js';
 import { type ApiMetrics, createMetrics } from './metrics.js';
 import { PlayerTokens } from './player-tokens.js';
 import { problemFor } from './problems.js';
-import { RateLimiter } from './rate-limit.js';
 
 const realmParams = z.object({ realm: z.string() });
 const patchParams = z.object({ id: z.string() });
@@ -73,22 +73,41 @@ export async function startApi(settings: Settings, flags: ApiFlags): Promise<Run
     await app.close();
     throw error;
   }
+  const metrics = createMetrics();
   let players: PlayerTokens | undefined;
+  let store: LimitStore;
   try {
     if (config.jwt) players = await PlayerTokens.open(config.jwt);
+    let lastWarning = 0;
+    store = config.redisUrl
+      ? await redisLimitStore({
+          url: config.redisUrl,
+          prefix: config.redisPrefix,
+          onError: (error) => {
+            metrics.limitStoreErrors.inc();
+            if (performance.now() - lastWarning < 10_000) return;
+            lastWarning = performance.now();
+            app.log.warn(
+              { err: error },
+              'Redis did not answer a limit check: requests pass unlimited meanwhile',
+            );
+          },
+        })
+      : memoryLimitStore();
   } catch (error) {
     await launcher.close();
     await app.close();
     throw error;
   }
-  const limiter = new RateLimiter(config.rateLimit, config.burst);
-  const failures = new AuthFailures(config.failureRate, config.failureBurst);
+  const limiter = store.buckets('rate', config.rateLimit, config.burst);
+  const failures = new AuthFailures(store.buckets('fail', config.failureRate, config.failureBurst));
   app.addHook('onClose', async () => {
     limiter.close();
     failures.close();
+    await store.close();
     await launcher.close();
   });
-  registerRoutes(app, launcher, players, { limiter, failures }, createMetrics(), config);
+  registerRoutes(app, launcher, players, { limiter, failures }, metrics, config);
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
@@ -112,6 +131,7 @@ export async function startApi(settings: Settings, flags: ApiFlags): Promise<Run
       failureRate: config.failureRate,
       failureBurst: config.failureBurst,
       trustProxy: config.trustProxy,
+      limits: config.redisUrl ? 'redis' : 'memory',
       playerJwts: config.jwt ? (config.jwt.jwksUrl ?? config.jwt.publicKeyFile) : false,
     },
     'launcher API listening',
@@ -156,7 +176,7 @@ function registerRoutes(
   app: FastifyInstance,
   launcher: LauncherService,
   players: PlayerTokens | undefined,
-  limits: { limiter: RateLimiter; failures: AuthFailures },
+  limits: { limiter: Buckets; failures: AuthFailures },
   metrics: ApiMetrics,
   config: ApiConfig,
 ): void {
@@ -186,7 +206,7 @@ function registerRoutes(
         : typeof tokenId === 'string'
           ? tokenId
           : undefined;
-      const wait = limits.failures.charge(
+      const wait = await limits.failures.charge(
         request.ip,
         named === undefined ? undefined : `${isJwt ? 'player' : 'token'}:${named}`,
       );
@@ -196,7 +216,7 @@ function registerRoutes(
       }
       throw error;
     }
-    const wait = limits.limiter.take(principalKey(principal));
+    const wait = await limits.limiter.take(principalKey(principal));
     if (wait > 0) throw rateLimited(wait, 'too many requests');
     return principal;
   };

@@ -116,6 +116,17 @@ export function registerServeCommand(program: Command): void {
         'time allowed for one JWKS fetch (default 5000; the JWKS may be at most 256 KiB)',
       ).env('SPLINTER_API_JWKS_TIMEOUT'),
     )
+    .addOption(
+      new Option(
+        '--redis-url <url>',
+        'keep rate and failure limits in this Redis, shared by every replica (default: in this process)',
+      ).env('SPLINTER_API_REDIS_URL'),
+    )
+    .addOption(
+      new Option('--redis-prefix <prefix>', 'prefix of every Redis key (default splinter:api:)').env(
+        'SPLINTER_API_REDIS_PREFIX',
+      ),
+    )
     .action(async (flags: ApiFlags) => {
       const { serveUntilSignalled } = await import('@splintertree/api');
       await serveUntilSignalled(loadSettings(), flags);
