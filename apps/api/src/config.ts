@@ -38,6 +38,8 @@ export interface ApiConfig {
   viewMaxAge: number;
   /** `private` (default: only the launcher may cache the view) or `public` (a CDN or ingress may too). */
   viewCache: 'private' | 'public';
+  /** Serve /metrics on this port (same host) instead of the public one, where it is then absent. */
+  metricsPort?: number | undefined;
   /** Redis holding the rate and failure buckets for every replica; unset: this process's memory. */
   redisUrl?: string | undefined;
   /** Prefix of every Redis key (one per deployment sharing a Redis). */
@@ -117,6 +119,7 @@ const flagsSchema = z.object({
       '--redis-url must be a redis:// or rediss:// URL',
     )
     .optional(),
+  metricsPort: wholeNumber('--metrics-port', 0, 65535).optional(),
   redisPrefix: z.string().max(200, '--redis-prefix must be at most 200 characters').default('splinter:api:'),
 });
 

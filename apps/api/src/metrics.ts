@@ -11,7 +11,8 @@ export interface ApiMetrics {
 
 export function createMetrics(): ApiMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'splinter_api_' });
+  // Standard names (process_cpu_seconds_total, nodejs_heap_size_used_bytes, ...), as dashboards expect.
+  collectDefaultMetrics({ register: registry });
   return {
     registry,
     requests: new Counter({

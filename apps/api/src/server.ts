@@ -29,6 +29,8 @@ export interface RunningApi {
   launcher: LauncherService;
   /** `http://host:port`, with the port actually bound. */
   url: string;
+  /** Where /metrics is served: `url`, or its own port with --metrics-port. */
+  metricsUrl: string;
   close(): Promise<void>;
 }
 
@@ -108,24 +110,26 @@ export async function startApi(settings: Settings, flags: ApiFlags): Promise<Run
     await launcher.close();
   });
   registerRoutes(app, launcher, players, { limiter, failures }, metrics, config);
+  const metricsApp = config.metricsPort === undefined ? undefined : metricsServer(metrics);
+  if (metricsApp) app.addHook('onClose', async () => void (await metricsApp.close()));
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
     await app.close();
-    throw new SplinterError(
-      'INVALID_CONFIG',
-      `cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`,
-      {
-        cause: error,
-      },
-    );
+    throw cannotListen(config.host, config.port, error);
   }
-  const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
-  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  try {
+    await metricsApp?.listen({ host: config.host, port: config.metricsPort });
+  } catch (error) {
+    await app.close();
+    throw cannotListen(config.host, config.metricsPort!, error);
+  }
+  const url = boundUrl(app, config.host);
+  const metricsUrl = metricsApp ? boundUrl(metricsApp, config.host) : url;
   app.log.info(
     {
       url,
+      metricsUrl,
       rateLimit: config.rateLimit,
       burst: config.burst,
       failureRate: config.failureRate,
@@ -136,7 +140,7 @@ export async function startApi(settings: Settings, flags: ApiFlags): Promise<Run
     },
     'launcher API listening',
   );
-  return { app, launcher, url, close: () => app.close() };
+  return { app, launcher, url, metricsUrl, close: () => app.close() };
 }
 
 /** `splinter serve`: runs until SIGTERM or SIGINT, then stops taking requests, finishes those in flight and exits. */
@@ -280,9 +284,11 @@ function registerRoutes(
     const state = await launcher.ready();
     return reply.code(state.ready ? 200 : 503).send(state);
   });
-  app.get('/metrics', async (_request, reply) =>
-    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
-  );
+  if (config.metricsPort === undefined) {
+    app.get('/metrics', async (_request, reply) =>
+      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+    );
+  }
 
   const viewCacheControl =
     config.viewMaxAge > 0
@@ -314,6 +320,39 @@ function registerRoutes(
       throw error;
     }
   });
+}
+
+/** /metrics alone, on --metrics-port, for Prometheus to scrape from inside the cluster only. */
+function metricsServer(metrics: ApiMetrics): FastifyInstance {
+  const app = Fastify({ logger: false, forceCloseConnections: true });
+  app.get('/metrics', async (_request, reply) =>
+    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  );
+  app.setNotFoundHandler((request, reply) =>
+    reply
+      .code(404)
+      .type('application/problem+json')
+      .send(
+        problemFor(new SplinterError('NOT_FOUND', `no route ${request.method} ${request.url}`), request.url),
+      ),
+  );
+  return app;
+}
+
+function cannotListen(host: string, port: number, error: unknown): SplinterError {
+  return new SplinterError(
+    'INVALID_CONFIG',
+    `cannot listen on ${host}:${port}: ${(error as Error).message}`,
+    {
+      cause: error,
+    },
+  );
+}
+
+function boundUrl(app: FastifyInstance, host: string): string {
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 /** A view's JSON body and strong ETag, worked out once per view object (the server reuses views). */

@@ -6,11 +6,26 @@ export function registerServeCommand(program: Command): void {
   program
     .command('serve')
     .description('run the launcher API (realm chains, preload key unlock) until SIGTERM or SIGINT')
-    .option('--port <port>', 'TCP port (default 8080; 0 picks a free one)')
-    .option('--host <host>', 'address to listen on (default 127.0.0.1)')
-    .option('--rate-limit <n>', 'requests per second per launcher token, on average (default 50)')
-    .option('--burst <n>', 'requests a token may make at once (default 100)')
-    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (default info)')
+    .addOption(
+      new Option('--port <port>', 'TCP port (default 8080; 0 picks a free one)').env('SPLINTER_API_PORT'),
+    )
+    .addOption(
+      new Option('--host <host>', 'address to listen on (default 127.0.0.1)').env('SPLINTER_API_HOST'),
+    )
+    .addOption(
+      new Option('--rate-limit <n>', 'requests per second per launcher token, on average (default 50)').env(
+        'SPLINTER_API_RATE_LIMIT',
+      ),
+    )
+    .addOption(
+      new Option('--burst <n>', 'requests a token may make at once (default 100)').env('SPLINTER_API_BURST'),
+    )
+    .addOption(
+      new Option(
+        '--log-level <level>',
+        'fatal, error, warn, info, debug, trace or silent (default info)',
+      ).env('SPLINTER_API_LOG_LEVEL'),
+    )
     .addOption(
       new Option(
         '--failure-rate <n>',
@@ -126,6 +141,12 @@ export function registerServeCommand(program: Command): void {
       new Option('--redis-prefix <prefix>', 'prefix of every Redis key (default splinter:api:)').env(
         'SPLINTER_API_REDIS_PREFIX',
       ),
+    )
+    .addOption(
+      new Option(
+        '--metrics-port <port>',
+        'serve /metrics on this port instead of the public one, where it is then absent (default: the public port)',
+      ).env('SPLINTER_API_METRICS_PORT'),
     )
     .action(async (flags: ApiFlags) => {
       const { serveUntilSignalled } = await import('@splintertree/api');
