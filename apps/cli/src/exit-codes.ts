@@ -44,6 +44,7 @@ const BY_CODE: Record<ErrorCode, ExitCodeValue> = {
   ARCHIVE_INVALID: ExitCode.Integrity,
   NO_SPACE: ExitCode.Internal,
   PERMISSION_DENIED: ExitCode.Internal,
+  NAME_TOO_LONG: ExitCode.Integrity,
   OUTPUT_EXISTS: ExitCode.Usage,
   KEY_INVALID: ExitCode.Signature,
   KEY_PASSWORD_WRONG: ExitCode.Signature,

@@ -18,6 +18,7 @@ import {
   encodeRoot,
   FORMAT_NAME,
   FormatAnnotation,
+  fileSystemError,
   type PublishStats,
   packDescriptor,
   publishTree,
@@ -96,7 +97,7 @@ export async function publishFolder(options: PublishFolderOptions): Promise<Publ
     return { manifest, stats: await copier.finish([manifest]), chunks: published.stats };
   } catch (error) {
     copier.abandon(error);
-    throw error;
+    throw fileSystemError(error);
   } finally {
     // Uploads under way read from the work folder.
     await copier.drain().catch(() => undefined);

@@ -10,7 +10,7 @@ import type {
 } from '@splintertree/chain';
 import { SplinterError } from '@splintertree/errors';
 import type { CopyOptions, CopyStats, Descriptor, ImageManifest, Target } from '@splintertree/oci';
-import { type BaseVersion, type Selection, WorkJournal } from '@splintertree/pack';
+import { type BaseVersion, fileSystemError, type Selection, WorkJournal } from '@splintertree/pack';
 import { keyIdOf, unwrapKey } from '@splintertree/seal';
 import { requireTrustedSignature, type Signer, type TrustedKey } from '@splintertree/sign';
 import { ArtifactAnnotation, ArtifactType } from './artifact.js';
@@ -313,6 +313,7 @@ export class Splinter {
     assertArtifactKind(manifest, input.kind, input.reference);
     const counter = this.byteCounter(`${verb} ${location.repository}`);
     try {
+      // A full or refusing disk (cache or output) is one line with its own code, never INTERNAL.
       const { outcome, stats } = await run({
         manifest,
         manifestDigest: descriptor.digest,
@@ -335,6 +336,8 @@ export class Splinter {
           verificationSkipped: !('keys' in input.trust),
         },
       };
+    } catch (error) {
+      throw fileSystemError(error);
     } finally {
       counter.end();
     }

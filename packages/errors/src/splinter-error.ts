@@ -37,6 +37,7 @@ export const ERROR_CODES = [
   'OUTPUT_EXISTS',
   'NO_SPACE',
   'PERMISSION_DENIED',
+  'NAME_TOO_LONG',
   // signing
   'KEY_INVALID',
   'KEY_PASSWORD_WRONG',

@@ -115,6 +115,10 @@ function counted(
     },
   });
   stream.on('error', (error) => counter.destroy(error));
+  // A consumer that stops early (a full disk) releases the download, or its connection is held open.
+  counter.on('close', () => {
+    if (!stream.readableEnded) stream.destroy();
+  });
   return stream.pipe(counter);
 }
 

@@ -17,6 +17,7 @@ export {
   FORMAT_NAME,
   FormatAnnotation,
 } from './format.js';
+export { fileSystemError } from './fs-errors.js';
 export type { IndexEntry } from './index-codec.js';
 export { decodeIndex, encodeIndex } from './index-codec.js';
 export type { KeyRing, ReadIndexOptions } from './index-reader.js';

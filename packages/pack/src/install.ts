@@ -200,7 +200,7 @@ async function writeFileFromChunks(
   const handle = await open(target, 'wx', file.executable ? 0o755 : 0o644).catch(
     (error: NodeJS.ErrnoException) => {
       if (error.code === 'EEXIST') throw new SplinterError('UNSAFE_PATH', `${file.path}: written twice`);
-      throw error;
+      throw fileSystemError(error, file.path);
     },
   );
   try {
@@ -230,6 +230,9 @@ async function writeFileFromChunks(
     }
     await handle.chmod(file.executable ? 0o755 : 0o644);
     await handle.sync();
+  } catch (error) {
+    // A write names no file: name the one of the tree.
+    throw fileSystemError(error, file.path);
   } finally {
     await handle.close();
   }

@@ -5,6 +5,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { SplinterError } from '@splintertree/errors';
 import { type Digest, digestHex } from '@splintertree/oci';
+import { fileSystemError } from './fs-errors.js';
 import { deadOwner, type OwnerGone, sweepOrphans } from './processes.js';
 
 type Span = [start: number, end: number];
@@ -102,10 +103,14 @@ export class PackCache {
         );
       }
       await file.sync();
+    } catch (error) {
+      throw fileSystemError(error, path);
     } finally {
       await file.close();
     }
-    await this.addSpan(digest, [start, end]);
+    await this.addSpan(digest, [start, end]).catch((error: unknown) => {
+      throw fileSystemError(error, `${path}.ranges`);
+    });
   }
 
   /** Stores a whole pack from a digest-checked stream (a registry that ignored Range). */
@@ -126,7 +131,7 @@ export class PackCache {
       });
     } catch (error) {
       await rm(temporary, { force: true });
-      throw error;
+      throw fileSystemError(error, this.dataPath(digest));
     }
   }
 

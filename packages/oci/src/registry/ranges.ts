@@ -59,6 +59,10 @@ export class BlobReader {
     const verifying = new VerifyingStream(desc);
     const source = this.download(desc, undefined, first);
     source.on('error', (error) => verifying.destroy(error));
+    // Stopped early by its reader: the download is released, not left holding its connection.
+    verifying.on('close', () => {
+      if (!source.readableEnded) source.destroy();
+    });
     return source.pipe(verifying);
   }
 

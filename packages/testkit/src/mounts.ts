@@ -1,0 +1,47 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface MountedFileSystem {
+  /** Where it is mounted. */
+  dir: string;
+  unmount(): Promise<void>;
+}
+
+/**
+ * Mounts a file system made for one test (root is needed). Where mounting is impossible the test is
+ * skipped, except under CI=true, where that is a failure: a CI run must not pass by skipping.
+ */
+async function mountFor(
+  what: string,
+  mount: (dir: string) => void,
+  unmount: (dir: string) => void,
+): Promise<MountedFileSystem | undefined> {
+  const dir = await mkdtemp(join(tmpdir(), 'splinter-mount-'));
+  try {
+    mount(dir);
+  } catch (error) {
+    await rm(dir, { recursive: true, force: true });
+    const why = `cannot mount ${what}: ${(error as Error).message.split('\n')[0]}`;
+    if (process.env.CI === 'true') throw new Error(`${why} (CI=true: this test may not skip)`);
+    return undefined;
+  }
+  return {
+    dir,
+    async unmount() {
+      unmount(dir);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A tmpfs of `size` (e.g. `2m`): a disk that fills up for real (ENOSPC). */
+export function mountTmpfs(size: string): Promise<MountedFileSystem | undefined> {
+  return mountFor(
+    `a ${size} tmpfs`,
+    (dir) =>
+      execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0777`, 'tmpfs', dir], { stdio: 'pipe' }),
+    (dir) => execFileSync('umount', ['-l', dir], { stdio: 'pipe' }),
+  );
+}
