@@ -1,8 +1,8 @@
-import { lstatSync, readdirSync, renameSync } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import { lstatSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { lstat, mkdir, open, readdir, readFile, rename, rm, rmdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { SplinterError } from '@splintertree/errors';
-import { deadOwner, type OwnerGone, sweepOrphans } from './processes.js';
+import { deadOwner, type OwnerGone, processAlive, sweepOrphans } from './processes.js';
 
 export interface FinalizeOptions {
   /** Replace a non-empty `output` (the old tree is removed once the new one is in place). */
@@ -16,6 +16,41 @@ export interface FinalizeOptions {
 
 const ASIDE_MARK = '.splinter-old-';
 const STAGING_MARK = '.splinter-staging-';
+const LOCK_MARK = '.splinter-lock-';
+/** How often a second install into the same output looks whether the first one is done. */
+const LOCK_POLL_MS = 50;
+
+/**
+ * Takes the output's install lock (a file beside it holding the owner's pid), waiting while another
+ * live run holds it; a lock whose owner is gone is taken over. Two installs into one folder would
+ * otherwise interleave their renames: the loser's old tree, set aside, stays beside the winner's new
+ * one, the two sharing the inodes of the files the new one linked. Returns the release.
+ */
+export async function lockOutput(output: string, interrupted?: () => void): Promise<() => Promise<void>> {
+  const lock = join(dirname(output), `${LOCK_MARK}${basename(output)}`);
+  for (;;) {
+    interrupted?.();
+    try {
+      const handle = await open(lock, 'wx', 0o644);
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      return () => rm(lock, { force: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const owner = Number(await readFile(lock, 'utf8').catch(() => ''));
+    if (Number.isInteger(owner) && owner > 0 && !processAlive(owner)) {
+      // Taken over by one run: the rename to a name of its own succeeds once.
+      const trash = `${lock}.stale-${process.pid}-${Math.random().toString(36).slice(2)}`;
+      await rename(lock, trash).then(
+        () => rm(trash, { force: true }),
+        () => undefined,
+      );
+      continue;
+    }
+    await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
+  }
+}
 
 /**
  * Moves a complete staging tree to `output`. An empty or missing `output` is taken over; a non-empty
@@ -93,6 +128,14 @@ export function recoverOutput(output: string, gone: OwnerGone = deadOwner): stri
       }
     }
   }
+  const lock = join(parent, `${LOCK_MARK}${basename(output)}`);
+  let owner = 0;
+  try {
+    owner = Number(readFileSync(lock, 'utf8'));
+  } catch {
+    // no lock
+  }
+  if (Number.isInteger(owner) && owner > 0 && gone(owner)) rmSync(lock, { force: true });
   return [
     ...sweepOrphans(parent, aside, gone),
     ...sweepOrphans(parent, new RegExp(`^${escapeRegExp(STAGING_MARK)}(\\d+)-`), gone),

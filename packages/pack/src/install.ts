@@ -3,7 +3,14 @@ import { dirname, join, posix, resolve as resolvePath } from 'node:path';
 import { SplinterError } from '@splintertree/errors';
 import { runLimited } from '@splintertree/oci';
 import { type FetchStats, fetchRecords, packOf, type RecordSourceOptions } from './fetch-records.js';
-import { type FinalizeOptions, finalizeTree, makeStaging, recoverOutput, syncFolder } from './finalize.js';
+import {
+  type FinalizeOptions,
+  finalizeTree,
+  lockOutput,
+  makeStaging,
+  recoverOutput,
+  syncFolder,
+} from './finalize.js';
 import type { ChunkRef, IndexRoot, PackEntry } from './format.js';
 import { fileSystemError } from './fs-errors.js';
 import type { IndexEntry } from './index-codec.js';
@@ -86,6 +93,23 @@ export async function installTree(options: InstallOptions): Promise<InstallResul
   const selected = selectEntries(options.entries, options.selection);
   checkTree(selected);
   const output = resolvePath(options.output);
+  // One install at a time per output: what it links from the old tree and its renames stay its own.
+  await mkdir(dirname(output), { recursive: true }).catch((error: unknown) => {
+    throw fileSystemError(error);
+  });
+  const unlock = await lockOutput(output, () => options.journal?.throwIfInterrupted());
+  try {
+    return await installLocked(options, selected, output);
+  } finally {
+    await unlock();
+  }
+}
+
+async function installLocked(
+  options: InstallOptions,
+  selected: IndexEntry[],
+  output: string,
+): Promise<InstallResult> {
   const packs = new Map(options.root.packs.map((p) => [p.number, p]));
   const keyOf = keyForPack(options.root, options.keys);
   const previous = previousFiles(options.previous);
