@@ -36,7 +36,7 @@ describe('CLI habits of CI jobs and containers', () => {
   let env: Record<string, string>;
   beforeAll(async () => {
     work = await tempDir('habits');
-    database = await freshDatabase('habits');
+    database = await freshDatabase('habits', { migrate: true });
     // No USER, no LOGNAME, no HOME: only what the command needs.
     env = {
       PATH: process.env.PATH ?? '/usr/bin:/bin',

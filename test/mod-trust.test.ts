@@ -23,7 +23,7 @@ describe("a patch's mods are checked against its realm's trust at push and at ac
   beforeAll(async () => {
     work = await tempDir('mod-trust');
     registry = await startRegistry();
-    database = await freshDatabase('modtrust');
+    database = await freshDatabase('modtrust', { migrate: true });
     env = {
       SPLINTER_HOME: join(work, 'home'),
       DATABASE_URL: database.url,

@@ -13,7 +13,7 @@ describe('splinter serve configured from the environment alone, /metrics on its 
   let operator: Record<string, string>;
 
   beforeAll(async () => {
-    database = await freshDatabase('serve_environment');
+    database = await freshDatabase('serve_environment', { migrate: true });
     operator = {
       SPLINTER_HOME: `/tmp/splinter-serve-env-${randomBytes(4).toString('hex')}`,
       DATABASE_URL: database.url,

@@ -84,7 +84,7 @@ describe("players' JWTs from the studio's identity provider (real JWKS over HTTP
     await new Promise<void>((resolve) => jwks.listen(0, '127.0.0.1', resolve));
     jwksBase = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}`;
 
-    database = await freshDatabase('api_jwt');
+    database = await freshDatabase('api_jwt', { migrate: true });
     settings = settingsFromEnvironment({
       DATABASE_URL: database.url,
       SPLINTER_KEK: Buffer.from(kek).toString('hex'),

@@ -29,7 +29,7 @@ describe('realm view caching: ETag, 304, Cache-Control, and a launcher that reva
     fetch(`${url}/launcher/realms/eu-1`, { headers: { authorization: `Bearer ${bearer}`, ...headers } });
 
   beforeAll(async () => {
-    database = await freshDatabase('api_view');
+    database = await freshDatabase('api_view', { migrate: true });
     settings = settingsFromEnvironment({
       DATABASE_URL: database.url,
       SPLINTER_KEK: Buffer.from(kek).toString('hex'),

@@ -51,7 +51,7 @@ describe.skipIf(!redisUp)('limits shared by replicas through Redis (two real ser
       .status;
 
   beforeAll(async () => {
-    database = await freshDatabase('api_redis');
+    database = await freshDatabase('api_redis', { migrate: true });
     settings = settingsFromEnvironment({
       DATABASE_URL: database.url,
       SPLINTER_KEK: Buffer.from(kek).toString('hex'),
