@@ -51,6 +51,7 @@ export { DEFAULT_RETRY_POLICY } from './registry/retry.js';
 export type { ProxySettings, TransportOptions } from './registry/transport.js';
 export {
   createRegistryDispatcher,
+  NoProxyRules,
   proxySettingsFromEnvironment,
   USER_AGENT,
 } from './registry/transport.js';

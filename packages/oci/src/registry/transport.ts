@@ -107,23 +107,17 @@ interface NoProxyRule {
 }
 
 /**
- * Chooses direct or proxied per request origin, by Go's `httpproxy` rules: loopback hosts
- * (`localhost`, 127.0.0.0/8, ::1) never go through a proxy; NO_PROXY is a comma- or space-separated
- * list of `*`, host names (which match their subdomains too), `.domain` (subdomains only), IP
- * addresses, CIDR ranges, each optionally with `:port`.
+ * Which origins go direct, by Go's `httpproxy` rules (what docker, oras and skopeo use): loopback
+ * hosts (`localhost`, 127.0.0.0/8, ::1) never go through a proxy; NO_PROXY is a comma- or
+ * space-separated list of `*`, host names (which match their subdomains too), `.domain` or
+ * `*.domain` (subdomains only), IP addresses and CIDR ranges, each name optionally with `:port`.
  */
-class ProxyRouter extends Dispatcher {
+export class NoProxyRules {
   private readonly rules: NoProxyRule[] = [];
   private readonly ranges = new BlockList();
   private readonly everything: boolean;
 
-  constructor(
-    private readonly direct: Dispatcher,
-    private readonly http: Dispatcher | undefined,
-    private readonly https: Dispatcher | undefined,
-    noProxy: string | undefined,
-  ) {
-    super();
+  constructor(noProxy: string | undefined) {
     const entries = (noProxy ?? '').split(/[,\s]+/).filter((entry) => entry !== '');
     this.everything = entries.includes('*');
     for (const entry of entries) {
@@ -132,9 +126,11 @@ class ProxyRouter extends Dispatcher {
         this.ranges.addSubnet(cidr[1]!, Number(cidr[2]), isIP(cidr[1]!) === 6 ? 'ipv6' : 'ipv4');
         continue;
       }
-      const withPort = /^(.*?)(?::(\d+))?$/.exec(
-        entry.startsWith('[') ? entry.replace(/^\[|\](?=:|$)/g, '') : entry,
-      );
+      if (isIP(entry)) {
+        this.rules.push({ host: entry.toLowerCase(), port: undefined, subdomainsOnly: false });
+        continue;
+      }
+      const withPort = /^(.*?)(?::(\d+))?$/.exec(entry.replace(/^\[(.*)\](?=:|$)/, '$1'));
       let host = (withPort?.[1] ?? entry).toLowerCase();
       const subdomainsOnly = host.startsWith('.') || host.startsWith('*.');
       host = host.replace(/^\*?\./, '');
@@ -142,29 +138,51 @@ class ProxyRouter extends Dispatcher {
     }
   }
 
-  /** Which dispatcher an origin goes through; exposed for tests of the rules. */
-  pick(origin: string): Dispatcher {
-    const url = new URL(origin);
-    const proxied = url.protocol === 'https:' ? this.https : this.http;
-    if (!proxied || !this.useProxy(url)) return this.direct;
-    return proxied;
-  }
-
-  private useProxy(url: URL): boolean {
+  /** True when a request to `origin` must not use the proxy. */
+  bypasses(origin: string | URL): boolean {
+    const url = typeof origin === 'string' ? new URL(origin) : origin;
     const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
     const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
-    if (host === 'localhost' || host.endsWith('.localhost')) return false;
+    if (host === 'localhost' || host.endsWith('.localhost')) return true;
     const family = isIP(host);
-    if (family === 4 && host.startsWith('127.')) return false;
-    if (family === 6 && (host === '::1' || host === '0:0:0:0:0:0:0:1')) return false;
-    if (this.everything) return false;
-    if (family !== 0 && this.ranges.check(host, family === 6 ? 'ipv6' : 'ipv4')) return false;
+    if (family === 4 && host.startsWith('127.')) return true;
+    if (family === 6 && this.isLoopback6(host)) return true;
+    if (this.everything) return true;
+    if (family !== 0 && this.ranges.check(host, family === 6 ? 'ipv6' : 'ipv4')) return true;
     for (const rule of this.rules) {
       if (rule.port !== undefined && rule.port !== port) continue;
-      if (!rule.subdomainsOnly && host === rule.host) return false;
-      if (host.endsWith(`.${rule.host}`)) return false;
+      if (!rule.subdomainsOnly && host === rule.host) return true;
+      if (family === 0 && host.endsWith(`.${rule.host}`)) return true;
     }
-    return true;
+    return false;
+  }
+
+  private isLoopback6(host: string): boolean {
+    const loopback = new BlockList();
+    loopback.addAddress('::1', 'ipv6');
+    return loopback.check(host, 'ipv6');
+  }
+}
+
+/** Sends each request direct or through the proxy for its scheme, as NoProxyRules decide. */
+class ProxyRouter extends Dispatcher {
+  private readonly noProxy: NoProxyRules;
+
+  constructor(
+    private readonly direct: Dispatcher,
+    private readonly http: Dispatcher | undefined,
+    private readonly https: Dispatcher | undefined,
+    noProxy: string | undefined,
+  ) {
+    super();
+    this.noProxy = new NoProxyRules(noProxy);
+  }
+
+  private pick(origin: string): Dispatcher {
+    const url = new URL(origin);
+    const proxied = url.protocol === 'https:' ? this.https : this.http;
+    if (!proxied || this.noProxy.bypasses(url)) return this.direct;
+    return proxied;
   }
 
   override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
