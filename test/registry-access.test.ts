@@ -79,6 +79,40 @@ describe('login, push, pull, logout against TLS Distribution with its own CA and
     expect(JSON.parse(await readFile(configFile, 'utf8')).auths).toEqual({});
   });
 
+  it('never waits for a password it cannot prompt for, and refuses two secrets at once', async () => {
+    const noTerminal = await splinter(['login', registry.host, '-u', 'splinter'], env);
+    expect(noTerminal.code).toBe(2);
+    expect(noTerminal.stderr).toContain(
+      'no terminal to ask for the login: give --username and --password-stdin',
+    );
+    const both = await splinter(
+      ['login', registry.host, '-u', 'splinter', '-p', 'x', '--password-stdin'],
+      env,
+      'y',
+    );
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('--password and --password-stdin are mutually exclusive');
+    const mixed = await splinter(
+      [
+        'login',
+        registry.host,
+        '--ca-file',
+        registry.caFile!,
+        '--authfile',
+        'a.json',
+        '--registry-config',
+        'b.json',
+        '-u',
+        'splinter',
+        '--password-stdin',
+      ],
+      env,
+      'y',
+    );
+    expect(mixed.code).toBe(2);
+    expect(mixed.stderr).toContain('--registry-config and --authfile name different files');
+  });
+
   it('says how to trust the CA when it is not given', async () => {
     const result = await splinter(['login', registry.host, '-u', 'splinter', '--password-stdin'], env, 'x\n');
     expect(result.code).toBe(6);

@@ -15,16 +15,22 @@ export interface RegistryFlags {
  * --ca-file and --insecure (oras), --registry-config (oras, helm) and its skopeo/podman spelling
  * --authfile. --plain-http stays where each command declares it.
  */
-export function addRegistryAccessOptions(command: Command): Command {
+export function addRegistryAccessOptions(command: Command, transport = true): Command {
+  if (transport) {
+    command
+      .option(
+        '--ca-file <pem>',
+        "trust this CA's certificates too, for a private registry CA (env SPLINTER_CA_FILE)",
+      )
+      .option(
+        '--insecure',
+        'TLS without certificate verification; unlike --plain-http (env SPLINTER_INSECURE)',
+      );
+  }
   return command
     .option(
-      '--ca-file <pem>',
-      "trust this CA's certificates too, for a private registry CA (env SPLINTER_CA_FILE)",
-    )
-    .option('--insecure', 'TLS without certificate verification; unlike --plain-http (env SPLINTER_INSECURE)')
-    .option(
       '--registry-config <path>',
-      'auth file to read logins from (env REGISTRY_AUTH_FILE; default $DOCKER_CONFIG/config.json)',
+      'auth file holding registry logins (env REGISTRY_AUTH_FILE; default $DOCKER_CONFIG/config.json)',
     )
     .addOption(new Option('--authfile <path>', 'the same as --registry-config (skopeo, podman)'));
 }

@@ -66,6 +66,7 @@ export function registerLoginCommands(program: Command): void {
     program
       .command('logout <registry>')
       .description("remove a registry's login from the auth file and credential helper"),
+    false,
   ).action(async function (this: Command, registry: string, flags: RegistryFlags) {
     const settings = loadSettings();
     const result = await registryLogout({ registry, access: registryAccessOf(flags, settings), settings });
