@@ -243,6 +243,38 @@ describe('identity tokens with a TLS token service', () => {
   });
 });
 
+describe('a plain-HTTP registry behind HTTP_PROXY', () => {
+  it('tunnels http through HTTP_PROXY, and HTTPS_PROXY alone does not apply to http (Go)', async () => {
+    const registry = await startRegistry({ auth: 'htpasswd' });
+    const proxy = await startConnectProxy({ hosts: { [PROXIED_NAME]: '127.0.0.1' } });
+    const host = `${PROXIED_NAME}:${registry.host.split(':')[1]}`;
+    try {
+      await roundTrip({
+        registry: host,
+        repository: 'plain/proxied',
+        plainHttp: true,
+        credentials: loginOf(registry),
+        transport: { proxy: { httpProxy: proxy.url } },
+      });
+      expect(proxy.log.length).toBeGreaterThan(0);
+      expect(proxy.log.every((entry) => entry.target === host)).toBe(true);
+      const seen = proxy.log.length;
+      const direct = await failure({
+        registry: host,
+        repository: 'plain/direct',
+        plainHttp: true,
+        credentials: loginOf(registry),
+        transport: { proxy: { httpsProxy: proxy.url } },
+      });
+      expect(direct.message).toMatch(/ENOTFOUND|getaddrinfo/);
+      expect(proxy.log.length).toBe(seen);
+    } finally {
+      await proxy.stop();
+      await registry.stop();
+    }
+  });
+});
+
 describe('User-Agent', () => {
   it('is splinter/<version> on every registry request', async () => {
     const registry = await startRegistry({ auth: 'htpasswd' });
