@@ -191,6 +191,9 @@ describe('Kubernetes manifests (deploy/kubernetes, kubectl kustomize)', () => {
     expect(envOf(apiContainer, 'SPLINTER_KEK')).toBeUndefined();
     const kekVolume = api.volumes?.find((volume) => volume.secret?.secretName === 'splinter-kek');
     expect(kekVolume).toBeDefined();
+    // The file is the kubelet's (root): readable through fsGroup, by the pod's group 10001.
+    expect((kekVolume!.secret as { defaultMode?: number }).defaultMode).toBe(0o440);
+    expect((api.securityContext as { fsGroup?: number }).fsGroup).toBe(10001);
     expect(apiContainer.volumeMounts).toContainEqual(
       expect.objectContaining({ name: kekVolume!.name, mountPath: '/run/secrets/splinter' }),
     );
