@@ -149,7 +149,7 @@ describe('database operations with the roles of deploy/postgres/grants.sql', () 
     expect(owners).toEqual([{ owner: roles.owner }]);
   });
 
-  it('the app role (rows only) pushes, activates, makes tokens and serves the launcher API', async () => {
+  it('the app role (rows only) pushes, activates, makes tokens, runs the activator and serves the API', async () => {
     const push = await splinterCli(
       ['patch', 'push', SAMPLE, '--realm', 'eu-1', '--version', '1.0.0', '--json'],
       as.app,
@@ -166,6 +166,12 @@ describe('database operations with the roles of deploy/postgres/grants.sql', () 
     const token = await splinterCli(['token', 'create', '--realm', 'eu-1', '--json'], as.app);
     expect(token.code, token.stderr).toBe(0);
     const secret = (JSON.parse(token.stdout) as { token: string }).token;
+
+    const activator = await splinterCli(
+      ['activator', 'run', '--realm', 'eu-1', '--output', join(work, 'mods'), '--insecure-skip-verify'],
+      as.app,
+    );
+    expect(activator.code, activator.stderr).toBe(0);
 
     const applicationName = `splinter-api-${suffix}`;
     const api = await serveApi({
