@@ -178,6 +178,7 @@ describe('database operations with the roles of deploy/postgres/grants.sql', () 
       ...as.app,
       SPLINTER_DB_APPLICATION_NAME: applicationName,
       SPLINTER_DB_POOL_SIZE: '3',
+      SPLINTER_DB_STATEMENT_TIMEOUT_MS: '500',
     });
     try {
       const view = await fetch(`${api.url}/launcher/realms/eu-1`, {
@@ -195,6 +196,27 @@ describe('database operations with the roles of deploy/postgres/grants.sql', () 
         { name: applicationName, role: roles.app },
         { name: `${applicationName}-listener`, role: roles.app },
       ]);
+
+      // The API's pool takes the statement timeout: a realm view blocked by a lock ends after 500 ms
+      // with 503, not after the 30 s default.
+      const locker = new pg.Client({ connectionString: database.url });
+      await locker.connect();
+      try {
+        await locker.query('BEGIN');
+        await locker.query('LOCK TABLE cluster.patches IN ACCESS EXCLUSIVE MODE');
+        const started = performance.now();
+        const blocked = await fetch(`${api.url}/launcher/realms/eu-1`, {
+          headers: { authorization: `Bearer ${secret}` },
+        });
+        const elapsed = performance.now() - started;
+        expect(blocked.status).toBe(503);
+        expect(((await blocked.json()) as { code: string }).code).toBe('DATABASE_ERROR');
+        expect(elapsed).toBeGreaterThanOrEqual(450);
+        expect(elapsed).toBeLessThan(10_000);
+      } finally {
+        await locker.query('ROLLBACK');
+        await locker.end();
+      }
     } finally {
       await api.stop();
     }
