@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateKeyPair, writeKeyPair } from '@splintertree/sign';
 import {
@@ -180,4 +180,68 @@ describe('splinter launcher sync: preload staging, unlock at activation, rollbac
     expect(refused.stderr).toMatch(/^splinter: UNAUTHENTICATED: /);
     expect(refused.code).toBe(6);
   }, 60_000);
+
+  it("keeps the player's files across updates and refuses to overwrite one", async () => {
+    const game = join(work, 'game');
+    const installed = await sync();
+    expect(installed.code, installed.stderr).toBe(0);
+    expect(await snapshot(game)).toEqual(await snapshot(trees.v2));
+    // What a player, the game and a mod loader leave in the folder.
+    await mkdir(join(game, 'saves'), { recursive: true });
+    await writeFile(join(game, 'saves', 'slot1.sav'), 'level 12\n');
+    await writeFile(join(game, 'settings.cfg'), 'fov=100\n');
+    await writeFile(join(game, 'data', 'user-mod.pak'), 'a mod\n');
+    await mkdir(join(game, 'BepInEx', 'plugins'), { recursive: true });
+    await writeFile(join(game, 'BepInEx', 'plugins', 'minimap.dll'), 'MZ\n');
+    await symlink('saves/slot1.sav', join(game, 'latest.sav'));
+    const players = {
+      BepInEx: 'dir',
+      'BepInEx/plugins': 'dir',
+      'BepInEx/plugins/minimap.dll': expect.stringMatching(/^file /),
+      'data/user-mod.pak': expect.stringMatching(/^file /),
+      'latest.sav': 'link saves/slot1.sav',
+      saves: 'dir',
+      'saves/slot1.sav': expect.stringMatching(/^file /),
+      'settings.cfg': expect.stringMatching(/^file /),
+    };
+    const theirs = await snapshot(game);
+
+    // An update that removes and changes files of its own keeps every one of the player's.
+    const v4 = await push(trees.v1, '4');
+    await operatorDo(['patch', 'activate', v4.id]);
+    const updated = await sync();
+    expect(updated.code, updated.stderr).toBe(0);
+    expect(updated.json.action).toBe('installed');
+    const after = await snapshot(game);
+    expect(after).toEqual({ ...(await snapshot(trees.v1)), ...players });
+    for (const path of Object.keys(players)) expect(after[path], path).toEqual(theirs[path]);
+
+    // An update that ships a file where the player has one is refused, and nothing changes.
+    const clash = join(work, 'clash');
+    await cp(trees.v1, clash, { recursive: true });
+    await writeFile(join(clash, 'settings.cfg'), 'fov=90\n');
+    const v5 = await push(clash, '5');
+    await operatorDo(['patch', 'activate', v5.id]);
+    const refused = await sync();
+    expect(refused.code).toBe(7);
+    expect(refused.json.error?.code).toBe('FILE_NOT_OWNED');
+    expect(refused.stderr).toMatch(
+      /^splinter: FILE_NOT_OWNED: the update would overwrite settings\.cfg, which the launcher did not install/,
+    );
+    expect(await snapshot(game)).toEqual(after);
+
+    // Nothing a version ships may land under the paths players own.
+    const intruder = join(work, 'intruder');
+    await cp(trees.v1, intruder, { recursive: true });
+    await mkdir(join(intruder, 'saves'));
+    await writeFile(join(intruder, 'saves', 'default.sav'), 'new game\n');
+    const v6 = await push(intruder, '6');
+    await operatorDo(['patch', 'activate', v6.id]);
+    const never = await sync();
+    expect(never.code).toBe(7);
+    expect(never.stderr).toMatch(
+      /^splinter: FILE_NOT_OWNED: this version ships saves\/default\.sav, under saves\/, which the launcher never touches/,
+    );
+    expect(await snapshot(game)).toEqual(after);
+  }, 240_000);
 });

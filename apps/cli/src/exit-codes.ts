@@ -64,6 +64,7 @@ const BY_CODE: Record<ErrorCode, ExitCodeValue> = {
   RESPONSE_TOO_LARGE: ExitCode.Registry,
   CREDENTIALS_ERROR: ExitCode.Registry,
   HEAD_CONFLICT: ExitCode.Conflict,
+  FILE_NOT_OWNED: ExitCode.Conflict,
   PATCH_EXISTS: ExitCode.Conflict,
   REALM_MISMATCH: ExitCode.Conflict,
   INVALID_TRANSITION: ExitCode.Conflict,

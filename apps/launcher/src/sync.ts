@@ -18,7 +18,7 @@ export interface SyncOptions {
   /** A launcher token of `realm`. */
   token: string;
   realm: string;
-  /** The client's game folder, replaced as a whole when the head changes. */
+  /** The client's game folder: what the launcher installed is replaced, anything else is kept. */
   output: string;
   trust: PullTrust;
   /** Where the launcher remembers what it installed (one small JSON file per realm). */
@@ -26,6 +26,8 @@ export interface SyncOptions {
   concurrency?: number | undefined;
   /** Install only untagged files and those of this locale; changing it later fetches only what is missing. */
   locale?: string | undefined;
+  /** Paths never written nor removed (default PLAYER_PATHS: saves, screenshots, user, BepInEx, mods). */
+  neverTouch?: readonly string[] | undefined;
 }
 
 interface InstalledState {
@@ -94,6 +96,8 @@ export async function syncRealm(splinter: Splinter, options: SyncOptions): Promi
     reference: head.reference,
     output,
     replace: true,
+    // The game folder is shared with the player: saves, settings, screenshots and mod loaders stay.
+    keepUnowned: { neverTouch: options.neverTouch },
     trust: options.trust,
     keys,
     locale: options.locale,

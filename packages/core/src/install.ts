@@ -22,6 +22,7 @@ import {
   IndexStore,
   type InstallResult,
   installTree,
+  type KeepPolicy,
   type KeyRing,
   openRoot,
   PackCache,
@@ -123,6 +124,8 @@ export interface InstallInput extends VersionSource {
   output: string;
   replace: boolean;
   selection: Selection;
+  /** Keep files the last install did not put there (see installTree). */
+  keepUnowned?: KeepPolicy | undefined;
 }
 
 export type Installed = InstallResult;
@@ -152,6 +155,7 @@ export async function installVersion(input: InstallInput): Promise<Installed> {
     concurrency: input.concurrency,
     onBytes: input.onBytes,
     journal: input.state.journal,
+    keepUnowned: input.keepUnowned,
   });
   await writeRecord(recordFile, {
     output: resolvePath(input.output),

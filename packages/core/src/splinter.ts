@@ -269,6 +269,7 @@ export class Splinter {
         ...source,
         output: input.output,
         replace: input.replace === true,
+        keepUnowned: input.keepUnowned,
       });
       return { outcome: installed, stats: installed.fetch };
     });

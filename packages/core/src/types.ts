@@ -1,4 +1,4 @@
-import type { PublishStats, TagRule } from '@splintertree/pack';
+import type { KeepPolicy, PublishStats, TagRule } from '@splintertree/pack';
 import type { Signer, TrustedKey } from '@splintertree/sign';
 import type { ArtifactKind } from './artifact.js';
 
@@ -84,6 +84,8 @@ export interface PullInput {
   /** Install files tagged with this locale (and untagged ones) only. */
   locale?: string | undefined;
   platform?: string | undefined;
+  /** Keep files in `output` the last install did not put there; refuse to overwrite them (launchers). */
+  keepUnowned?: KeepPolicy | undefined;
 }
 
 /** What pull and fetch take: which artifact, whose signatures to trust, keys, and which files. */

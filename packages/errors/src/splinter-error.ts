@@ -35,6 +35,8 @@ export const ERROR_CODES = [
   'LAYER_TOO_LARGE',
   'ARCHIVE_INVALID',
   'OUTPUT_EXISTS',
+  /** An update would overwrite a file the launcher did not install (a save, a mod loader's file). */
+  'FILE_NOT_OWNED',
   'NO_SPACE',
   'PERMISSION_DENIED',
   'NAME_TOO_LONG',

@@ -26,6 +26,8 @@ export type { InstalledTree, InstallOptions, InstallResult, Selection } from './
 export { checkTree, installTree, selectEntries } from './install.js';
 export type { JournalEntry, JournalHandle } from './journal.js';
 export { WorkJournal } from './journal.js';
+export type { KeepPolicy, Unowned } from './keep.js';
+export { PLAYER_PATHS } from './keep.js';
 export { PackCache } from './pack-cache.js';
 export type { ClosedPack } from './packer.js';
 export { TARGET_PACK_BYTES } from './packer.js';

@@ -16,6 +16,7 @@ import { fileSystemError } from './fs-errors.js';
 import type { IndexEntry } from './index-codec.js';
 import { type KeyRing, keyForPack } from './index-reader.js';
 import type { WorkJournal } from './journal.js';
+import { carryUnowned, findUnowned, type KeepPolicy } from './keep.js';
 import { assertNoLinkOnPath, prepareParent, safeRelativePath } from './paths.js';
 import { decodeRecord, fileDigest } from './records.js';
 
@@ -47,6 +48,12 @@ export interface InstallOptions extends Omit<RecordSourceOptions, 'packs'> {
   journal?: WorkJournal | undefined;
   /** Passed to finalizeTree (tests kill the run between the two renames of --replace here). */
   checkpoint?: FinalizeOptions['checkpoint'];
+  /**
+   * Keep what `output` holds that `previous` did not install (a launcher's game folder: saves, settings,
+   * mod loaders), refusing with FILE_NOT_OWNED an update that would overwrite any of it. Without this,
+   * `output` is replaced as a whole.
+   */
+  keepUnowned?: KeepPolicy | undefined;
 }
 
 export interface InstallResult {
@@ -121,6 +128,10 @@ async function installLocked(
     if (await isUnchanged(file, previous, output, options.previous?.installedAt)) keep.set(file.path, file);
     else rebuild.push(file);
   }
+  // Before any byte is fetched: an update that would overwrite a player's file is refused up front.
+  const unowned = options.keepUnowned
+    ? await findUnowned(output, options.previous?.entries, selected, options.keepUnowned)
+    : [];
   const needed = rebuild.flatMap((file) => file.chunks);
   for (const ref of needed) keyOf(ref); // every key is present before any byte is fetched
   const fetch = await fetchRecords(needed, { ...options, packs });
@@ -161,6 +172,7 @@ async function installLocked(
       if (entry.type === 'symlink')
         await symlink(entry.target, prepareParent(staging, entry.path, knownFolders));
     }
+    await carryUnowned(output, staging, unowned);
     await syncFolder(staging);
     await finalizeTree(staging, output, { replace: options.replace, checkpoint });
     await noted?.done();
