@@ -209,9 +209,14 @@ describe('splinter launcher sync: preload staging, unlock at activation, rollbac
     // An update that removes and changes files of its own keeps every one of the player's.
     const v4 = await push(trees.v1, '4');
     await operatorDo(['patch', 'activate', v4.id]);
-    const updated = await sync();
+    // With the automatic cache limit at one version: what v1-v3 alone needed leaves the cache.
+    const updated = await sync(api.url, ['--key', join(work, 'studio.pub'), '--keep-versions', '1']);
     expect(updated.code, updated.stderr).toBe(0);
     expect(updated.json.action).toBe('installed');
+    const cache = (updated.json as { cache?: { before: number; after: number; keep: number } }).cache;
+    console.log('launcher cache (bytes on disk) before/after the automatic prune:', cache);
+    expect(cache?.keep).toBe(1);
+    expect(cache!.after).toBeLessThan(cache!.before);
     const after = await snapshot(game);
     expect(after).toEqual({ ...(await snapshot(trees.v1)), ...players });
     for (const path of Object.keys(players)) expect(after[path], path).toEqual(theirs[path]);

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { Command, Option } from 'commander';
 import { registerActivatorCommands } from './commands/activator.js';
+import { registerCacheCommands } from './commands/cache.js';
 import { registerCompletionCommand } from './commands/completion.js';
 import { registerDbCommands } from './commands/db.js';
 import { registerInspectCommand } from './commands/inspect.js';
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   registerTokenCommands(program);
   registerKekCommands(program);
   registerLoginCommands(program);
+  registerCacheCommands(program);
   registerCompletionCommand(program);
   registerDbCommands(program);
   addOutputOptions(program);

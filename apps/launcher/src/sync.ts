@@ -26,6 +26,8 @@ export interface SyncOptions {
   concurrency?: number | undefined;
   /** Install only untagged files and those of this locale; changing it later fetches only what is missing. */
   locale?: string | undefined;
+  /** Installed versions whose cached bytes are kept after each round (rollback targets); default 3. */
+  keepVersions?: number | undefined;
   /** Paths never written nor removed (default PLAYER_PATHS: saves, screenshots, user, BepInEx, mods). */
   neverTouch?: readonly string[] | undefined;
 }
@@ -47,6 +49,8 @@ export interface SyncResult {
   download?: DownloadStats;
   /** Preloaded patches whose (encrypted) content is now in the cache. */
   staged: Array<{ id: string; version: string; digest: string; download: DownloadStats }>;
+  /** The cache after the round, pruned to the kept versions and the staged preloads (bytes on disk). */
+  cache?: { before: number; after: number; keep: number };
 }
 
 /**
@@ -72,6 +76,12 @@ export async function syncRealm(splinter: Splinter, options: SyncOptions): Promi
   if (!view.head) return { realm: options.realm, head: null, action: 'no-head', staged };
 
   const head = view.head;
+  // The automatic limit: what the last installs and this realm's preloads need, nothing older.
+  const prune = async () => {
+    const keep = options.keepVersions ?? 3;
+    const pruned = await splinter.pruneCache({ keep, preloads: view.preload.map((p) => p.digest) });
+    return { before: pruned.before, after: pruned.after, keep };
+  };
   const output = resolve(options.output);
   const stateFile = join(options.stateDir, `${options.realm}.json`);
   const installed = await readRecord<InstalledState>(stateFile);
@@ -81,7 +91,7 @@ export async function syncRealm(splinter: Splinter, options: SyncOptions): Promi
     installed.locale === options.locale &&
     (await isFolder(output))
   ) {
-    return { realm: options.realm, head: summary(head), action: 'up-to-date', staged };
+    return { realm: options.realm, head: summary(head), action: 'up-to-date', staged, cache: await prune() };
   }
   // Records reused from earlier preloads stay sealed with their keys: the newest sealed patch of the
   // chain is unlocked, and its grant carries the keys of its sealed ancestors too.
@@ -116,6 +126,7 @@ export async function syncRealm(splinter: Splinter, options: SyncOptions): Promi
     action: 'installed',
     download: pulled.download,
     staged,
+    cache: await prune(),
   };
 }
 

@@ -41,6 +41,7 @@ export type { ProgressSink } from './progress.js';
 export { isFolder, readRecord, writeRecord } from './records.js';
 export type { LoginInput, LoginResult } from './registry-login.js';
 export { registryHostOf, registryLogin, registryLogout } from './registry-login.js';
+export type { PruneResult, RetainedVersion } from './retention.js';
 export type { Settings } from './settings.js';
 export { DATABASE_TIMEOUT_VARIABLES, settingsFromEnvironment } from './settings.js';
 export { loadSigningKey, loadSigningKeyRef, loadTrustedKeys } from './signing.js';

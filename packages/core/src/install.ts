@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import { SplinterError } from '@splintertree/errors';
 import {
@@ -28,24 +29,38 @@ import {
   PackCache,
   readIndex,
   type Selection,
+  type Span,
   selectEntries,
   type WorkJournal,
 } from '@splintertree/pack';
 import { readRecord, writeRecord } from './records.js';
+import { Retention, versionNeeds } from './retention.js';
 
 /** The client's state under SPLINTER_HOME: pack bytes, decoded indexes, and what each folder holds. */
 export class ClientState {
   readonly packs: PackCache;
   readonly indexes: IndexStore;
+  readonly retention: Retention;
 
   constructor(
-    private readonly home: string,
+    readonly home: string,
     readonly blobs: OciLayoutTarget,
     /** Where installs are noted while under way (cleaned after a kill by the next run). */
     readonly journal?: WorkJournal,
   ) {
     this.packs = new PackCache(join(home, 'packs'));
     this.indexes = new IndexStore(join(home, 'indexes'));
+    this.retention = new Retention(home);
+  }
+
+  /** The version every folder installed from this home holds now (its install record). */
+  async currentInstalls(): Promise<{ manifestDigest: string; indexDigest: string }[]> {
+    const dir = join(this.home, 'installs');
+    const names = await readdir(dir).catch(() => [] as string[]);
+    const records = await Promise.all(
+      names.filter((n) => n.endsWith('.json')).map((n) => readRecord<InstallRecord>(join(dir, n))),
+    );
+    return records.filter((r): r is InstallRecord => r !== undefined);
   }
 
   installRecordFile(output: string): string {
@@ -164,6 +179,15 @@ export async function installVersion(input: InstallInput): Promise<Installed> {
     installedAt: Date.now(),
     selection: input.selection,
   } satisfies InstallRecord);
+  const refs = selectEntries(version.entries, input.selection).flatMap((e) =>
+    e.type === 'file' ? e.chunks : [],
+  );
+  await input.state.retention.remember({
+    manifestDigest: input.manifestDigest,
+    kind: 'installed',
+    indexDigest: version.root.index.digest,
+    packs: versionNeeds(version.root, refs),
+  });
   return result;
 }
 
@@ -174,7 +198,9 @@ export async function installVersion(input: InstallInput): Promise<Installed> {
  * whole (the packs this version adds); records it needs from packs already partly cached are fetched by
  * range at install time.
  */
-export async function prefetchVersion(source: VersionSource & { selection: Selection }): Promise<FetchStats> {
+export async function prefetchVersion(
+  source: VersionSource & { selection: Selection; manifestDigest: string },
+): Promise<FetchStats> {
   const layer = rootLayer(source.manifest);
   const sealedWithoutKey =
     layer.mediaType === ChunkedMediaType.SealedRoot &&
@@ -184,13 +210,20 @@ export async function prefetchVersion(source: VersionSource & { selection: Selec
     const refs = selectEntries(version.entries, source.selection).flatMap((e) =>
       e.type === 'file' ? e.chunks : [],
     );
-    return fetchRecords(refs, {
+    const stats = await fetchRecords(refs, {
       cache: source.state.packs,
       remote: source.remote,
       packs: new Map(version.root.packs.map((p) => [p.number, p])),
       concurrency: source.concurrency,
       onBytes: source.onBytes,
     });
+    await source.state.retention.remember({
+      manifestDigest: source.manifestDigest,
+      kind: 'staged',
+      indexDigest: version.root.index.digest,
+      packs: versionNeeds(version.root, refs),
+    });
+    return stats;
   }
   await rootBytes(source);
   const stats: FetchStats = { requests: 0, bytes: 0, wholePacks: 0 };
@@ -199,6 +232,16 @@ export async function prefetchVersion(source: VersionSource & { selection: Selec
     if (await source.state.packs.touched(pack.digest)) continue;
     await fetchWholePack(source.remote, pack, { cache: source.state.packs, onBytes: source.onBytes }, stats);
   }
+  // Sealed: which records it needs is unknown until its key is released, so every pack it lists stays.
+  await source.state.retention.remember({
+    manifestDigest: source.manifestDigest,
+    kind: 'staged',
+    packs: Object.fromEntries(
+      source.manifest.layers
+        .filter((l) => l.mediaType === ChunkedMediaType.Pack)
+        .map((l) => [l.digest, [[0, l.size]] as Span[]]),
+    ),
+  });
   return stats;
 }
 

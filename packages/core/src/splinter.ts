@@ -31,6 +31,7 @@ import { type PreloadKey, preparePreload, resolveKek } from './preload.js';
 import type { ProgressSink } from './progress.js';
 import { publishFolder } from './publish.js';
 import { createdSeconds, NoNewContentTarget } from './repush.js';
+import { combine, neededRanges, type PruneResult, pruneIndexes } from './retention.js';
 import type { Settings } from './settings.js';
 import { publicKeysFromPem, publicKeysToPem, signManifest } from './signing.js';
 import { type RegistryAccess, Stores } from './stores.js';
@@ -461,6 +462,48 @@ export class Splinter {
   }
 
   private state: Promise<ClientState> | undefined;
+
+  /**
+   * Shrinks the client cache to what the versions worth keeping need: every version a folder holds now,
+   * the `keep` newest installed ones (what a rollback to them reads) and staged preloads (`preloads`, by
+   * manifest digest, when the caller knows them). Packs nothing needs are deleted, others rewritten to
+   * their needed ranges; decoded indexes no kept version uses are deleted.
+   */
+  async pruneCache(input: { keep: number; preloads?: string[] | undefined }): Promise<PruneResult> {
+    if (!Number.isSafeInteger(input.keep) || input.keep < 1) {
+      throw new SplinterError('INVALID_ARGUMENT', `--keep must be a whole number >= 1, not ${input.keep}`);
+    }
+    const state = await this.clientState();
+    const current = await state.currentInstalls();
+    const chosen = await state.retention.choose(
+      input.keep,
+      new Set(current.map((c) => c.manifestDigest)),
+      input.preloads ? new Set(input.preloads) : undefined,
+    );
+    const known = new Set(chosen.map((v) => v.manifestDigest));
+    const unknown = current.filter((c) => !known.has(c.manifestDigest));
+    if (unknown.length > 0) {
+      // Installed before this home recorded what versions need: nothing can be judged safe to drop.
+      throw new SplinterError(
+        'INVALID_ARGUMENT',
+        `the cache cannot be pruned yet: ${unknown.length} installed folder(s) predate its records; pull or sync once, then prune`,
+      );
+    }
+    const packs = await state.packs.prune(neededRanges(chosen));
+    const indexes = await pruneIndexes(
+      join(this.settings.home, 'indexes'),
+      new Set([
+        ...chosen.flatMap((v) => (v.indexDigest ? [v.indexDigest] : [])),
+        ...current.map((c) => c.indexDigest),
+      ]),
+    );
+    await state.retention.forgetAllBut(chosen);
+    return {
+      keep: input.keep,
+      kept: chosen.map((v) => ({ manifestDigest: v.manifestDigest, kind: v.kind })),
+      ...combine(packs, indexes),
+    };
+  }
 
   /** The realm's head, else its newest patch that is not revoked; null for a new realm. */
   /** A push without --parent builds on the head; say so when drafts newer than the head exist. */

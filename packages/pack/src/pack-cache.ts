@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -8,7 +8,7 @@ import { type Digest, digestHex } from '@splintertree/oci';
 import { fileSystemError } from './fs-errors.js';
 import { deadOwner, type OwnerGone, sweepOrphans } from './processes.js';
 
-type Span = [start: number, end: number];
+export type Span = [start: number, end: number];
 
 /**
  * The client's cache of pack bytes: one sparse file per pack, holding the byte ranges fetched so far,
@@ -135,6 +135,68 @@ export class PackCache {
     }
   }
 
+  /**
+   * Keeps only the byte ranges `needed` lists (by pack digest): a pack none of them needs is deleted, one
+   * holding more than its needed ranges is rewritten to hold just those (sparse). The list of ranges
+   * shrinks before the data does, so it never names bytes the file lacks; a record dropped that a later
+   * install wants is simply downloaded again. Returns the bytes on disk (allocated blocks) before and after.
+   */
+  async prune(needed: Map<string, Span[]>): Promise<PruneStats> {
+    const stats: PruneStats = {
+      bytesBefore: 0,
+      bytesAfter: 0,
+      removedPacks: 0,
+      rewrittenPacks: 0,
+      keptPacks: 0,
+    };
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    for (const name of names) {
+      if (!/^[0-9a-f]{64}$/.test(name)) continue;
+      const digest = `sha256:${name}`;
+      const path = join(this.dir, name);
+      const before = await diskBytes(path);
+      const ranges = await diskBytes(`${path}.ranges`);
+      stats.bytesBefore += before + ranges;
+      await this.serialized(digest, async () => {
+        const held = await readFile(`${path}.ranges`, 'utf8').then(parseSpans, () => [] as Span[]);
+        const keep = intersect(held, merge(needed.get(digest) ?? []));
+        if (keep.length === 0) {
+          await rm(`${path}.ranges`, { force: true });
+          await rm(path, { force: true });
+          this.spans.delete(digest);
+          stats.removedPacks += 1;
+          return;
+        }
+        const heldBytes = held.reduce((sum, [a, b]) => sum + b - a, 0);
+        const keptBytes = keep.reduce((sum, [a, b]) => sum + b - a, 0);
+        if (keptBytes === heldBytes) {
+          stats.keptPacks += 1;
+          stats.bytesAfter += before + ranges;
+          return;
+        }
+        const temporary = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+        const source = await open(path, 'r');
+        const target = await open(temporary, 'w', 0o600);
+        try {
+          for (const [start, end] of keep) {
+            const bytes = Buffer.allocUnsafe(end - start);
+            const { bytesRead } = await source.read(bytes, 0, bytes.length, start);
+            await target.write(bytes, 0, bytesRead, start);
+          }
+          await target.sync();
+        } finally {
+          await source.close();
+          await target.close();
+        }
+        await this.saveSpans(digest, keep);
+        await rename(temporary, path);
+        stats.rewrittenPacks += 1;
+        stats.bytesAfter += (await diskBytes(path)) + (await diskBytes(`${path}.ranges`));
+      });
+    }
+    return stats;
+  }
+
   private dataPath(digest: string): string {
     return join(this.dir, digestHex(digest as Digest));
   }
@@ -179,6 +241,35 @@ export class PackCache {
     this.writes.set(digest, next);
     return next;
   }
+}
+
+export interface PruneStats {
+  bytesBefore: number;
+  bytesAfter: number;
+  removedPacks: number;
+  rewrittenPacks: number;
+  keptPacks: number;
+}
+
+/** Bytes a file takes on disk (its allocated blocks: a sparse pack counts only what it holds). */
+async function diskBytes(path: string): Promise<number> {
+  const info = await stat(path).catch(() => undefined);
+  return info ? info.blocks * 512 : 0;
+}
+
+/** The parts of `a` that lie in `b` (both sorted, disjoint). */
+function intersect(a: Span[], b: Span[]): Span[] {
+  const out: Span[] = [];
+  let j = 0;
+  for (const [start, end] of a) {
+    while (j < b.length && b[j]![1] <= start) j += 1;
+    for (let k = j; k < b.length && b[k]![0] < end; k += 1) {
+      const s = Math.max(start, b[k]![0]);
+      const e = Math.min(end, b[k]![1]);
+      if (s < e) out.push([s, e]);
+    }
+  }
+  return out;
 }
 
 function parseSpans(text: string): Span[] {

@@ -5,6 +5,7 @@ import { addTokenOptions, launcherToken, type TokenFlags } from '../launcher-tok
 import { printResult } from '../output.js';
 import { addTrustOptions, type TrustFlags, trustFromFlags } from '../signing-flags.js';
 import { addTransferOptions, parseConcurrency } from './artifact.js';
+import { parseKeep } from './cache.js';
 
 export function registerLauncherCommands(program: Command): void {
   const launcher = program
@@ -23,7 +24,11 @@ export function registerLauncherCommands(program: Command): void {
       )
         .requiredOption('--realm <realm>', 'the realm to follow')
         .requiredOption('--output <dir>', 'the game folder (replaced as a whole when the head changes)')
-        .option('--locale <locale>', "install untagged files and this locale's only, e.g. deDE"),
+        .option('--locale <locale>', "install untagged files and this locale's only, e.g. deDE")
+        .option(
+          '--keep-versions <n>',
+          'installed versions whose cached bytes stay, for rollback (default 3)',
+        ),
     ),
     true,
   ).action(async function (
@@ -36,8 +41,10 @@ export function registerLauncherCommands(program: Command): void {
         plainHttp?: boolean;
         concurrency?: string;
         locale?: string;
+        keepVersions?: string;
       },
   ) {
+    const keepVersions = parseKeep(flags.keepVersions, 3);
     const concurrency = parseConcurrency(flags.concurrency);
     const trust = await trustFromFlags(flags);
     const { syncRealm } = await import('@splintertree/launcher');
@@ -51,6 +58,7 @@ export function registerLauncherCommands(program: Command): void {
         stateDir: join(settings.home, 'launcher'),
         concurrency,
         locale: flags.locale,
+        keepVersions,
       }),
     );
     const lines = result.staged.map(
