@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPair, loadPrivateKey, writeKeyPair } from '@splintertree/sign';
@@ -232,5 +233,45 @@ describe('CLI habits of CI jobs and containers', () => {
     expect(code).toBe(0);
     const signer = await loadPrivateKey(await readFile(`${prefix}.key`, 'utf8'), 'typed-secret');
     expect(signer).toBeDefined();
+  });
+
+  it('prints progress lines with bytes, rate and ETA when stderr is a log, not a terminal', async () => {
+    const tree = join(work, 'big');
+    await mkdir(tree, { recursive: true });
+    await writeFile(join(tree, 'world.pak'), randomBytes(12 * 1024 * 1024));
+    // Every progress event past the interval prints; 0 makes the interval shorter than any push.
+    const logged = { ...env, SPLINTER_PROGRESS_INTERVAL_MS: '0' };
+    const pushed = await bare(
+      ['mod', 'push', tree, '--name', 'big', '--version', '1', '--progress', 'plain', '--json'],
+      logged,
+    );
+    expect(pushed.code, pushed.stderr).toBe(0);
+    expect(pushed.json.digest).toMatch(/^sha256:/); // stdout is still one JSON document
+    const lines = pushed.stderr.trim().split('\n');
+    expect(lines.length).toBeGreaterThan(1);
+    for (const line of lines.slice(0, -1)) {
+      expect(line).toMatch(
+        /^splinter: push big: [\d.]+ (B|KiB|MiB) of [\d.]+ (B|KiB|MiB)( \(\d+%\))?, [\d.]+ (B|KiB|MiB)\/s, ETA (\d+[smh][\dms]*|\?)$/,
+      );
+    }
+    expect(lines.at(-1)).toMatch(
+      /^splinter: push big: done, 12\.\d MiB in \d+s \([\d.]+ (KiB|MiB)\/s\)$/,
+    );
+
+    // The default outside a terminal is plain; `none` and --json are silent.
+    const quiet = await bare(
+      ['mod', 'push', tree, '--name', 'big', '--version', '2', '--progress', 'none'],
+      logged,
+    );
+    expect(quiet.code, quiet.stderr).toBe(0);
+    expect(quiet.stderr).toBe('');
+    const byDefault = await bare(['mod', 'push', tree, '--name', 'big', '--version', '3'], logged);
+    expect(byDefault.stderr).toMatch(/^splinter: push big: /);
+    const bad = await bare(
+      ['mod', 'push', tree, '--name', 'big', '--version', '4', '--progress', 'fancy', '--json'],
+      logged,
+    );
+    expect(bad.code).toBe(2);
+    expect(bad.json.error).toMatchObject({ code: 'USAGE', details: { reason: 'invalidArgument' } });
   });
 });

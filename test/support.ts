@@ -45,7 +45,8 @@ export interface CliResult {
 export async function splinterCli(args: string[], env: Record<string, string>): Promise<CliResult> {
   try {
     const { stdout, stderr } = await run(process.execPath, [CLI, ...args], {
-      env: scrubbedEnv(env),
+      // Progress lines would interleave with the one-line errors tests read; progress tests ask for them.
+      env: scrubbedEnv({ SPLINTER_PROGRESS: 'none', ...env }),
     });
     return { code: 0, stdout, stderr };
   } catch (error) {

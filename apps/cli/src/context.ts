@@ -1,7 +1,7 @@
 import { openSplinter, type Settings, type Splinter, settingsFromEnvironment } from '@splintertree/core';
 import type { Command } from 'commander';
 import { ExitCode } from './exit-codes.js';
-import { createProgress } from './progress.js';
+import { createProgress, progressMode } from './progress.js';
 import { plainHttpOf, type RegistryFlags, registryAccessOf } from './registry-flags.js';
 
 export interface GlobalOptions {
@@ -31,11 +31,17 @@ export async function withSplinter<T>(
 ): Promise<T> {
   const settings = loadSettings();
   const { json } = globalOptions(command);
+  const { progress } = command.optsWithGlobals<{ progress?: string }>();
+  const mode = progressMode(progress, process.env, json);
+  const interval = Number(process.env.SPLINTER_PROGRESS_INTERVAL_MS);
   const splinter = await openSplinter({
     settings,
     plainHttp: plainHttpOf(options, settings),
     registryAccess: registryAccessOf(options, settings),
-    progress: createProgress(!json),
+    progress: createProgress(
+      mode,
+      Number.isFinite(interval) && interval >= 0 ? { intervalMs: interval } : {},
+    ),
     warn: (message) => process.stderr.write(`splinter: warning: ${message}\n`),
   });
   let stopping = false;

@@ -29,6 +29,7 @@ export function buildProgram(): Command {
     .version(VERSION)
     .addOption(new Option('--json', 'print machine-readable JSON on stdout'))
     .addOption(new Option('--debug', 'print stack traces for errors'))
+    .addOption(progressOption())
     .enablePositionalOptions()
     .exitOverride();
   registerPatchCommands(program);
@@ -60,6 +61,14 @@ function addOutputOptions(command: Command): void {
   for (const sub of command.commands) {
     sub.addOption(new Option('--json', 'print machine-readable JSON on stdout'));
     sub.addOption(new Option('--debug', 'print stack traces for errors'));
+    sub.addOption(progressOption());
     addOutputOptions(sub);
   }
+}
+
+function progressOption(): Option {
+  return new Option(
+    '--progress <mode>',
+    'progress on stderr: bar, plain (a line every 5 s, for logs), none; default: bar on a terminal, else plain',
+  ).choices(['auto', 'bar', 'plain', 'none']);
 }
