@@ -1,5 +1,10 @@
 import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 
+/** Where the database query count comes from (the launcher service's own counter). */
+export interface QuerySource {
+  queries(): number;
+}
+
 export interface ApiMetrics {
   registry: Registry;
   requests: Counter<'route' | 'method' | 'status'>;
@@ -9,8 +14,19 @@ export interface ApiMetrics {
   limitStoreErrors: Counter;
 }
 
-export function createMetrics(): ApiMetrics {
+export function createMetrics(database?: QuerySource): ApiMetrics {
   const registry = new Registry();
+  let counted = 0;
+  new Counter({
+    name: 'splinter_api_database_queries_total',
+    help: 'Statements the API sent to PostgreSQL (LISTEN heartbeats aside)',
+    registers: [registry],
+    collect() {
+      const now = database?.queries() ?? 0;
+      this.inc(now - counted);
+      counted = now;
+    },
+  });
   // Standard names (process_cpu_seconds_total, nodejs_heap_size_used_bytes, ...), as dashboards expect.
   collectDefaultMetrics({ register: registry });
   return {

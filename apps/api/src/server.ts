@@ -75,7 +75,7 @@ export async function startApi(settings: Settings, flags: ApiFlags): Promise<Run
     await app.close();
     throw error;
   }
-  const metrics = createMetrics();
+  const metrics = createMetrics(launcher);
   let players: PlayerTokens | undefined;
   let store: LimitStore;
   try {

@@ -121,6 +121,22 @@ describe('realm view caching: ETag, 304, Cache-Control, and a launcher that reva
     }
   });
 
+  it('answers a poll storm from one kept read: queries counted by the server stay flat', async () => {
+    const queries = async () =>
+      Number(
+        /^splinter_api_database_queries_total (\d+)/m.exec(
+          await (await fetch(`${api.url}/metrics`)).text(),
+        )?.[1],
+      );
+    await view();
+    const before = await queries();
+    const statuses = await Promise.all(Array.from({ length: 200 }, async () => (await view()).status));
+    expect(new Set(statuses)).toEqual(new Set([200]));
+    const spent = (await queries()) - before;
+    // One read of the view is a handful of statements; 200 uncached answers would be hundreds.
+    expect(spent).toBeLessThan(20);
+  });
+
   it('lets a shared cache keep the view only when told to (--view-cache public)', async () => {
     const shared = await startApi(settings, {
       port: '0',

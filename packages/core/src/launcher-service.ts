@@ -130,6 +130,7 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
     private readonly access: AccessStore,
     private readonly kek: Uint8Array,
     private readonly options: LauncherOptions,
+    private readonly counter: { queries: number } = { queries: 0 },
   ) {
     super();
     this.kekId = kekIdOf(kek);
@@ -142,17 +143,26 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
       throw new SplinterError('INVALID_CONFIG', problems.join('; '), { details: { problems } });
     }
     const kek = await resolveKek(options.settings, 'the launcher API');
-    const client = await openPostgres(options.settings.databaseUrl!, {
+    const pool = await openPostgres(options.settings.databaseUrl!, {
       max: options.poolSize ?? options.settings.databasePoolSize,
       timeouts: options.settings.databaseTimeouts,
       applicationName: options.settings.databaseApplicationName,
     });
+    // Every statement this service sends is counted (queries()): release-day capacity is planned on it.
+    const counter = { queries: 0 };
+    const client: SqlClient = {
+      ...pool,
+      query: (text, params) => {
+        counter.queries += 1;
+        return pool.query(text, params);
+      },
+    };
     try {
       // Never migrates: the API runs as a role that may only read and write rows (`splinter db migrate`).
       await assertSchemaCurrent(client);
       const access = new AccessStore(client);
       await assertKekMatches(access, kek);
-      const launcher = new LauncherService(client, new ChainStore(client), access, kek, options);
+      const launcher = new LauncherService(client, new ChainStore(client), access, kek, options, counter);
       await launcher.listen();
       return launcher;
     } catch (error) {
@@ -301,6 +311,11 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
     ]);
     clearTimeout(deadline);
     return { ready: database && this.listening, database, listening: this.listening };
+  }
+
+  /** Statements sent to the database so far (the LISTEN connection's heartbeats aside). */
+  queries(): number {
+    return this.counter.queries;
   }
 
   async close(): Promise<void> {
