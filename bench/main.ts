@@ -11,6 +11,7 @@ const BENCHES: Record<string, () => Promise<{ default: (args: string[]) => Promi
   sign: () => import('./sign.js'),
   cdc: () => import('./cdc.js'),
   delta: () => import('./delta.js'),
+  'release-day': () => import('./release-day.js'),
 };
 
 async function main(): Promise<void> {
