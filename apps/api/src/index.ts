@@ -1,6 +1,8 @@
 export { AuthFailures } from './auth-failures.js';
 export type { ApiConfig, ApiFlags } from './config.js';
 export { apiConfig } from './config.js';
+export type { Player, PlayerTokenConfig } from './player-tokens.js';
+export { PlayerTokens } from './player-tokens.js';
 export type { Problem } from './problems.js';
 export { problemFor } from './problems.js';
 export { RateLimiter } from './rate-limit.js';

@@ -28,6 +28,9 @@ export const DEFAULT_JWT_ALGORITHMS = [
 /** Largest JWKS document read; a larger one is refused (JWKS_UNAVAILABLE) before it is parsed. */
 export const JWKS_MAX_BYTES = 256 * 1024;
 
+/** Verified tokens kept (about 1 KiB each with the token text). */
+const VERIFIED_MAX = 100_000;
+
 export interface PlayerTokenConfig {
   /** Where the identity provider publishes its keys, or… */
   jwksUrl?: string | undefined;
@@ -59,6 +62,14 @@ export interface Player {
  * own code.
  */
 export class PlayerTokens {
+  /**
+   * Tokens already verified, until their exp: a launcher sends the same JWT with every poll, and a
+   * signature check (2,000-5,000 a second per core) costs more than the rest of an answer.
+   * Oldest first; at most VERIFIED_MAX.
+   */
+  private readonly verified = new Map<string, { player: Player; exp: number }>();
+  private verifications = 0;
+
   private constructor(
     private readonly config: PlayerTokenConfig,
     private readonly key: KeyObject | ReturnType<typeof createRemoteJWKSet>,
@@ -101,8 +112,19 @@ export class PlayerTokens {
     }
   }
 
+  /** Signatures checked so far (answers from the verified-token cache aside). */
+  signaturesChecked(): number {
+    return this.verifications;
+  }
+
   async verify(token: string): Promise<Player> {
     const { config } = this;
+    const known = this.verified.get(token);
+    if (known) {
+      if (Date.now() / 1000 <= known.exp + config.clockTolerance) return known.player;
+      this.verified.delete(token);
+    }
+    this.verifications += 1;
     let payload: JWTPayload;
     try {
       const header = decodeProtectedHeader(token);
@@ -131,7 +153,10 @@ export class PlayerTokens {
       throw refused('TOKEN_INVALID', `player token has no ${config.realmClaim} claim naming its realm`);
     }
     const subject = payload.sub!;
-    return { id: `${payload.iss}#${subject}`, subject, realm };
+    const player = { id: `${payload.iss}#${subject}`, subject, realm };
+    if (this.verified.size >= VERIFIED_MAX) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(token, { player, exp: payload.exp! });
+    return player;
   }
 }
 

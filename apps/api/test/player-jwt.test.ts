@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type RunningApi, startApi } from '@splintertree/api';
+import { PlayerTokens, type RunningApi, startApi } from '@splintertree/api';
 import { ChainStore, openPostgres, type SqlClient } from '@splintertree/chain';
 import {
   createLauncherToken,
@@ -15,7 +15,7 @@ import { generatePatchKey } from '@splintertree/seal';
 import { type FreshDatabase, freshDatabase } from '@splintertree/testkit';
 import { exportJWK, exportSPKI, generateKeyPair, type JWTPayload, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { registerPreloaded } from './helpers.js';
+import { eventually, registerPreloaded } from './helpers.js';
 
 const ISSUER = 'https://id.studio.test/';
 const AUDIENCE = 'splinter-launcher';
@@ -292,6 +292,43 @@ describe("players' JWTs from the studio's identity provider (real JWKS over HTTP
       expect((await from(await sign({ sub: 'dave' }, { key: stranger }), '192.0.2.10')).code).toBe(
         'TOKEN_INVALID',
       );
+    } finally {
+      await running.close();
+    }
+  });
+
+  it('keeps a verified token until its exp, then refuses it like any expired one', async () => {
+    const running = await startApi(settings, {
+      port: '0',
+      logLevel: 'silent',
+      jwtJwksUrl: `${jwksBase}/jwks.json`,
+      jwtIssuer: ISSUER,
+      jwtAudience: AUDIENCE,
+      jwtClockTolerance: '0',
+    });
+    try {
+      const token = await sign({ exp: Math.floor(Date.now() / 1000) + 2 });
+      const statuses = await Promise.all(
+        Array.from({ length: 20 }, async () => (await ask(token, running.url)).status),
+      );
+      expect(new Set(statuses)).toEqual(new Set([200]));
+      const tokens = await PlayerTokens.open({
+        jwksUrl: `${jwksBase}/jwks.json`,
+        issuer: ISSUER,
+        audience: AUDIENCE,
+        realmClaim: 'realm',
+        clockTolerance: 0,
+        algorithms: ['ES256'],
+        jwksTimeout: 1000,
+      });
+      for (let i = 0; i < 10; i++) expect((await tokens.verify(token)).realm).toBe('eu-1');
+      expect(tokens.signaturesChecked()).toBe(1);
+      const refused = await eventually(
+        async () => (await ask(token, running.url)).code,
+        'TOKEN_EXPIRED',
+        5000,
+      );
+      expect(refused).toBe('TOKEN_EXPIRED');
     } finally {
       await running.close();
     }
