@@ -125,6 +125,9 @@ describe('splinter launcher sync: preload staging, unlock at activation, rollbac
     const again = await sync();
     expect(again.json.action).toBe('up-to-date');
     expect(again.json.staged[0]!.download).toMatchObject({ requests: 0, bytes: 0 });
+    // The second round revalidated the view it kept: the API answered 304, no view was sent.
+    const metrics = await (await fetch(`${api.url}/metrics`)).text();
+    expect(metrics).toMatch(/route="\/launcher\/realms\/:realm",method="GET",status="304"\} [1-9]/);
 
     await operatorDo(['patch', 'activate', v2.id]);
     // Released: the key comes from the API, the ciphertext from the cache: nothing left to download.
