@@ -141,6 +141,7 @@ export interface InstallInput extends VersionSource {
   selection: Selection;
   /** Keep files the last install did not put there (see installTree). */
   keepUnowned?: KeepPolicy | undefined;
+  platform?: NodeJS.Platform | undefined;
 }
 
 export type Installed = InstallResult;
@@ -171,6 +172,7 @@ export async function installVersion(input: InstallInput): Promise<Installed> {
     onBytes: input.onBytes,
     journal: input.state.journal,
     keepUnowned: input.keepUnowned,
+    platform: input.platform,
   });
   await writeRecord(recordFile, {
     output: resolvePath(input.output),

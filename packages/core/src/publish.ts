@@ -88,6 +88,7 @@ export async function publishFolder(options: PublishFolderOptions): Promise<Publ
       [FormatAnnotation.Format]: FORMAT_NAME,
     };
     if (options.patchKey) annotations[FormatAnnotation.KeyId] = keyIdOf(options.patchKey);
+    if (!options.portable) annotations[FormatAnnotation.Portable] = 'false';
     const manifest = buildArtifactManifest({
       kind: options.kind,
       layers,

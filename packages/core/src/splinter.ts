@@ -10,7 +10,14 @@ import type {
 } from '@splintertree/chain';
 import { SplinterError } from '@splintertree/errors';
 import type { CopyOptions, CopyStats, Descriptor, ImageManifest, Target } from '@splintertree/oci';
-import { type BaseVersion, fileSystemError, type Selection, WorkJournal } from '@splintertree/pack';
+import {
+  type BaseVersion,
+  FormatAnnotation,
+  fileSystemError,
+  platformName,
+  type Selection,
+  WorkJournal,
+} from '@splintertree/pack';
 import { keyIdOf, unwrapKey } from '@splintertree/seal';
 import { requireTrustedSignature, type Signer, type TrustedKey } from '@splintertree/sign';
 import { ArtifactAnnotation, ArtifactType } from './artifact.js';
@@ -60,6 +67,8 @@ export interface OpenOptions {
   warn?: (message: string) => void;
   /** Parallel blob transfers; 4 unless a call says otherwise. */
   concurrency?: number;
+  /** The operating system installs are for (default: this one); only Linux takes unportable trees. */
+  platform?: NodeJS.Platform;
 }
 
 const DEFAULT_CONCURRENCY = 4;
@@ -271,6 +280,7 @@ export class Splinter {
         output: input.output,
         replace: input.replace === true,
         keepUnowned: input.keepUnowned,
+        platform: this.options.platform,
       });
       return { outcome: installed, stats: installed.fetch };
     });
@@ -313,6 +323,7 @@ export class Splinter {
     const verifiedBy = await this.requireTrust(target, location, descriptor, input.trust);
     const manifest = await fetchManifest(target, descriptor);
     assertArtifactKind(manifest, input.kind, input.reference);
+    assertPortableHere(manifest, input.reference, this.options.platform ?? process.platform);
     const counter = this.byteCounter(`${verb} ${location.repository}`);
     try {
       // A full or refusing disk (cache or output) is one line with its own code, never INTERNAL.
@@ -786,6 +797,16 @@ function assertArtifactKind(manifest: ImageManifest, kind: PullInput['kind'], re
       `${reference} is ${manifest.artifactType ?? 'not an artifact'}, not a ${kind} (${expected})`,
     );
   }
+}
+
+/** A version pushed with --allow-unportable is for Linux: refused elsewhere before any layer is read. */
+function assertPortableHere(manifest: ImageManifest, reference: string, platform: NodeJS.Platform): void {
+  if (manifest.annotations?.[FormatAnnotation.Portable] !== 'false' || platform === 'linux') return;
+  throw new SplinterError(
+    'UNPORTABLE_PATH',
+    `${reference} was pushed with --allow-unportable: its paths are for Linux file systems and cannot all exist on ${platformName(platform)}; nothing was downloaded`,
+    { details: { platform } },
+  );
 }
 
 function required(value: string | undefined, flag: string): string {

@@ -21,6 +21,12 @@ export const FormatAnnotation = {
   Format: 'dev.splintertree.format',
   /** The key the sealed root opens with (a preload); never the key itself. */
   KeyId: 'dev.splintertree.seal.key-id',
+  /**
+   * `false` when the publisher pushed with --allow-unportable (absent otherwise): read from the
+   * manifest, so a client off Linux refuses the version before it downloads any layer, even a sealed
+   * preload whose root it cannot open yet.
+   */
+  Portable: 'dev.splintertree.portable',
 } as const;
 
 export const Encoding = { Raw: 0, Deflate: 1 } as const;

@@ -23,7 +23,7 @@ export { decodeIndex, encodeIndex } from './index-codec.js';
 export type { KeyRing, ReadIndexOptions } from './index-reader.js';
 export { IndexStore, openRoot, readIndex, rootAssociatedData } from './index-reader.js';
 export type { InstalledTree, InstallOptions, InstallResult, Selection } from './install.js';
-export { checkTree, installTree, selectEntries } from './install.js';
+export { checkTree, installTree, platformName, selectEntries } from './install.js';
 export type { JournalEntry, JournalHandle } from './journal.js';
 export { WorkJournal } from './journal.js';
 export type { KeepPolicy, Unowned } from './keep.js';

@@ -46,6 +46,8 @@ export interface InstallOptions extends Omit<RecordSourceOptions, 'packs'> {
    * cleans up after a kill, and Ctrl-C stops it before it publishes.
    */
   journal?: WorkJournal | undefined;
+  /** The operating system installed for (default: this one); only Linux takes an unportable tree. */
+  platform?: NodeJS.Platform | undefined;
   /** Passed to finalizeTree (tests kill the run between the two renames of --replace here). */
   checkpoint?: FinalizeOptions['checkpoint'];
   /**
@@ -91,10 +93,11 @@ function splitTag(tag: string): [string, string] {
  * symlinks are made last, and the staging folder is swapped in. A failure leaves `output` as it was.
  */
 export async function installTree(options: InstallOptions): Promise<InstallResult> {
-  if (!options.root.portable && process.platform !== 'linux') {
+  const platform = options.platform ?? process.platform;
+  if (!options.root.portable && platform !== 'linux') {
     throw new SplinterError(
       'UNPORTABLE_PATH',
-      `this version was published with --allow-unportable: some of its paths cannot exist on ${process.platform}`,
+      `this version was published with --allow-unportable: some of its paths cannot exist on ${platformName(platform)}`,
     );
   }
   const selected = selectEntries(options.entries, options.selection);
@@ -185,6 +188,13 @@ async function installLocked(
 }
 
 type FileEntry = Extract<IndexEntry, { type: 'file' }>;
+
+/** An operating system as players know it. */
+export function platformName(platform: NodeJS.Platform): string {
+  if (platform === 'win32') return 'Windows';
+  if (platform === 'darwin') return 'macOS';
+  return platform;
+}
 
 function previousFiles(previous: InstalledTree | undefined): Map<string, FileEntry> {
   const map = new Map<string, FileEntry>();
