@@ -1,4 +1,4 @@
-import { link, lstat, mkdir, open, rm, symlink } from 'node:fs/promises';
+import { link, lstat, mkdir, open, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, posix, resolve as resolvePath } from 'node:path';
 import { SplinterError } from '@splintertree/errors';
 import { runLimited } from '@splintertree/oci';
@@ -135,6 +135,12 @@ async function installLocked(
   const unowned = options.keepUnowned
     ? await findUnowned(output, options.previous?.entries, selected, options.keepUnowned)
     : [];
+  // A file system without hard links (exFAT, FAT, some network shares) rebuilds every file, so the
+  // records of the unchanged ones are fetched too.
+  if (keep.size > 0 && !(await canHardLink(output))) {
+    rebuild.push(...keep.values());
+    keep.clear();
+  }
   const needed = rebuild.flatMap((file) => file.chunks);
   for (const ref of needed) keyOf(ref); // every key is present before any byte is fetched
   const fetch = await fetchRecords(needed, { ...options, packs });
@@ -160,9 +166,13 @@ async function installLocked(
     let kept = 0;
     await runLimited(files, options.concurrency, async (file) => {
       const target = prepareParent(staging, file.path, knownFolders);
-      if (keep.has(file.path) && (await linkFrom(join(output, file.path), target))) {
-        kept += 1;
-        return;
+      if (keep.has(file.path)) {
+        if (await linkFrom(join(output, file.path), target)) {
+          kept += 1;
+          return;
+        }
+        // This one file cannot be linked (EMLINK, say): its records were not fetched with the rest.
+        await fetchRecords(file.chunks, { ...options, packs });
       }
       await writeFileFromChunks(file, target, async (ref) => {
         const pack = packOf(packs, ref);
@@ -227,13 +237,28 @@ async function isUnchanged(
   }
 }
 
+/** Whether the folder holding `output` takes hard links (probed with a file of its own, then removed). */
+async function canHardLink(output: string): Promise<boolean> {
+  const probe = join(dirname(output), `.splinter-staging-${process.pid}-linkprobe`);
+  try {
+    await writeFile(probe, '');
+    return await linkFrom(probe, `${probe}-2`);
+  } catch {
+    return false;
+  } finally {
+    await rm(probe, { force: true });
+    await rm(`${probe}-2`, { force: true });
+  }
+}
+
 async function linkFrom(source: string, target: string): Promise<boolean> {
   try {
     await link(source, target);
     return true;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'EXDEV' || code === 'EPERM' || code === 'EMLINK' || code === 'ENOTSUP') return false;
+    if (code === 'EXDEV' || code === 'EPERM' || code === 'EMLINK' || code === 'ENOTSUP' || code === 'ENOSYS')
+      return false;
     throw error;
   }
 }

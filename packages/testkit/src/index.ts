@@ -10,7 +10,7 @@ export { startHugeBodyServer } from './huge-body-server.js';
 export type { KubernetesApi } from './kubernetes-api.js';
 export { startKubernetesApi } from './kubernetes-api.js';
 export type { MountedFileSystem } from './mounts.js';
-export { mountTmpfs } from './mounts.js';
+export { mountCaseInsensitive, mountTmpfs } from './mounts.js';
 export { freePort } from './ports.js';
 export type { FreshDatabase, FreshDatabaseOptions } from './postgres.js';
 export { ADMIN_DATABASE_URL, freshDatabase } from './postgres.js';

@@ -45,3 +45,42 @@ export function mountTmpfs(size: string): Promise<MountedFileSystem | undefined>
     (dir) => execFileSync('umount', ['-l', dir], { stdio: 'pipe' }),
   );
 }
+
+/**
+ * A case-insensitive, case-preserving file system, as Windows and macOS players have by default: exFAT
+ * on a loop device, mounted with exfat-fuse (Debian's exfatprogs and exfat-fuse; this machine's kernel
+ * has neither casefold nor vfat). It holds no symlinks, no hard links and no modes.
+ */
+export async function mountCaseInsensitive(size = '64M'): Promise<MountedFileSystem | undefined> {
+  const image = join(await mkdtemp(join(tmpdir(), 'splinter-exfat-')), 'disk.img');
+  let device = '';
+  const mounted = await mountFor(
+    'an exFAT image (needs root, losetup, mkfs.exfat from exfatprogs, mount.exfat-fuse from exfat-fuse)',
+    (dir) => {
+      execFileSync('truncate', ['-s', size, image], { stdio: 'pipe' });
+      execFileSync('mkfs.exfat', [image], { stdio: 'pipe' });
+      device = execFileSync('losetup', ['-f', '--show', image], { stdio: 'pipe' }).toString().trim();
+      try {
+        execFileSync('mount.exfat-fuse', [device, dir], { stdio: 'pipe' });
+      } catch (error) {
+        execFileSync('losetup', ['-d', device], { stdio: 'pipe' });
+        throw error;
+      }
+    },
+    (dir) => {
+      execFileSync('umount', [dir], { stdio: 'pipe' });
+      execFileSync('losetup', ['-d', device], { stdio: 'pipe' });
+    },
+  );
+  if (!mounted) {
+    await rm(join(image, '..'), { recursive: true, force: true });
+    return undefined;
+  }
+  return {
+    dir: mounted.dir,
+    async unmount() {
+      await mounted.unmount();
+      await rm(join(image, '..'), { recursive: true, force: true });
+    },
+  };
+}
