@@ -45,6 +45,7 @@ const BY_CODE: Record<ErrorCode, ExitCodeValue> = {
   NO_SPACE: ExitCode.Internal,
   PERMISSION_DENIED: ExitCode.Internal,
   NAME_TOO_LONG: ExitCode.Integrity,
+  FILE_IN_USE: ExitCode.Internal,
   OUTPUT_EXISTS: ExitCode.Usage,
   KEY_INVALID: ExitCode.Signature,
   KEY_PASSWORD_WRONG: ExitCode.Signature,

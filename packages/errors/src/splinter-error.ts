@@ -40,6 +40,7 @@ export const ERROR_CODES = [
   'NO_SPACE',
   'PERMISSION_DENIED',
   'NAME_TOO_LONG',
+  'FILE_IN_USE',
   // signing
   'KEY_INVALID',
   'KEY_PASSWORD_WRONG',

@@ -1,6 +1,6 @@
 import { lstatSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, rename, rm, rmdir } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, relative, sep } from 'node:path';
 import { SplinterError } from '@splintertree/errors';
 import { deadOwner, type OwnerGone, processAlive, sweepOrphans } from './processes.js';
 
@@ -12,6 +12,13 @@ export interface FinalizeOptions {
    * is renamed in); throwing stops there. An interrupted run stops this way, and tests kill here.
    */
   checkpoint?: (step: 'aside' | 'swap') => void;
+  /**
+   * The rename the swap makes (default fs.rename). On Windows it fails while a program holds a file of
+   * the old tree open (a sharing violation); a test double of this one call stands in for that on Linux.
+   */
+  rename?: (from: string, to: string) => Promise<void>;
+  /** The operating system (default: this one); on Windows EPERM/EACCES can mean a file is held open. */
+  platform?: NodeJS.Platform | undefined;
 }
 
 const ASIDE_MARK = '.splinter-old-';
@@ -85,17 +92,67 @@ export async function finalizeTree(
     );
   }
   const aside = join(dirname(output), `${basename(output)}${ASIDE_MARK}${process.pid}-${Date.now()}`);
+  const move = options.rename ?? rename;
   options.checkpoint?.('aside');
-  await rename(output, aside);
+  try {
+    await move(output, aside);
+  } catch (error) {
+    throw await heldOpen(error, output, move, options.platform ?? process.platform);
+  }
   try {
     options.checkpoint?.('swap');
-    await rename(staging, output);
+    await move(staging, output);
   } catch (error) {
-    await rename(aside, output);
+    await move(aside, output);
     throw error;
   }
   await syncFolder(dirname(output));
   await rm(aside, { recursive: true, force: true });
+}
+
+/**
+ * The old tree could not be set aside. When the reason may be a file another program holds open (EBUSY,
+ * Windows' sharing violation; EPERM or EACCES on Windows), finds that file by moving each file of the
+ * old tree aside and back (what is held open refuses), so the error names it: FILE_IN_USE. Nothing of
+ * the old tree has moved then.
+ */
+async function heldOpen(
+  error: unknown,
+  output: string,
+  move: (from: string, to: string) => Promise<void>,
+  platform: NodeJS.Platform,
+): Promise<unknown> {
+  const code = (error as NodeJS.ErrnoException).code;
+  const busy = (c: string | undefined) =>
+    c === 'EBUSY' || (platform === 'win32' && (c === 'EPERM' || c === 'EACCES'));
+  if (!busy(code)) return error;
+  const probe = async (dir: string): Promise<string | undefined> => {
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) {
+        const found = await probe(path);
+        if (found) return found;
+        continue;
+      }
+      const aside = `${path}.splinter-probe-${process.pid}`;
+      try {
+        await move(path, aside);
+      } catch (refused) {
+        if (busy((refused as NodeJS.ErrnoException).code)) return path;
+        continue;
+      }
+      await move(aside, path);
+    }
+    return undefined;
+  };
+  const held = await probe(output).catch(() => undefined);
+  if (!held) return error;
+  const name = relative(output, held).split(sep).join('/');
+  return new SplinterError(
+    'FILE_IN_USE',
+    `${name}: cannot be replaced while another program has it open (${code}); the installed tree is unchanged`,
+    { cause: error, details: { path: name, errno: code } },
+  );
 }
 
 /**

@@ -56,6 +56,8 @@ export interface InstallOptions extends Omit<RecordSourceOptions, 'packs'> {
    * `output` is replaced as a whole.
    */
   keepUnowned?: KeepPolicy | undefined;
+  /** Passed to finalizeTree: the swap's rename (a test double stands in for a file held open). */
+  rename?: FinalizeOptions['rename'];
 }
 
 export interface InstallResult {
@@ -187,7 +189,12 @@ async function installLocked(
     }
     await carryUnowned(output, staging, unowned);
     await syncFolder(staging);
-    await finalizeTree(staging, output, { replace: options.replace, checkpoint });
+    await finalizeTree(staging, output, {
+      replace: options.replace,
+      checkpoint,
+      rename: options.rename,
+      platform: options.platform,
+    });
     await noted?.done();
     return { files: files.length, bytes: files.reduce((sum, f) => sum + f.size, 0), kept, fetch };
   } catch (error) {
