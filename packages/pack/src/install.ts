@@ -18,6 +18,7 @@ import { type KeyRing, keyForPack } from './index-reader.js';
 import type { WorkJournal } from './journal.js';
 import { carryUnowned, findUnowned, type KeepPolicy } from './keep.js';
 import { assertNoLinkOnPath, prepareParent, safeRelativePath } from './paths.js';
+import { assertPortable } from './portable.js';
 import { decodeRecord, fileDigest } from './records.js';
 
 /** Which tagged files a client installs: untagged files always, tagged ones when their value is chosen. */
@@ -104,6 +105,9 @@ export async function installTree(options: InstallOptions): Promise<InstallResul
   }
   const selected = selectEntries(options.entries, options.selection);
   checkTree(selected);
+  // A root that claims to be portable is held to it where it matters: a hostile or old publisher's
+  // aux.txt or Readme.txt beside readme.txt is refused before anything is written.
+  if (platform !== 'linux') assertPortable(selected.map((entry) => entry.path));
   const output = resolvePath(options.output);
   // One install at a time per output: what it links from the old tree and its renames stay its own.
   await mkdir(dirname(output), { recursive: true }).catch((error: unknown) => {

@@ -44,4 +44,45 @@ describe('file-system refusals get their own code and one line', () => {
     expect((error as Error).message).toBe(`${long}: a name is too long for this file system (ENAMETOOLONG)`);
     expect(await readdir(parent)).toEqual([]);
   });
+
+  it('off Linux, a tree that claims to be portable is checked: aux.txt is UNPORTABLE_PATH', async () => {
+    const store = await OciLayoutTarget.open(await tempDir('store'));
+    const tree = await tempDir('tree');
+    await writeFile(join(tree, 'short.txt'), 'a');
+    const uploads: Array<Promise<void>> = [];
+    const published = await publishTree({
+      dir: tree,
+      workDir: await tempDir('work'),
+      onPack: (pack) => uploads.push(store.push(packDescriptor(pack.entry), createReadStream(pack.path))),
+    });
+    await Promise.all(uploads);
+    const cache = new PackCache(await tempDir('packs'));
+    const entries = await readIndex(published.root, {
+      cache,
+      remote: store,
+      keys: new Map(),
+      concurrency: 2,
+    });
+    const hostile = entries.map((entry) =>
+      entry.path === 'short.txt' ? { ...entry, path: 'aux.txt' } : entry,
+    );
+    const parent = await tempDir('out');
+    const install = (platform: NodeJS.Platform) =>
+      installTree({
+        root: published.root,
+        entries: hostile,
+        keys: new Map(),
+        cache,
+        remote: store,
+        output: join(parent, platform),
+        replace: false,
+        concurrency: 2,
+        platform,
+      });
+    const error = await install('win32').catch((e: unknown) => e);
+    expect(isSplinterError(error) && error.code).toBe('UNPORTABLE_PATH');
+    expect((error as Error).message).toMatch(/aux\.txt/);
+    await install('linux');
+    expect(await readdir(parent)).toEqual(['linux']);
+  });
 });
