@@ -322,7 +322,7 @@ export class ChainStore {
   /** The realm's newest release statement, if one was ever signed. */
   async latestStatement(realm: string): Promise<StoredStatement | undefined> {
     const { rows } = await this.db.query<StoredStatement>(
-      `SELECT ${STATEMENT_COLUMNS} FROM cluster.release_statements WHERE realm = $1 ORDER BY sequence DESC LIMIT 1`,
+      `SELECT ${STATEMENT_COLUMNS} FROM cluster.release_statements s WHERE realm = $1 ORDER BY s.sequence DESC LIMIT 1`,
       [realm],
     );
     return rows[0];

@@ -67,6 +67,9 @@ for (const backendName of ['postgres', 'pglite'] as BackendName[]) {
         expiresAt: '2026-01-08T00:00:00.000Z',
       });
       expect(JSON.parse(latest!.envelope)).toEqual(signer.facts[3]);
+      // Newest by number, not by text: the tenth statement comes after the ninth.
+      for (let i = 0; i < 8; i++) await chain.refreshStatement({ realm: 'st', statement: signer.sign });
+      expect((await chain.latestStatement('st'))?.sequence).toBe(signer.facts.at(-1)!.sequence);
     });
 
     it('a signer that fails leaves the head where it was: no head move without its statement', async () => {
