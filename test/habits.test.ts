@@ -254,9 +254,7 @@ describe('CLI habits of CI jobs and containers', () => {
         /^splinter: push big: [\d.]+ (B|KiB|MiB) of [\d.]+ (B|KiB|MiB)( \(\d+%\))?, [\d.]+ (B|KiB|MiB)\/s, ETA (\d+[smh][\dms]*|\?)$/,
       );
     }
-    expect(lines.at(-1)).toMatch(
-      /^splinter: push big: done, 12\.\d MiB in \d+s \([\d.]+ (KiB|MiB)\/s\)$/,
-    );
+    expect(lines.at(-1)).toMatch(/^splinter: push big: done, 12\.\d MiB in \d+s \([\d.]+ (KiB|MiB)\/s\)$/);
 
     // The default outside a terminal is plain; `none` and --json are silent.
     const quiet = await bare(
