@@ -1,9 +1,11 @@
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import {
+  acceptReleaseStatement,
   isFolder,
   type PullTrust,
   parseLocation,
+  type ReleaseTrust,
   readRecord,
   type Splinter,
   writeRecord,
@@ -18,6 +20,11 @@ export interface ModSyncOptions {
   /** Where the activator remembers which mods it installed (one JSON file per realm). */
   stateDir: string;
   concurrency?: number | undefined;
+  /**
+   * Install the mods of a head only with a release statement signed by these keys (read from the
+   * release database, trusted only once it verifies): the mods are the ones the statement pins.
+   */
+  release?: ReleaseTrust | undefined;
 }
 
 interface ActivatorRecord {
@@ -33,6 +40,8 @@ export interface ModSyncResult {
   installed: Array<{ name: string; digest: string; downloaded: number }>;
   kept: Array<{ name: string; digest: string }>;
   removed: string[];
+  /** The signed release statement the mods were taken from (with release keys only). */
+  release?: { sequence: string; expiresAt: string };
 }
 
 /**
@@ -42,12 +51,31 @@ export interface ModSyncResult {
  */
 export async function syncMods(splinter: Splinter, options: ModSyncOptions): Promise<ModSyncResult> {
   const realm = await splinter.showRealm(options.realm);
+  let pins = realm.mods;
+  let release: ModSyncResult['release'];
+  if (options.release) {
+    const stored = await splinter.releaseStatement(options.realm);
+    const statement = await acceptReleaseStatement({
+      envelope: stored.envelope,
+      realm: options.realm,
+      trust: options.release,
+      stateFile: join(options.stateDir, `${options.realm}.release.json`),
+    });
+    if (realm.head?.id !== statement.head.id) {
+      throw new SplinterError(
+        'RELEASE_HEAD_MISMATCH',
+        `the release database names head ${realm.head?.id ?? '(none)'}, but release statement #${statement.sequence} names ${statement.head.id}`,
+      );
+    }
+    pins = statement.mods;
+    release = { sequence: statement.sequence, expiresAt: statement.expiresAt };
+  }
   const output = resolve(options.output);
   const recordFile = join(options.stateDir, `${options.realm}.json`);
   const previous = await readRecord<ActivatorRecord>(recordFile);
   const before = previous?.output === output ? previous.mods : {};
   const wanted = new Map<string, { reference: string; digest: string }>();
-  for (const pin of realm.mods) {
+  for (const pin of pins) {
     const name = parseLocation(pin.reference).repository.split('/').at(-1)!;
     if (wanted.has(name)) {
       throw new SplinterError(
@@ -64,6 +92,7 @@ export async function syncMods(splinter: Splinter, options: ModSyncOptions): Pro
     installed: [],
     kept: [],
     removed: [],
+    ...(release ? { release } : {}),
   };
   const now: Record<string, string> = {};
   for (const [name, pin] of wanted) {
@@ -78,6 +107,7 @@ export async function syncMods(splinter: Splinter, options: ModSyncOptions): Pro
         replace: true,
         trust: options.trust,
         concurrency: options.concurrency,
+        expect: { digest: pin.digest, source: release ? `release statement #${release.sequence}` : 'patch' },
       });
       result.installed.push({ name, digest: pulled.digest, downloaded: pulled.download.bytes });
     }

@@ -20,6 +20,7 @@ import { type Buckets, type LimitStore, memoryLimitStore, redisLimitStore } from
 import { type ApiMetrics, createMetrics } from './metrics.js';
 import { PlayerTokens } from './player-tokens.js';
 import { problemFor } from './problems.js';
+import { registerReleaseRoutes } from './release-routes.js';
 
 const realmParams = z.object({ realm: z.string() });
 const patchParams = z.object({ id: z.string() });
@@ -303,6 +304,8 @@ function registerRoutes(
     if (matchesIfNoneMatch(request.headers['if-none-match'], etag)) return reply.code(304).send();
     return reply.type('application/json; charset=utf-8').send(body);
   });
+
+  registerReleaseRoutes(app, launcher, guard);
 
   app.post('/launcher/patches/:id/unlock', async (request: FastifyRequest, reply: FastifyReply) => {
     try {

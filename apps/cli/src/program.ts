@@ -12,6 +12,7 @@ import { registerLoginCommands } from './commands/login.js';
 import { registerModCommands } from './commands/mod.js';
 import { registerPatchCommands } from './commands/patch.js';
 import { registerRealmCommands } from './commands/realm.js';
+import { registerReleaseCommands } from './commands/release.js';
 import { registerServeCommand } from './commands/serve.js';
 import { registerSignatureCommands } from './commands/signature.js';
 import { registerTokenCommands } from './commands/token.js';
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerPatchCommands(program);
   registerRealmCommands(program);
+  registerReleaseCommands(program);
   registerKeyCommands(program);
   registerModCommands(program);
   registerSignatureCommands(program);

@@ -1,16 +1,23 @@
 import { join, resolve } from 'node:path';
 import {
+  ArtifactAnnotation,
+  acceptReleaseStatement,
   type DownloadStats,
+  type ExpectedManifest,
   fetchRealmView,
   isFolder,
   type PullTrust,
   type RealmPatch,
   type RealmView,
+  type ReleaseStatement,
+  type ReleaseTrust,
   readRecord,
+  requestReleaseStatement,
   requestUnlock,
   type Splinter,
   writeRecord,
 } from '@splintertree/core';
+import { SplinterError } from '@splintertree/errors';
 
 export interface SyncOptions {
   /** Launcher API base URL. */
@@ -30,6 +37,11 @@ export interface SyncOptions {
   keepVersions?: number | undefined;
   /** Paths never written nor removed (default PLAYER_PATHS: saves, screenshots, user, BepInEx, mods). */
   neverTouch?: readonly string[] | undefined;
+  /**
+   * Accept a head only with a release statement signed by these release keys: not older than the
+   * newest one this launcher accepted, not expired, about this realm, naming the manifest installed.
+   */
+  release?: ReleaseTrust | undefined;
 }
 
 interface InstalledState {
@@ -51,6 +63,8 @@ export interface SyncResult {
   staged: Array<{ id: string; version: string; digest: string; download: DownloadStats }>;
   /** The cache after the round, pruned to the kept versions and the staged preloads (bytes on disk). */
   cache?: { before: number; after: number; keep: number };
+  /** The signed release statement the head was accepted under (with release keys only). */
+  release?: { sequence: string; expiresAt: string };
 }
 
 /**
@@ -61,7 +75,21 @@ export interface SyncResult {
  */
 export async function syncRealm(splinter: Splinter, options: SyncOptions): Promise<SyncResult> {
   const credentials = { api: options.api, token: options.token };
-  const view = await revalidatedView(options);
+  let view = await revalidatedView(options);
+  let statement: ReleaseStatement | undefined;
+  if (options.release) {
+    // Checked before anything is staged: a refused statement leaves cache and folder as they were.
+    const envelope = await requestReleaseStatement({ ...credentials, realm: options.realm });
+    statement = await acceptReleaseStatement({
+      envelope,
+      realm: options.realm,
+      trust: options.release,
+      stateFile: join(options.stateDir, `${options.realm}.release.json`),
+    });
+    // An activation between the two requests is seen once more; a view that still disagrees is refused.
+    if (view.head?.id !== statement.head.id) view = await revalidatedView(options);
+    assertViewMatches(view, statement);
+  }
   const staged: SyncResult['staged'] = [];
   for (const patch of view.preload) {
     const fetched = await splinter.prefetch({
@@ -82,6 +110,23 @@ export async function syncRealm(splinter: Splinter, options: SyncOptions): Promi
     const pruned = await splinter.pruneCache({ keep, preloads: view.preload.map((p) => p.digest) });
     return { before: pruned.before, after: pruned.after, keep };
   };
+  const release = statement ? { sequence: statement.sequence, expiresAt: statement.expiresAt } : undefined;
+  const expect: ExpectedManifest = statement
+    ? {
+        digest: statement.head.digest,
+        annotations: {
+          [ArtifactAnnotation.Version]: statement.head.version,
+          [ArtifactAnnotation.Realm]: statement.realm,
+        },
+        source: `release statement #${statement.sequence}`,
+      }
+    : {
+        annotations: {
+          [ArtifactAnnotation.Version]: head.version,
+          [ArtifactAnnotation.Realm]: options.realm,
+        },
+        source: 'launcher API',
+      };
   const output = resolve(options.output);
   const stateFile = join(options.stateDir, `${options.realm}.json`);
   const installed = await readRecord<InstalledState>(stateFile);
@@ -91,7 +136,14 @@ export async function syncRealm(splinter: Splinter, options: SyncOptions): Promi
     installed.locale === options.locale &&
     (await isFolder(output))
   ) {
-    return { realm: options.realm, head: summary(head), action: 'up-to-date', staged, cache: await prune() };
+    return {
+      realm: options.realm,
+      head: summary(head),
+      action: 'up-to-date',
+      staged,
+      cache: await prune(),
+      ...(release ? { release } : {}),
+    };
   }
   // Records reused from earlier preloads stay sealed with their keys: the newest sealed patch of the
   // chain is unlocked, and its grant carries the keys of its sealed ancestors too.
@@ -103,11 +155,12 @@ export async function syncRealm(splinter: Splinter, options: SyncOptions): Promi
   }
   const pulled = await splinter.pull({
     kind: 'patch',
-    reference: head.reference,
+    reference: statement?.head.reference ?? head.reference,
     output,
     replace: true,
     // The game folder is shared with the player: saves, settings, screenshots and mod loaders stay.
     keepUnowned: { neverTouch: options.neverTouch },
+    expect,
     trust: options.trust,
     keys,
     locale: options.locale,
@@ -127,6 +180,7 @@ export async function syncRealm(splinter: Splinter, options: SyncOptions): Promi
     download: pulled.download,
     staged,
     cache: await prune(),
+    ...(release ? { release } : {}),
   };
 }
 
@@ -146,6 +200,17 @@ async function revalidatedView(options: SyncOptions): Promise<RealmView> {
     await writeRecord(file, { etag: answer.etag, view: answer.view });
   }
   return answer.view;
+}
+
+/** The API's view must name the head the statement names: its chain is what unlocks the head's keys. */
+function assertViewMatches(view: RealmView, statement: ReleaseStatement): void {
+  const head = view.head;
+  if (head?.id !== statement.head.id || head.digest !== statement.head.digest) {
+    throw new SplinterError(
+      'RELEASE_HEAD_MISMATCH',
+      `the launcher API names head ${head ? `${head.id} (${head.version}, ${head.digest})` : '(none)'}, but release statement #${statement.sequence} names ${statement.head.id} (${statement.head.version}, ${statement.head.digest})`,
+    );
+  }
 }
 
 function summary(patch: RealmPatch): { id: string; version: string; digest: string } {

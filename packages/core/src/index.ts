@@ -7,10 +7,12 @@ export type {
   ReleaseRow,
   SchemaStatus,
   ShownRealm,
+  StoredStatement,
   TokenRow,
 } from '@splintertree/chain';
 export type { TagRule } from '@splintertree/pack';
-export type { Signer, TrustedKey } from '@splintertree/sign';
+export type { DsseEnvelope, ReleaseStatement, Signer, TrustedKey } from '@splintertree/sign';
+export { signReleaseKeyList } from '@splintertree/sign';
 export { createLauncherToken, listLauncherTokens, revokeLauncherToken, rotateKekFromFile } from './admin.js';
 export type { ArtifactKind } from './artifact.js';
 export { ArtifactAnnotation, ArtifactType, buildArtifactManifest } from './artifact.js';
@@ -23,7 +25,12 @@ export type { KeyMaterial } from './key-refs.js';
 export { readKeyRef, SERVICE_ACCOUNT_DIR } from './key-refs.js';
 export { generateKeyPairFiles } from './keys.js';
 export type { Backoff, TaggedRealmView } from './launcher-client.js';
-export { fetchRealmView, requestRealmView, requestUnlock } from './launcher-client.js';
+export {
+  fetchRealmView,
+  requestRealmView,
+  requestReleaseStatement,
+  requestUnlock,
+} from './launcher-client.js';
 export type {
   LauncherOptions,
   ListenerState,
@@ -41,6 +48,15 @@ export type { ProgressSink } from './progress.js';
 export { isFolder, readRecord, writeRecord } from './records.js';
 export type { LoginInput, LoginResult } from './registry-login.js';
 export { registryHostOf, registryLogin, registryLogout } from './registry-login.js';
+export type { ReleaseSigning, ReleaseTrust } from './release.js';
+export {
+  acceptReleaseStatement,
+  DEFAULT_RELEASE_TTL_MS,
+  loadReleaseTrust,
+  parseDuration,
+  statementSigner,
+  verifyReleaseStatement,
+} from './release.js';
 export type { PruneResult, RetainedVersion } from './retention.js';
 export type { Settings } from './settings.js';
 export { DATABASE_TIMEOUT_VARIABLES, settingsFromEnvironment } from './settings.js';
@@ -51,6 +67,7 @@ export type { RegistryAccess } from './stores.js';
 export type {
   DownloadInput,
   DownloadStats,
+  ExpectedManifest,
   FetchResult,
   InspectResult,
   PullInput,

@@ -107,6 +107,24 @@ export async function fetchRealmView(input: {
   return { view: body as unknown as RealmView, etag: answer.etag, notModified: false };
 }
 
+/**
+ * The realm's newest signed release statement from the launcher API (`GET
+ * /launcher/realms/:realm/release`), as DSSE JSON. Nothing in it is trusted until it verifies.
+ */
+export async function requestReleaseStatement(input: {
+  api: string;
+  token: string;
+  realm: string;
+}): Promise<string> {
+  const body = await callLauncherApi(
+    input.api,
+    input.token,
+    'GET',
+    `launcher/realms/${encodeURIComponent(input.realm)}/release`,
+  );
+  return JSON.stringify(body);
+}
+
 async function callLauncherApi(
   api: string,
   token: string,

@@ -243,6 +243,23 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
     return { realm, head: chain.at(-1) ?? null, chain, preload };
   }
 
+  /**
+   * The realm's newest signed release statement (a DSSE envelope, JSON, exactly as signed at
+   * activation or refresh: nothing is signed per request). RELEASE_MISSING when there is none.
+   */
+  async releaseStatement(
+    realm: string,
+    principal: Principal,
+  ): Promise<{ sequence: string; envelope: string }> {
+    validateName('realm', realm);
+    assertRealm(principal, realm, `realm ${realm}`);
+    const statement = await this.chain.latestStatement(realm);
+    if (!statement) {
+      throw new SplinterError('RELEASE_MISSING', `realm ${realm} has no signed release statement`);
+    }
+    return { sequence: statement.sequence, envelope: statement.envelope };
+  }
+
   async unlock(patchId: CanonicalId, principal: Principal): Promise<UnlockGrant> {
     const cached = this.listening ? this.grants.get(patchId) : undefined;
     if (cached) {

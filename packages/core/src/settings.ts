@@ -55,6 +55,10 @@ export interface Settings {
   databaseApplicationName: string;
   /** SPLINTER_TOKEN: a launcher token, for commands that call the launcher API (kept out of `ps`). */
   launcherToken: string | undefined;
+  /** SPLINTER_RELEASE_KEY: the release key file that signs release statements (--release-key wins). */
+  releaseKey: string | undefined;
+  /** SPLINTER_RELEASE_PASSWORD, else the key password: the release key's password. */
+  releaseKeyPassword: string | undefined;
 }
 
 /** The environment variable of each database timeout. */
@@ -124,6 +128,8 @@ const environmentSchema = z
       { message: 'must be 1 to 54 printable ASCII characters' },
     ),
     SPLINTER_TOKEN: optionalText,
+    SPLINTER_RELEASE_KEY: optionalText,
+    SPLINTER_RELEASE_PASSWORD: z.string().optional(),
   })
   .refine((env) => env.SPLINTER_KEK === undefined || env.SPLINTER_KEK_FILE === undefined, {
     message: 'and SPLINTER_KEK are both set: give the key-encryption key one way only',
@@ -159,6 +165,8 @@ export function settingsFromEnvironment(environment: Record<string, string | und
       env.SPLINTER_DB_POOL_SIZE === undefined ? DEFAULT_POOL_SIZE : Number(env.SPLINTER_DB_POOL_SIZE),
     databaseApplicationName: env.SPLINTER_DB_APPLICATION_NAME?.trim() ?? DEFAULT_APPLICATION_NAME,
     launcherToken: env.SPLINTER_TOKEN?.trim(),
+    releaseKey: env.SPLINTER_RELEASE_KEY,
+    releaseKeyPassword: env.SPLINTER_RELEASE_PASSWORD ?? env.COSIGN_PASSWORD ?? env.SPLINTER_PASSWORD,
   };
 }
 

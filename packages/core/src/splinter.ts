@@ -7,6 +7,7 @@ import type {
   PatchRow,
   ReleaseRow,
   ShownRealm,
+  StoredStatement,
 } from '@splintertree/chain';
 import { SplinterError } from '@splintertree/errors';
 import type { CopyOptions, CopyStats, Descriptor, ImageManifest, Target } from '@splintertree/oci';
@@ -37,6 +38,7 @@ import { validateName, validateVersion } from './names.js';
 import { type PreloadKey, preparePreload, resolveKek } from './preload.js';
 import type { ProgressSink } from './progress.js';
 import { publishFolder } from './publish.js';
+import { type ReleaseSigning, statementSigner } from './release.js';
 import { createdSeconds, NoNewContentTarget } from './repush.js';
 import { combine, neededRanges, type PruneResult, pruneIndexes } from './retention.js';
 import type { Settings } from './settings.js';
@@ -45,6 +47,7 @@ import { type RegistryAccess, Stores } from './stores.js';
 import type {
   DownloadInput,
   DownloadStats,
+  ExpectedManifest,
   FetchResult,
   InspectResult,
   PullInput,
@@ -324,6 +327,7 @@ export class Splinter {
     const manifest = await fetchManifest(target, descriptor);
     assertArtifactKind(manifest, input.kind, input.reference);
     assertPortableHere(manifest, input.reference, this.options.platform ?? process.platform);
+    if (input.expect) assertExpected(manifest, descriptor.digest, input.expect, input.reference);
     const counter = this.byteCounter(`${verb} ${location.repository}`);
     try {
       // A full or refusing disk (cache or output) is one line with its own code, never INTERNAL.
@@ -415,26 +419,73 @@ export class Splinter {
     actor: string;
     /** Keys the patch's mods must be signed by; unset means the realm's stored mod trust. */
     modTrust?: TrustedKey[] | undefined;
-  }): Promise<ReleaseRow> {
+    /** Sign a release statement with this release key in the activation's transaction. */
+    release?: ReleaseSigning | undefined;
+  }): Promise<ReleaseRow & { statement?: StoredStatement }> {
     const chain = await this.chain();
     const patch = await chain.findPatch(input.patch, input.realm);
     // Checked again here, not only at push: the policy or the signatures may have changed since, and
     // this is the last step before the mods go live (--force does not skip it).
     if (patch.mods.length > 0) await this.requireTrustedMods(patch.realm, patch.mods, input.modTrust);
     const seen = (await chain.showRealm(patch.realm, { ancestors: 0 })).head?.id ?? null;
+    if (!input.release) await this.warnOfUnsignedRelease(patch.realm);
     return chain.activate({
       patchId: patch.id,
       realm: input.realm,
       expectedHead: seen,
       actor: input.actor,
       force: input.force,
+      statement: input.release ? statementSigner(input.release) : undefined,
     });
   }
 
-  async rollback(input: { realm: string; to?: string | undefined; actor: string }): Promise<ReleaseRow> {
+  async rollback(input: {
+    realm: string;
+    to?: string | undefined;
+    actor: string;
+    release?: ReleaseSigning | undefined;
+  }): Promise<ReleaseRow & { statement?: StoredStatement }> {
     const chain = await this.chain();
     const to = input.to === undefined ? undefined : (await chain.findPatch(input.to, input.realm)).id;
-    return chain.rollback({ realm: input.realm, to, actor: input.actor });
+    if (!input.release) await this.warnOfUnsignedRelease(input.realm);
+    return chain.rollback({
+      realm: input.realm,
+      to,
+      actor: input.actor,
+      statement: input.release ? statementSigner(input.release) : undefined,
+    });
+  }
+
+  /** Launchers that check release statements refuse a head that none names: say so before moving it. */
+  private async warnOfUnsignedRelease(realm: string): Promise<void> {
+    const latest = await (await this.chain()).latestStatement(realm);
+    if (latest) {
+      this.options.warn?.(
+        `${realm} has signed release statements (newest #${latest.sequence}) but this head move is not signed: launchers that check releases refuse the new head until it is (pass --release-key or run release refresh)`,
+      );
+    }
+  }
+
+  /** Re-signs the realm's unchanged head under a higher sequence and a new expiry (`release refresh`). */
+  async refreshRelease(input: { realm: string; release: ReleaseSigning }): Promise<StoredStatement> {
+    validateName('realm', input.realm);
+    return (await this.chain()).refreshStatement({
+      realm: input.realm,
+      statement: statementSigner(input.release),
+    });
+  }
+
+  /** The realm's newest signed release statement; RELEASE_MISSING when none was ever signed. */
+  async releaseStatement(realm: string): Promise<StoredStatement> {
+    validateName('realm', realm);
+    const statement = await (await this.chain()).latestStatement(realm);
+    if (!statement) {
+      throw new SplinterError(
+        'RELEASE_MISSING',
+        `realm ${realm} has no signed release statement (activate with --release-key, or run release refresh)`,
+      );
+    }
+    return statement;
   }
 
   async listPatches(realm: string): Promise<PatchRow[]> {
@@ -807,6 +858,29 @@ function assertPortableHere(manifest: ImageManifest, reference: string, platform
     `${reference} was pushed with --allow-unportable: its paths are for Linux file systems and cannot all exist on ${platformName(platform)}; nothing was downloaded`,
     { details: { platform } },
   );
+}
+
+function assertExpected(
+  manifest: ImageManifest,
+  digest: string,
+  expected: ExpectedManifest,
+  reference: string,
+): void {
+  if (expected.digest !== undefined && expected.digest !== digest) {
+    throw new SplinterError(
+      'RELEASE_HEAD_MISMATCH',
+      `${reference} is ${digest}, but the ${expected.source} names ${expected.digest}`,
+    );
+  }
+  for (const [name, value] of Object.entries(expected.annotations ?? {})) {
+    const found = manifest.annotations?.[name];
+    if (found !== value) {
+      throw new SplinterError(
+        'RELEASE_HEAD_MISMATCH',
+        `${reference} says ${name}=${JSON.stringify(found ?? null)}, but the ${expected.source} names ${JSON.stringify(value)}`,
+      );
+    }
+  }
 }
 
 function required(value: string | undefined, flag: string): string {

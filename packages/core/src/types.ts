@@ -86,6 +86,19 @@ export interface PullInput {
   platform?: string | undefined;
   /** Keep files in `output` the last install did not put there; refuse to overwrite them (launchers). */
   keepUnowned?: KeepPolicy | undefined;
+  /**
+   * What a signed release statement says the manifest is: checked once the manifest is read, before
+   * any content (RELEASE_HEAD_MISMATCH), so a re-tagged or substituted manifest installs nothing.
+   */
+  expect?: ExpectedManifest | undefined;
+}
+
+export interface ExpectedManifest {
+  digest?: string | undefined;
+  /** Annotations the manifest must carry with exactly these values (version, realm). */
+  annotations?: Record<string, string> | undefined;
+  /** Names what vouches for these values in messages, e.g. `release statement #12`. */
+  source: string;
 }
 
 /** What pull and fetch take: which artifact, whose signatures to trust, keys, and which files. */

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { ModSyncResult } from '@splintertree/activator';
 import type { Command } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
+import { addReleaseTrustOptions, type ReleaseTrustFlags, releaseTrustFromFlags } from '../release-flags.js';
 import { addTrustOptions, type TrustFlags, trustFromFlags } from '../signing-flags.js';
 import { addTransferOptions, parseConcurrency } from './artifact.js';
 
@@ -9,33 +10,37 @@ export function registerActivatorCommands(program: Command): void {
   const activator = program
     .command('activator')
     .description("keep a folder at the mods pinned by a realm's active patch");
-  addTrustOptions(
-    addTransferOptions(
-      activator
-        .command('run')
-        .description(
-          "install the active patch's mods into --output/<name>; with --watch, again on every head change",
-        )
-        .requiredOption('--realm <realm>', 'the realm to follow')
-        .requiredOption('--output <dir>', 'mods folder: each mod in a subfolder named after it')
-        .option(
-          '--watch',
-          'keep running: re-sync when an activation or rollback commits (PostgreSQL NOTIFY)',
-        ),
+  addReleaseTrustOptions(
+    addTrustOptions(
+      addTransferOptions(
+        activator
+          .command('run')
+          .description(
+            "install the active patch's mods into --output/<name>; with --watch, again on every head change",
+          )
+          .requiredOption('--realm <realm>', 'the realm to follow')
+          .requiredOption('--output <dir>', 'mods folder: each mod in a subfolder named after it')
+          .option(
+            '--watch',
+            'keep running: re-sync when an activation or rollback commits (PostgreSQL NOTIFY)',
+          ),
+      ),
+      true,
     ),
-    true,
   ).action(async function (
     this: Command,
-    flags: TrustFlags & {
-      realm: string;
-      output: string;
-      watch?: boolean;
-      plainHttp?: boolean;
-      concurrency?: string;
-    },
+    flags: TrustFlags &
+      ReleaseTrustFlags & {
+        realm: string;
+        output: string;
+        watch?: boolean;
+        plainHttp?: boolean;
+        concurrency?: string;
+      },
   ) {
     const concurrency = parseConcurrency(flags.concurrency);
     const trust = await trustFromFlags(flags);
+    const release = await releaseTrustFromFlags(flags);
     const output = globalOptions(this);
     // One JSON document per round, one per line, so --watch output can be read as a stream.
     const report = (result: ModSyncResult) =>
@@ -49,6 +54,7 @@ export function registerActivatorCommands(program: Command): void {
           trust,
           stateDir: join(settings.home, 'activator'),
           concurrency,
+          release,
         });
       report(await sync());
       if (!flags.watch) return;

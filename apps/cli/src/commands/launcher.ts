@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
 import { addTokenOptions, launcherToken, type TokenFlags } from '../launcher-token.js';
 import { printResult } from '../output.js';
+import { addReleaseTrustOptions, type ReleaseTrustFlags, releaseTrustFromFlags } from '../release-flags.js';
 import { addTrustOptions, type TrustFlags, trustFromFlags } from '../signing-flags.js';
 import { addTransferOptions, parseConcurrency } from './artifact.js';
 import { parseKeep } from './cache.js';
@@ -11,29 +12,32 @@ export function registerLauncherCommands(program: Command): void {
   const launcher = program
     .command('launcher')
     .description("a player's launcher: keep a folder at a realm's head");
-  addTrustOptions(
-    addTransferOptions(
-      addTokenOptions(
-        launcher
-          .command('sync')
-          .description(
-            "stage the realm's preloads in the cache, then install its head into --output (atomic swap)",
-          )
-          .requiredOption('--api <url>', 'launcher API base URL, e.g. https://launcher.example'),
-        'the realm',
-      )
-        .requiredOption('--realm <realm>', 'the realm to follow')
-        .requiredOption('--output <dir>', 'the game folder (replaced as a whole when the head changes)')
-        .option('--locale <locale>', "install untagged files and this locale's only, e.g. deDE")
-        .option(
-          '--keep-versions <n>',
-          'installed versions whose cached bytes stay, for rollback (default 3)',
-        ),
+  addReleaseTrustOptions(
+    addTrustOptions(
+      addTransferOptions(
+        addTokenOptions(
+          launcher
+            .command('sync')
+            .description(
+              "stage the realm's preloads in the cache, then install its head into --output (atomic swap)",
+            )
+            .requiredOption('--api <url>', 'launcher API base URL, e.g. https://launcher.example'),
+          'the realm',
+        )
+          .requiredOption('--realm <realm>', 'the realm to follow')
+          .requiredOption('--output <dir>', 'the game folder (replaced as a whole when the head changes)')
+          .option('--locale <locale>', "install untagged files and this locale's only, e.g. deDE")
+          .option(
+            '--keep-versions <n>',
+            'installed versions whose cached bytes stay, for rollback (default 3)',
+          ),
+      ),
+      true,
     ),
-    true,
   ).action(async function (
     this: Command,
     flags: TrustFlags &
+      ReleaseTrustFlags &
       TokenFlags & {
         api: string;
         realm: string;
@@ -47,6 +51,7 @@ export function registerLauncherCommands(program: Command): void {
     const keepVersions = parseKeep(flags.keepVersions, 3);
     const concurrency = parseConcurrency(flags.concurrency);
     const trust = await trustFromFlags(flags);
+    const release = await releaseTrustFromFlags(flags);
     const { syncRealm } = await import('@splintertree/launcher');
     const result = await withSplinter(this, { ...flags, interruptible: true }, async (splinter, settings) =>
       syncRealm(splinter, {
@@ -59,6 +64,7 @@ export function registerLauncherCommands(program: Command): void {
         concurrency,
         locale: flags.locale,
         keepVersions,
+        release,
       }),
     );
     const lines = result.staged.map(

@@ -1,8 +1,13 @@
 import { userInfo } from 'node:os';
 import { SplinterError } from '@splintertree/errors';
 import type { Command } from 'commander';
-import { collect, globalOptions, withSplinter } from '../context.js';
+import { collect, globalOptions, loadSettings, withSplinter } from '../context.js';
 import { printResult } from '../output.js';
+import {
+  addReleaseSigningOptions,
+  type ReleaseSigningFlags,
+  releaseSigningFromFlags,
+} from '../release-flags.js';
 import { addModTrustOptions, type ModTrustFlags, modTrustFromFlags } from '../signing-flags.js';
 import {
   addPullOptions,
@@ -14,6 +19,9 @@ import {
   runPush,
 } from './artifact.js';
 import { patchKeysOption, registerUnlockCommand } from './unlock.js';
+
+const ACTOR_HELP =
+  'who is acting, for the release log (default: $SPLINTER_ACTOR, $USER, $LOGNAME, the OS user name)';
 
 export function registerPatchCommands(program: Command): void {
   const patch = program.command('patch').description('push, pull, activate and roll back patches');
@@ -63,51 +71,55 @@ export function registerPatchCommands(program: Command): void {
 
   registerUnlockCommand(patch);
 
-  addModTrustOptions(patch.command('activate <id>'))
-    .description(
-      "make patch ID its realm's head (one atomic compare-and-set), after checking its mods' signatures",
-    )
-    .option('--realm <realm>', 'the realm (also lets ID be a version); refuse a patch of another realm')
-    .option('--plain-http', "talk plain HTTP to the registry holding the patch's mods")
-    .option('--force', "activate even if the patch's chain does not contain the current head (logged)")
-    .option(
-      '--actor <name>',
-      'who is acting, for the release log (default: $SPLINTER_ACTOR, $USER, $LOGNAME, the OS user name)',
-    )
-    .action(async function (
-      this: Command,
-      id: string,
-      flags: ModTrustFlags & { realm?: string; force?: boolean; actor?: string; plainHttp?: boolean },
-    ) {
-      const output = globalOptions(this);
-      const modTrust = await modTrustFromFlags(flags);
-      const actor = actorOf(flags.actor);
-      const result = await withSplinter(this, flags, (splinter) =>
-        splinter.activate({ patch: id, realm: flags.realm, force: flags.force === true, actor, modTrust }),
-      );
-      printResult(output, result, [
-        `${result.realm}: head ${result.fromHead ?? '(none)'} -> ${result.toHead} (release #${result.seq})`,
-      ]);
-    });
+  addReleaseSigningOptions(
+    addModTrustOptions(patch.command('activate <id>'))
+      .description(
+        "make patch ID its realm's head (one atomic compare-and-set), after checking its mods' signatures",
+      )
+      .option('--realm <realm>', 'the realm (also lets ID be a version); refuse a patch of another realm')
+      .option('--plain-http', "talk plain HTTP to the registry holding the patch's mods")
+      .option('--force', "activate even if the patch's chain does not contain the current head (logged)")
+      .option('--actor <name>', ACTOR_HELP),
+  ).action(async function (
+    this: Command,
+    id: string,
+    flags: ReleaseSigningFlags &
+      ModTrustFlags & { realm?: string; force?: boolean; actor?: string; plainHttp?: boolean },
+  ) {
+    const output = globalOptions(this);
+    const modTrust = await modTrustFromFlags(flags);
+    const release = await releaseSigningFromFlags(flags, loadSettings(), false);
+    const result = await withSplinter(this, flags, (splinter) =>
+      splinter.activate({
+        patch: id,
+        realm: flags.realm,
+        force: flags.force === true,
+        actor: actorOf(flags.actor),
+        modTrust,
+        release,
+      }),
+    );
+    printResult(output, withoutEnvelope(result), headMoved(result));
+  });
 
-  patch
-    .command('rollback')
-    .description("move the realm's head back to the previous chain head (or --to an ancestor)")
-    .requiredOption('--realm <realm>', 'realm to roll back')
-    .option('--to <id|version>', 'an ancestor of the current head')
-    .option(
-      '--actor <name>',
-      'who is acting, for the release log (default: $SPLINTER_ACTOR, $USER, $LOGNAME, the OS user name)',
-    )
-    .action(async function (this: Command, flags: { realm: string; to?: string; actor?: string }) {
-      const output = globalOptions(this);
-      const result = await withSplinter(this, {}, (splinter) =>
-        splinter.rollback({ realm: flags.realm, to: flags.to, actor: actorOf(flags.actor) }),
-      );
-      printResult(output, result, [
-        `${result.realm}: head ${result.fromHead ?? '(none)'} -> ${result.toHead} (release #${result.seq})`,
-      ]);
-    });
+  addReleaseSigningOptions(
+    patch
+      .command('rollback')
+      .description("move the realm's head back to the previous chain head (or --to an ancestor)")
+      .requiredOption('--realm <realm>', 'realm to roll back')
+      .option('--to <id|version>', 'an ancestor of the current head')
+      .option('--actor <name>', ACTOR_HELP),
+  ).action(async function (
+    this: Command,
+    flags: ReleaseSigningFlags & { realm: string; to?: string; actor?: string },
+  ) {
+    const output = globalOptions(this);
+    const release = await releaseSigningFromFlags(flags, loadSettings(), false);
+    const result = await withSplinter(this, {}, (splinter) =>
+      splinter.rollback({ realm: flags.realm, to: flags.to, actor: actorOf(flags.actor), release }),
+    );
+    printResult(output, withoutEnvelope(result), headMoved(result));
+  });
 
   patch
     .command('list')
@@ -149,6 +161,32 @@ export function registerPatchCommands(program: Command): void {
       const result = await withSplinter(this, {}, (splinter) => splinter.revoke(id, flags.realm));
       printResult(output, result, [`revoked ${result.id} (${result.realm} ${result.version})`]);
     });
+}
+
+interface HeadMove {
+  realm: string;
+  seq: string;
+  fromHead: string | null;
+  toHead: string;
+  statement?: { sequence: string; expiresAt: string; envelope: string };
+}
+
+function headMoved(result: HeadMove): string[] {
+  const lines = [
+    `${result.realm}: head ${result.fromHead ?? '(none)'} -> ${result.toHead} (release #${result.seq})`,
+  ];
+  if (result.statement)
+    lines.push(
+      `signed release statement #${result.statement.sequence}, valid until ${result.statement.expiresAt}`,
+    );
+  return lines;
+}
+
+/** --json shows the statement's number and times; the envelope itself is for `release show`. */
+function withoutEnvelope<T extends HeadMove>(result: T): T {
+  if (!result.statement) return result;
+  const { envelope: _envelope, ...statement } = result.statement;
+  return { ...result, statement } as T;
 }
 
 /**
