@@ -310,7 +310,7 @@ export class ChainStore {
       if (realm.head === null)
         throw new SplinterError('INVALID_TRANSITION', `realm ${input.realm} has no head to sign`);
       const { rows } = await tx.query<{ seq: string }>(
-        'SELECT seq::text AS seq FROM cluster.releases WHERE realm = $1 ORDER BY seq DESC LIMIT 1',
+        'SELECT r.seq::text AS seq FROM cluster.releases r WHERE realm = $1 ORDER BY r.seq DESC LIMIT 1',
         [input.realm],
       );
       if (!rows[0])
@@ -389,7 +389,8 @@ export class ChainStore {
   /** The realm's release log, oldest first; REALM_UNKNOWN for a realm never pushed to. */
   async history(realm: string): Promise<ReleaseRow[]> {
     const { rows } = await this.db.query<ReleaseRow>(
-      `SELECT ${RELEASE_COLUMNS} FROM cluster.releases WHERE realm = $1 ORDER BY seq`,
+      // By the table's column: a bare `seq` would name the text output column ('10' before '9').
+      `SELECT ${RELEASE_COLUMNS} FROM cluster.releases r WHERE realm = $1 ORDER BY r.seq`,
       [realm],
     );
     if (rows.length === 0) await this.assertRealmExists(realm);

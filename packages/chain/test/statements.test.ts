@@ -72,6 +72,25 @@ for (const backendName of ['postgres', 'pglite'] as BackendName[]) {
       expect((await chain.latestStatement('st'))?.sequence).toBe(signer.facts.at(-1)!.sequence);
     });
 
+    it('refresh signs the latest release and history keeps log order past the ninth release', async () => {
+      const { chain } = backend;
+      const signer = recordingSigner();
+      const a = await chain.registerPatch(patchInput('many', 'a'));
+      await chain.activate({ patchId: a.id, actor: 't' });
+      const b = await chain.registerPatch(patchInput('many', 'b'));
+      let last = '';
+      for (let i = 0; i < 6; i++) {
+        await chain.activate({ patchId: b.id, actor: 't' });
+        last = (await chain.rollback({ realm: 'many', actor: 't' })).seq;
+      }
+      expect(BigInt(last)).toBeGreaterThanOrEqual(10n);
+      await chain.refreshStatement({ realm: 'many', statement: signer.sign });
+      expect(signer.facts[0]!.release).toBe(last);
+      const seqs = (await chain.history('many')).map((r) => BigInt(r.seq));
+      expect(seqs).toEqual([...seqs].sort((x, y) => (x < y ? -1 : 1)));
+      expect(seqs.length).toBe(13);
+    });
+
     it('a signer that fails leaves the head where it was: no head move without its statement', async () => {
       const { chain, client } = backend;
       const a = await chain.registerPatch(patchInput('fails', 'a'));
