@@ -113,7 +113,15 @@ describe('signed releases: a launcher trusts no unsigned word about which patch 
   });
 
   const operatorDo = async (args: string[], env: Record<string, string> = {}) => {
-    const result = await splinterCli([...args, '--json'], { ...operator, ...env });
+    // Head moves and refreshes publish their statement to the (plain-HTTP) test registry.
+    const publishes = ['patch activate', 'patch rollback', 'release refresh', 'release publish'].includes(
+      args.slice(0, 2).join(' '),
+    );
+    const result = await splinterCli([...args, ...(publishes ? ['--plain-http'] : []), '--json'], {
+      ...operator,
+      ...env,
+    });
+    if (publishes) expect(result.stderr).not.toContain('publishing it to the registry failed');
     expect(result.code, result.stderr).toBe(0);
     return JSON.parse(result.stdout) as Record<string, unknown> & {
       id: string;
@@ -224,6 +232,7 @@ describe('signed releases: a launcher trusts no unsigned word about which patch 
     const old = await statementNow('eu-1');
     const oldView = await viewNow('eu-1');
     saved.v2View = oldView;
+    saved.v2Statement = old.body;
     expect((await sync()).json.head?.version).toBe('2');
     await operatorDo(['patch', 'rollback', '--realm', 'eu-1']);
     expect((await sync()).json.head?.version).toBe('1');
@@ -237,6 +246,38 @@ describe('signed releases: a launcher trusts no unsigned word about which patch 
     } finally {
       hostile.lies.clear();
     }
+  }, 180_000);
+
+  it('takes the statement from the registry, beside the patches, when the API serves an old one', async () => {
+    const current = await statementNow('eu-1');
+    // Published at the rollback: an OCI artifact tagged `release` in the realm's patch repository.
+    const manifest = await fetch(`http://${registry.host}/v2/patches/eu-1/manifests/release`, {
+      headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
+    expect(manifest.status).toBe(200);
+    const published = (await manifest.json()) as {
+      artifactType: string;
+      layers: Array<{ mediaType: string; digest: string }>;
+    };
+    expect(published.artifactType).toBe('application/vnd.splintertree.release.v1+json');
+    const layer = await fetch(`http://${registry.host}/v2/patches/eu-1/blobs/${published.layers[0]!.digest}`);
+    expect(await layer.text()).toBe(current.body);
+
+    const before = await snapshot(game());
+    hostile.lies.set('/launcher/realms/eu-1/release', saved.v2Statement!);
+    try {
+      await expectRefused(await sync({ api: hostile.url }), 'RELEASE_ROLLBACK', before);
+      const fromRegistry = await sync({
+        api: hostile.url,
+        release: ['--release-key-file', key('release.pub'), '--release-from', 'registry'],
+      });
+      expect(fromRegistry.code, fromRegistry.stderr).toBe(0);
+      expect(fromRegistry.json).toMatchObject({ action: 'up-to-date', head: { version: '1' } });
+    } finally {
+      hostile.lies.clear();
+    }
+    const again = await operatorDo(['release', 'publish', '--realm', 'eu-1']);
+    expect(again.reference).toBe(`${registry.host}/patches/eu-1:release`);
   }, 180_000);
 
   it('refuses an expired statement (freeze) until the operator refreshes it; refresh re-signs the same head', async () => {

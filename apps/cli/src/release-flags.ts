@@ -15,6 +15,7 @@ import { readPassword } from './password.js';
 export interface ReleaseSigningFlags {
   releaseKey?: string;
   releaseTtl?: string;
+  plainHttp?: boolean;
 }
 
 export interface ReleaseTrustFlags {
@@ -29,7 +30,8 @@ export function addReleaseSigningOptions(command: Command): Command {
       '--release-key <file>',
       'release key (cosign format, not a content key) to sign the release statement with (env SPLINTER_RELEASE_KEY)',
     )
-    .option('--release-ttl <duration>', 'how long the statement is valid, e.g. 36h or 7d (default 7d)');
+    .option('--release-ttl <duration>', 'how long the statement is valid, e.g. 36h or 7d (default 7d)')
+    .option('--plain-http', 'talk plain HTTP to the registry the statement is published to');
 }
 
 /**

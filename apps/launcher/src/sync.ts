@@ -42,6 +42,12 @@ export interface SyncOptions {
    * newest one this launcher accepted, not expired, about this realm, naming the manifest installed.
    */
   release?: ReleaseTrust | undefined;
+  /**
+   * Where the statement comes from: the launcher API (default), or the registry, published beside
+   * the patches (tag `release` in the head's repository), so that an API that serves an old one
+   * cannot hold the launcher back. Either way nothing in it is trusted until it verifies.
+   */
+  releaseFrom?: 'api' | 'registry' | undefined;
 }
 
 interface InstalledState {
@@ -79,7 +85,10 @@ export async function syncRealm(splinter: Splinter, options: SyncOptions): Promi
   let statement: ReleaseStatement | undefined;
   if (options.release) {
     // Checked before anything is staged: a refused statement leaves cache and folder as they were.
-    const envelope = await requestReleaseStatement({ ...credentials, realm: options.realm });
+    const envelope =
+      options.releaseFrom === 'registry'
+        ? await publishedEnvelope(splinter, view, options)
+        : await requestReleaseStatement({ ...credentials, realm: options.realm });
     statement = await acceptReleaseStatement({
       envelope,
       realm: options.realm,
@@ -200,6 +209,17 @@ async function revalidatedView(options: SyncOptions): Promise<RealmView> {
     await writeRecord(file, { etag: answer.etag, view: answer.view });
   }
   return answer.view;
+}
+
+/** The statement published beside the patches, in the repository of the head the API names. */
+async function publishedEnvelope(splinter: Splinter, view: RealmView, options: SyncOptions): Promise<string> {
+  if (!view.head) {
+    throw new SplinterError(
+      'RELEASE_MISSING',
+      `the launcher API names no head of ${options.realm}: no repository to read its release statement from`,
+    );
+  }
+  return splinter.publishedRelease(view.head.reference);
 }
 
 /** The API's view must name the head the statement names: its chain is what unlocks the head's keys. */

@@ -39,6 +39,7 @@ import { type PreloadKey, preparePreload, resolveKek } from './preload.js';
 import type { ProgressSink } from './progress.js';
 import { publishFolder } from './publish.js';
 import { type ReleaseSigning, statementSigner } from './release.js';
+import { publishStatement, RELEASE_TAG, readPublishedStatement } from './release-registry.js';
 import { createdSeconds, NoNewContentTarget } from './repush.js';
 import { combine, neededRanges, type PruneResult, pruneIndexes } from './retention.js';
 import type { Settings } from './settings.js';
@@ -429,7 +430,7 @@ export class Splinter {
     if (patch.mods.length > 0) await this.requireTrustedMods(patch.realm, patch.mods, input.modTrust);
     const seen = (await chain.showRealm(patch.realm, { ancestors: 0 })).head?.id ?? null;
     if (!input.release) await this.warnOfUnsignedRelease(patch.realm);
-    return chain.activate({
+    const moved = await chain.activate({
       patchId: patch.id,
       realm: input.realm,
       expectedHead: seen,
@@ -437,6 +438,8 @@ export class Splinter {
       force: input.force,
       statement: input.release ? statementSigner(input.release) : undefined,
     });
+    if (moved.statement) await this.publishOrWarn(moved.statement);
+    return moved;
   }
 
   async rollback(input: {
@@ -448,12 +451,50 @@ export class Splinter {
     const chain = await this.chain();
     const to = input.to === undefined ? undefined : (await chain.findPatch(input.to, input.realm)).id;
     if (!input.release) await this.warnOfUnsignedRelease(input.realm);
-    return chain.rollback({
+    const moved = await chain.rollback({
       realm: input.realm,
       to,
       actor: input.actor,
       statement: input.release ? statementSigner(input.release) : undefined,
     });
+    if (moved.statement) await this.publishOrWarn(moved.statement);
+    return moved;
+  }
+
+  /**
+   * Publishes the realm's newest statement beside its head patch (tag `release` in the head's
+   * repository); returns where it went.
+   */
+  async publishRelease(realm: string): Promise<{ reference: string; sequence: string }> {
+    const stored = await this.releaseStatement(realm);
+    const head = await (await this.chain()).getPatch(stored.head);
+    const location = parseLocation(head.reference);
+    delete location.digest;
+    delete location.tag;
+    await publishStatement(await this.stores.target(location), stored);
+    return { reference: formatLocation({ ...location, tag: RELEASE_TAG }), sequence: stored.sequence };
+  }
+
+  /**
+   * The release statement published in the repository of `reference` (a patch reference), for a
+   * launcher that takes statements from the registry instead of the API.
+   */
+  async publishedRelease(reference: string): Promise<string> {
+    const location = parseLocation(reference);
+    delete location.digest;
+    delete location.tag;
+    return readPublishedStatement(await this.stores.target(location));
+  }
+
+  /** The head moved and its statement is committed: publishing it is a copy that can be redone. */
+  private async publishOrWarn(statement: StoredStatement): Promise<void> {
+    try {
+      await this.publishRelease(statement.realm);
+    } catch (error) {
+      this.options.warn?.(
+        `release statement #${statement.sequence} of ${statement.realm} is signed and served by the API, but publishing it to the registry failed (${(error as Error).message}); run release publish --realm ${statement.realm}`,
+      );
+    }
   }
 
   /** Launchers that check release statements refuse a head that none names: say so before moving it. */
@@ -469,10 +510,12 @@ export class Splinter {
   /** Re-signs the realm's unchanged head under a higher sequence and a new expiry (`release refresh`). */
   async refreshRelease(input: { realm: string; release: ReleaseSigning }): Promise<StoredStatement> {
     validateName('realm', input.realm);
-    return (await this.chain()).refreshStatement({
+    const stored = await (await this.chain()).refreshStatement({
       realm: input.realm,
       statement: statementSigner(input.release),
     });
+    await this.publishOrWarn(stored);
+    return stored;
   }
 
   /** The realm's newest signed release statement; RELEASE_MISSING when none was ever signed. */

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
 import { addTokenOptions, launcherToken, type TokenFlags } from '../launcher-token.js';
 import { printResult } from '../output.js';
@@ -30,6 +30,14 @@ export function registerLauncherCommands(program: Command): void {
           .option(
             '--keep-versions <n>',
             'installed versions whose cached bytes stay, for rollback (default 3)',
+          )
+          .addOption(
+            new Option(
+              '--release-from <source>',
+              'where release statements come from (with --release-key-file)',
+            )
+              .choices(['api', 'registry'])
+              .default('api'),
           ),
       ),
       true,
@@ -46,6 +54,7 @@ export function registerLauncherCommands(program: Command): void {
         concurrency?: string;
         locale?: string;
         keepVersions?: string;
+        releaseFrom: 'api' | 'registry';
       },
   ) {
     const keepVersions = parseKeep(flags.keepVersions, 3);
@@ -65,6 +74,7 @@ export function registerLauncherCommands(program: Command): void {
         locale: flags.locale,
         keepVersions,
         release,
+        releaseFrom: flags.releaseFrom,
       }),
     );
     const lines = result.staged.map(

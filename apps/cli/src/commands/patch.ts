@@ -115,7 +115,7 @@ export function registerPatchCommands(program: Command): void {
   ) {
     const output = globalOptions(this);
     const release = await releaseSigningFromFlags(flags, loadSettings(), false);
-    const result = await withSplinter(this, {}, (splinter) =>
+    const result = await withSplinter(this, flags, (splinter) =>
       splinter.rollback({ realm: flags.realm, to: flags.to, actor: actorOf(flags.actor), release }),
     );
     printResult(output, withoutEnvelope(result), headMoved(result));

@@ -29,7 +29,7 @@ export function registerReleaseCommands(program: Command): void {
   ).action(async function (this: Command, flags: ReleaseSigningFlags & { realm: string }) {
     const output = globalOptions(this);
     const signing = await releaseSigningFromFlags(flags, loadSettings(), true);
-    const result = await withSplinter(this, {}, (splinter) =>
+    const result = await withSplinter(this, flags, (splinter) =>
       splinter.refreshRelease({ realm: flags.realm, release: signing! }),
     );
     printResult(output, withoutEnvelope(result), [
@@ -52,6 +52,19 @@ export function registerReleaseCommands(program: Command): void {
         ]);
       } else if (output.json) printResult(output, stored, []);
       else process.stdout.write(`${stored.envelope}\n`);
+    });
+
+  release
+    .command('publish')
+    .description(
+      "publish the realm's newest statement beside its patches (tag release in the head's repository)",
+    )
+    .requiredOption('--realm <realm>', 'the realm')
+    .option('--plain-http', 'talk HTTP, not HTTPS, to the registry')
+    .action(async function (this: Command, flags: { realm: string; plainHttp?: boolean }) {
+      const output = globalOptions(this);
+      const result = await withSplinter(this, flags, (splinter) => splinter.publishRelease(flags.realm));
+      printResult(output, result, [`published release statement #${result.sequence} to ${result.reference}`]);
     });
 
   addReleaseTrustOptions(
