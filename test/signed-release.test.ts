@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
@@ -14,7 +15,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshot, tempDir } from '../packages/pack/test/helpers.js';
 import { type ServedApi, serveApi } from './serve.js';
-import { SAMPLE_MOD, splinterCli } from './support.js';
+import { CLI, SAMPLE_MOD, splinterCli } from './support.js';
 
 interface SyncJson {
   action: string;
@@ -449,6 +450,10 @@ describe('signed releases: a launcher trusts no unsigned word about which patch 
     );
     expect(extended.stderr).toMatch(/^splinter: RELEASE_UNTRUSTED: /);
 
+    const unchecked = await sync({ release: ['--release-from', 'registry'] });
+    expect(unchecked.code).toBe(2);
+    expect(unchecked.stderr).toMatch(/^splinter: INVALID_ARGUMENT: --release-from needs --release-key-file/);
+
     const missing = await fetch(`${api.url}/launcher/realms/unsigned/release`, {
       headers: { authorization: `Bearer ${tokens.unsigned}` },
     });
@@ -522,10 +527,67 @@ describe('signed releases: a launcher trusts no unsigned word about which patch 
     expect(refused.code).toBe(5);
     expect(refused.stderr).toMatch(/^splinter: RELEASE_UNTRUSTED: /);
     const m2 = await push('mods-realm', '2');
-    await operatorDo(['patch', 'activate', m2], { SPLINTER_RELEASE_KEY: '' });
-    const unsigned = await run(trusted);
-    expect(unsigned.code).toBe(5);
-    expect(unsigned.stderr).toMatch(/^splinter: RELEASE_HEAD_MISMATCH: /);
-    expect(await readdir(mods)).toEqual(['minimap']);
+    // --watch: an unsigned head move is refused; the refresh that signs it is heard and followed.
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        'activator',
+        'run',
+        '--realm',
+        'mods-realm',
+        '--output',
+        mods,
+        '--watch',
+        '--plain-http',
+        '--json',
+        '--key',
+        key('studio.pub'),
+        ...trusted,
+      ],
+      { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk;
+    });
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const until = async (what: string, done: () => boolean) => {
+      const deadline = Date.now() + 30_000;
+      while (!done()) {
+        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no ${what}: ${stderr}`);
+        await sleep(50);
+      }
+    };
+    const rounds = () =>
+      stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+    try {
+      await until('first round', () => rounds().length === 1);
+      expect(rounds()[0]).toMatchObject({ head: { version: '1' }, kept: [{ name: 'minimap' }] });
+      await operatorDo(['patch', 'activate', m2], { SPLINTER_RELEASE_KEY: '' });
+      await until('refused round', () =>
+        /activator round failed: .*release statement #\d+ names/.test(stderr),
+      );
+      const unsigned = await run(trusted);
+      expect(unsigned.code).toBe(5);
+      expect(unsigned.stderr).toMatch(/^splinter: RELEASE_HEAD_MISMATCH: /);
+      expect(await readdir(mods)).toEqual(['minimap']);
+      await operatorDo(['release', 'refresh', '--realm', 'mods-realm'], {
+        SPLINTER_RELEASE_KEY: key('release2.key'),
+      });
+      await until('round after the refresh', () => rounds().length === 2);
+      expect(rounds()[1]).toMatchObject({ head: { version: '2' }, removed: ['minimap'] });
+      expect(await readdir(mods)).toEqual([]);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited, stderr).toBe(0);
   }, 180_000);
 });

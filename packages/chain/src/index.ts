@@ -22,8 +22,9 @@ export type {
   RegisterPatchInput,
   ReleaseFacts,
   ReleaseRow,
+  ReleaseSigned,
   ShownRealm,
   StatementSigner,
   StoredStatement,
 } from './store.js';
-export { ChainStore, HEAD_CHANGED_CHANNEL, REALM_VIEW_ANCESTORS } from './store.js';
+export { ChainStore, HEAD_CHANGED_CHANNEL, REALM_VIEW_ANCESTORS, RELEASE_SIGNED_CHANNEL } from './store.js';

@@ -80,6 +80,18 @@ export interface StoredStatement {
  */
 export const HEAD_CHANGED_CHANNEL = 'splinter_head_changed';
 
+/**
+ * Every stored release statement is announced on this channel, in the transaction that stores it, with
+ * a JSON payload `{"realm","sequence","head"}`: a refresh re-signs a head without moving it.
+ */
+export const RELEASE_SIGNED_CHANNEL = 'splinter_release_signed';
+
+export interface ReleaseSigned {
+  realm: string;
+  sequence: string;
+  head: string;
+}
+
 export interface RegisterPatchInput {
   realm: string;
   version: string;
@@ -483,6 +495,14 @@ export class ChainStore {
     return rows[0]?.live === true;
   }
 
+  /** Calls `onSigned` for every release statement committed from now on (LISTEN). */
+  async listenReleaseStatements(
+    onSigned: (signed: ReleaseSigned) => void,
+    onError?: (error: Error) => void,
+  ): Promise<() => Promise<void>> {
+    return listenJson(this.db, RELEASE_SIGNED_CHANNEL, onSigned, onError);
+  }
+
   /** Calls `onChange` for every head change committed from now on (LISTEN). */
   async listenHeadChanges(
     onChange: (change: HeadChange) => void,
@@ -650,5 +670,7 @@ async function recordStatement(
       signed.expiresAt,
     ],
   );
+  const announced: ReleaseSigned = { realm, sequence: rows[0]!.sequence, head: headId };
+  await notifyJson(tx, RELEASE_SIGNED_CHANNEL, announced);
   return rows[0]!;
 }

@@ -6,6 +6,7 @@ import type {
   ModTrust,
   PatchRow,
   ReleaseRow,
+  ReleaseSigned,
   ShownRealm,
   StoredStatement,
 } from '@splintertree/chain';
@@ -549,6 +550,14 @@ export class Splinter {
    * Calls `onChange` after every activation or rollback that commits (PostgreSQL NOTIFY; with the
    * embedded PGlite database only changes made by this process are heard). Returns the unsubscribe.
    */
+  /** Calls `onSigned` after every release statement that commits (a refresh too, which moves no head). */
+  async watchReleaseStatements(
+    onSigned: (signed: ReleaseSigned) => void,
+    onError?: (error: Error) => void,
+  ): Promise<() => Promise<void>> {
+    return (await this.chain()).listenReleaseStatements(onSigned, onError);
+  }
+
   async watchHeadChanges(
     onChange: (change: HeadChange) => void,
     onError?: (error: Error) => void,

@@ -79,12 +79,25 @@ export function registerActivatorCommands(program: Command): void {
       const listenerLost = new Promise<never>((_resolve, reject) => {
         lost = reject;
       });
-      const stop = await splinter.watchHeadChanges(
+      const stopHeads = await splinter.watchHeadChanges(
         (change) => {
           if (change.realm === flags.realm) again();
         },
         (error) => lost?.(error),
       );
+      // With release keys, a refresh that signs a head no statement named yet is a reason to look again.
+      const stopStatements = release
+        ? await splinter.watchReleaseStatements(
+            (signed) => {
+              if (signed.realm === flags.realm) again();
+            },
+            (error) => lost?.(error),
+          )
+        : undefined;
+      const stop = async () => {
+        await stopHeads();
+        await stopStatements?.();
+      };
       try {
         await Promise.race([
           listenerLost,

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { SplinterError } from '@splintertree/errors';
 import { type Command, Option } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
 import { addTokenOptions, launcherToken, type TokenFlags } from '../launcher-token.js';
@@ -61,6 +62,12 @@ export function registerLauncherCommands(program: Command): void {
     const concurrency = parseConcurrency(flags.concurrency);
     const trust = await trustFromFlags(flags);
     const release = await releaseTrustFromFlags(flags);
+    if (!release && flags.releaseFrom !== 'api') {
+      throw new SplinterError(
+        'INVALID_ARGUMENT',
+        '--release-from needs --release-key-file: nothing would check the statement',
+      );
+    }
     const { syncRealm } = await import('@splintertree/launcher');
     const result = await withSplinter(this, { ...flags, interruptible: true }, async (splinter, settings) =>
       syncRealm(splinter, {
