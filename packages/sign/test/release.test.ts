@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import {
   advanceReleaseKeys,
   checkReleaseStatement,
+  createSignatureBundle,
   type DsseEnvelope,
   generateKeyPair,
   loadPrivateKey,
@@ -107,6 +108,17 @@ describe('release statements: DSSE envelopes signed by a release key', () => {
     expect(await codeOf(() => openReleaseStatement('x'.repeat(70_000), [release.trusted]))).toBe(
       'RELEASE_INVALID',
     );
+  });
+
+  it('a content signature by the same key is no release statement (the predicate types differ)', async () => {
+    const bundle = JSON.parse(
+      (await createSignatureBundle(DIGEST as `sha256:${string}`, release.signer)).toString(),
+    ) as { dsseEnvelope: DsseEnvelope };
+    // The signature itself verifies under the key: only the statement's type tells the two apart.
+    const error = await codeOf(() =>
+      openReleaseStatement(JSON.stringify(bundle.dsseEnvelope), [release.trusted]),
+    );
+    expect(error).toBe('RELEASE_INVALID');
   });
 
   it('checks realm, sequence and expiry, each with its own code', async () => {
