@@ -110,7 +110,7 @@ describe('launcher tokens from a file or the environment', () => {
       expect(help.stdout).toContain('--token-file <file>');
       expect(help.stdout).toContain('SPLINTER_TOKEN');
       expect(help.stdout).toMatch(
-        /--token <token>\s+the launcher token itself: other users can read it\s+in\s+ps/,
+        /--token <token>\s+the launcher token itself: other users can read\s+it\s+in\s+ps/,
       );
     }
   });
