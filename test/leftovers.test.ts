@@ -113,6 +113,79 @@ describe('interrupted pushes and pulls leave nothing behind', () => {
     proxy.log.length = 0;
   });
 
+  it('ten runs killed with kill -9 at random moments, then one more of each: nothing is left', async () => {
+    const home = join(work, 'random-kills');
+    const publisher = join(work, 'random-publisher');
+    const pushed = await splinterCli([...pushArgs('random'), '--json'], env(publisher));
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const manifest = (await (
+      await fetch(`${registry.url}/v2/mods/random/manifests/1`, {
+        headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+      })
+    ).json()) as { layers: Array<{ digest: string; size: number }> };
+    const pack = manifest.layers.reduce((a, b) => (a.size >= b.size ? a : b));
+    const beside = join(work, 'random-out');
+    const output = join(beside, 'game');
+    const pullArgs = [
+      'mod',
+      'pull',
+      `${proxy.host}/mods/random:1`,
+      '--output',
+      output,
+      '--replace',
+      '--plain-http',
+      '--insecure-skip-verify',
+    ];
+    const seed = Number(process.env.KILL_SEED ?? Date.now() % 100_000);
+    let state = seed;
+    const random = (n: number) => {
+      state = (state * 1103515245 + 12345) % 2 ** 31;
+      return state % n;
+    };
+    const repositories: string[] = [];
+    for (let round = 0; round < 10; round++) {
+      proxy.clear();
+      proxy.log.length = 0;
+      let child: ChildProcess;
+      if (random(2) === 0) {
+        // A push of a fresh repository, killed at a random one of its uploads (3 blobs: config, root, pack).
+        const name = `random-${round}`;
+        repositories.push(`mods/${name}`);
+        const before = random(3);
+        if (before > 0)
+          proxy.add({ method: 'PUT', path: /\/blobs\/uploads\//, times: before, fault: { kind: 'pass' } });
+        proxy.add({ method: 'PUT', path: /\/blobs\/uploads\//, fault: { kind: 'hold' } });
+        child = spawnCli(pushArgs(name), home);
+      } else {
+        // A pull, killed a random number of bytes into its pack.
+        proxy.add({
+          method: 'GET',
+          path: /\/blobs\/sha256:/,
+          range: true,
+          fault: { kind: 'status', status: 416 },
+        });
+        proxy.add({
+          method: 'GET',
+          path: new RegExp(`/blobs/${pack.digest}`),
+          fault: { kind: 'stall-after', bytes: 1 + random(pack.size - 1) },
+        });
+        child = spawnCli(pullArgs, home);
+      }
+      await proxy.seen((r) => r.held);
+      child.kill('SIGKILL');
+      await exited(child);
+    }
+    proxy.clear();
+    const pulled = await splinterCli(pullArgs, env(home));
+    expect(pulled.code, `seed ${seed}: ${pulled.stderr}`).toBe(0);
+    expect(await snapshot(output)).toEqual(await snapshot(tree));
+    const again = await splinterCli(pushArgs('random-final'), env(home));
+    expect(again.code, `seed ${seed}: ${again.stderr}`).toBe(0);
+    expect(await leftovers(home, beside), `seed ${seed}`).toEqual([]);
+    expect(await readdir(beside)).toEqual(['game']);
+    for (const repository of repositories) expect(await openSessions(repository), `seed ${seed}`).toEqual([]);
+  });
+
   it('a push killed with kill -9 mid-upload: the next run removes its work folder and cancels its session', async () => {
     const home = join(work, 'push-killed');
     proxy.add({ method: 'PUT', path: /\/blobs\/uploads\//, fault: { kind: 'hold' } });

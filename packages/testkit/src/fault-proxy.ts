@@ -43,7 +43,9 @@ export type Fault =
    */
   | { kind: 'hold' }
   /** Forward, but stop sending the body after this many bytes and keep the connection open (`held`). */
-  | { kind: 'stall-after'; bytes: number };
+  | { kind: 'stall-after'; bytes: number }
+  /** Forward untouched: with `times`, lets the first matching requests through before a later rule. */
+  | { kind: 'pass' };
 
 export interface FaultRule {
   method?: string;
