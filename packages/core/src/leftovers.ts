@@ -92,6 +92,8 @@ export class Leftovers {
       plainHttp: origin.protocol === 'http:',
       dockerConfigDir: this.dockerConfigDir,
       retry: { maxAttempts: 2, maxElapsedMs: 5000 },
+      // A registry that does not answer costs a command at most a few seconds; the entry stays.
+      timeoutMs: 3000,
     });
     try {
       return await target.cancelUpload(entry.url);

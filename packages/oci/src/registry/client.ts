@@ -22,6 +22,8 @@ export interface RegistryClientOptions {
   dispatcher?: Dispatcher;
   /** Default `splinter/<version>`. */
   userAgent?: string;
+  /** Longest wait to connect, for response headers and between body bytes (default 120 s; 10 s to connect). */
+  timeoutMs?: number | undefined;
 }
 
 export interface RegistryRequest {
@@ -100,7 +102,8 @@ export class RegistryClient {
     this.credentials = options.credentials;
     this.retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
     this.ownsDispatcher = options.dispatcher === undefined;
-    this.dispatcher = options.dispatcher ?? createRegistryDispatcher(options.transport);
+    this.dispatcher =
+      options.dispatcher ?? createRegistryDispatcher({ ...options.transport, timeoutMs: options.timeoutMs });
   }
 
   /**

@@ -21,6 +21,8 @@ export interface TransportOptions {
   /** TLS without certificate verification (oras `--insecure`, skopeo `--tls-verify=false`). */
   insecure?: boolean | undefined;
   proxy?: ProxySettings | undefined;
+  /** Longest wait to connect, for response headers and between body bytes (default 120 s; 10 s to connect). */
+  timeoutMs?: number | undefined;
 }
 
 /**
@@ -42,12 +44,14 @@ export function proxySettingsFromEnvironment(env: Record<string, string | undefi
   };
 }
 
-const AGENT_OPTIONS = {
-  connections: 16,
-  keepAliveTimeout: 30_000,
-  headersTimeout: 120_000,
-  bodyTimeout: 120_000,
-} as const;
+function agentOptions(timeoutMs: number | undefined) {
+  return {
+    connections: 16,
+    keepAliveTimeout: 30_000,
+    headersTimeout: timeoutMs ?? 120_000,
+    bodyTimeout: timeoutMs ?? 120_000,
+  };
+}
 
 /**
  * One undici dispatcher for a registry client: keep-alive connections, the TLS trust the options ask
@@ -55,13 +59,15 @@ const AGENT_OPTIONS = {
  */
 export function createRegistryDispatcher(options: TransportOptions = {}): Dispatcher {
   const tls = tlsOptions(options);
-  const direct = new Agent({ ...AGENT_OPTIONS, ...(tls ? { connect: tls } : {}) });
+  const common = agentOptions(options.timeoutMs);
+  const connectTimeout = Math.min(options.timeoutMs ?? 10_000, 10_000);
+  const direct = new Agent({ ...common, connect: { timeout: connectTimeout, ...tls } });
   const proxy = options.proxy ?? {};
   if (!proxy.httpProxy && !proxy.httpsProxy) return direct;
   const through = (uri: string | undefined) =>
     uri === undefined
       ? undefined
-      : new ProxyAgent({ ...AGENT_OPTIONS, uri: proxyUri(uri), ...(tls ? { requestTls: tls } : {}) });
+      : new ProxyAgent({ ...common, uri: proxyUri(uri), ...(tls ? { requestTls: tls } : {}) });
   return new ProxyRouter(direct, through(proxy.httpProxy), through(proxy.httpsProxy), proxy.noProxy);
 }
 
