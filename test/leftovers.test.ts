@@ -52,8 +52,22 @@ describe('interrupted pushes and pulls leave nothing behind', () => {
   let tree: string;
 
   const env = (home: string) => ({ SPLINTER_HOME: home });
-  const spawnCli = (args: string[], home: string) =>
-    spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env(home) }, stdio: 'ignore' });
+  const spawnCli = (args: string[], home: string) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { ...process.env, ...env(home) },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let text = '';
+    child.stderr.on('data', (data) => {
+      text += data;
+    });
+    return Object.assign(child, { stderrText: () => text });
+  };
+  /** An interrupted run says so in one line, and nothing else goes wrong on the way out. */
+  const expectOneInterruptedLine = (stderr: string) =>
+    expect(
+      stderr.split('\n').filter((line) => line.startsWith('splinter: ') && !line.includes('warning')),
+    ).toEqual(['splinter: INTERRUPTED: stopped; nothing of this run was left behind']);
   const pushArgs = (name: string, version = '1') => [
     'mod',
     'push',
@@ -146,7 +160,7 @@ describe('interrupted pushes and pulls leave nothing behind', () => {
     for (let round = 0; round < 10; round++) {
       proxy.clear();
       proxy.log.length = 0;
-      let child: ChildProcess;
+      let child: ReturnType<typeof spawnCli>;
       if (random(2) === 0) {
         // A push of a fresh repository, killed at a random one of its uploads (3 blobs: config, root, pack).
         const name = `random-${round}`;
@@ -219,6 +233,7 @@ describe('interrupted pushes and pulls leave nothing behind', () => {
     expect(await openSessions('mods/interrupted')).toHaveLength(1);
     child.kill('SIGINT');
     expect(await exited(child)).toBe(130);
+    expectOneInterruptedLine(child.stderrText());
     expect(await leftovers(home)).toEqual([]);
     expect(await openSessions('mods/interrupted')).toEqual([]);
     expect(uploadDeletes(mark).map((r) => r.status)).toContain(204);
@@ -264,6 +279,7 @@ describe('interrupted pushes and pulls leave nothing behind', () => {
     await untilListed(join(home, 'packs'), (name) => name.includes('.tmp-'));
     child.kill('SIGINT');
     expect(await exited(child)).toBe(130);
+    expectOneInterruptedLine(child.stderrText());
     expect(await leftovers(home, beside)).toEqual([]);
     expect(await readdir(beside)).toEqual([]);
     // And the next pull installs the whole tree.

@@ -64,6 +64,10 @@ export async function withSplinter<T>(
   }
   try {
     return await run(splinter, settings);
+  } catch (error) {
+    // Stopped work fails as it is cut short: the interrupt handler reports and exits, once.
+    if (stopping) return new Promise<never>(() => undefined);
+    throw error;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
