@@ -150,7 +150,7 @@ describe('interrupted pushes and pulls leave nothing behind', () => {
       '--plain-http',
       '--insecure-skip-verify',
     ];
-    const seed = Number(process.env.KILL_SEED ?? Date.now() % 100_000);
+    const seed = Number(process.env.SPLINTER_TEST_KILL_SEED ?? Date.now() % 100_000);
     let state = seed;
     const random = (n: number) => {
       state = (state * 1103515245 + 12345) % 2 ** 31;
