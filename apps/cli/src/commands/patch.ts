@@ -190,9 +190,8 @@ function withoutEnvelope<T extends HeadMove>(result: T): T {
 }
 
 /**
- * Who acts, for the release log: `--actor`, else SPLINTER_ACTOR, else USER / LOGNAME (as git falls back
- * for its committer), else the operating system's name for this uid: containers and CI jobs often run
- * with no USER at all.
+ * Who acts, for the release log: `--actor`, else SPLINTER_ACTOR, else USER / LOGNAME, else the
+ * operating system's name for this uid: containers and CI jobs often run with no USER at all.
  */
 export function actorOf(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
   const actor = nonEmpty(flag) ?? nonEmpty(env.SPLINTER_ACTOR) ?? nonEmpty(env.USER) ?? nonEmpty(env.LOGNAME);
