@@ -104,6 +104,13 @@ describe('splinter cache prune keeps what the last installed versions and staged
     expect(again.bytes).toBeLessThan(4 * 1024 * 1024);
     expect(await snapshot(join(work, 'game'))).toEqual(await snapshot(trees[0]!));
 
+    // A home whose installs predate its records is not pruned blind (launcher sync then skips pruning).
+    await rm(join(player.SPLINTER_HOME!, 'retained.json'));
+    const blind = await splinterCli(['cache', 'prune', '--json'], player);
+    expect(blind.code).toBe(2);
+    expect(JSON.parse(blind.stdout).error.details).toEqual({ reason: 'unrecorded-installs' });
+    expect(await diskBytes(packs)).toBeGreaterThan(0);
+
     const bad = await splinterCli(['cache', 'prune', '--keep', '0'], player);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/^splinter: INVALID_ARGUMENT: --keep must be a whole number >= 1/);

@@ -68,7 +68,7 @@ export interface SyncResult {
   /** Preloaded patches whose (encrypted) content is now in the cache. */
   staged: Array<{ id: string; version: string; digest: string; download: DownloadStats }>;
   /** The cache after the round, pruned to the kept versions and the staged preloads (bytes on disk). */
-  cache?: { before: number; after: number; keep: number };
+  cache?: { before: number; after: number; keep: number } | undefined;
   /** The signed release statement the head was accepted under (with release keys only). */
   release?: { sequence: string; expiresAt: string };
 }
@@ -116,8 +116,15 @@ export async function syncRealm(splinter: Splinter, options: SyncOptions): Promi
   // The automatic limit: what the last installs and this realm's preloads need, nothing older.
   const prune = async () => {
     const keep = options.keepVersions ?? 3;
-    const pruned = await splinter.pruneCache({ keep, preloads: view.preload.map((p) => p.digest) });
-    return { before: pruned.before, after: pruned.after, keep };
+    try {
+      const pruned = await splinter.pruneCache({ keep, preloads: view.preload.map((p) => p.digest) });
+      return { before: pruned.before, after: pruned.after, keep };
+    } catch (error) {
+      // A folder installed before this home recorded what versions need: prune after its next install.
+      if ((error as { details?: { reason?: string } }).details?.reason === 'unrecorded-installs')
+        return undefined;
+      throw error;
+    }
   };
   const release = statement ? { sequence: statement.sequence, expiresAt: statement.expiresAt } : undefined;
   const expect: ExpectedManifest = statement

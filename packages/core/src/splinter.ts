@@ -601,6 +601,7 @@ export class Splinter {
       throw new SplinterError(
         'INVALID_ARGUMENT',
         `the cache cannot be pruned yet: ${unknown.length} installed folder(s) predate its records; pull or sync once, then prune`,
+        { details: { reason: 'unrecorded-installs' } },
       );
     }
     const packs = await state.packs.prune(neededRanges(chosen));
