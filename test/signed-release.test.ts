@@ -80,7 +80,7 @@ describe('signed releases: a launcher trusts no unsigned word about which patch 
   beforeAll(async () => {
     work = await tempDir('signed-release');
     registry = await startRegistry();
-    database = await freshDatabase('signed_release');
+    database = await freshDatabase('signed_release', { migrate: true });
     operator = {
       SPLINTER_HOME: join(work, 'operator'),
       DATABASE_URL: database.url,

@@ -77,7 +77,6 @@ export function registerPatchCommands(program: Command): void {
         "make patch ID its realm's head (one atomic compare-and-set), after checking its mods' signatures",
       )
       .option('--realm <realm>', 'the realm (also lets ID be a version); refuse a patch of another realm')
-      .option('--plain-http', "talk plain HTTP to the registry holding the patch's mods")
       .option('--force', "activate even if the patch's chain does not contain the current head (logged)")
       .option('--actor <name>', ACTOR_HELP),
   ).action(async function (
