@@ -115,7 +115,7 @@ describe('splinter activator: the mods of the active patch follow activation and
     expect(second.installed.map((m) => m.name)).toEqual(['radar']);
     expect((await readdir(mods())).sort()).toEqual(['minimap', 'radar']);
 
-    await cli(['patch', 'rollback', '--realm', 'eu-1']);
+    await cli(['patch', 'rollback', '--realm', 'eu-1', '--plain-http']);
     const third = await runOnce();
     expect(third).toMatchObject({ head: { version: '1' }, installed: [], removed: ['radar'] });
     expect(await readdir(mods())).toEqual(['minimap']);

@@ -43,7 +43,8 @@ describe("a patch's mods are checked against its realm's trust at push and at ac
   });
 
   const cli = async (args: string[]) => {
-    const remote = args[0] === 'mod' || args[1] === 'push' || args[1] === 'activate';
+    const remote =
+      args[0] === 'mod' || args[1] === 'push' || args[1] === 'activate' || args[1] === 'rollback';
     const result = await splinterCli([...args, ...(remote ? ['--plain-http'] : []), '--json'], env);
     return { ...result, json: JSON.parse(result.stdout || '{}') as Json };
   };
@@ -125,8 +126,17 @@ describe("a patch's mods are checked against its realm's trust at push and at ac
     await ok(['realm', 'trust', 'set', '--realm', 'eu-1', '--key', join(work, 'next.pub')]);
     refused(await cli(['patch', 'activate', '3', '--realm', 'eu-1']), 'SIGNATURE_UNTRUSTED');
     expect(await head()).toBe('2');
+    // A rollback puts its target live again: version 1's mod, signed by the retired key, is refused too.
+    refused(await cli(['patch', 'rollback', '--realm', 'eu-1']), 'SIGNATURE_UNTRUSTED');
+    expect(await head()).toBe('2');
+    await ok(['patch', 'rollback', '--realm', 'eu-1', '--mod-key', join(work, 'studio.pub')]);
+    expect(await head()).toBe('1');
     const history = await ok(['patch', 'history', '--realm', 'eu-1']);
-    expect((history.releases as unknown[]).length).toBe(2);
+    expect((history.releases as { action: string }[]).map((r) => r.action)).toEqual([
+      'activate',
+      'activate',
+      'rollback',
+    ]);
 
     const cleared = await ok(['realm', 'trust', 'clear', '--realm', 'eu-1']);
     expect(cleared).toEqual({ realm: 'eu-1', cleared: true });

@@ -278,7 +278,10 @@ export class ChainStore {
   /** Moves the head back to its parent, or to `to`, which must be in the head's chain. Constant time. */
   async rollback(input: {
     realm: string;
+    /** An id or a version of the realm (a version wins when both could match). */
     to?: string | undefined;
+    /** An id, taken as one even where a version has the same spelling. */
+    toId?: string | undefined;
     expectedHead?: string | null | undefined;
     actor: string;
     statement?: StatementSigner | undefined;
@@ -290,7 +293,8 @@ export class ChainStore {
         throw new SplinterError('INVALID_TRANSITION', `realm ${input.realm} has no head to roll back`);
       const head = await patchSummary(tx, realm.head);
       const target =
-        input.to === undefined ? head.parent : (await resolveInRealm(tx, input.realm, input.to)).id;
+        input.toId ??
+        (input.to === undefined ? head.parent : (await resolveInRealm(tx, input.realm, input.to)).id);
       if (target === null) {
         throw new SplinterError(
           'INVALID_TRANSITION',

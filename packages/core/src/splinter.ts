@@ -447,14 +447,27 @@ export class Splinter {
     realm: string;
     to?: string | undefined;
     actor: string;
+    /** Keys the target's mods must be signed by; unset means the realm's stored mod trust. */
+    modTrust?: TrustedKey[] | undefined;
+    /** Sign a release statement with this release key in the rollback's transaction. */
     release?: ReleaseSigning | undefined;
   }): Promise<ReleaseRow & { statement?: StoredStatement }> {
     const chain = await this.chain();
     const to = input.to === undefined ? undefined : (await chain.findPatch(input.to, input.realm)).id;
+    // The patch the head moves back to goes live again: its mods are checked as at activation, against
+    // the policy of now (a key retired since is no longer trusted). The head read here is compared and
+    // set, so the patch checked is the patch made head.
+    const head = (await chain.showRealm(input.realm, { ancestors: 0 })).head;
+    const target = to ?? head?.parent ?? undefined;
+    if (target !== undefined) {
+      const patch = await chain.getPatch(target); // an id: a version may look like one
+      if (patch.mods.length > 0) await this.requireTrustedMods(input.realm, patch.mods, input.modTrust);
+    }
     if (!input.release) await this.warnOfUnsignedRelease(input.realm);
     const moved = await chain.rollback({
       realm: input.realm,
-      to,
+      toId: target,
+      expectedHead: head?.id ?? null,
       actor: input.actor,
       statement: input.release ? statementSigner(input.release) : undefined,
     });

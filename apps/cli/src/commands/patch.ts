@@ -102,20 +102,20 @@ export function registerPatchCommands(program: Command): void {
   });
 
   addReleaseSigningOptions(
-    patch
-      .command('rollback')
+    addModTrustOptions(patch.command('rollback'))
       .description("move the realm's head back to the previous chain head (or --to an ancestor)")
       .requiredOption('--realm <realm>', 'realm to roll back')
       .option('--to <id|version>', 'an ancestor of the current head')
       .option('--actor <name>', ACTOR_HELP),
   ).action(async function (
     this: Command,
-    flags: ReleaseSigningFlags & { realm: string; to?: string; actor?: string },
+    flags: ReleaseSigningFlags & ModTrustFlags & { realm: string; to?: string; actor?: string },
   ) {
     const output = globalOptions(this);
+    const modTrust = await modTrustFromFlags(flags);
     const release = await releaseSigningFromFlags(flags, loadSettings(), false);
     const result = await withSplinter(this, flags, (splinter) =>
-      splinter.rollback({ realm: flags.realm, to: flags.to, actor: actorOf(flags.actor), release }),
+      splinter.rollback({ realm: flags.realm, to: flags.to, actor: actorOf(flags.actor), modTrust, release }),
     );
     printResult(output, withoutEnvelope(result), headMoved(result));
   });
