@@ -17,6 +17,8 @@ const UNLOCK_DEADLINE_MS = Number(process.env.BENCH_DEADLINE_MS ?? 30_000);
 const REPLICAS = (process.env.BENCH_REPLICAS ?? '1,2,3').split(',').map(Number);
 /** Keep-alive connections each replica is reached through (launchers share them, as behind an ingress). */
 const SOCKETS_PER_REPLICA = Number(process.env.BENCH_SOCKETS ?? 64);
+/** Several replicas share their limits through this Redis, as deployed (BENCH_REDIS=none: each in memory). */
+const REDIS = process.env.BENCH_REDIS ?? 'redis://127.0.0.1:6379';
 
 interface Replica {
   child: ChildProcess;
@@ -123,7 +125,7 @@ export default async function (): Promise<void> {
     'xact_commit per unlock': r.xactPerUnlock.toFixed(3),
   }));
   table(rows);
-  const facts = `${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(2)} GiB memory, Node ${process.version}; ${LAUNCHERS} launchers polling every ${POLL_MS} ms (phases spread, If-None-Match), ${SOCKETS_PER_REPLICA} keep-alive sockets per replica, ${WARMUP_MS} ms warm-up, replicas and launchers on the same machine and loopback, one PostgreSQL; ${((Date.now() - started) / 60_000).toFixed(1)} minutes; load average ${loadBefore} before, ${await loadAverage()} after (other work shares the machine: above 2, the figures are pessimistic).`;
+  const facts = `${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(2)} GiB memory, Node ${process.version}; ${LAUNCHERS} launchers polling every ${POLL_MS} ms (phases spread, If-None-Match), ${SOCKETS_PER_REPLICA} keep-alive sockets per replica, ${REDIS === 'none' ? "limits in each replica's memory" : 'two or more replicas sharing their limits through Redis'}, ${WARMUP_MS} ms warm-up, replicas and launchers on the same machine and loopback, one PostgreSQL; ${((Date.now() - started) / 60_000).toFixed(1)} minutes; load average ${loadBefore} before, ${await loadAverage()} after (other work shares the machine: above 2, the figures are pessimistic).`;
   const notes = [
     'Unlock latency runs from the moment the activation is sent to the moment the launcher holds the key: it is dominated by the poll interval (a launcher notices the new head at its next poll, on average half an interval later). "unlock request" is the POST alone.',
     'Statements are what the replicas sent to PostgreSQL (their own splinter_api_database_queries_total, LISTEN heartbeats aside) from the activation until every launcher held its key, polls in that window included, divided by the launchers; xact_commit is the database-wide count over the same window (heartbeats, the activation and the statistics flush lag included).',
@@ -143,7 +145,11 @@ async function round(
 ): Promise<Round> {
   const replicas: Replica[] = [];
   try {
-    for (let i = 0; i < count; i++) replicas.push(await startReplica(env));
+    const shared =
+      count > 1 && REDIS !== 'none'
+        ? ['--redis-url', REDIS, '--redis-prefix', `splinter-bench:${process.pid}:${count}:`]
+        : [];
+    for (let i = 0; i < count; i++) replicas.push(await startReplica(env, shared));
     const launchers = Array.from({ length: LAUNCHERS }, (_, i) => ({
       replica: replicas[i % replicas.length]!,
       etag: undefined as string | undefined,
@@ -274,7 +280,7 @@ async function round(
   }
 }
 
-async function startReplica(env: Record<string, string>): Promise<Replica> {
+async function startReplica(env: Record<string, string>, extra: string[]): Promise<Replica> {
   const port = await freePort();
   const child = spawn(
     process.execPath,
@@ -289,6 +295,7 @@ async function startReplica(env: Record<string, string>): Promise<Replica> {
       '1000000',
       '--log-level',
       'warn',
+      ...extra,
     ],
     { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] },
   );
