@@ -101,7 +101,12 @@ describe('the container image (podman)', () => {
     expect(config.Cmd).toEqual(['serve', '--host', '0.0.0.0', '--port', '8080']);
 
     const inside = await runImage(
-      ['-c', 'id -u; for tool in gcc cc c++ g++ clang make ld as; do command -v "$tool" || true; done'],
+      [
+        '-c',
+        // Nothing of the build stage: no compiler, no TypeScript, no sources, no dev dependencies.
+        'id -u; for tool in gcc cc c++ g++ clang make ld as tsc; do command -v "$tool" || true; done; ' +
+          'ls -d /app/node_modules/typescript /app/node_modules/vitest /app/node_modules/turbo /app/packages/*/src /app/apps/*/src 2>/dev/null || true',
+      ],
       { entrypoint: 'sh' },
     );
     expect(inside.code, inside.stderr).toBe(0);
