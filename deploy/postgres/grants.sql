@@ -55,6 +55,8 @@ SELECT format('ALTER FUNCTION %s OWNER TO %I', p.oid::regprocedure, :'owner')
 -- Tables and sequences already there (a schema migrated before this file ran) ...
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA cluster TO :"app";
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA cluster TO :"app";
+-- The reader sees every table, patch_keys and api_tokens included: keys are stored only wrapped by
+-- the KEK and tokens only as SHA-256 hashes of random secrets, so neither unlocks anything.
 GRANT SELECT ON ALL TABLES IN SCHEMA cluster TO :"reader";
 -- ... and those every later migration creates, when the owner runs it.
 ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA cluster
