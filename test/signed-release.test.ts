@@ -486,6 +486,8 @@ describe('signed releases: a launcher trusts no unsigned word about which patch 
         ],
         env,
       );
+    // The realm trusts the studio's key for mods (checked at push --mod and at activate).
+    await operatorDo(['realm', 'trust', 'set', '--realm', 'mods-realm', '--key', key('studio.pub')]);
     await operatorDo([
       'mod',
       'push',

@@ -116,7 +116,7 @@ export async function requestReleaseStatement(input: {
   token: string;
   realm: string;
 }): Promise<string> {
-  const body = await callLauncherApi(
+  const { body } = await callLauncherApi(
     input.api,
     input.token,
     'GET',
