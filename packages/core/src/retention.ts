@@ -1,6 +1,6 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ChunkRef, IndexRoot, PruneStats, Span } from '@splintertree/pack';
+import { type ChunkRef, type IndexRoot, type PruneStats, type Span, unionSpans } from '@splintertree/pack';
 import { readRecord, writeRecord } from './records.js';
 
 /** A version the cache serves: what installing it (again, for a rollback) reads from the pack cache. */
@@ -39,19 +39,8 @@ export function versionNeeds(root: IndexRoot, refs: ChunkRef[]): Record<string, 
     if (!digest) continue;
     (needs[digest] ??= []).push([ref.offset, ref.offset + ref.storedLength]);
   }
-  for (const [digest, spans] of Object.entries(needs)) needs[digest] = mergeSpans(spans);
+  for (const [digest, spans] of Object.entries(needs)) needs[digest] = unionSpans(spans);
   return needs;
-}
-
-export function mergeSpans(spans: Span[]): Span[] {
-  const sorted = spans.slice().sort((a, b) => a[0] - b[0]);
-  const out: Span[] = [];
-  for (const span of sorted) {
-    const last = out.at(-1);
-    if (last && span[0] <= last[1]) last[1] = Math.max(last[1], span[1]);
-    else out.push([span[0], span[1]]);
-  }
-  return out;
 }
 
 /** `SPLINTER_HOME/retained.json`: the versions installed and staged here, newest last. */
@@ -107,7 +96,7 @@ export function neededRanges(versions: RetainedVersion[]): Map<string, Span[]> {
   const needed = new Map<string, Span[]>();
   for (const version of versions) {
     for (const [digest, spans] of Object.entries(version.packs)) {
-      needed.set(digest, mergeSpans([...(needed.get(digest) ?? []), ...spans]));
+      needed.set(digest, unionSpans([...(needed.get(digest) ?? []), ...spans]));
     }
   }
   return needed;

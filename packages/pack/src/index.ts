@@ -29,7 +29,7 @@ export { WorkJournal } from './journal.js';
 export type { KeepPolicy, Unowned } from './keep.js';
 export { PLAYER_PATHS } from './keep.js';
 export type { PruneStats, Span } from './pack-cache.js';
-export { PackCache } from './pack-cache.js';
+export { PackCache, unionSpans } from './pack-cache.js';
 export type { ClosedPack } from './packer.js';
 export { TARGET_PACK_BYTES } from './packer.js';
 export { safeRelativePath } from './paths.js';

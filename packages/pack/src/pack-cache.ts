@@ -72,7 +72,7 @@ export class PackCache {
   forget(digest: string, start: number, end: number): Promise<void> {
     return this.serialized(digest, async () => {
       const onDisk = await readFile(`${this.dataPath(digest)}.ranges`, 'utf8').then(parseSpans, () => []);
-      const kept = merge([...onDisk, ...(await this.load(digest))]).flatMap(([s, e]): Span[] => {
+      const kept = unionSpans([...onDisk, ...(await this.load(digest))]).flatMap(([s, e]): Span[] => {
         if (e <= start || end <= s) return [[s, e]];
         return [...(s < start ? [[s, start] as Span] : []), ...(end < e ? [[end, e] as Span] : [])];
       });
@@ -159,7 +159,7 @@ export class PackCache {
       stats.bytesBefore += before + ranges;
       await this.serialized(digest, async () => {
         const held = await readFile(`${path}.ranges`, 'utf8').then(parseSpans, () => [] as Span[]);
-        const keep = intersect(held, merge(needed.get(digest) ?? []));
+        const keep = intersect(held, unionSpans(needed.get(digest) ?? []));
         if (keep.length === 0) {
           await rm(`${path}.ranges`, { force: true });
           await rm(path, { force: true });
@@ -217,7 +217,7 @@ export class PackCache {
     return this.serialized(digest, async () => {
       // Another process may have listed ranges meanwhile: merge with what is on disk.
       const onDisk = await readFile(`${this.dataPath(digest)}.ranges`, 'utf8').then(parseSpans, () => []);
-      await this.saveSpans(digest, merge([...onDisk, ...(await this.load(digest)), span]));
+      await this.saveSpans(digest, unionSpans([...onDisk, ...(await this.load(digest)), span]));
     });
   }
 
@@ -289,7 +289,8 @@ function parseSpans(text: string): Span[] {
   }
 }
 
-function merge(spans: Span[]): Span[] {
+/** The union of spans, sorted, overlapping or touching ones joined (unlike mergeSpans, no gap is bridged). */
+export function unionSpans(spans: Span[]): Span[] {
   const sorted = spans.slice().sort((a, b) => a[0] - b[0]);
   const out: Span[] = [];
   for (const span of sorted) {
