@@ -12,7 +12,7 @@ import {
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshot, tempDir } from '../packages/pack/test/helpers.js';
-import { CLI, SAMPLE, SAMPLE_MOD, scrubbedEnv, splinterCli } from './support.js';
+import { CLI, captureOutput, SAMPLE, SAMPLE_MOD, scrubbedEnv, splinterCli } from './support.js';
 
 interface RoundJson {
   head: { version: string } | null;
@@ -140,29 +140,23 @@ describe('splinter activator: the mods of the active patch follow activation and
       ],
       { env: scrubbedEnv(env), stdio: ['ignore', 'pipe', 'pipe'] },
     );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-    });
+    const output = captureOutput(child);
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
     const rounds = () =>
-      stdout
+      output
+        .stdout()
         .split('\n')
         .filter(Boolean)
         .map((line) => JSON.parse(line) as RoundJson);
     return {
       child,
       exited,
-      stderr: () => stderr,
+      stderr: () => output.stderr(),
       async round(count: number): Promise<RoundJson> {
         const deadline = Date.now() + 30_000;
         while (rounds().length < count) {
           if (Date.now() > deadline || child.exitCode !== null)
-            throw new Error(`no round ${count}: ${stderr}`);
+            throw new Error(`no round ${count}: ${output.stderr()}`);
           await sleep(50);
         }
         return rounds()[count - 1]!;

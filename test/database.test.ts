@@ -6,7 +6,7 @@ import { ADMIN_DATABASE_URL, type FreshDatabase, freshDatabase, requireTool } fr
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serveApi } from './serve.js';
-import { CLI, run, SAMPLE, splinterCli, tempDir } from './support.js';
+import { CLI, run, SAMPLE, scrubbedEnv, splinterCli, tempDir } from './support.js';
 
 const GRANTS = join(import.meta.dirname, '..', 'deploy', 'postgres', 'grants.sql');
 const SCHEMA_BEHIND_EXIT = 10;
@@ -123,7 +123,7 @@ describe('database operations with the roles of deploy/postgres/grants.sql', () 
 
   it('migrates only as the owner; db status --check --wait returns once it has', async () => {
     const waiting = spawn(process.execPath, [CLI, 'db', 'status', '--check', '--wait', '50'], {
-      env: { ...process.env, ...as.reader },
+      env: scrubbedEnv(as.reader),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const waited = exited(waiting);

@@ -5,7 +5,7 @@ import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type FaultProxy, type RunningRegistry, startFaultProxy, startRegistry } from '@splintertree/testkit';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { CLI, snapshot, splinterCli, tempDir } from './support.js';
+import { CLI, scrubbedEnv, snapshot, splinterCli, tempDir } from './support.js';
 
 const MIB = 1024 * 1024;
 
@@ -54,7 +54,7 @@ describe('interrupted pushes and pulls leave nothing behind', () => {
   const env = (home: string) => ({ SPLINTER_HOME: home });
   const spawnCli = (args: string[], home: string) => {
     const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...process.env, ...env(home) },
+      env: scrubbedEnv(env(home)),
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let text = '';

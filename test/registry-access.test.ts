@@ -8,7 +8,7 @@ import {
   startRegistry,
 } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, type CliResult, SAMPLE, snapshot, tempDir } from './support.js';
+import { CLI, type CliResult, captureOutput, SAMPLE, scrubbedEnv, snapshot, tempDir } from './support.js';
 
 const PROXIED_NAME = 'registry.splinter.test';
 
@@ -16,19 +16,14 @@ const PROXIED_NAME = 'registry.splinter.test';
 function splinter(args: string[], env: Record<string, string>, input = ''): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...process.env, ...env },
+      env: scrubbedEnv(env),
       stdio: ['pipe', 'pipe', 'pipe'],
     });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-    });
+    const output = captureOutput(child);
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.on('close', (code) =>
+      resolve({ code: code ?? -1, stdout: output.stdout(), stderr: output.stderr() }),
+    );
     child.stdin.end(input);
   });
 }

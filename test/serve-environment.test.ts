@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { type FreshDatabase, freePort, freshDatabase } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../apps/cli/src/program.js';
-import { CLI, splinterCli } from './support.js';
+import { CLI, scrubbedEnv, splinterCli } from './support.js';
 
 describe('splinter serve configured from the environment alone, /metrics on its own port', () => {
   let database: FreshDatabase;
@@ -48,8 +48,7 @@ describe('splinter serve configured from the environment alone, /metrics on its 
     const token = (JSON.parse(created.stdout) as { token: string }).token;
     const [port, metricsPort] = [await freePort(), await freePort()];
     child = spawn(process.execPath, [CLI, 'serve'], {
-      env: {
-        ...process.env,
+      env: scrubbedEnv({
         ...operator,
         SPLINTER_API_PORT: String(port),
         SPLINTER_API_HOST: '127.0.0.1',
@@ -57,7 +56,7 @@ describe('splinter serve configured from the environment alone, /metrics on its 
         SPLINTER_API_RATE_LIMIT: '1',
         SPLINTER_API_BURST: '1',
         SPLINTER_API_LOG_LEVEL: 'info',
-      },
+      }),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';

@@ -15,7 +15,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshot, tempDir } from '../packages/pack/test/helpers.js';
 import { type ServedApi, serveApi } from './serve.js';
-import { CLI, SAMPLE_MOD, splinterCli } from './support.js';
+import { CLI, captureOutput, SAMPLE_MOD, scrubbedEnv, splinterCli } from './support.js';
 
 interface SyncJson {
   action: string;
@@ -547,26 +547,21 @@ describe('signed releases: a launcher trusts no unsigned word about which patch 
         key('studio.pub'),
         ...trusted,
       ],
-      { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+      { env: scrubbedEnv(env), stdio: ['ignore', 'pipe', 'pipe'] },
     );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-    });
+    const output = captureOutput(child);
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
     const until = async (what: string, done: () => boolean) => {
       const deadline = Date.now() + 30_000;
       while (!done()) {
-        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no ${what}: ${stderr}`);
+        if (Date.now() > deadline || child.exitCode !== null)
+          throw new Error(`no ${what}: ${output.stderr()}`);
         await sleep(50);
       }
     };
     const rounds = () =>
-      stdout
+      output
+        .stdout()
         .split('\n')
         .filter(Boolean)
         .map((line) => JSON.parse(line) as Record<string, unknown>);
@@ -575,7 +570,7 @@ describe('signed releases: a launcher trusts no unsigned word about which patch 
       expect(rounds()[0]).toMatchObject({ head: { version: '1' }, kept: [{ name: 'minimap' }] });
       await operatorDo(['patch', 'activate', m2], { SPLINTER_RELEASE_KEY: '' });
       await until('refused round', () =>
-        /activator round failed: .*release statement #\d+ names/.test(stderr),
+        /activator round failed: .*release statement #\d+ names/.test(output.stderr()),
       );
       const unsigned = await run(trusted);
       expect(unsigned.code).toBe(5);
@@ -590,6 +585,6 @@ describe('signed releases: a launcher trusts no unsigned word about which patch 
     } finally {
       child.kill('SIGTERM');
     }
-    expect(await exited, stderr).toBe(0);
+    expect(await exited, output.stderr()).toBe(0);
   }, 180_000);
 });

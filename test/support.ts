@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { lstat, mkdtemp, readdir, readFile, readlink } from 'node:fs/promises';
@@ -33,6 +33,19 @@ export function scrubbedEnv(env: Record<string, string>): Record<string, string>
     TMPDIR: tmpdir(),
     ...env,
   };
+}
+
+/** What a spawned child has written so far, read as it comes. */
+export function captureOutput(child: ChildProcess): { stdout: () => string; stderr: () => string } {
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk) => {
+    stdout += chunk;
+  });
+  child.stderr?.on('data', (chunk) => {
+    stderr += chunk;
+  });
+  return { stdout: () => stdout, stderr: () => stderr };
 }
 
 export interface CliResult {
