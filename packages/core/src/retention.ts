@@ -37,7 +37,9 @@ export function versionNeeds(root: IndexRoot, refs: ChunkRef[]): Record<string, 
   for (const ref of [...root.index.chunks, ...refs]) {
     const digest = packs.get(ref.pack);
     if (!digest) continue;
-    (needs[digest] ??= []).push([ref.offset, ref.offset + ref.storedLength]);
+    const spans = needs[digest] ?? [];
+    spans.push([ref.offset, ref.offset + ref.storedLength]);
+    needs[digest] = spans;
   }
   for (const [digest, spans] of Object.entries(needs)) needs[digest] = unionSpans(spans);
   return needs;

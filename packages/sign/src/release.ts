@@ -221,10 +221,7 @@ function parseStatementPayload(payload: Buffer): ReleaseStatement {
   const subject = (value.subject as Array<{ digest?: { sha256?: unknown } }> | undefined)?.[0];
   if (subject?.digest?.sha256 !== digestHex(head.digest)) throw invalid('has a subject other than its head');
   const mods = Array.isArray(p.mods) ? (p.mods as Array<Record<string, unknown>>) : undefined;
-  if (
-    !mods ||
-    !mods.every((m) => text(m?.reference) && typeof m.digest === 'string' && DIGEST.test(m.digest))
-  )
+  if (!mods?.every((m) => text(m?.reference) && typeof m.digest === 'string' && DIGEST.test(m.digest)))
     throw invalid('lists its mods wrongly');
   const issued = typeof p.issuedAt === 'string' ? Date.parse(p.issuedAt) : Number.NaN;
   const expires = typeof p.expiresAt === 'string' ? Date.parse(p.expiresAt) : Number.NaN;
