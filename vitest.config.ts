@@ -16,6 +16,7 @@ const UNIT = [
   'packages/core/test/**/*.test.ts',
   'packages/oci/test/body-limits.test.ts',
   'apps/cli/test/**/*.test.ts',
+  'test/exports.test.ts',
 ];
 const ALL = ['packages/*/test/**/*.test.ts', 'apps/*/test/**/*.test.ts', 'test/**/*.test.ts'];
 

@@ -1,0 +1,2 @@
+export { ExitCode } from './exit-codes.js';
+export { buildProgram } from './program.js';
