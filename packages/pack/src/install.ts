@@ -351,6 +351,8 @@ const MAX_LINK_HOPS = 40;
 
 /** Follows a symlink through the tree's symlinks; UNSAFE_LINK if any step leaves the tree. */
 function resolveInside(path: string, target: string, links: Map<string, string>): void {
+  // No file system can hold a link to nothing (symlink(2) answers ENOENT): refused before staging.
+  if (target === '') throw new SplinterError('UNSAFE_LINK', `${path}: symlink with an empty target`);
   const outside = () =>
     new SplinterError('UNSAFE_LINK', `${path}: symlink ${JSON.stringify(target)} resolves outside the tree`);
   let hops = 0;

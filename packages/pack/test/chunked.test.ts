@@ -257,6 +257,7 @@ describe('hostile trees are refused before anything is written', () => {
     ],
     ['an absolute target', [link('abs', '/etc/passwd')]],
     ['a loop', [link('x', 'y'), link('y', 'x')]],
+    ['an empty target (found by the property test)', [link('a', '')]],
   ])('%s', async (_name, entries) => {
     expect(await refused(entries)).toBe('UNSAFE_LINK');
   });
