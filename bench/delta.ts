@@ -8,7 +8,6 @@ import {
   mkdtemp,
   open,
   readdir,
-  readFile,
   rm,
   statfs,
   writeFile,
@@ -27,6 +26,7 @@ import {
   stopChildProcesses,
   table,
   type WireCounts,
+  writeBenchSection,
 } from './support.js';
 
 /**
@@ -967,7 +967,7 @@ export default async function delta(): Promise<void> {
       copySeconds,
       minutes: (Date.now() - started) / 60_000,
     });
-    await writeSection(markdownReport.join(''));
+    await writeBenchSection('delta', 'bench/delta.ts', markdownReport.join(''));
   } finally {
     clearTimeout(timer);
     await proxy.stop();
@@ -1213,32 +1213,4 @@ function report(r: Report): void {
       'Failures',
       r.failures.map((f) => ({ case: f.name, error: f.message.slice(0, 400) })),
     );
-}
-
-/** `text` with the section under `heading` (up to the next `## ` heading) replaced, or appended. */
-function replaceSection(text: string | undefined, heading: string, sectionText: string): string {
-  if (text === undefined) return `# Benchmarks\n\n${sectionText}`;
-  const lines = text.split('\n');
-  const start = lines.findIndex((l) => l.trim() === heading);
-  if (start === -1) return `${text.trimEnd()}\n\n${sectionText}`;
-  const after = lines.findIndex((l, i) => i > start && /^## /.test(l));
-  const before = lines.slice(0, start).join('\n');
-  const rest = after === -1 ? '' : `\n${lines.slice(after).join('\n')}`;
-  return `${before}${start > 0 ? '\n' : ''}${sectionText}${rest}`;
-}
-
-/** Replaces the `## delta` section of docs/benchmarks.md (or creates the file) with this run's figures. */
-async function writeSection(body: string): Promise<void> {
-  const path = join(import.meta.dirname, '..', 'docs', 'benchmarks.md');
-  const heading = '## delta';
-  const sectionText = `${heading}\n\n\`npm run bench -- delta\` (bench/delta.ts).\n\n${body.trimEnd()}\n`;
-  let existing: string | undefined;
-  try {
-    existing = await readFile(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
-  await mkdir(dirname(path), { recursive: true });
-  await writeFile(path, replaceSection(existing, heading, sectionText));
-  console.log(`\nwritten to ${relative(process.cwd(), path)} (## delta)`);
 }

@@ -1,14 +1,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
 import { cpus, tmpdir, totalmem } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ChainStore, openPostgres, type SqlClient } from '@splintertree/chain';
 import { createLauncherToken, openSplinter, settingsFromEnvironment } from '@splintertree/core';
 import { generatePatchKey, kekIdOf, keyIdOf, wrapKey } from '@splintertree/seal';
 import { freePort, freshDatabase } from '@splintertree/testkit';
-import { CLI, markdownTable, table } from './support.js';
+import { CLI, markdownTable, table, writeBenchSection } from './support.js';
 
 const LAUNCHERS = Number(process.env.BENCH_LAUNCHERS ?? 3000);
 const POLL_MS = Number(process.env.BENCH_POLL_MS ?? 2000);
@@ -131,7 +131,11 @@ export default async function (): Promise<void> {
     'Statements are what the replicas sent to PostgreSQL (their own splinter_api_database_queries_total, LISTEN heartbeats aside) from the activation until every launcher held its key, polls in that window included, divided by the launchers; xact_commit is the database-wide count over the same window (heartbeats, the activation and the statistics flush lag included).',
     'Every replica keeps one read of the realm view for --view-max-age (2 s) and drops it on the head change NOTIFY; unlock keys are cached after the first release. So a replica costs the database a few statements per realm per head change and per 2 s, whatever the number of players.',
   ];
-  await writeSection(`${facts}\n\n${markdownTable(rows)}\n${notes.join('\n\n')}\n`);
+  await writeBenchSection(
+    'release-day',
+    'bench/release-day.ts',
+    `${facts}\n\n${markdownTable(rows)}\n${notes.join('\n\n')}\n`,
+  );
 }
 
 async function round(
@@ -380,31 +384,4 @@ async function loadAverage(): Promise<string> {
 function quantile(sorted: number[], q: number): number {
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
-/** Replaces the `## release-day` section of docs/benchmarks.md (or adds it at the end). */
-async function writeSection(body: string): Promise<void> {
-  const path = join(import.meta.dirname, '..', 'docs', 'benchmarks.md');
-  const heading = '## release-day';
-  const section = `${heading}\n\n\`npm run bench -- release-day\` (bench/release-day.ts).\n\n${body.trimEnd()}\n`;
-  let existing = '';
-  try {
-    existing = await readFile(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    existing = '# Benchmarks\n';
-  }
-  const lines = existing.split('\n');
-  const start = lines.indexOf(heading);
-  let text: string;
-  if (start === -1) {
-    text = `${existing.trimEnd()}\n\n${section}`;
-  } else {
-    const after = lines.findIndex((line, i) => i > start && /^## /.test(line));
-    const rest = after === -1 ? '' : `\n${lines.slice(after).join('\n')}`;
-    text = `${lines.slice(0, start).join('\n')}\n${section}${rest}`;
-  }
-  await mkdir(dirname(path), { recursive: true });
-  await writeFile(path, text);
-  console.log(`\nwritten to ${relative(process.cwd(), path)} (${heading})`);
 }

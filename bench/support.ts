@@ -4,7 +4,8 @@ import type { Dirent } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { availableParallelism, loadavg, totalmem } from 'node:os';
+import { dirname, join, relative } from 'node:path';
 
 export const CLI = join(import.meta.dirname, '..', 'apps', 'cli', 'bin', 'splinter.js');
 
@@ -227,4 +228,40 @@ export async function stopChildProcesses(): Promise<number[]> {
     }
   }
   return stopped;
+}
+
+/** `text` with the section under `heading` (up to the next `## ` heading) replaced, or appended. */
+function replaceSection(text: string | undefined, heading: string, sectionText: string): string {
+  if (text === undefined) return `# Benchmarks\n\n${sectionText}`;
+  const lines = text.split('\n');
+  const start = lines.findIndex((l) => l.trim() === heading);
+  if (start === -1) return `${text.trimEnd()}\n\n${sectionText}`;
+  const after = lines.findIndex((l, i) => i > start && /^## /.test(l));
+  const before = lines.slice(0, start).join('\n');
+  const rest = after === -1 ? '' : `\n${lines.slice(after).join('\n')}`;
+  return `${before}${start > 0 ? '\n' : ''}${sectionText}${rest}`;
+}
+
+/**
+ * Replaces the `## name` section of docs/benchmarks.md (or creates the file) with this run's figures:
+ * the benchmark writes them, never a hand. `source` names the file that produced them.
+ */
+export async function writeBenchSection(name: string, source: string, body: string): Promise<void> {
+  const path = join(import.meta.dirname, '..', 'docs', 'benchmarks.md');
+  const heading = `## ${name}`;
+  const sectionText = `${heading}\n\n\`npm run bench -- ${name}\` (${source}).\n\n${body.trimEnd()}\n`;
+  let existing: string | undefined;
+  try {
+    existing = await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, replaceSection(existing, heading, sectionText));
+  console.log(`\nwritten to ${relative(process.cwd(), path)} (${heading})`);
+}
+
+/** The date and machine a run's figures come from, for the line above its table. */
+export function machineFacts(): string {
+  return `${new Date().toISOString().slice(0, 10)}, ${availableParallelism()} cores, ${(totalmem() / 2 ** 30).toFixed(2)} GiB memory, Node ${process.version}, load average ${loadavg()[0]!.toFixed(2)} at the end`;
 }

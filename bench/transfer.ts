@@ -5,7 +5,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { freshDatabase, requireTool, startRegistry } from '@splintertree/testkit';
-import { CLI, generateTree, type Measured, measure, mib, table } from './support.js';
+import {
+  CLI,
+  generateTree,
+  type Measured,
+  machineFacts,
+  markdownTable,
+  measure,
+  mib,
+  table,
+  writeBenchSection,
+} from './support.js';
 
 /**
  * The push and pull benchmarks: a generated tree of about 1 GiB in about 5,000 files
@@ -35,6 +45,7 @@ export async function runTransferBench(mode: 'push' | 'pull'): Promise<void> {
     const packed = await splinter(['patch', 'push', tree, '--realm', 'bench', '--version', '1', '--json']);
     const layout = `oci:${join(home, 'store')}:patches/bench:1`;
     const rows: Array<Record<string, string>> = [];
+    const ratios: string[] = [];
     const row = (tool: string, what: string, result: Measured) =>
       rows.push({
         tool,
@@ -79,8 +90,12 @@ export async function runTransferBench(mode: 'push' | 'pull'): Promise<void> {
       row('splinter', 're-push unchanged folder', again);
       table(rows);
       const reupload = JSON.parse(again.stdout).blobs as { uploaded: number; skipped: number };
-      console.log(`\nthroughput ratio splinter/skopeo: ${(theirs.seconds / ours.seconds).toFixed(2)}`);
-      console.log(`unchanged re-push uploaded ${reupload.uploaded} blobs (skipped ${reupload.skipped})`);
+      const ratio = `throughput ratio splinter/skopeo: ${(theirs.seconds / ours.seconds).toFixed(2)}`;
+      console.log(`\n${ratio}`);
+      ratios.push(ratio);
+      const reused = `unchanged re-push uploaded ${reupload.uploaded} blobs (skipped ${reupload.skipped})`;
+      console.log(reused);
+      ratios.push(reused);
     } else {
       await splinter(['patch', 'push', tree, '--realm', 'bench-remote', '--version', '1', ...toRegistry]);
       const reference = `${registry.host}/patches/bench-remote:1`;
@@ -141,16 +156,18 @@ export async function runTransferBench(mode: 'push' | 'pull'): Promise<void> {
       row('splinter', 'fetch registry -> cache (an OCI layout), no unpacking', fetched);
       row('skopeo + tar', 'one tar+gzip layer: copy, then tar -xz into a folder', combined);
       table(rows);
-      console.log(
-        `\nthroughput ratio splinter/skopeo copy: ${(theirs.seconds / ours.seconds).toFixed(2)} (skopeo stores blobs only)`,
-      );
-      console.log(
+      ratios.push(
+        `throughput ratio splinter/skopeo copy: ${(theirs.seconds / ours.seconds).toFixed(2)} (skopeo stores blobs only)`,
         `throughput ratio splinter fetch/skopeo copy: ${(theirs.seconds / fetched.seconds).toFixed(2)} (both store blobs only)`,
-      );
-      console.log(
         `throughput ratio splinter/(skopeo copy + tar unpack): ${(combined.seconds / ours.seconds).toFixed(2)} (both fetch and write the tree; theirs has no chunks, no dedup, no locale)`,
       );
+      console.log(`\n${ratios.join('\n')}`);
     }
+    await writeBenchSection(
+      mode,
+      'bench/transfer.ts',
+      `${machineFacts()}; ${sizeMib} MiB in ${files} files, CNCF Distribution on loopback.\n\n${markdownTable(rows)}\n${ratios.map((line) => `- ${line}`).join('\n')}\n`,
+    );
   } finally {
     await registry.stop();
     await database.drop();
