@@ -24,28 +24,9 @@ export function selfSignedCertificate(options: {
 }): SelfSignedCertificate {
   const keyPath = join(options.dir, `${options.name}-key.pem`);
   const certificatePath = join(options.dir, `${options.name}-cert.pem`);
-  execFileSync(
-    requireTool('openssl'),
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      keyPath,
-      '-out',
-      certificatePath,
-      '-days',
-      '2',
-      '-subj',
-      `/CN=${options.commonName}`,
-      ...(options.ipAddress ? ['-addext', `subjectAltName=IP:${options.ipAddress}`] : []),
-    ],
-    { stdio: 'ignore' },
-  );
+  selfSign(requireTool('openssl'), keyPath, certificatePath, options.commonName, [
+    ...(options.ipAddress ? ['-addext', `subjectAltName=IP:${options.ipAddress}`] : []),
+  ]);
   return {
     keyPath,
     certificatePath,
@@ -73,31 +54,12 @@ export function certificateAuthority(options: { dir: string; commonName?: string
   const openssl = requireTool('openssl');
   const caKey = join(options.dir, 'ca-key.pem');
   const caCert = join(options.dir, 'ca-cert.pem');
-  execFileSync(
-    openssl,
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      caKey,
-      '-out',
-      caCert,
-      '-days',
-      '2',
-      '-subj',
-      `/CN=${options.commonName ?? 'splinter-test-ca'}`,
-      '-addext',
-      'basicConstraints=critical,CA:TRUE',
-      '-addext',
-      'keyUsage=critical,keyCertSign,cRLSign',
-    ],
-    { stdio: 'ignore' },
-  );
+  selfSign(openssl, caKey, caCert, options.commonName ?? 'splinter-test-ca', [
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
   return {
     certificatePath: caCert,
     certificate: readFileSync(caCert, 'utf8'),
@@ -165,4 +127,36 @@ export function certificateAuthority(options: { dir: string; commonName?: string
       };
     },
   };
+}
+
+/** A fresh P-256 key at `keyPath` and a two-day self-signed certificate for it at `certificatePath`. */
+function selfSign(
+  openssl: string,
+  keyPath: string,
+  certificatePath: string,
+  commonName: string,
+  extra: string[],
+): void {
+  execFileSync(
+    openssl,
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      keyPath,
+      '-out',
+      certificatePath,
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${commonName}`,
+      ...extra,
+    ],
+    { stdio: 'ignore' },
+  );
 }
