@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { appendFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OciLayoutTarget } from '@splintertree/oci';
@@ -13,7 +12,6 @@ import {
   installTree,
   type KeyRing,
   PackCache,
-  packDescriptor,
   publishTree,
   readIndex,
   type Selection,
@@ -21,28 +19,18 @@ import {
 import { generatePatchKey, keyIdOf } from '@splintertree/seal';
 import { errorCodeOf } from '@splintertree/testkit';
 import { describe, expect, it } from 'vitest';
-import { makeTree, snapshot, tempDir } from './helpers.js';
+import { makeTree, publishInto, snapshot, tempDir } from './helpers.js';
 
 /** A publisher and a client sharing one real OCI layout store on disk. */
 async function world() {
   const store = await OciLayoutTarget.open(await tempDir('store'));
   const client = { cache: new PackCache(await tempDir('packs')) };
   const publish = async (dir: string, base?: BaseVersion, key?: Uint8Array) => {
-    const uploads: Array<Promise<void>> = [];
-    const published = await publishTree({
-      dir,
-      workDir: await tempDir('work'),
+    const { published, entries } = await publishInto(store, client.cache, dir, {
       base,
       key,
-      tagRules: [{ tag: 'locale:deDE', patterns: ['**/deDE/**'] }],
-      onPack: (pack) => uploads.push(store.push(packDescriptor(pack.entry), createReadStream(pack.path))),
-    });
-    await Promise.all(uploads);
-    const entries = await readIndex(published.root, {
-      cache: client.cache,
-      remote: store,
       keys: ring(key),
-      concurrency: 2,
+      tagRules: [{ tag: 'locale:deDE', patterns: ['**/deDE/**'] }],
     });
     return { ...published, entries, version: { root: published.root, entries } as BaseVersion };
   };

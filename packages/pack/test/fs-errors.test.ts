@@ -1,31 +1,18 @@
-import { createReadStream } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isSplinterError } from '@splintertree/errors';
 import { OciLayoutTarget } from '@splintertree/oci';
-import { installTree, PackCache, packDescriptor, publishTree, readIndex } from '@splintertree/pack';
+import { installTree, PackCache } from '@splintertree/pack';
 import { describe, expect, it } from 'vitest';
-import { tempDir } from './helpers.js';
+import { publishInto, tempDir } from './helpers.js';
 
 describe('file-system refusals get their own code and one line', () => {
   it('a name longer than the file system takes is NAME_TOO_LONG, naming the path; nothing is left', async () => {
     const store = await OciLayoutTarget.open(await tempDir('store'));
     const tree = await tempDir('tree');
     await writeFile(join(tree, 'short.txt'), 'a');
-    const uploads: Array<Promise<void>> = [];
-    const published = await publishTree({
-      dir: tree,
-      workDir: await tempDir('work'),
-      onPack: (pack) => uploads.push(store.push(packDescriptor(pack.entry), createReadStream(pack.path))),
-    });
-    await Promise.all(uploads);
     const cache = new PackCache(await tempDir('packs'));
-    const entries = await readIndex(published.root, {
-      cache,
-      remote: store,
-      keys: new Map(),
-      concurrency: 2,
-    });
+    const { published, entries } = await publishInto(store, cache, tree);
     // A hostile index: 300 bytes in one name (ext4, APFS and NTFS stop at 255).
     const long = 'n'.repeat(300);
     const hostile = entries.map((entry) => (entry.path === 'short.txt' ? { ...entry, path: long } : entry));
@@ -49,20 +36,8 @@ describe('file-system refusals get their own code and one line', () => {
     const store = await OciLayoutTarget.open(await tempDir('store'));
     const tree = await tempDir('tree');
     await writeFile(join(tree, 'short.txt'), 'a');
-    const uploads: Array<Promise<void>> = [];
-    const published = await publishTree({
-      dir: tree,
-      workDir: await tempDir('work'),
-      onPack: (pack) => uploads.push(store.push(packDescriptor(pack.entry), createReadStream(pack.path))),
-    });
-    await Promise.all(uploads);
     const cache = new PackCache(await tempDir('packs'));
-    const entries = await readIndex(published.root, {
-      cache,
-      remote: store,
-      keys: new Map(),
-      concurrency: 2,
-    });
+    const { published, entries } = await publishInto(store, cache, tree);
     const hostile = entries.map((entry) =>
       entry.path === 'short.txt' ? { ...entry, path: 'aux.txt' } : entry,
     );

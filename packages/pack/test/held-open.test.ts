@@ -1,11 +1,10 @@
-import { createReadStream } from 'node:fs';
 import { readdir, rename, writeFile } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { isSplinterError } from '@splintertree/errors';
 import { OciLayoutTarget } from '@splintertree/oci';
-import { installTree, PackCache, packDescriptor, publishTree, readIndex } from '@splintertree/pack';
+import { installTree, PackCache } from '@splintertree/pack';
 import { describe, expect, it } from 'vitest';
-import { makeTree, snapshot, tempDir } from './helpers.js';
+import { makeTree, publishInto, snapshot, tempDir } from './helpers.js';
 
 /**
  * fs.rename as Windows answers it while a program holds `held` open without sharing delete: the file
@@ -33,22 +32,7 @@ describe('a file the game holds open', () => {
     it(`fails the install with FILE_IN_USE naming it, the old tree intact (${code} on ${platform})`, async () => {
       const store = await OciLayoutTarget.open(await tempDir('held-store'));
       const cache = new PackCache(await tempDir('held-packs'));
-      const publish = async (dir: string) => {
-        const uploads: Array<Promise<void>> = [];
-        const published = await publishTree({
-          dir,
-          workDir: await tempDir('held-work'),
-          onPack: (pack) => uploads.push(store.push(packDescriptor(pack.entry), createReadStream(pack.path))),
-        });
-        await Promise.all(uploads);
-        const entries = await readIndex(published.root, {
-          cache,
-          remote: store,
-          keys: new Map(),
-          concurrency: 2,
-        });
-        return { root: published.root, entries };
-      };
+      const publish = (dir: string) => publishInto(store, cache, dir);
       const tree = await tempDir('held-tree');
       await makeTree(tree, { largeBytes: 256 * 1024, smallFiles: 5 });
       const v1 = await publish(tree);

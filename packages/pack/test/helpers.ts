@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import {
   chmod,
   lstat,
@@ -12,9 +13,49 @@ import {
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { OciLayoutTarget } from '@splintertree/oci';
+import {
+  type IndexEntry,
+  type IndexRoot,
+  type KeyRing,
+  type PackCache,
+  type Published,
+  type PublishOptions,
+  packDescriptor,
+  publishTree,
+  readIndex,
+} from '@splintertree/pack';
 
 export async function tempDir(prefix: string): Promise<string> {
   return mkdtemp(join(tmpdir(), `splinter-${prefix}-`));
+}
+
+/**
+ * Publishes `dir` into `store` as a publisher does (each pack uploaded as it closes), then reads its
+ * index back through `cache` as a client does.
+ */
+export async function publishInto(
+  store: OciLayoutTarget,
+  cache: PackCache,
+  dir: string,
+  options: Partial<Omit<PublishOptions, 'dir' | 'onPack'>> & { keys?: KeyRing } = {},
+): Promise<{ root: IndexRoot; entries: IndexEntry[]; published: Published }> {
+  const { keys, ...publish } = options;
+  const uploads: Array<Promise<void>> = [];
+  const published = await publishTree({
+    workDir: await tempDir('work'),
+    ...publish,
+    dir,
+    onPack: (pack) => uploads.push(store.push(packDescriptor(pack.entry), createReadStream(pack.path))),
+  });
+  await Promise.all(uploads);
+  const entries = await readIndex(published.root, {
+    cache,
+    remote: store,
+    keys: keys ?? new Map(),
+    concurrency: 2,
+  });
+  return { root: published.root, entries, published };
 }
 
 /** A small game-like tree: nested folders, an empty folder, an executable, a symlink, a large file. */

@@ -1,20 +1,11 @@
-import { createReadStream } from 'node:fs';
 import { mkdir, readdir, readlink, realpath, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, sep } from 'node:path';
 import { isSplinterError } from '@splintertree/errors';
 import { OciLayoutTarget } from '@splintertree/oci';
-import {
-  type IndexEntry,
-  type IndexRoot,
-  installTree,
-  PackCache,
-  packDescriptor,
-  publishTree,
-  readIndex,
-} from '@splintertree/pack';
+import { type IndexEntry, type IndexRoot, installTree, PackCache } from '@splintertree/pack';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { snapshot, tempDir } from './helpers.js';
+import { publishInto, snapshot, tempDir } from './helpers.js';
 
 type FileEntry = Extract<IndexEntry, { type: 'file' }>;
 
@@ -64,15 +55,8 @@ describe('install against random hostile link graphs and entry orders', () => {
     await writeFile(join(source, 'one'), 'first file\n');
     await writeFile(join(source, 'two'), Buffer.alloc(70_000, 7));
     await writeFile(join(source, 'three'), '');
-    const uploads: Array<Promise<void>> = [];
-    const published = await publishTree({
-      dir: source,
-      workDir: await tempDir('prop-work'),
-      onPack: (pack) => uploads.push(store.push(packDescriptor(pack.entry), createReadStream(pack.path))),
-    });
-    await Promise.all(uploads);
     const cache = new PackCache(await tempDir('prop-packs'));
-    const base = await readIndex(published.root, { cache, remote: store, keys: new Map(), concurrency: 2 });
+    const { published, entries: base } = await publishInto(store, cache, source);
     const files = base.filter((e): e is FileEntry => e.type === 'file');
 
     const sandbox = await tempDir('prop-sandbox');
