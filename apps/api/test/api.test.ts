@@ -1,21 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import { type RunningApi, startApi } from '@splintertree/api';
-import { AccessStore, ChainStore, openPostgres, type SqlClient } from '@splintertree/chain';
+import { AccessStore, type ChainStore, type SqlClient } from '@splintertree/chain';
 import {
   createLauncherToken,
   LISTENER_APPLICATION_NAME,
-  openSplinter,
   requestUnlock,
   type Settings,
   type Splinter,
   settingsFromEnvironment,
 } from '@splintertree/core';
 import { generatePatchKey } from '@splintertree/seal';
-import { errorCodeOf, type FreshDatabase, freshDatabase } from '@splintertree/testkit';
+import { errorCodeOf, type FreshDatabase } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, registerPreloaded } from './helpers.js';
+import { type Backend, eventually, openBackend, registerPreloaded } from './helpers.js';
 
 describe('launcher API server (in process, real PostgreSQL, real HTTP on loopback)', () => {
+  let backend: Backend;
   let database: FreshDatabase;
   let settings: Settings;
   let splinter: Splinter;
@@ -35,23 +35,13 @@ describe('launcher API server (in process, real PostgreSQL, real HTTP on loopbac
     });
 
   beforeAll(async () => {
-    database = await freshDatabase('api', { migrate: true });
-    settings = settingsFromEnvironment({
-      DATABASE_URL: database.url,
-      SPLINTER_KEK: Buffer.from(kek).toString('hex'),
-      SPLINTER_HOME: `/tmp/splinter-api-test-${randomBytes(4).toString('hex')}`,
-    });
-    splinter = await openSplinter({ settings });
-    token = (await createLauncherToken(splinter, { realm: 'eu-1' })).token;
-    client = await openPostgres(database.url);
-    chain = new ChainStore(client);
+    backend = await openBackend('api', kek);
+    ({ database, settings, splinter, token, client, chain } = backend);
     api = await startApi(settings, { port: '0', logLevel: 'silent', rateLimit: '1000', burst: '1000' });
   });
   afterAll(async () => {
     await api?.close();
-    await splinter?.close();
-    await client?.close();
-    await database?.drop();
+    await backend?.close();
   });
 
   it('reports every configuration problem at start-up, one message each, before binding a port', async () => {

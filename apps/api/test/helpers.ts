@@ -1,6 +1,15 @@
+import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ChainStore } from '@splintertree/chain';
+import { ChainStore, openPostgres, type SqlClient } from '@splintertree/chain';
+import {
+  createLauncherToken,
+  openSplinter,
+  type Settings,
+  type Splinter,
+  settingsFromEnvironment,
+} from '@splintertree/core';
 import { generatePatchKey, kekIdOf, keyIdOf, wrapKey } from '@splintertree/seal';
+import { type FreshDatabase, freshDatabase } from '@splintertree/testkit';
 
 /** A preloaded patch registered directly (the registry plays no part in the API tests). */
 export async function registerPreloaded(
@@ -29,4 +38,41 @@ export async function eventually<T>(probe: () => Promise<T>, wanted: T, ms = 200
     value = await probe();
   }
   return value;
+}
+
+/** What an API test stands on: a fresh migrated database, the core over it, a realm token, the chain. */
+export interface Backend {
+  database: FreshDatabase;
+  settings: Settings;
+  splinter: Splinter;
+  /** A launcher token of realm eu-1. */
+  token: string;
+  client: SqlClient;
+  chain: ChainStore;
+  close(): Promise<void>;
+}
+
+export async function openBackend(label: string, kek: Uint8Array, home?: string): Promise<Backend> {
+  const database = await freshDatabase(label, { migrate: true });
+  const settings = settingsFromEnvironment({
+    DATABASE_URL: database.url,
+    SPLINTER_KEK: Buffer.from(kek).toString('hex'),
+    SPLINTER_HOME: home ?? `/tmp/splinter-${label}-${randomBytes(4).toString('hex')}`,
+  });
+  const splinter = await openSplinter({ settings });
+  const token = (await createLauncherToken(splinter, { realm: 'eu-1' })).token;
+  const client = await openPostgres(database.url);
+  return {
+    database,
+    settings,
+    splinter,
+    token,
+    client,
+    chain: new ChainStore(client),
+    async close() {
+      await splinter.close();
+      await client.close();
+      await database.drop();
+    },
+  };
 }

@@ -1,25 +1,20 @@
-import { randomBytes } from 'node:crypto';
 import { type RunningApi, startApi } from '@splintertree/api';
-import { ChainStore, openPostgres, type SqlClient } from '@splintertree/chain';
+import type { ChainStore } from '@splintertree/chain';
 import {
   createLauncherToken,
   fetchRealmView,
-  openSplinter,
   requestRealmView,
   type Settings,
   type Splinter,
-  settingsFromEnvironment,
 } from '@splintertree/core';
 import { generatePatchKey } from '@splintertree/seal';
-import { type FreshDatabase, freshDatabase } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, registerPreloaded } from './helpers.js';
+import { type Backend, eventually, openBackend, registerPreloaded } from './helpers.js';
 
 describe('realm view caching: ETag, 304, Cache-Control, and a launcher that revalidates and backs off', () => {
-  let database: FreshDatabase;
+  let backend: Backend;
   let settings: Settings;
   let splinter: Splinter;
-  let client: SqlClient;
   let chain: ChainStore;
   let api: RunningApi;
   let token: string;
@@ -29,23 +24,13 @@ describe('realm view caching: ETag, 304, Cache-Control, and a launcher that reva
     fetch(`${url}/launcher/realms/eu-1`, { headers: { authorization: `Bearer ${bearer}`, ...headers } });
 
   beforeAll(async () => {
-    database = await freshDatabase('api_view', { migrate: true });
-    settings = settingsFromEnvironment({
-      DATABASE_URL: database.url,
-      SPLINTER_KEK: Buffer.from(kek).toString('hex'),
-      SPLINTER_HOME: `/tmp/splinter-api-view-${randomBytes(4).toString('hex')}`,
-    });
-    splinter = await openSplinter({ settings });
-    token = (await createLauncherToken(splinter, { realm: 'eu-1' })).token;
-    client = await openPostgres(database.url);
-    chain = new ChainStore(client);
+    backend = await openBackend('api_view', kek);
+    ({ settings, splinter, token, chain } = backend);
     api = await startApi(settings, { port: '0', logLevel: 'silent', rateLimit: '1000', burst: '1000' });
   });
   afterAll(async () => {
     await api?.close();
-    await splinter?.close();
-    await client?.close();
-    await database?.drop();
+    await backend?.close();
   });
 
   it('tags the view with a strong ETag, a short Cache-Control, and answers 304 to a matching If-None-Match', async () => {
