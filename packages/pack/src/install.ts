@@ -115,6 +115,9 @@ export async function installTree(options: InstallOptions): Promise<InstallResul
   });
   const unlock = await lockOutput(output, () => options.journal?.throwIfInterrupted());
   try {
+    // A tree a killed --replace left set aside is put back before the plan reads it: what is unchanged
+    // is linked, not fetched again, and the player's own files in it are seen and kept.
+    recoverOutput(output);
     return await installLocked(options, selected, output);
   } finally {
     await unlock();
@@ -151,8 +154,6 @@ async function installLocked(
   for (const ref of needed) keyOf(ref); // every key is present before any byte is fetched
   const fetch = await fetchRecords(needed, { ...options, packs });
 
-  await mkdir(dirname(output), { recursive: true });
-  recoverOutput(output);
   const noted = await options.journal?.note({ kind: 'install', output, since: Date.now() });
   const staging = await makeStaging(output).catch(async (error: unknown) => {
     await noted?.done();
