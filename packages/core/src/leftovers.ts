@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { RegistryTarget, type UploadSessions } from '@splintertree/oci';
+import type { RegistryTarget, UploadSessions } from '@splintertree/oci';
 import {
   deadOwner,
   type JournalEntry,
@@ -15,6 +15,7 @@ const OWNED_FILES: Array<[folder: string, owner: RegExp]> = [
   ['packs', /\.tmp-(\d+)-/],
   ['indexes', /\.tmp-(\d+)-/],
   ['installs', /\.(\d+)\.tmp$/],
+  ['.', /^retained\.json\.(\d+)\.tmp$/],
   [join('store', 'ingest'), /^[0-9a-f]{64}-(\d+)-/],
 ];
 
@@ -42,7 +43,16 @@ export class Leftovers {
   constructor(
     private readonly home: string,
     private readonly journal: WorkJournal,
-    private readonly dockerConfigDir: string | undefined,
+    /** A client with the process's registry access (Stores.registryTarget): a session is cancelled as it was opened. */
+    private readonly openTarget: (
+      registry: string,
+      repository: string,
+      options: {
+        plainHttp: boolean;
+        retry: { maxAttempts: number; maxElapsedMs: number };
+        timeoutMs: number;
+      },
+    ) => RegistryTarget,
   ) {}
 
   /** Cleans after runs that are `gone`; returns how many leftovers it removed or cancelled. */
@@ -86,11 +96,8 @@ export class Leftovers {
       return true;
     }
     const origin = new URL(entry.origin);
-    const target = new RegistryTarget({
-      registry: origin.host,
-      repository: entry.repository,
+    const target = this.openTarget(origin.host, entry.repository, {
       plainHttp: origin.protocol === 'http:',
-      dockerConfigDir: this.dockerConfigDir,
       retry: { maxAttempts: 2, maxElapsedMs: 5000 },
       // A registry that does not answer costs a command at most a few seconds; the entry stays.
       timeoutMs: 3000,

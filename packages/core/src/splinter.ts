@@ -98,7 +98,6 @@ export class Splinter {
     this.settings = options.settings;
     this.blobLocations = new BlobLocations(join(this.settings.home, 'blob-locations.json'));
     this.journal = new WorkJournal(join(this.settings.home, 'journal'));
-    this.leftovers = new Leftovers(this.settings.home, this.journal, this.settings.dockerConfigDir);
     this.stores = new Stores({
       home: this.settings.home,
       plainHttp: options.plainHttp === true,
@@ -109,6 +108,9 @@ export class Splinter {
       proxy: this.settings.proxy,
       sessions: journalSessions(this.journal),
     });
+    this.leftovers = new Leftovers(this.settings.home, this.journal, (registry, repository, options) =>
+      this.stores.registryTarget(registry, repository, options),
+    );
   }
 
   /**

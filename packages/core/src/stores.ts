@@ -3,6 +3,7 @@ import {
   OciLayoutTarget,
   type ProxySettings,
   RegistryTarget,
+  type RegistryTargetOptions,
   type Target,
   type UploadSessions,
 } from '@splintertree/oci';
@@ -50,25 +51,36 @@ export class Stores {
     const key = `${location.registry}/${location.repository}`;
     let target = this.registries.get(key);
     if (!target) {
-      target = new RegistryTarget({
-        registry: location.registry,
-        repository: location.repository,
+      target = this.registryTarget(location.registry, location.repository, {
         plainHttp: this.options.plainHttp,
-        dockerConfigDir: this.options.dockerConfigDir,
-        authFile: {
-          authFile: this.options.access?.authFile,
-          registryAuthFile: this.options.registryAuthFile,
-        },
-        transport: {
-          caFile: this.options.access?.caFile,
-          insecure: this.options.access?.insecure,
-          proxy: this.options.proxy,
-        },
         sessions: this.options.sessions,
       });
       this.registries.set(key, target);
     }
     return target;
+  }
+
+  /**
+   * A client of one repository with this process's registry access: credentials from the auth file
+   * the flags and environment name, the CA or --insecure, proxies. Not cached (see target()).
+   */
+  registryTarget(
+    registry: string,
+    repository: string,
+    options: Pick<RegistryTargetOptions, 'plainHttp' | 'sessions' | 'retry' | 'timeoutMs'>,
+  ): RegistryTarget {
+    return new RegistryTarget({
+      registry,
+      repository,
+      dockerConfigDir: this.options.dockerConfigDir,
+      authFile: { authFile: this.options.access?.authFile, registryAuthFile: this.options.registryAuthFile },
+      transport: {
+        caFile: this.options.access?.caFile,
+        insecure: this.options.access?.insecure,
+        proxy: this.options.proxy,
+      },
+      ...options,
+    });
   }
 
   describe(location: Location): string {
