@@ -159,6 +159,14 @@ describe("players' JWTs from the studio's identity provider (real JWKS over HTTP
     // The realm asked must be the token's: us-1 exists, the token is for eu-1.
     const otherRealm = await ask(valid, api.url, 'us-1');
     expect([otherRealm.status, otherRealm.code]).toEqual([403, 'TOKEN_REALM_MISMATCH']);
+    // Every realm-scoped route answers so, the release statement's too.
+    const release = await fetch(`${api.url}/launcher/realms/us-1/release`, {
+      headers: { authorization: `Bearer ${valid}` },
+    });
+    expect([release.status, ((await release.json()) as { code: string }).code]).toEqual([
+      403,
+      'TOKEN_REALM_MISMATCH',
+    ]);
   });
 
   it('unlocks only patches of the realm the player token names', async () => {

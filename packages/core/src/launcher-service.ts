@@ -447,11 +447,17 @@ function parseChange<T>(payload: string): Partial<T> | undefined {
   }
 }
 
+/** A player whose JWT names another realm hears it in its own code; a realm token, FORBIDDEN. */
 function assertRealm(principal: Principal, realm: string, what: string): void {
-  if (principal.realm !== realm) {
+  if (principal.realm === realm) return;
+  if (principal.player !== undefined) {
     throw new SplinterError(
-      'FORBIDDEN',
-      `this token is scoped to realm ${principal.realm}; ${what} is not in it`,
+      'TOKEN_REALM_MISMATCH',
+      `this player token is for realm ${principal.realm}; ${what} is not in it`,
     );
   }
+  throw new SplinterError(
+    'FORBIDDEN',
+    `this token is scoped to realm ${principal.realm}; ${what} is not in it`,
+  );
 }
