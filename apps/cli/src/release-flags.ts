@@ -1,11 +1,12 @@
 import {
   DEFAULT_RELEASE_TTL_MS,
   loadReleaseTrust,
-  loadSigningKey,
+  loadSigningKeyRef,
   parseDuration,
   type ReleaseSigning,
   type ReleaseTrust,
   type Settings,
+  type Signer,
 } from '@splintertree/core';
 import { SplinterError } from '@splintertree/errors';
 import type { Command } from 'commander';
@@ -58,8 +59,7 @@ export async function releaseSigningFromFlags(
     flags.releaseTtl === undefined
       ? DEFAULT_RELEASE_TTL_MS
       : parseDuration(flags.releaseTtl, '--release-ttl');
-  const signer = await loadSigningKey(file, await readPassword(settings.releaseKeyPassword, false));
-  return { signer, ttlMs };
+  return { signer: await loadReleaseSigner(file, settings), ttlMs };
 }
 
 /** --release-key-file PUB and --release-keys FILE: what a launcher or activator trusts for releases. */
@@ -81,4 +81,15 @@ export function addReleaseTrustOptions(command: Command): Command {
 
 export async function releaseTrustFromFlags(flags: ReleaseTrustFlags): Promise<ReleaseTrust | undefined> {
   return loadReleaseTrust({ keyFiles: flags.releaseKeyFile, keyListFiles: flags.releaseKeys });
+}
+
+/** A release key by reference (a file, env://VAR, k8s://NS/NAME), its password as cosign takes it. */
+export function loadReleaseSigner(ref: string, settings: Settings): Promise<Signer> {
+  return loadSigningKeyRef(ref, () => readPassword(settings.releaseKeyPassword, false, ref));
+}
+
+/** A stored statement for printing: its number and times; the envelope itself is for `release show`. */
+export function withoutEnvelope<T extends { envelope: string }>(stored: T): Omit<T, 'envelope'> {
+  const { envelope: _envelope, ...rest } = stored;
+  return rest;
 }

@@ -65,7 +65,7 @@ export {
 export type { PruneResult, RetainedVersion } from './retention.js';
 export type { Settings } from './settings.js';
 export { DATABASE_TIMEOUT_VARIABLES, settingsFromEnvironment } from './settings.js';
-export { loadSigningKey, loadSigningKeyRef, loadTrustedKeys } from './signing.js';
+export { loadSigningKeyRef, loadTrustedKeys } from './signing.js';
 export type { OpenOptions } from './splinter.js';
 export { openSplinter, Splinter } from './splinter.js';
 export type { RegistryAccess } from './stores.js';

@@ -14,11 +14,6 @@ import { readKeyRef } from './key-refs.js';
 import { formatLocation, type Location } from './locations.js';
 import type { SignatureFormat, SignatureRecord } from './types.js';
 
-/** Loads a cosign private key file (`cosign generate-key-pair`, `splinter key generate`) as a Signer. */
-export async function loadSigningKey(file: string, password: string): Promise<Signer> {
-  return loadPrivateKey((await readKeyRef(file, 'private')).pem, password);
-}
-
 /**
  * A cosign private key by reference (a file, `env://VAR`, `k8s://NAMESPACE/NAME`; see key-refs.ts).
  * The password comes with a Kubernetes secret (`cosign.password`, as cosign does); otherwise

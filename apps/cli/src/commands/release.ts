@@ -1,17 +1,18 @@
 import { readFile, writeFile } from 'node:fs/promises';
-import { loadSigningKey, signReleaseKeyList, verifyReleaseStatement } from '@splintertree/core';
+import { signReleaseKeyList, verifyReleaseStatement } from '@splintertree/core';
 import { SplinterError } from '@splintertree/errors';
 import type { Command } from 'commander';
 import { collect, globalOptions, loadSettings, withSplinter } from '../context.js';
 import { printResult } from '../output.js';
-import { readPassword } from '../password.js';
 import {
   addReleaseSigningOptions,
   addReleaseTrustOptions,
+  loadReleaseSigner,
   type ReleaseSigningFlags,
   type ReleaseTrustFlags,
   releaseSigningFromFlags,
   releaseTrustFromFlags,
+  withoutEnvelope,
 } from '../release-flags.js';
 
 export function registerReleaseCommands(program: Command): void {
@@ -119,10 +120,7 @@ export function registerReleaseCommands(program: Command): void {
           `--version ${JSON.stringify(flags.version)} is not a whole number >= 1`,
         );
       const settings = loadSettings();
-      const signer = await loadSigningKey(
-        flags.releaseKey,
-        await readPassword(settings.releaseKeyPassword, false),
-      );
+      const signer = await loadReleaseSigner(flags.releaseKey, settings);
       const keys = await Promise.all(
         flags.next.map((file) =>
           readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
@@ -139,9 +137,4 @@ export function registerReleaseCommands(program: Command): void {
         `release key list v${flags.version} (${keys.length} keys) signed by ${signer.keyId}: ${flags.output}`,
       ]);
     });
-}
-
-function withoutEnvelope<T extends { envelope: string }>(stored: T): Omit<T, 'envelope'> {
-  const { envelope: _envelope, ...rest } = stored;
-  return rest;
 }
