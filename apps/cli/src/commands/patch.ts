@@ -7,6 +7,7 @@ import {
   addReleaseSigningOptions,
   type ReleaseSigningFlags,
   releaseSigningFromFlags,
+  withoutEnvelope,
 } from '../release-flags.js';
 import { addModTrustOptions, type ModTrustFlags, modTrustFromFlags } from '../signing-flags.js';
 import {
@@ -98,7 +99,7 @@ export function registerPatchCommands(program: Command): void {
         release,
       }),
     );
-    printResult(output, withoutEnvelope(result), headMoved(result));
+    printResult(output, printable(result), headMoved(result));
   });
 
   addReleaseSigningOptions(
@@ -117,7 +118,7 @@ export function registerPatchCommands(program: Command): void {
     const result = await withSplinter(this, flags, (splinter) =>
       splinter.rollback({ realm: flags.realm, to: flags.to, actor: actorOf(flags.actor), modTrust, release }),
     );
-    printResult(output, withoutEnvelope(result), headMoved(result));
+    printResult(output, printable(result), headMoved(result));
   });
 
   patch
@@ -182,10 +183,8 @@ function headMoved(result: HeadMove): string[] {
 }
 
 /** --json shows the statement's number and times; the envelope itself is for `release show`. */
-function withoutEnvelope<T extends HeadMove>(result: T): T {
-  if (!result.statement) return result;
-  const { envelope: _envelope, ...statement } = result.statement;
-  return { ...result, statement } as T;
+function printable<T extends HeadMove>(result: T): T {
+  return result.statement ? ({ ...result, statement: withoutEnvelope(result.statement) } as T) : result;
 }
 
 /**
