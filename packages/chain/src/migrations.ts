@@ -1,5 +1,5 @@
 import { SplinterError } from '@splintertree/errors';
-import type { Queryable, SqlClient } from './sql.js';
+import { type Queryable, rfc3339, type SqlClient } from './sql.js';
 
 /** Numbered, append-only migrations of the `cluster` schema. Never edit one that has shipped. */
 export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
@@ -233,7 +233,7 @@ export async function schemaStatus(db: Queryable): Promise<SchemaStatus> {
   const applied = present[0]?.present
     ? (
         await db.query<{ version: number; name: string; appliedAt: string }>(
-          `SELECT version, name, applied_at::text AS "appliedAt" FROM cluster.schema_migrations ORDER BY version`,
+          `SELECT version, name, ${rfc3339('applied_at')} AS "appliedAt" FROM cluster.schema_migrations ORDER BY version`,
         )
       ).rows.map((row) => ({ ...row, version: Number(row.version) }))
     : [];

@@ -144,8 +144,7 @@ const RELEASE_COLUMNS = `seq::text AS seq, realm, action, from_head::text AS "fr
   actor, forced, ${rfc3339('at')} AS at`;
 
 const STATEMENT_COLUMNS = `sequence::text AS sequence, realm, release_seq::text AS release, head::text AS head,
-  key_id AS "keyId", envelope, to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS "issuedAt",
-  to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS "expiresAt"`;
+  key_id AS "keyId", envelope, ${rfc3339('issued_at')} AS "issuedAt", ${rfc3339('expires_at')} AS "expiresAt"`;
 
 /** A row as the driver returns it: pg and PGlite differ in how they hand over jsonb and integers. */
 type Raw<T extends ChainEntry> = Omit<T, 'mods' | 'depth'> & {

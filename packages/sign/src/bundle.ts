@@ -9,7 +9,7 @@ export const SIGSTORE_BUNDLE_MEDIA_TYPE = BUNDLE_V03_MEDIA_TYPE;
 /** The predicate type cosign v3 gives image signatures (`cosign sign`). */
 export const COSIGN_SIGN_PREDICATE_TYPE = 'https://sigstore.dev/cosign/sign/v1';
 export const IN_TOTO_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
-const IN_TOTO_STATEMENT_TYPE = 'https://in-toto.io/Statement/v1';
+export const IN_TOTO_STATEMENT_TYPE = 'https://in-toto.io/Statement/v1';
 
 /** The in-toto statement cosign v3 signs for an image: one subject by sha256, no name, an empty predicate. */
 export function cosignSignStatement(manifestDigest: Digest): Buffer {

@@ -1,6 +1,7 @@
 import { verify } from 'node:crypto';
 import { SplinterError } from '@splintertree/errors';
-import { IN_TOTO_PAYLOAD_TYPE } from './bundle.js';
+import { type Digest, digestHex } from '@splintertree/oci';
+import { IN_TOTO_PAYLOAD_TYPE, IN_TOTO_STATEMENT_TYPE } from './bundle.js';
 import { loadPublicKey, type Signer, type TrustedKey } from './keys.js';
 
 /** The predicate type of a release statement: "this is the current release of this realm". */
@@ -8,7 +9,6 @@ export const RELEASE_PREDICATE_TYPE = 'https://splinter.dev/release/v1';
 /** The DSSE payload type of a signed list of trusted release keys (the previous key signs the next). */
 export const RELEASE_KEYS_PAYLOAD_TYPE = 'application/vnd.splintertree.release-keys.v1+json';
 const RELEASE_KEYS_TYPE = 'https://splinter.dev/release-keys/v1';
-const IN_TOTO_STATEMENT_TYPE = 'https://in-toto.io/Statement/v1';
 /** A statement or key list larger than this is refused unread: real ones are about a kilobyte. */
 export const MAX_RELEASE_ENVELOPE_BYTES = 64 * 1024;
 /** How far in the future an issue time may lie before the statement is refused (clock skew). */
@@ -49,7 +49,6 @@ export interface DsseEnvelope {
 }
 
 /** The hex of a `sha256:` digest. */
-const digestHex = (digest: string) => digest.slice('sha256:'.length);
 
 /** DSSE's pre-authentication encoding: what is actually signed. */
 export function preAuthEncoding(payloadType: string, payload: Uint8Array): Buffer {
@@ -70,7 +69,9 @@ export function releaseStatementPayload(statement: ReleaseStatement): Buffer {
   return Buffer.from(
     JSON.stringify({
       _type: IN_TOTO_STATEMENT_TYPE,
-      subject: [{ name: statement.head.reference, digest: { sha256: digestHex(statement.head.digest) } }],
+      subject: [
+        { name: statement.head.reference, digest: { sha256: digestHex(statement.head.digest as Digest) } },
+      ],
       predicateType: RELEASE_PREDICATE_TYPE,
       predicate: {
         realm: statement.realm,
@@ -219,7 +220,8 @@ function parseStatementPayload(payload: Buffer): ReleaseStatement {
   if (typeof head.digest !== 'string' || !DIGEST.test(head.digest))
     throw invalid('names no sha256 manifest digest');
   const subject = (value.subject as Array<{ digest?: { sha256?: unknown } }> | undefined)?.[0];
-  if (subject?.digest?.sha256 !== digestHex(head.digest)) throw invalid('has a subject other than its head');
+  if (subject?.digest?.sha256 !== digestHex(head.digest as Digest))
+    throw invalid('has a subject other than its head');
   const mods = Array.isArray(p.mods) ? (p.mods as Array<Record<string, unknown>>) : undefined;
   if (!mods?.every((m) => text(m?.reference) && typeof m.digest === 'string' && DIGEST.test(m.digest)))
     throw invalid('lists its mods wrongly');
