@@ -482,13 +482,14 @@ export class Splinter {
    * repository); returns where it went.
    */
   async publishRelease(realm: string): Promise<{ reference: string; sequence: string }> {
-    const stored = await this.releaseStatement(realm);
+    return this.publishStored(await this.releaseStatement(realm));
+  }
+
+  private async publishStored(stored: StoredStatement): Promise<{ reference: string; sequence: string }> {
     const head = await (await this.chain()).getPatch(stored.head);
-    const location = parseLocation(head.reference);
-    delete location.digest;
-    delete location.tag;
-    await publishStatement(await this.stores.target(location), stored);
-    return { reference: formatLocation({ ...location, tag: RELEASE_TAG }), sequence: stored.sequence };
+    const repository = repositoryOf(head.reference);
+    await publishStatement(await this.stores.target(repository), stored);
+    return { reference: formatLocation({ ...repository, tag: RELEASE_TAG }), sequence: stored.sequence };
   }
 
   /**
@@ -496,16 +497,13 @@ export class Splinter {
    * launcher that takes statements from the registry instead of the API.
    */
   async publishedRelease(reference: string): Promise<string> {
-    const location = parseLocation(reference);
-    delete location.digest;
-    delete location.tag;
-    return readPublishedStatement(await this.stores.target(location));
+    return readPublishedStatement(await this.stores.target(repositoryOf(reference)));
   }
 
   /** The head moved and its statement is committed: publishing it is a copy that can be redone. */
   private async publishOrWarn(statement: StoredStatement): Promise<void> {
     try {
-      await this.publishRelease(statement.realm);
+      await this.publishStored(statement);
     } catch (error) {
       this.options.warn?.(
         `release statement #${statement.sequence} of ${statement.realm} is signed and served by the API, but publishing it to the registry failed (${(error as Error).message}); run release publish --realm ${statement.realm}`,
@@ -959,4 +957,10 @@ function required(value: string | undefined, flag: string): string {
 /** Patch keys by their ids. */
 function keyRing(keys: Uint8Array[]): Map<string, Uint8Array> {
   return new Map(keys.map((key) => [keyIdOf(key), key]));
+}
+
+/** The repository a reference names, without its tag or digest. */
+function repositoryOf(reference: string): Location {
+  const { digest: _digest, tag: _tag, ...repository } = parseLocation(reference);
+  return repository;
 }
