@@ -26,7 +26,10 @@ export function registerLauncherCommands(program: Command): void {
           'the realm',
         )
           .requiredOption('--realm <realm>', 'the realm to follow')
-          .requiredOption('--output <dir>', 'the game folder (replaced as a whole when the head changes)')
+          .requiredOption(
+            '--output <dir>',
+            'the game folder (its files replaced when the head changes; files it did not install are kept)',
+          )
           .option('--locale <locale>', "install untagged files and this locale's only, e.g. deDE")
           .option(
             '--keep-versions <n>',
