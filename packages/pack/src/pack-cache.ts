@@ -10,6 +10,9 @@ import { deadOwner, type OwnerGone, sweepOrphans } from './processes.js';
 
 export type Span = [start: number, end: number];
 
+/** What prune holds in memory at once while it rewrites a pack's kept spans. */
+const PRUNE_COPY_BYTES = 1024 * 1024;
+
 /**
  * The client's cache of pack bytes: one sparse file per pack, holding the byte ranges fetched so far,
  * and beside it the list of ranges that are complete and synced (`<hex>.ranges`). Records are checked
@@ -178,10 +181,15 @@ export class PackCache {
         const source = await open(path, 'r');
         const target = await open(temporary, 'w', 0o600);
         try {
+          // Kept spans may be whole packs (60 MiB): they are copied through one bounded buffer.
+          const buffer = Buffer.allocUnsafe(PRUNE_COPY_BYTES);
           for (const [start, end] of keep) {
-            const bytes = Buffer.allocUnsafe(end - start);
-            const { bytesRead } = await source.read(bytes, 0, bytes.length, start);
-            await target.write(bytes, 0, bytesRead, start);
+            for (let at = start; at < end; ) {
+              const { bytesRead } = await source.read(buffer, 0, Math.min(buffer.length, end - at), at);
+              if (bytesRead === 0) break;
+              await target.write(buffer, 0, bytesRead, at);
+              at += bytesRead;
+            }
           }
           await target.sync();
         } finally {
