@@ -25,7 +25,11 @@ const WRITE_BYTES = 4 * 1024 * 1024;
  * written through and hashed as they come; memory holds no pack.
  */
 export class PackWriter {
-  private current: { number: number; path: string; file: FileHandle; hash: Hash; size: number } | undefined;
+  private current:
+    | { number: number; path: string; file: FileHandle; hash: Hash | undefined; size: number }
+    | undefined;
+  /** Packs closed and being hashed by `digestOf`. */
+  private readonly hashing = new Set<Promise<void>>();
   /** Records not yet written, and how many bytes of it they fill: one write per WRITE_BYTES. */
   private readonly buffer = Buffer.allocUnsafe(WRITE_BYTES);
   private buffered = 0;
@@ -36,6 +40,8 @@ export class PackWriter {
     private readonly keyId: string | undefined,
     private readonly onClosed: (pack: ClosedPack) => void,
     private readonly targetBytes = TARGET_PACK_BYTES,
+    /** Hashes a closed pack off this thread; without it, records are hashed as they are appended. */
+    private readonly digestOf?: (path: string) => Promise<`sha256:${string}`>,
   ) {}
 
   /** The number the next pack would take (what the root records as `nextPack`). */
@@ -54,7 +60,7 @@ export class PackWriter {
     if (!this.current) await this.openNext();
     const pack = this.current!;
     const offset = pack.size;
-    pack.hash.update(record);
+    pack.hash?.update(record);
     if (this.buffered + record.byteLength > WRITE_BYTES) await this.flush(pack);
     if (record.byteLength >= WRITE_BYTES) await pack.file.write(record, 0, record.byteLength, offset);
     else {
@@ -66,27 +72,39 @@ export class PackWriter {
     return { pack: pack.number, offset };
   }
 
-  /** Closes the pack being written, if any. */
+  /**
+   * Closes the pack being written, if any. Its file is not synced: it is a work file, read back for
+   * upload and removed, and stores sync what they keep. With `digestOf`, the pack is handed on once
+   * hashed (`settled` waits for that).
+   */
   async close(): Promise<void> {
     const pack = this.current;
     if (!pack) return;
     this.current = undefined;
     await this.flush(pack);
-    await pack.file.sync();
     await pack.file.close();
-    this.onClosed({
-      path: pack.path,
-      entry: {
-        number: pack.number,
-        digest: `sha256:${pack.hash.digest('hex')}`,
-        size: pack.size,
-        ...(this.keyId ? { keyId: this.keyId } : {}),
-      },
-    });
+    const handOn = (digest: `sha256:${string}`) =>
+      this.onClosed({
+        path: pack.path,
+        entry: { number: pack.number, digest, size: pack.size, ...(this.keyId ? { keyId: this.keyId } : {}) },
+      });
+    if (pack.hash) return handOn(`sha256:${pack.hash.digest('hex')}`);
+    const hashed = this.digestOf!(pack.path).then(handOn);
+    this.hashing.add(hashed);
+    hashed.then(
+      () => this.hashing.delete(hashed),
+      () => undefined,
+    );
+  }
+
+  /** Waits for every closed pack to be hashed and handed on. */
+  async settled(): Promise<void> {
+    await Promise.all([...this.hashing]);
   }
 
   /** Closes without handing the pack on (a failed push). */
   async abandon(): Promise<void> {
+    await Promise.allSettled([...this.hashing]);
     await this.current?.file.close().catch(() => undefined);
     this.current = undefined;
     this.buffered = 0;
@@ -101,6 +119,7 @@ export class PackWriter {
   private async openNext(): Promise<void> {
     const number = this.nextNumber++;
     const path = join(this.workDir, `pack-${number}`);
-    this.current = { number, path, file: await open(path, 'wx', 0o600), hash: createHash('sha256'), size: 0 };
+    const file = await open(path, 'wx', 0o600);
+    this.current = { number, path, file, hash: this.digestOf ? undefined : createHash('sha256'), size: 0 };
   }
 }

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { open as openFile } from 'node:fs/promises';
-import { type ChunkerOptions, chunkerOptions, chunkFile, chunkStream } from '@splintertree/cdc';
+import { type ChunkerOptions, chunkerOptions, chunkStream } from '@splintertree/cdc';
 import { SplinterError } from '@splintertree/errors';
 import { keyIdOf } from '@splintertree/seal';
 import picomatch from 'picomatch';
+import { ChunkPool, defaultChunkThreads } from './chunk-pool.js';
 import {
   type ChunkerSettings,
   type ChunkRef,
@@ -53,6 +54,8 @@ export interface PublishOptions {
   chunker?: Partial<ChunkerSettings> | undefined;
   /** A base pack whose live records fall below this fraction of its bytes is rewritten (default 0.5). */
   minLiveFraction?: number;
+  /** Worker threads that chunk and hash (default: one per core, at most 4; 0 chunks on this thread). */
+  threads?: number | undefined;
   /** Called as each new pack closes: its upload may start at once. */
   onPack: (pack: ClosedPack) => void;
 }
@@ -97,10 +100,20 @@ export async function publishTree(options: PublishOptions): Promise<Published> {
   }
   for (const ref of options.base?.root.index.chunks ?? []) known.set(ref.id.toString('hex'), ref);
 
-  const writer = new PackWriter(options.workDir, options.base?.root.nextPack ?? 0, keyId, (pack) => {
-    newPacks.set(pack.entry.number, pack.entry);
-    options.onPack(pack);
-  });
+  const items = await walkTree(options.dir, { dereference: options.dereference });
+  const files = items.flatMap((item) => (item.type === 'file' ? [item] : []));
+  const pool = ChunkPool.open(files, chunker, options.threads ?? defaultChunkThreads());
+  const writer = new PackWriter(
+    options.workDir,
+    options.base?.root.nextPack ?? 0,
+    keyId,
+    (pack) => {
+      newPacks.set(pack.entry.number, pack.entry);
+      options.onPack(pack);
+    },
+    undefined,
+    (path) => pool.digestOf(path),
+  );
   const newPacks = new Map<number, PackEntry>();
   const stats: PublishStats = {
     files: 0,
@@ -121,10 +134,10 @@ export async function publishTree(options: PublishOptions): Promise<Published> {
     const entries: IndexEntry[] = [];
     /** Per file, the ids of its chunks in order (their refs are final only once every record is placed). */
     const fileChunks = new Map<IndexEntry, Buffer[]>();
-    const items = await walkTree(options.dir, { dereference: options.dereference });
     // Push never accepts what a client would refuse; a portable tree also installs on every OS.
     for (const item of items) safeRelativePath(item.path, 'path');
     if (options.portable !== false) assertPortable(items.map((item) => item.path));
+    let fileNumber = 0;
     for (const item of items) {
       const tags = tagsOf(item.path);
       if (item.type === 'directory') entries.push({ type: 'directory', path: item.path, tags });
@@ -132,15 +145,14 @@ export async function publishTree(options: PublishOptions): Promise<Published> {
         entries.push({ type: 'symlink', path: item.path, target: item.target, tags });
       else {
         const ids: Buffer[] = [];
-        const compression = new CompressionHint();
         let size = 0;
-        for await (const chunk of chunkFile(item.absolutePath, chunker)) {
-          const id = chunkId(chunk.bytes);
+        for await (const chunk of pool.chunks(fileNumber++)) {
+          const id = chunk.id;
           size += chunk.bytes.byteLength;
           ids.push(id);
           const hex = id.toString('hex');
           if (!known.has(hex) && !pipeline.planned(hex))
-            await pipeline.add(id, hex, chunk.bytes, compression);
+            await pipeline.add(id, hex, chunk.bytes, chunk.deflate);
           else if (!seenAt.has(hex) && known.has(hex)) {
             seenAt.set(hex, {
               path: item.absolutePath,
@@ -214,6 +226,7 @@ export async function publishTree(options: PublishOptions): Promise<Published> {
     }
     await pipeline.flush();
     await writer.close();
+    await writer.settled();
 
     const indexChunks = indexIds.map((id) => known.get(id.toString('hex'))!);
     const used = new Set<number>();
@@ -241,6 +254,8 @@ export async function publishTree(options: PublishOptions): Promise<Published> {
     await pipeline.abandon();
     await writer.abandon();
     throw fileSystemError(error);
+  } finally {
+    await pool.close();
   }
 }
 
@@ -280,7 +295,6 @@ class RecordPipeline {
     hex: string;
     plainLength: number;
     encoded: ReturnType<typeof encodeRecord>;
-    hint: CompressionHint | undefined;
   }> = [];
   private readonly pending = new Set<string>();
 
@@ -295,9 +309,11 @@ class RecordPipeline {
     return this.pending.has(hex);
   }
 
-  /** `plain` may be reused by the caller once this resolves. */
-  async add(id: Buffer, hex: string, plain: Uint8Array, hint?: CompressionHint): Promise<void> {
-    const deflate = (hint?.worthTrying() ?? true) && worthDeflating(plain);
+  /**
+   * `plain` may be reused by the caller once this resolves. `deflate` says whether compressing it may
+   * pay (a sample of it shrank); by default that is sampled here.
+   */
+  async add(id: Buffer, hex: string, plain: Uint8Array, deflate = worthDeflating(plain)): Promise<void> {
     if (!deflate && this.queue.length === 0) {
       // Nothing to wait for: straight into the pack, with no copy of its own.
       await this.place(
@@ -305,14 +321,13 @@ class RecordPipeline {
         hex,
         plain.byteLength,
         finishRecord(id, plain, Encoding.Raw, plain.byteLength, this.key),
-        hint,
       );
       return;
     }
     this.pending.add(hex);
     const encoded = encodeRecord(id, Buffer.from(plain), this.key, deflate);
     encoded.catch(() => undefined); // awaited in order below
-    this.queue.push({ id, hex, plainLength: plain.byteLength, encoded, hint });
+    this.queue.push({ id, hex, plainLength: plain.byteLength, encoded });
     if (this.queue.length >= ENCODE_AHEAD) await this.placeOne();
   }
 
@@ -327,18 +342,11 @@ class RecordPipeline {
 
   private async placeOne(): Promise<void> {
     const item = this.queue.shift()!;
-    await this.place(item.id, item.hex, item.plainLength, await item.encoded, item.hint);
+    await this.place(item.id, item.hex, item.plainLength, await item.encoded);
     this.pending.delete(item.hex);
   }
 
-  private async place(
-    id: Buffer,
-    hex: string,
-    plainLength: number,
-    record: EncodedRecord,
-    hint: CompressionHint | undefined,
-  ): Promise<void> {
-    hint?.saw(record.encoding);
+  private async place(id: Buffer, hex: string, plainLength: number, record: EncodedRecord): Promise<void> {
     const { pack, offset } = await this.writer.append(record.bytes);
     this.known.set(hex, {
       id,
@@ -350,26 +358,6 @@ class RecordPipeline {
     });
     this.stats.newChunks += 1;
     this.stats.newRecordBytes += record.bytes.byteLength;
-  }
-}
-
-/**
- * Game files are mostly all compressible or all not (archives, textures, audio are compressed
- * already). After four chunks of a file that did not compress, only every sixteenth is tried: the
- * sample costs about 1 s of CPU per GiB otherwise.
- */
-class CompressionHint {
-  private incompressible = 0;
-  private tried = 0;
-
-  worthTrying(): boolean {
-    this.tried += 1;
-    return this.incompressible < 4 || this.tried % 16 === 0;
-  }
-
-  saw(encoding: Encoding): void {
-    if (encoding === Encoding.Raw) this.incompressible += 1;
-    else this.incompressible = 0;
   }
 }
 
