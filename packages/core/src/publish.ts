@@ -43,6 +43,8 @@ export interface PublishFolderOptions {
   /** Follow symlinks that leave the folder (`push --dereference`). */
   dereference?: boolean | undefined;
   concurrency: number;
+  /** Chunking threads (see publishTree). */
+  threads?: number | undefined;
   destination: Target;
   copy: Omit<CopyOptions, 'concurrency'>;
 }
@@ -73,6 +75,7 @@ export async function publishFolder(options: PublishFolderOptions): Promise<Publ
       tagRules: options.tagRules,
       portable: options.portable,
       dereference: options.dereference,
+      threads: options.threads,
       onPack: (pack) => copier.add(packDescriptor(pack.entry), fileSource(pack.path)),
     });
     const plainRoot = encodeRoot(published.root);

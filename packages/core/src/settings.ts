@@ -34,6 +34,8 @@ export interface Settings {
   plainHttp: boolean;
   /** HTTP_PROXY, HTTPS_PROXY, NO_PROXY (and lower-case spellings), as Go programs read them. */
   proxy: ProxySettings;
+  /** SPLINTER_CHUNK_THREADS: worker threads that chunk a push (default one per core, at most 4; 0 for none). */
+  chunkThreads: number | undefined;
   /** SOURCE_DATE_EPOCH, for reproducible `org.opencontainers.image.created` values. */
   sourceDateEpoch: number | undefined;
   /** SPLINTER_KEK, decoded: the key-encryption key that wraps preload keys at rest. */
@@ -128,6 +130,12 @@ const environmentSchema = z
       { message: 'must be 1 to 54 printable ASCII characters' },
     ),
     SPLINTER_TOKEN: optionalText,
+    SPLINTER_CHUNK_THREADS: optionalText.refine(
+      (value) => value === undefined || /^([0-9]|[1-5][0-9]|6[0-4])$/.test(value),
+      {
+        message: 'must be a whole number of threads from 0 to 64',
+      },
+    ),
     SPLINTER_RELEASE_KEY: optionalText,
     SPLINTER_RELEASE_PASSWORD: z.string().optional(),
   })
@@ -157,6 +165,7 @@ export function settingsFromEnvironment(environment: Record<string, string | und
     insecure: isOn(env.SPLINTER_INSECURE),
     plainHttp: isOn(env.SPLINTER_PLAIN_HTTP),
     proxy: proxySettingsFromEnvironment(environment),
+    chunkThreads: env.SPLINTER_CHUNK_THREADS === undefined ? undefined : Number(env.SPLINTER_CHUNK_THREADS),
     sourceDateEpoch: env.SOURCE_DATE_EPOCH === undefined ? undefined : Number(env.SOURCE_DATE_EPOCH),
     kek: env.SPLINTER_KEK === undefined ? undefined : decodeKey32(env.SPLINTER_KEK),
     kekFile: env.SPLINTER_KEK_FILE,

@@ -223,6 +223,7 @@ export class Splinter {
           portable: input.allowUnportable !== true,
           dereference: input.dereference,
           concurrency,
+          threads: this.settings.chunkThreads,
           destination: existing
             ? new NoNewContentTarget(target, (blob) =>
                 otherContent(
