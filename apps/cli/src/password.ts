@@ -14,9 +14,9 @@ export async function readPassword(
 ): Promise<string> {
   if (fromEnvironment !== undefined) return fromEnvironment;
   if (process.stdin.isTTY) {
-    const first = await prompt(`Enter password for ${what}: `);
+    const first = await ask(`Enter password for ${what}: `, true);
     if (confirm) {
-      const second = await prompt(`Enter password for ${what} again: `);
+      const second = await ask(`Enter password for ${what} again: `, true);
       if (first !== second) throw new SplinterError('INVALID_ARGUMENT', 'passwords do not match');
     }
     return first;
@@ -25,21 +25,30 @@ export async function readPassword(
     `splinter: reading the password for ${what} from standard input until it closes ` +
       '(set COSIGN_PASSWORD to skip this)\n',
   );
+  return readStdin();
+}
+
+/** All of standard input, verbatim. */
+export async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8');
 }
 
-async function prompt(question: string): Promise<string> {
+/**
+ * Asks on the terminal (the question on stderr): a `hidden` answer is not echoed and kept verbatim,
+ * another is trimmed.
+ */
+export async function ask(question: string, hidden: boolean): Promise<string> {
   const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
-  // Hide typed characters: readline echoes through _writeToOutput, which we silence after the question.
-  const muted = rl as unknown as { _writeToOutput: (text: string) => void };
   process.stderr.write(question);
-  muted._writeToOutput = () => {};
+  // Hide typed characters: readline echoes through _writeToOutput, which we silence after the question.
+  if (hidden) (rl as unknown as { _writeToOutput: (text: string) => void })._writeToOutput = () => {};
   try {
-    return await new Promise<string>((resolve) => rl.question('', resolve));
+    const answer = await new Promise<string>((resolve) => rl.question('', resolve));
+    return hidden ? answer : answer.trim();
   } finally {
     rl.close();
-    process.stderr.write('\n');
+    if (hidden) process.stderr.write('\n');
   }
 }

@@ -1,9 +1,9 @@
-import { createInterface } from 'node:readline';
 import { registryLogin, registryLogout } from '@splintertree/core';
 import { SplinterError } from '@splintertree/errors';
 import type { Command } from 'commander';
 import { globalOptions, loadSettings } from '../context.js';
 import { printResult, warn } from '../output.js';
+import { ask, readStdin } from '../password.js';
 import {
   addRegistryAccessOptions,
   plainHttpOf,
@@ -78,13 +78,9 @@ export function registerLoginCommands(program: Command): void {
   });
 }
 
-async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  // docker trims one trailing newline (echo adds it); the rest is the secret verbatim.
-  return Buffer.concat(chunks)
-    .toString('utf8')
-    .replace(/\r?\n$/, '');
+/** Standard input as docker reads a secret: one trailing newline (echo adds it) trimmed, the rest verbatim. */
+async function readSecret(): Promise<string> {
+  return (await readStdin()).replace(/\r?\n$/, '');
 }
 
 async function loginOf(
@@ -103,7 +99,7 @@ async function loginOf(
       throw new SplinterError('INVALID_ARGUMENT', 'an identity token takes no --username');
     if (flags.identityToken !== undefined)
       warn('using --identity-token on the command line is insecure: use --identity-token-stdin');
-    const identityToken = flags.identityToken ?? (await readStdin());
+    const identityToken = flags.identityToken ?? (await readSecret());
     if (identityToken === '') throw new SplinterError('INVALID_ARGUMENT', 'the identity token is empty');
     return { identityToken };
   }
@@ -117,7 +113,7 @@ async function loginOf(
     return { username: flags.username, password: flags.password };
   }
   if (flags.passwordStdin) {
-    const password = await readStdin();
+    const password = await readSecret();
     if (password === '') throw new SplinterError('INVALID_ARGUMENT', 'standard input held no password');
     return { username: flags.username!, password };
   }
@@ -130,17 +126,4 @@ async function loginOf(
   const username = flags.username ?? (await ask('Username: ', false));
   const password = await ask('Password: ', true);
   return { username, password };
-}
-
-async function ask(question: string, hidden: boolean): Promise<string> {
-  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
-  process.stderr.write(question);
-  if (hidden) (rl as unknown as { _writeToOutput: (text: string) => void })._writeToOutput = () => {};
-  try {
-    const answer = await new Promise<string>((resolve) => rl.question('', resolve));
-    return hidden ? answer : answer.trim();
-  } finally {
-    rl.close();
-    if (hidden) process.stderr.write('\n');
-  }
 }
