@@ -1,8 +1,8 @@
 import { lstatSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { lstat, mkdir, open, readdir, readFile, rename, rm, rmdir } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { basename, dirname, join, relative, sep } from 'node:path';
 import { SplinterError } from '@splintertree/errors';
-import { deadOwner, type OwnerGone, processAlive, sweepOrphans } from './processes.js';
+import { deadOwner, type OwnerGone, sweepOrphans } from './processes.js';
 
 export interface FinalizeOptions {
   /** Replace a non-empty `output` (the old tree is removed once the new one is in place). */
@@ -45,18 +45,33 @@ export async function lockOutput(output: string, interrupted?: () => void): Prom
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
-    const owner = Number(await readFile(lock, 'utf8').catch(() => ''));
-    if (Number.isInteger(owner) && owner > 0 && !processAlive(owner)) {
-      // Taken over by one run: the rename to a name of its own succeeds once.
-      const trash = `${lock}.stale-${process.pid}-${Math.random().toString(36).slice(2)}`;
-      await rename(lock, trash).then(
-        () => rm(trash, { force: true }),
-        () => undefined,
-      );
-      continue;
-    }
+    if (clearStaleLock(lock, deadOwner)) continue;
     await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
   }
+}
+
+/**
+ * Removes the install lock `lock` if its owner is `gone`. True when the lock is not there any more
+ * (removed here, or by its owner or another run meanwhile): taking it may be tried again at once.
+ */
+function clearStaleLock(lock: string, gone: OwnerGone): boolean {
+  let owner: number;
+  try {
+    owner = Number(readFileSync(lock, 'utf8'));
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ENOENT';
+  }
+  // An empty lock is one being written: its owner is about to be named.
+  if (!Number.isInteger(owner) || owner <= 0 || !gone(owner)) return false;
+  // Taken over by one run: the rename to a name of its own succeeds once.
+  const trash = `${lock}.stale-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  try {
+    renameSync(lock, trash);
+  } catch {
+    return true;
+  }
+  rmSync(trash, { force: true });
+  return true;
 }
 
 /**
@@ -185,14 +200,7 @@ export function recoverOutput(output: string, gone: OwnerGone = deadOwner): stri
       }
     }
   }
-  const lock = join(parent, `${LOCK_MARK}${basename(output)}`);
-  let owner = 0;
-  try {
-    owner = Number(readFileSync(lock, 'utf8'));
-  } catch {
-    // no lock
-  }
-  if (Number.isInteger(owner) && owner > 0 && gone(owner)) rmSync(lock, { force: true });
+  clearStaleLock(join(parent, `${LOCK_MARK}${basename(output)}`), gone);
   return [
     ...sweepOrphans(parent, aside, gone),
     ...sweepOrphans(parent, new RegExp(`^${escapeRegExp(STAGING_MARK)}(\\d+)-`), gone),
