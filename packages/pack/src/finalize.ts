@@ -216,9 +216,17 @@ function exists(path: string): boolean {
   }
 }
 
+/**
+ * A path beside `output` named as this run's staging (`tag` random unless given), so that
+ * `recoverOutput` removes it once this run is gone.
+ */
+export function stagingPath(output: string, tag = Math.random().toString(36).slice(2)): string {
+  return join(dirname(output), `${STAGING_MARK}${process.pid}-${tag}`);
+}
+
 /** A staging folder for `output`, named so that `recoverOutput` can tell whether its owner is alive. */
 export async function makeStaging(output: string): Promise<string> {
-  const path = join(dirname(output), `${STAGING_MARK}${process.pid}-${Math.random().toString(36).slice(2)}`);
+  const path = stagingPath(output);
   await mkdir(path, { mode: 0o755 });
   return path;
 }

@@ -9,6 +9,7 @@ import {
   lockOutput,
   makeStaging,
   recoverOutput,
+  stagingPath,
   syncFolder,
 } from './finalize.js';
 import type { ChunkRef, IndexRoot, PackEntry } from './format.js';
@@ -249,9 +250,9 @@ async function isUnchanged(
   }
 }
 
-/** Whether the folder holding `output` takes hard links (probed with a file of its own, then removed). */
+/** Whether the folder holding `output` takes hard links (probed with a staging file of its own, then removed). */
 async function canHardLink(output: string): Promise<boolean> {
-  const probe = join(dirname(output), `.splinter-staging-${process.pid}-linkprobe`);
+  const probe = stagingPath(output, 'linkprobe');
   try {
     await writeFile(probe, '');
     return await linkFrom(probe, `${probe}-2`);
