@@ -57,11 +57,7 @@ export {
   statementSigner,
   verifyReleaseStatement,
 } from './release.js';
-export {
-  DSSE_ENVELOPE_MEDIA_TYPE,
-  RELEASE_ARTIFACT_TYPE,
-  RELEASE_TAG,
-} from './release-registry.js';
+export { RELEASE_TAG } from './release-registry.js';
 export type { PruneResult, RetainedVersion } from './retention.js';
 export type { Settings } from './settings.js';
 export { DATABASE_TIMEOUT_VARIABLES, settingsFromEnvironment } from './settings.js';

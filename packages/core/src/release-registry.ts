@@ -14,8 +14,8 @@ import { EMPTY_CONFIG } from './artifact.js';
 import { fetchManifest } from './install.js';
 
 /** The artifact type of a published release statement, and its one layer's media type (DSSE). */
-export const RELEASE_ARTIFACT_TYPE = 'application/vnd.splintertree.release.v1+json';
-export const DSSE_ENVELOPE_MEDIA_TYPE = 'application/vnd.dsse.envelope.v1+json';
+const RELEASE_ARTIFACT_TYPE = 'application/vnd.splintertree.release.v1+json';
+const DSSE_ENVELOPE_MEDIA_TYPE = 'application/vnd.dsse.envelope.v1+json';
 /** The tag that names the newest published statement, in the repository of the realm's patches. */
 export const RELEASE_TAG = 'release';
 

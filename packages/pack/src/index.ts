@@ -41,7 +41,7 @@ export {
   portabilityProblems,
 } from './portable.js';
 export type { OwnerGone } from './processes.js';
-export { deadOwner, processAlive, sweepOrphans } from './processes.js';
+export { deadOwner, sweepOrphans } from './processes.js';
 export type { BaseVersion, Published, PublishOptions, PublishStats, TagRule } from './publish.js';
 export { publishTree } from './publish.js';
 export { decodeRecord, encodeRecord, recordAssociatedData } from './records.js';

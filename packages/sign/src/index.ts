@@ -38,12 +38,9 @@ export {
   checkReleaseStatement,
   MAX_RELEASE_ENVELOPE_BYTES,
   openReleaseStatement,
-  parseEnvelope,
   preAuthEncoding,
   publicKeyPems,
-  RELEASE_KEYS_PAYLOAD_TYPE,
   RELEASE_PREDICATE_TYPE,
-  releaseStatementPayload,
   signReleaseKeyList,
   signReleaseStatement,
 } from './release.js';

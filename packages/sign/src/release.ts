@@ -7,7 +7,7 @@ import { loadPublicKey, type Signer, type TrustedKey } from './keys.js';
 /** The predicate type of a release statement: "this is the current release of this realm". */
 export const RELEASE_PREDICATE_TYPE = 'https://splinter.dev/release/v1';
 /** The DSSE payload type of a signed list of trusted release keys (the previous key signs the next). */
-export const RELEASE_KEYS_PAYLOAD_TYPE = 'application/vnd.splintertree.release-keys.v1+json';
+const RELEASE_KEYS_PAYLOAD_TYPE = 'application/vnd.splintertree.release-keys.v1+json';
 const RELEASE_KEYS_TYPE = 'https://splinter.dev/release-keys/v1';
 /** A statement or key list larger than this is refused unread: real ones are about a kilobyte. */
 export const MAX_RELEASE_ENVELOPE_BYTES = 64 * 1024;
@@ -65,7 +65,7 @@ export function preAuthEncoding(payloadType: string, payload: Uint8Array): Buffe
  * The statement as an in-toto v1 Statement whose subject is the head's manifest, serialised with a
  * fixed key order (the bytes signed are the bytes verified, so this only makes statements reproducible).
  */
-export function releaseStatementPayload(statement: ReleaseStatement): Buffer {
+function releaseStatementPayload(statement: ReleaseStatement): Buffer {
   return Buffer.from(
     JSON.stringify({
       _type: IN_TOTO_STATEMENT_TYPE,
@@ -110,7 +110,7 @@ export async function signReleaseStatement(
 }
 
 /** Parses an envelope's JSON without trusting any of it; RELEASE_INVALID (or `code`) when malformed. */
-export function parseEnvelope(
+function parseEnvelope(
   json: Uint8Array | string,
   code: 'RELEASE_INVALID' | 'RELEASE_KEYS_INVALID' = 'RELEASE_INVALID',
 ): DsseEnvelope {
