@@ -1,4 +1,15 @@
-import { link, lstat, mkdir, open, rm, symlink, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import {
+  copyFile,
+  type FileHandle,
+  link,
+  lstat,
+  mkdir,
+  open,
+  rm,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { dirname, join, posix, resolve as resolvePath } from 'node:path';
 import { SplinterError } from '@splintertree/errors';
 import { runLimited } from '@splintertree/oci';
@@ -137,21 +148,28 @@ async function installLocked(
   const files = selected.filter((e): e is Extract<IndexEntry, { type: 'file' }> => e.type === 'file');
   const rebuild: typeof files = [];
   const keep = new Map<string, Extract<IndexEntry, { type: 'file' }>>();
+  /** Files whose previous version is on disk as installed: a rebuild takes what it can from there. */
+  const bases = new Map<string, InstalledFile>();
   for (const file of files) {
-    if (await isUnchanged(file, previous, output, options.previous?.installedAt)) keep.set(file.path, file);
+    const base = await installedBase(file, previous, output, options.previous?.installedAt);
+    if (base) bases.set(file.path, base);
+    if (base?.entry.digest.equals(file.digest) && base.entry.executable === file.executable)
+      keep.set(file.path, file);
     else rebuild.push(file);
   }
   // Before any byte is fetched: an update that would overwrite a player's file is refused up front.
   const unowned = options.keepUnowned
     ? await findUnowned(output, options.previous?.entries, selected, options.keepUnowned)
     : [];
-  // A file system without hard links (exFAT, FAT, some network shares) rebuilds every file, so the
-  // records of the unchanged ones are fetched too.
+  // A file system without hard links (exFAT, FAT, some network shares) copies the unchanged files.
   if (keep.size > 0 && !(await canHardLink(output))) {
     rebuild.push(...keep.values());
     keep.clear();
   }
-  const needed = rebuild.flatMap((file) => file.chunks);
+  const needed = rebuild.flatMap((file) => {
+    const base = bases.get(file.path);
+    return base ? file.chunks.filter((ref) => !base.offsets.has(ref.id.toString('hex'))) : file.chunks;
+  });
   for (const ref of needed) keyOf(ref); // every key is present before any byte is fetched
   const fetch = await fetchRecords(needed, { ...options, packs });
 
@@ -174,15 +192,12 @@ async function installLocked(
     let kept = 0;
     await runLimited(files, options.concurrency, async (file) => {
       const target = prepareParent(staging, file.path, knownFolders);
-      if (keep.has(file.path)) {
-        if (await linkFrom(join(output, file.path), target)) {
-          kept += 1;
-          return;
-        }
-        // This one file cannot be linked (EMLINK, say): its records were not fetched with the rest.
-        await fetchRecords(file.chunks, { ...options, packs });
+      if (keep.has(file.path) && (await linkFrom(join(output, file.path), target))) {
+        kept += 1;
+        return;
       }
-      await writeFileFromChunks(file, target, async (ref) => {
+      // A kept file that cannot be linked (EMLINK, say) is copied from itself, like a patched one.
+      await writeFileFromChunks(file, target, bases.get(file.path), async (ref) => {
         const pack = packOf(packs, ref);
         return options.cache.readRecord(pack.digest, ref.offset, ref.storedLength, (stored) =>
           decodeRecord(ref, stored, keyOf(ref)),
@@ -225,28 +240,50 @@ function previousFiles(previous: InstalledTree | undefined): Map<string, FileEnt
   return map;
 }
 
+/** A file of the tree being replaced, as the last install wrote it, and where each of its chunks lies. */
+interface InstalledFile {
+  path: string;
+  entry: FileEntry;
+  /** Chunk id (hex) -> its first offset in the file. */
+  offsets: Map<string, number>;
+}
+
 /**
- * A file the tree being replaced holds with the same content and mode, untouched since that install
- * (neither modified nor re-created: mtime and ctime no later than the install), is linked, not rebuilt.
- * Anything else, a player's edit included, is rebuilt from chunks, which heals it.
+ * The previous version of a file, if the tree being replaced holds it untouched since that install
+ * (neither modified nor re-created: mtime and ctime no later than the install, the size it was given).
+ * Such a file is as trusted as the records it was checked against: an unchanged one is linked, a
+ * changed one is patched from it. Anything else, a player's edit included, is rebuilt from records,
+ * which heals it.
  */
-async function isUnchanged(
+async function installedBase(
   file: FileEntry,
   previous: Map<string, FileEntry>,
   output: string,
   installedAt: number | undefined,
-): Promise<boolean> {
+): Promise<InstalledFile | undefined> {
   const before = previous.get(file.path);
-  if (!before || installedAt === undefined) return false;
-  if (!before.digest.equals(file.digest) || before.executable !== file.executable) return false;
+  if (!before || installedAt === undefined) return undefined;
   try {
     assertNoLinkOnPath(output, file.path);
-    const info = await lstat(join(output, file.path));
-    return (
-      info.isFile() && info.size === file.size && info.mtimeMs <= installedAt && info.ctimeMs <= installedAt
-    );
+    const path = join(output, file.path);
+    const info = await lstat(path);
+    if (
+      !info.isFile() ||
+      info.size !== before.size ||
+      info.mtimeMs > installedAt ||
+      info.ctimeMs > installedAt
+    )
+      return undefined;
+    const offsets = new Map<string, number>();
+    let offset = 0;
+    for (const ref of before.chunks) {
+      const hex = ref.id.toString('hex');
+      if (!offsets.has(hex)) offsets.set(hex, offset);
+      offset += ref.plainLength;
+    }
+    return { path, entry: before, offsets };
   } catch {
-    return false;
+    return undefined;
   }
 }
 
@@ -276,50 +313,108 @@ async function linkFrom(source: string, target: string): Promise<boolean> {
   }
 }
 
+/**
+ * Writes a file from its chunks, checked against the file digest, and syncs it. With the file's
+ * installed previous version: chunks it holds are read from it instead of the cache, and when most of
+ * the new file's bytes lie where they lay before (an edit in place), the old file is copied first (by
+ * the kernel, or as a reflink where the file system shares blocks) and only the chunks that moved or
+ * changed are written over it.
+ */
 async function writeFileFromChunks(
   file: FileEntry,
   target: string,
-  chunk: (ref: ChunkRef) => Promise<Buffer>,
+  base: InstalledFile | undefined,
+  record: (ref: ChunkRef) => Promise<Buffer>,
 ): Promise<void> {
-  const handle = await open(target, 'wx', file.executable ? 0o755 : 0o644).catch(
-    (error: NodeJS.ErrnoException) => {
-      if (error.code === 'EEXIST') throw new SplinterError('UNSAFE_PATH', `${file.path}: written twice`);
-      throw fileSystemError(error, file.path);
-    },
-  );
+  const inPlace = base ? unmovedChunks(file, base.entry) : new Set<number>();
+  const copyFirst = base !== undefined && bytesOf(file, inPlace) * 2 >= file.size;
+  const mode = file.executable ? 0o755 : 0o644;
+  const created = copyFirst
+    ? copyFile(base.path, target, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE).then(() =>
+        open(target, 'r+'),
+      )
+    : open(target, 'wx', mode);
+  const handle = await created.catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'EEXIST') throw new SplinterError('UNSAFE_PATH', `${file.path}: written twice`);
+    throw fileSystemError(error, file.path);
+  });
+  const old = base && base.offsets.size > 0 ? await open(base.path, 'r') : undefined;
   try {
+    const writes: Array<{ ref: ChunkRef; position: number }> = [];
+    let position = 0;
+    for (const [i, ref] of file.chunks.entries()) {
+      if (!(copyFirst && inPlace.has(i))) writes.push({ ref, position });
+      position += ref.plainLength;
+    }
+    const bytesOfChunk = (ref: ChunkRef): Promise<Buffer> => {
+      const at = base?.offsets.get(ref.id.toString('hex'));
+      return at === undefined || !old ? record(ref) : readExactly(old, at, ref.plainLength, base!.entry.path);
+    };
     const ahead: Array<Promise<Buffer>> = [];
     let next = 0;
-    let position = 0;
     const refill = () => {
-      while (ahead.length < DECODE_AHEAD && next < file.chunks.length) {
-        const decoded = chunk(file.chunks[next++]!);
-        decoded.catch(() => undefined); // awaited in order below
-        ahead.push(decoded);
+      while (ahead.length < DECODE_AHEAD && next < writes.length) {
+        const read = bytesOfChunk(writes[next++]!.ref);
+        read.catch(() => undefined); // awaited in order below
+        ahead.push(read);
       }
     };
     refill();
-    while (ahead.length > 0) {
+    for (const { position: at } of writes) {
       const bytes = await ahead.shift()!;
       refill();
-      await handle.write(bytes, 0, bytes.byteLength, position);
-      position += bytes.byteLength;
+      await handle.write(bytes, 0, bytes.byteLength, at);
     }
-    // Every chunk was checked against its id as it was decoded: the ids name the file.
+    if (copyFirst) await handle.truncate(file.size);
+    // Every chunk was checked against its id as it was decoded (or lies where the checked install put
+    // it): the ids name the file.
     if (!fileDigest(file.chunks.map((ref) => ref.id)).equals(file.digest)) {
       throw new SplinterError(
         'DIGEST_MISMATCH',
         `${file.path}: rebuilt content does not match the file digest`,
       );
     }
-    await handle.chmod(file.executable ? 0o755 : 0o644);
+    await handle.chmod(mode);
     await handle.sync();
   } catch (error) {
     // A write names no file: name the one of the tree.
     throw fileSystemError(error, file.path);
   } finally {
     await handle.close();
+    await old?.close();
   }
+}
+
+/** Indexes of the file's chunks that the old version holds at the same offset. */
+function unmovedChunks(file: FileEntry, before: FileEntry): Set<number> {
+  const oldAt = new Map<number, Buffer>();
+  let offset = 0;
+  for (const ref of before.chunks) {
+    oldAt.set(offset, ref.id);
+    offset += ref.plainLength;
+  }
+  const unmoved = new Set<number>();
+  offset = 0;
+  for (const [i, ref] of file.chunks.entries()) {
+    if (oldAt.get(offset)?.equals(ref.id)) unmoved.add(i);
+    offset += ref.plainLength;
+  }
+  return unmoved;
+}
+
+function bytesOf(file: FileEntry, chunks: Set<number>): number {
+  let bytes = 0;
+  for (const i of chunks) bytes += file.chunks[i]!.plainLength;
+  return bytes;
+}
+
+async function readExactly(handle: FileHandle, at: number, length: number, path: string): Promise<Buffer> {
+  const bytes = Buffer.allocUnsafe(length);
+  const { bytesRead } = await handle.read(bytes, 0, length, at);
+  if (bytesRead !== length) {
+    throw new SplinterError('SIZE_MISMATCH', `${path}: the installed file ends before byte ${at + length}`);
+  }
+  return bytes;
 }
 
 /**

@@ -1,0 +1,113 @@
+import { randomBytes } from 'node:crypto';
+import { open, readFile, stat, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { OciLayoutTarget } from '@splintertree/oci';
+import { type BaseVersion, type IndexEntry, installTree, PackCache } from '@splintertree/pack';
+import { describe, expect, it } from 'vitest';
+import { publishInto, tempDir } from './helpers.js';
+
+const MiB = 1024 * 1024;
+
+/** A publisher's store, and a client whose pack cache can be emptied between installs. */
+async function world() {
+  const store = await OciLayoutTarget.open(await tempDir('store'));
+  let cache = new PackCache(await tempDir('packs'));
+  const publish = async (dir: string, base?: BaseVersion) => {
+    const { root, entries } = await publishInto(store, cache, dir, { base });
+    return { root, entries } satisfies BaseVersion;
+  };
+  const install = (
+    version: BaseVersion,
+    output: string,
+    previous?: { entries: IndexEntry[]; installedAt: number },
+  ) =>
+    installTree({
+      root: version.root,
+      entries: version.entries,
+      keys: new Map(),
+      cache,
+      remote: store,
+      output,
+      replace: true,
+      previous,
+      concurrency: 2,
+    });
+  const emptyCache = async () => {
+    cache = new PackCache(await tempDir('packs'));
+  };
+  return { publish, install, emptyCache };
+}
+
+/** 16 MiB with 1 MiB overwritten at 8 MiB, or (insert) 1 MiB inserted there. */
+function edited(original: Buffer, insert: boolean): Buffer {
+  const middle = randomBytes(MiB);
+  return Buffer.concat([
+    original.subarray(0, 8 * MiB),
+    middle,
+    original.subarray(insert ? 8 * MiB : 9 * MiB),
+  ]);
+}
+
+describe('updating an installed file from its previous version', () => {
+  for (const insert of [false, true]) {
+    it(`fetches only the new chunks of a 1 MiB ${insert ? 'insertion' : 'overwrite'}, with an empty cache`, async () => {
+      const { publish, install, emptyCache } = await world();
+      const tree = await tempDir('tree');
+      const original = randomBytes(16 * MiB);
+      await writeFile(join(tree, 'archive.pak'), original);
+      const v1 = await publish(tree);
+      const output = join(await tempDir('out'), 'game');
+      await install(v1, output);
+      const installedAt = Date.now();
+      const before = await stat(join(output, 'archive.pak'));
+
+      const next = edited(original, insert);
+      await writeFile(join(tree, 'archive.pak'), next);
+      const v2 = await publish(tree, v1);
+      // The records of v1 are gone: what the update does not fetch comes from the installed file.
+      await emptyCache();
+      const update = await install(v2, output, { entries: v1.entries, installedAt });
+      expect((await readFile(join(output, 'archive.pak'))).equals(next)).toBe(true);
+      expect(update.fetch.bytes).toBeLessThan(MiB + 3 * 256 * 1024);
+      // A new file, not the old one written over: the old tree stayed whole until the swap.
+      expect((await stat(join(output, 'archive.pak'))).ino).not.toBe(before.ino);
+    });
+  }
+
+  it('does not trust an installed file a player changed since, even at the same size', async () => {
+    const { publish, install } = await world();
+    const tree = await tempDir('tree');
+    const original = randomBytes(16 * MiB);
+    await writeFile(join(tree, 'archive.pak'), original);
+    const v1 = await publish(tree);
+    const output = join(await tempDir('out'), 'game');
+    await install(v1, output);
+    const installedAt = Date.now();
+    await fileClockPast(installedAt, output);
+    // The player overwrites bytes far from the publisher's edit and puts the old times back: the
+    // change time still tells.
+    const file = await open(join(output, 'archive.pak'), 'r+');
+    await file.write(Buffer.from('player bytes'), 0, 12, 2 * MiB);
+    await file.close();
+    const old = new Date(installedAt - 60_000);
+    await utimes(join(output, 'archive.pak'), old, old);
+
+    const next = edited(original, false);
+    await writeFile(join(tree, 'archive.pak'), next);
+    const v2 = await publish(tree, v1);
+    await install(v2, output, { entries: v1.entries, installedAt });
+    expect((await readFile(join(output, 'archive.pak'))).equals(next)).toBe(true);
+  });
+});
+
+/**
+ * Waits until the file system's clock (coarser than Date.now(), it can lag by a tick) stamps a change
+ * later than `time`, so that a change made next is seen as made after it.
+ */
+async function fileClockPast(time: number, dir: string): Promise<void> {
+  const probe = join(dir, '..', 'clock-probe');
+  for (;;) {
+    await writeFile(probe, '');
+    if ((await stat(probe)).ctimeMs > time) return;
+  }
+}
