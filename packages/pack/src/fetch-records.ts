@@ -89,6 +89,35 @@ export async function fetchRecords(
   return stats;
 }
 
+/** Codes of a cached record that is not what its ref names: damaged (or lost) on disk, or a bad download. */
+const DAMAGED = new Set(['DIGEST_MISMATCH', 'SIZE_MISMATCH', 'DECRYPTION_FAILED', 'BLOB_UNKNOWN']);
+
+/**
+ * A record read from the cache and decoded by `decode` (which checks it). One that fails its check is
+ * unlisted by the cache and, when the remote is known, fetched once more and read again: a cache that
+ * lost bytes to a power cut, or holds a damaged range, heals on the next read instead of failing the
+ * install. A second failure is the remote's, and goes on.
+ */
+export async function readRecordHealing<T>(
+  ref: ChunkRef,
+  options: RecordSourceOptions,
+  decode: (stored: Buffer) => Promise<T>,
+  /** Where the download of a healed record is counted. */
+  stats?: FetchStats,
+): Promise<T> {
+  const pack = packOf(options.packs, ref);
+  const read = () => options.cache.readRecord(pack.digest, ref.offset, ref.storedLength, decode);
+  try {
+    return await read();
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (!options.remote || typeof code !== 'string' || !DAMAGED.has(code)) throw error;
+    const healed = await fetchRecords([ref], options);
+    if (stats) for (const key of Object.keys(stats) as Array<keyof FetchStats>) stats[key] += healed[key];
+    return read();
+  }
+}
+
 /** Reads a whole pack into the cache (a registry without ranges, a preload staged before its key). */
 export async function fetchWholePack(
   remote: Target,

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { SplinterError } from '@splintertree/errors';
 import { digestHex } from '@splintertree/oci';
 import { open as openSealed } from '@splintertree/seal';
-import { fetchRecords, packOf, type RecordSourceOptions } from './fetch-records.js';
+import { fetchRecords, packOf, type RecordSourceOptions, readRecordHealing } from './fetch-records.js';
 import { ChunkedMediaType, type ChunkRef, decodeRoot, type IndexRoot, MAX_ROOT_BYTES } from './format.js';
 import { decodeIndex, type IndexEntry } from './index-codec.js';
 import { decodeRecord } from './records.js';
@@ -100,11 +100,8 @@ export async function readIndex(root: IndexRoot, options: ReadIndexOptions): Pro
   const keyOf = keyForPack(root, options.keys);
   const parts: Buffer[] = [];
   for (const ref of root.index.chunks) {
-    const pack = packOf(packs, ref);
     parts.push(
-      await options.cache.readRecord(pack.digest, ref.offset, ref.storedLength, (stored) =>
-        decodeRecord(ref, stored, keyOf(ref)),
-      ),
+      await readRecordHealing(ref, { ...options, packs }, (stored) => decodeRecord(ref, stored, keyOf(ref))),
     );
   }
   const bytes = Buffer.concat(parts);

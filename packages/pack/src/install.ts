@@ -13,7 +13,12 @@ import {
 import { dirname, join, posix, resolve as resolvePath } from 'node:path';
 import { SplinterError } from '@splintertree/errors';
 import { runLimited } from '@splintertree/oci';
-import { type FetchStats, fetchRecords, packOf, type RecordSourceOptions } from './fetch-records.js';
+import {
+  type FetchStats,
+  fetchRecords,
+  type RecordSourceOptions,
+  readRecordHealing,
+} from './fetch-records.js';
 import {
   type FinalizeOptions,
   finalizeTree,
@@ -197,12 +202,14 @@ async function installLocked(
         return;
       }
       // A kept file that cannot be linked (EMLINK, say) is copied from itself, like a patched one.
-      await writeFileFromChunks(file, target, bases.get(file.path), async (ref) => {
-        const pack = packOf(packs, ref);
-        return options.cache.readRecord(pack.digest, ref.offset, ref.storedLength, (stored) =>
-          decodeRecord(ref, stored, keyOf(ref)),
-        );
-      });
+      await writeFileFromChunks(file, target, bases.get(file.path), (ref) =>
+        readRecordHealing(
+          ref,
+          { ...options, packs },
+          (stored) => decodeRecord(ref, stored, keyOf(ref)),
+          fetch,
+        ),
+      );
     });
     for (const entry of selected) {
       if (entry.type === 'symlink')
