@@ -15,6 +15,7 @@ const UNIT = [
   'packages/pack/test/**/*.test.ts',
   'packages/core/test/**/*.test.ts',
   'packages/oci/test/body-limits.test.ts',
+  'packages/oci/test/copy*.test.ts',
   'apps/cli/test/**/*.test.ts',
   'test/exports.test.ts',
 ];

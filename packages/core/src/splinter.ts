@@ -904,7 +904,7 @@ function modTrustView(stored: ModTrust): ModTrustView {
 }
 
 function transferStats(stats: CopyStats): TransferStats {
-  return { uploaded: stats.copied, skipped: stats.skipped, mounted: stats.mounted, bytes: stats.bytes };
+  return { uploaded: stats.transferred, skipped: stats.reused, mounted: stats.mounted, bytes: stats.bytes };
 }
 
 function assertArtifactKind(manifest: ImageManifest, kind: PullInput['kind'], reference: string): void {

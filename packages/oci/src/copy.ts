@@ -6,30 +6,32 @@ import { parseManifest, successors } from './graph.js';
 import { MAX_MANIFEST_BYTES } from './media-types.js';
 import { readAllLimited } from './read-limited.js';
 import { isMountable, type Target } from './target.js';
-
-export type CopyEvent =
-  /** A blob joined the copy: the bytes it adds to the work (done once it is sent, skipped or mounted). */
-  | { type: 'planned'; bytes: number }
-  | { type: 'bytes'; bytes: number }
-  | { type: 'blob'; descriptor: Descriptor; outcome: 'copied' | 'skipped' | 'mounted' };
+import {
+  abortable,
+  emptyTransferStats,
+  interruptedError,
+  type ProgressListener,
+  type TransferStats,
+  throwIfAborted,
+} from './transfer.js';
 
 export interface CopyOptions {
   /** Blob transfers at once (default 4). */
   concurrency?: number;
   /** Repositories of the destination's registry that may already hold a blob (tried with a mount first). */
   mountFrom?: (desc: Descriptor) => string[];
-  onProgress?: ((event: CopyEvent) => void) | undefined;
+  onProgress?: ProgressListener | undefined;
+  /**
+   * Stops the copy: nothing new starts, the transfers under way are cut short (their streams destroyed,
+   * the signal passed on to the stores), and the copy rejects with INTERRUPTED once they have settled.
+   * A store keeps nothing of a blob cut short, and no manifest is written after the abort.
+   */
+  signal?: AbortSignal | undefined;
 }
 
-export interface CopyStats {
-  /** Blobs (configs and layers) sent, skipped because the destination had them, and mounted. */
-  copied: number;
-  skipped: number;
-  mounted: number;
-  /** Manifests written (children before parents). */
+/** A copy's TransferStats, with the manifests it wrote (children before parents). */
+export interface CopyStats extends TransferStats {
   manifests: number;
-  /** Bytes sent to the destination (blobs and manifests). */
-  bytes: number;
 }
 
 export const DEFAULT_COPY_CONCURRENCY = 4;
@@ -52,7 +54,7 @@ export interface BlobSource {
  * do `drain` and `finish`.
  */
 export class BlobCopier {
-  private readonly stats: CopyStats = { copied: 0, skipped: 0, mounted: 0, manifests: 0, bytes: 0 };
+  private readonly stats: CopyStats = { ...emptyTransferStats(), manifests: 0 };
   private readonly queue: Array<{ blob: Descriptor; source: BlobSource }> = [];
   private readonly seen = new Set<string>();
   private readonly concurrency: number;
@@ -69,6 +71,7 @@ export class BlobCopier {
 
   /** Queues a blob (once per digest). */
   add(blob: Descriptor, source: BlobSource): void {
+    this.noteAbort();
     if (this.failure) throw this.failure.error;
     if (this.seen.has(blob.digest)) return;
     this.seen.add(blob.digest);
@@ -85,6 +88,7 @@ export class BlobCopier {
 
   /** Resolves once every queued blob is in the destination; rejects with the first failure. */
   async drain(): Promise<void> {
+    this.noteAbort();
     while (this.running > 0 || (this.queue.length > 0 && !this.failure)) {
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
@@ -97,16 +101,25 @@ export class BlobCopier {
    */
   async finish(manifests: Array<{ descriptor: Descriptor; bytes: Uint8Array }>): Promise<CopyStats> {
     await this.drain();
+    const signal = this.options.signal;
     for (const { descriptor, bytes } of manifests) {
-      if (await this.dst.exists(descriptor)) continue;
-      await this.dst.push(descriptor, bytes);
+      throwIfAborted(signal);
+      if (await abortable(signal, () => this.dst.exists(descriptor, { signal }))) continue;
+      await abortable(signal, () => this.dst.push(descriptor, bytes, { signal }));
       this.stats.manifests += 1;
       this.stats.bytes += bytes.byteLength;
+      this.stats.requests += 1;
     }
     return { ...this.stats };
   }
 
+  /** An aborted signal stops new starts, as a failure does. */
+  private noteAbort(): void {
+    if (this.options.signal?.aborted) this.abandon(interruptedError(this.options.signal));
+  }
+
   private startMore(): void {
+    this.noteAbort();
     while (!this.failure && this.running < this.concurrency && this.queue.length > 0) {
       const { blob, source } = this.queue.shift()!;
       this.running += 1;
@@ -125,43 +138,54 @@ export class BlobCopier {
   }
 
   private async copyOne(blob: Descriptor, source: BlobSource): Promise<void> {
-    const { dst, options } = this;
-    if (await dst.exists(blob)) {
-      this.stats.skipped += 1;
+    const { dst, options, stats } = this;
+    const signal = options.signal;
+    const settled = (outcome: 'reused' | 'mounted') => {
+      if (outcome === 'reused') stats.reused += 1;
+      else stats.mounted += 1;
+      stats.reusedBytes += blob.size;
       options.onProgress?.({ type: 'bytes', bytes: blob.size });
-      options.onProgress?.({ type: 'blob', descriptor: blob, outcome: 'skipped' });
-      return;
-    }
+      options.onProgress?.({ type: 'item', outcome, bytes: blob.size, digest: blob.digest });
+    };
+    if (await abortable(signal, () => dst.exists(blob, { signal }))) return settled('reused');
     if (isMountable(dst) && options.mountFrom) {
       for (const repository of options.mountFrom(blob)) {
-        if (repository !== dst.repository && (await dst.mount(blob, repository))) {
-          this.stats.mounted += 1;
-          options.onProgress?.({ type: 'bytes', bytes: blob.size });
-          options.onProgress?.({ type: 'blob', descriptor: blob, outcome: 'mounted' });
-          return;
-        }
+        if (repository === dst.repository) continue;
+        stats.requests += 1;
+        if (await abortable(signal, () => dst.mount(blob, repository, { signal }))) return settled('mounted');
       }
     }
-    const stream = await source.open();
+    let stream: Readable | undefined;
     let reported = 0;
-    try {
-      await dst.push(blob, stream, {
-        verifiedUpstream: source.verified,
-        absent: true,
-        onProgress: (done) => {
-          options.onProgress?.({ type: 'bytes', bytes: done - reported });
-          reported = done;
-        },
-      });
-    } catch (error) {
-      // A refused upload may leave its source unread: close the file now, not at the next GC.
-      stream.destroy();
-      throw error;
-    }
+    stats.requests += 1;
+    await abortable(
+      signal,
+      async () => {
+        stream = await source.open();
+        try {
+          throwIfAborted(signal);
+          await dst.push(blob, stream, {
+            verifiedUpstream: source.verified,
+            absent: true,
+            signal,
+            onProgress: (done) => {
+              options.onProgress?.({ type: 'bytes', bytes: done - reported });
+              reported = done;
+            },
+          });
+        } catch (error) {
+          // A refused upload may leave its source unread: close the file now, not at the next GC.
+          stream.destroy();
+          throw error;
+        }
+      },
+      // Cut short: the store sees its content fail and keeps nothing of it.
+      (error) => stream?.destroy(error),
+    );
     if (reported < blob.size) options.onProgress?.({ type: 'bytes', bytes: blob.size - reported });
-    this.stats.copied += 1;
-    this.stats.bytes += blob.size;
-    options.onProgress?.({ type: 'blob', descriptor: blob, outcome: 'copied' });
+    stats.transferred += 1;
+    stats.bytes += blob.size;
+    options.onProgress?.({ type: 'item', outcome: 'transferred', bytes: blob.size, digest: blob.digest });
   }
 }
 
@@ -178,10 +202,12 @@ export async function copyGraph(
 ): Promise<CopyStats> {
   const manifests: Array<{ descriptor: Descriptor; bytes: Buffer }> = [];
   const blobs = new Map<string, Descriptor>();
-  await collect(src, root, manifests, blobs, new Set());
+  const signal = options.signal;
+  await abortable(signal, () => collect(src, root, manifests, blobs, new Set(), signal));
 
   const copier = new BlobCopier(dst, options);
-  for (const blob of blobs.values()) copier.add(blob, { open: () => src.fetch(blob), verified: true });
+  for (const blob of blobs.values())
+    copier.add(blob, { open: () => src.fetch(blob, signal ? { signal } : undefined), verified: true });
   // Manifests were collected parents first; push them children first.
   return copier.finish(manifests.reverse());
 }
@@ -192,41 +218,55 @@ async function collect(
   manifests: Array<{ descriptor: Descriptor; bytes: Buffer }>,
   blobs: Map<string, Descriptor>,
   visiting: Set<string>,
+  signal: AbortSignal | undefined,
 ): Promise<void> {
   if (visiting.has(node.digest)) return;
   visiting.add(node.digest);
-  const bytes = await fetchManifestBytes(src, node);
+  throwIfAborted(signal);
+  const bytes = await fetchManifestBytes(src, node, signal);
   const manifest: Manifest = parseManifest(bytes, node.mediaType);
   manifests.push({ descriptor: node, bytes });
   for (const child of successors(manifest)) {
     if (isManifestMediaType(child.mediaType)) {
-      await collect(src, child, manifests, blobs, visiting);
+      await collect(src, child, manifests, blobs, visiting, signal);
     } else {
       blobs.set(child.digest, child);
     }
   }
 }
 
-export async function fetchManifestBytes(src: Target, desc: Descriptor): Promise<Buffer> {
+export async function fetchManifestBytes(
+  src: Target,
+  desc: Descriptor,
+  signal?: AbortSignal | undefined,
+): Promise<Buffer> {
   if (desc.size > MAX_MANIFEST_BYTES) {
     throw new SplinterError(
       'MANIFEST_TOO_LARGE',
       `manifest ${desc.digest} is ${desc.size} bytes, over the ${MAX_MANIFEST_BYTES}-byte limit`,
     );
   }
-  return readAllLimited(await src.fetch(desc), MAX_MANIFEST_BYTES);
+  return readAllLimited(await src.fetch(desc, signal ? { signal } : undefined), MAX_MANIFEST_BYTES);
 }
 
-/** Runs `task` over `items` with at most `limit` in flight; the first failure stops new starts and is thrown. */
+/**
+ * Runs `task` over `items` with at most `limit` in flight; the first failure stops new starts and is
+ * thrown. An aborted `signal` stops new starts too (INTERRUPTED once the tasks under way settle).
+ */
 export async function runLimited<T>(
   items: T[],
   limit: number,
   task: (item: T) => Promise<void>,
+  signal?: AbortSignal | undefined,
 ): Promise<void> {
   let next = 0;
   let failure: unknown;
   const worker = async () => {
     while (failure === undefined && next < items.length) {
+      if (signal?.aborted) {
+        failure ??= interruptedError(signal);
+        break;
+      }
       const item = items[next++] as T;
       try {
         await task(item);

@@ -1,6 +1,6 @@
 export type { ConfirmedMerge } from './confirmed-merge.js';
 export { confirmedMerge } from './confirmed-merge.js';
-export type { BlobSource, CopyEvent, CopyOptions, CopyStats } from './copy.js';
+export type { BlobSource, CopyOptions, CopyStats } from './copy.js';
 export {
   BlobCopier,
   copyGraph,
@@ -66,3 +66,11 @@ export type {
   Target,
 } from './target.js';
 export { isMountable, isRangeReadable } from './target.js';
+export type { ProgressEvent, ProgressListener, ProgressSink, TransferStats } from './transfer.js';
+export {
+  abortable,
+  emptyTransferStats,
+  interruptedError,
+  progressTo,
+  throwIfAborted,
+} from './transfer.js';

@@ -89,11 +89,11 @@ describe('registry client against CNCF Distribution', () => {
       mountFrom: () => ['mount/source'],
     });
     expect(stats.mounted).toBe(2);
-    expect(stats.copied).toBe(0);
+    expect(stats.transferred).toBe(0);
     expect(destination.stats.blobUploads).toBe(uploadsBefore);
     expect((await destination.resolve(manifest.descriptor.digest)).digest).toBe(manifest.descriptor.digest);
     const again = await copyGraph(source, destination, manifest.descriptor);
-    expect(again).toMatchObject({ copied: 0, mounted: 0, skipped: 2, manifests: 0 });
+    expect(again).toMatchObject({ transferred: 0, mounted: 0, reused: 2, manifests: 0 });
     await Promise.all([source.close(), destination.close()]);
   });
 
@@ -112,7 +112,12 @@ describe('registry client against CNCF Distribution', () => {
     copier.add(descriptors[0]!, { open: async () => Readable.from([blobs[0]!]), verified: false });
     copier.add(descriptors[1]!, { open: async () => Readable.from([blobs[1]!]), verified: false });
     copier.add(descriptors[1]!, { open: async () => Readable.from([blobs[1]!]), verified: false });
-    expect(await copier.finish([])).toMatchObject({ copied: 1, skipped: 1, manifests: 0, bytes: 200_000 });
+    expect(await copier.finish([])).toMatchObject({
+      transferred: 1,
+      reused: 1,
+      manifests: 0,
+      bytes: 200_000,
+    });
     expect(planned).toEqual([300_000, 200_000]);
     expect((await bytesOf(target, descriptors[1]!)).equals(blobs[1]!)).toBe(true);
 
