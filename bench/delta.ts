@@ -669,14 +669,14 @@ function splinterOn(
         '--json',
       ]);
       const json = JSON.parse(result.stdout) as {
-        blobs: { bytes: number };
+        transfer: { bytes: number };
         chunks: { chunks: number; newChunks: number; newRecordBytes: number; compactedPacks: number };
       };
       return {
         seconds: result.seconds,
         peakRssBytes: result.peakRssBytes,
         storageGrowth: (await folderBytes(registry.storageDir)) - before,
-        blobBytes: json.blobs.bytes,
+        blobBytes: json.transfer.bytes,
         newRecordBytes: json.chunks.newRecordBytes,
         newChunks: json.chunks.newChunks,
         chunks: json.chunks.chunks,
@@ -700,7 +700,7 @@ function splinterOn(
       const wire = proxy.counts();
       const json = JSON.parse(result.stdout) as {
         kept: number;
-        download: { requests: number; bytes: number; wholePacks: number };
+        transfer: { requests: number; bytes: number; wholePacks: number };
       };
       const installed = await digestTree(output);
       const correct =
@@ -710,7 +710,7 @@ function splinterOn(
         seconds: result.seconds,
         peakRssBytes: result.peakRssBytes,
         wire,
-        reported: json.download,
+        reported: json.transfer,
         kept: json.kept,
         correct,
       };

@@ -89,11 +89,11 @@ export async function runTransferBench(mode: 'push' | 'pull'): Promise<void> {
       row('skopeo', 'copy OCI layout -> registry', theirs);
       row('splinter', 're-push unchanged folder', again);
       table(rows);
-      const reupload = JSON.parse(again.stdout).blobs as { uploaded: number; skipped: number };
+      const reupload = JSON.parse(again.stdout).transfer as { transferred: number; reused: number };
       const ratio = `throughput ratio splinter/skopeo: ${(theirs.seconds / ours.seconds).toFixed(2)}`;
       console.log(`\n${ratio}`);
       ratios.push(ratio);
-      const reused = `unchanged re-push uploaded ${reupload.uploaded} blobs (skipped ${reupload.skipped})`;
+      const reused = `unchanged re-push uploaded ${reupload.transferred} blobs (skipped ${reupload.reused})`;
       console.log(reused);
       ratios.push(reused);
     } else {

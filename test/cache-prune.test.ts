@@ -3,7 +3,7 @@ import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type RunningRegistry, startRegistry } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DownloadJson, snapshot, splinterCli, tempDir } from './support.js';
+import { snapshot, splinterCli, type TransferJson, tempDir } from './support.js';
 
 /** Bytes a folder's files take on disk (allocated blocks: sparse packs count what they hold). */
 async function diskBytes(dir: string): Promise<number> {
@@ -62,7 +62,7 @@ describe('splinter cache prune keeps what the last installed versions and staged
         ],
         player,
       )
-    ).download as DownloadJson;
+    ).transfer as TransferJson;
 
   it('drops what no kept version needs, and a rollback to a kept version still downloads nothing', async () => {
     for (let v = 1; v <= 5; v += 1) {
@@ -78,7 +78,7 @@ describe('splinter cache prune keeps what the last installed versions and staged
       ['mod', 'fetch', reference(5), '--plain-http', '--insecure-skip-verify'],
       player,
     );
-    expect(staged.download.bytes).toBeGreaterThan(0);
+    expect(staged.transfer.bytes).toBeGreaterThan(0);
 
     const packs = join(player.SPLINTER_HOME!, 'packs');
     const before = await diskBytes(packs);

@@ -14,10 +14,10 @@ import {
 } from '@splintertree/testkit';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { snapshot } from '../packages/pack/test/helpers.js';
-import { CLI, run, scrubbedEnv, splinterCli } from './support.js';
+import { CLI, run, scrubbedEnv, splinterCli, type TransferJson } from './support.js';
 
 interface Pulled {
-  download: { requests: number; bytes: number; wholePacks: number };
+  transfer: TransferJson;
   kept: number;
   files: number;
 }
@@ -113,12 +113,12 @@ describe('chunked pulls from a real registry', () => {
   it('updates with single-range requests costing about the changed MiB', async () => {
     const output = join(work, 'update', 'game');
     const fresh = await pull('update', '1', output);
-    expect(fresh.download.bytes).toBeGreaterThan(14 * MIB);
-    expect(fresh.download.bytes).toBeLessThan(15 * MIB);
+    expect(fresh.transfer.bytes).toBeGreaterThan(14 * MIB);
+    expect(fresh.transfer.bytes).toBeLessThan(15 * MIB);
     proxy.log.length = 0;
     const update = await pull('update', '2', output);
     expect(await snapshot(output)).toEqual(await snapshot(v2));
-    expect(update.download.bytes).toBeLessThan(2 * MIB);
+    expect(update.transfer.bytes).toBeLessThan(2 * MIB);
     expect(update.kept).toBe(2);
     const ranged = proxy.log.filter((r) => r.path.includes('/blobs/') && r.range !== undefined);
     expect(ranged.length).toBeGreaterThan(0);
@@ -137,7 +137,7 @@ describe('chunked pulls from a real registry', () => {
       const home = `fallback-${fault.kind}-${'status' in fault ? fault.status : ''}`;
       const output = join(work, home, 'game');
       const result = await pull(home, '2', output);
-      expect(result.download.wholePacks, fault.kind).toBeGreaterThan(0);
+      expect(result.transfer.wholePacks, fault.kind).toBeGreaterThan(0);
       expect(await snapshot(output)).toEqual(await snapshot(v2));
     }
   });
@@ -154,11 +154,11 @@ describe('chunked pulls from a real registry', () => {
     const output = join(work, 'locale', 'game');
     const english = await pull('locale', '2', output, ['--locale', 'enUS']);
     expect(Object.keys(await snapshot(output))).not.toContain('text/deDE/strings.bin');
-    expect(english.download.bytes).toBeLessThan(13 * MIB);
+    expect(english.transfer.bytes).toBeLessThan(13 * MIB);
     const german = await pull('locale', '2', output, ['--locale', 'deDE']);
     expect(await snapshot(output)).toEqual(await snapshot(v2));
-    expect(german.download.bytes).toBeGreaterThan(1.9 * MIB);
-    expect(german.download.bytes).toBeLessThan(2.3 * MIB);
+    expect(german.transfer.bytes).toBeGreaterThan(1.9 * MIB);
+    expect(german.transfer.bytes).toBeLessThan(2.3 * MIB);
   });
 
   it('installs from a mirror made by skopeo copy', async () => {

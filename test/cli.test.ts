@@ -5,13 +5,13 @@ import { generateKeyPair, loadPrivateKey, loadPublicKey, writeKeyPair } from '@s
 import { type RunningRegistry, requireTool, startFaultProxy, startRegistry } from '@splintertree/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  type DownloadJson,
   MediaTypes,
   run,
   SAMPLE,
   SAMPLE_MOD,
   snapshot,
   splinterCli,
+  type TransferJson,
   tempDir,
   treeBytes,
 } from './support.js';
@@ -27,7 +27,7 @@ interface Layer {
 interface PushJson {
   digest: string;
   reference: string;
-  blobs: { uploaded: number; skipped: number; mounted: number; bytes: number };
+  transfer: TransferJson;
   chunks: { files: number; chunks: number; newChunks: number; newRecordBytes: number };
 }
 
@@ -35,7 +35,7 @@ interface PullJson {
   digest: string;
   files: number;
   kept: number;
-  download: DownloadJson;
+  transfer: TransferJson;
 }
 
 /** The pack layer with the most bytes (every byte of a pack belongs to some record). */
@@ -95,11 +95,12 @@ describe('splinter CLI end to end', () => {
     );
     expect(again.code, again.stderr).toBe(0);
     const result = JSON.parse(again.stdout) as PushJson;
-    expect(result.blobs).toMatchObject({ uploaded: 0, mounted: 0 });
-    expect(result.blobs.skipped).toBeGreaterThan(0);
+    expect(result.transfer).toMatchObject({ transferred: 0, mounted: 0 });
+    expect(result.transfer.reused).toBeGreaterThan(0);
+    expect(result.transfer.reusedBytes).toBeGreaterThan(0);
     // The only bytes sent are the new version's manifest.
     const manifest = await stat(join(env.SPLINTER_HOME!, 'store', 'blobs', 'sha256', result.digest.slice(7)));
-    expect(result.blobs.bytes).toBe(manifest.size);
+    expect(result.transfer.bytes).toBe(manifest.size);
     expect(result.chunks).toMatchObject({ files: 7, newChunks: 0, newRecordBytes: 0 });
     expect(result.chunks.chunks).toBeGreaterThanOrEqual(7);
   });
@@ -191,14 +192,14 @@ describe('splinter CLI end to end', () => {
     expect(layers[0]!.mediaType).toBe(MediaTypes.root);
     expect(layers.slice(1).every((layer) => layer.mediaType === MediaTypes.pack)).toBe(true);
     // The new content is uploaded; only the shared 2-byte empty config may come by mount already.
-    expect(firstResult.blobs.uploaded).toBeGreaterThanOrEqual(blobCount - 1);
-    expect(firstResult.blobs.uploaded + firstResult.blobs.mounted).toBe(blobCount);
+    expect(firstResult.transfer.transferred).toBeGreaterThanOrEqual(blobCount - 1);
+    expect(firstResult.transfer.transferred + firstResult.transfer.mounted).toBe(blobCount);
     // Another realm has no base to reuse chunks from: it packs them again, into the same packs.
     const second = await push('na-2');
     expect(second.code, second.stderr).toBe(0);
     const secondResult = JSON.parse(second.stdout) as PushJson;
     expect(secondResult.chunks.newChunks).toBeGreaterThan(0);
-    expect(secondResult.blobs).toMatchObject({ uploaded: 0, mounted: blobCount });
+    expect(secondResult.transfer).toMatchObject({ transferred: 0, mounted: blobCount });
   });
 
   it('pushes and pulls a mod, and inspect shows it', async () => {
@@ -428,11 +429,11 @@ describe('splinter CLI end to end', () => {
     };
     const first = await pull('1', []);
     expect(first).toMatchObject({ files: 3, kept: 0 });
-    expect(first.download.bytes).toBeGreaterThan(0);
+    expect(first.transfer.bytes).toBeGreaterThan(0);
     const worldBefore = await stat(join(output, 'data', 'world.pak'));
 
     const again = await pull('1');
-    expect(again).toMatchObject({ files: 3, kept: 3, download: { bytes: 0 } });
+    expect(again).toMatchObject({ files: 3, kept: 3, transfer: { bytes: 0 } });
     expect((await stat(join(output, 'data', 'world.pak'))).ino).toBe(worldBefore.ino);
 
     // A tool patching bytes in place: the file is rebuilt from cached chunks, the others are kept.
@@ -440,17 +441,17 @@ describe('splinter CLI end to end', () => {
     await handle.write(Buffer.from('MODDED'), 0, 6, 1000);
     await handle.close();
     const healed = await pull('1');
-    expect(healed).toMatchObject({ kept: 2, download: { bytes: 0 } });
+    expect(healed).toMatchObject({ kept: 2, transfer: { bytes: 0 } });
     expect(await snapshot(output)).toEqual(await snapshot(v1));
 
     const updated = await pull('2');
     expect(updated).toMatchObject({ files: 3, kept: 1 });
-    expect(updated.download.bytes).toBeGreaterThan(0);
-    expect(updated.download.bytes).toBeLessThan((await treeBytes(v2)) / 5);
+    expect(updated.transfer.bytes).toBeGreaterThan(0);
+    expect(updated.transfer.bytes).toBeLessThan((await treeBytes(v2)) / 5);
     expect(await snapshot(output)).toEqual(await snapshot(v2));
 
     const rolledBack = await pull('1');
-    expect(rolledBack).toMatchObject({ kept: 1, download: { bytes: 0 } });
+    expect(rolledBack).toMatchObject({ kept: 1, transfer: { bytes: 0 } });
     expect(await snapshot(output)).toEqual(await snapshot(v1));
   }, 120_000);
 

@@ -16,8 +16,8 @@ import { splinterCli } from './support.js';
 interface SyncJson {
   action: string;
   head: { id: string; version: string } | null;
-  download?: { requests: number; bytes: number };
-  staged: Array<{ id: string; version: string; download: { requests: number; bytes: number } }>;
+  transfer?: { requests: number; bytes: number };
+  staged: Array<{ id: string; version: string; transfer: { requests: number; bytes: number } }>;
 }
 
 /** Two versions of a game: v2 changes a large file and adds one, so it shares some chunks with v1. */
@@ -119,12 +119,12 @@ describe('splinter launcher sync: preload staging, unlock at activation, rollbac
     expect(first.code, first.stderr).toBe(0);
     expect(first.json).toMatchObject({ action: 'installed', head: { id: v1.id, version: '1' } });
     expect(first.json.staged).toEqual([expect.objectContaining({ id: v2.id, version: '2' })]);
-    expect(first.json.staged[0]!.download.bytes).toBeGreaterThan(0);
+    expect(first.json.staged[0]!.transfer.bytes).toBeGreaterThan(0);
     expect(await snapshot(join(work, 'game'))).toEqual(await snapshot(trees.v1));
 
     const again = await sync();
     expect(again.json.action).toBe('up-to-date');
-    expect(again.json.staged[0]!.download).toMatchObject({ requests: 0, bytes: 0 });
+    expect(again.json.staged[0]!.transfer).toMatchObject({ requests: 0, bytes: 0 });
     // The second round revalidated the view it kept: the API answered 304, no view was sent.
     const metrics = await (await fetch(`${api.url}/metrics`)).text();
     expect(metrics).toMatch(/route="\/launcher\/realms\/:realm",method="GET",status="304"\} [1-9]/);
@@ -136,7 +136,7 @@ describe('splinter launcher sync: preload staging, unlock at activation, rollbac
     expect(released.json).toMatchObject({
       action: 'installed',
       head: { id: v2.id },
-      download: { requests: 0, bytes: 0 },
+      transfer: { requests: 0, bytes: 0 },
     });
     expect(await snapshot(join(work, 'game'))).toEqual(await snapshot(trees.v2));
 
@@ -145,7 +145,7 @@ describe('splinter launcher sync: preload staging, unlock at activation, rollbac
     expect(rolledBack.json).toMatchObject({
       action: 'installed',
       head: { id: v1.id },
-      download: { requests: 0, bytes: 0 },
+      transfer: { requests: 0, bytes: 0 },
     });
     expect(await snapshot(join(work, 'game'))).toEqual(await snapshot(trees.v1));
   }, 180_000);

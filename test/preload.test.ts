@@ -313,7 +313,7 @@ describe('encrypted preload end to end: real registry, PostgreSQL, splinter serv
     const again = join(work, 'again', 'game');
     const cached = await pull(again);
     expect(cached.code, cached.stderr).toBe(0);
-    expect(cached.json.download).toMatchObject({ requests: 0, bytes: 0 });
+    expect(cached.json.transfer).toMatchObject({ requests: 0, bytes: 0 });
     expect(await snapshot(again)).toEqual(await snapshot(tree));
 
     const manifestResponse = await fetch(`${registry.url}/v2/patches/eu-1/manifests/2`, {
@@ -334,7 +334,7 @@ describe('encrypted preload end to end: real registry, PostgreSQL, splinter serv
     // The record that fails its tag is dropped from the cache and downloaded again in the same pull.
     const healed = await pull(out);
     expect(healed.code, healed.stderr).toBe(0);
-    expect(healed.json.download).toMatchObject({ requests: 1 });
+    expect(healed.json.transfer).toMatchObject({ requests: 1 });
     expect(await snapshot(out)).toEqual(await snapshot(tree));
     expect((await readFile(packFile)).equals(original)).toBe(true);
   }, 60_000);

@@ -90,7 +90,7 @@ for (const backend of ['PostgreSQL (DATABASE_URL)', 'embedded PGlite'] as const)
         digest: v2.json.digest,
         parent: v1.json.id,
         alreadyPushed: true,
-        blobs: { uploaded: 0, bytes: 0 },
+        transfer: { transferred: 0, bytes: 0 },
       });
       // Other content under that version is refused before any of it is stored.
       const changed = join(work, 'changed');

@@ -121,7 +121,7 @@ describe('signing on push, verification before download (CLI, real registry)', (
     const result = JSON.parse(fetched.stdout) as {
       kind: string;
       digest: string;
-      download: { requests: number; bytes: number; wholePacks: number };
+      transfer: { requests: number; bytes: number; wholePacks: number };
       verifiedBy: Array<{ format: string }>;
     };
     expect(result.kind).toBe('patch');
@@ -133,13 +133,13 @@ describe('signing on push, verification before download (CLI, real registry)', (
     const packs = inspected.layers.filter((l) => l.mediaType.endsWith('pack.v1'));
     expect(packs.length).toBeGreaterThan(0);
     // Every pack is cached whole and nothing is unpacked anywhere.
-    expect(result.download.bytes).toBeGreaterThanOrEqual(packs.reduce((sum, p) => sum + p.size, 0));
+    expect(result.transfer.bytes).toBeGreaterThanOrEqual(packs.reduce((sum, p) => sum + p.size, 0));
     const cached = await readdir(join(work, 'fetch-home', 'packs'));
     for (const { digest } of packs) expect(cached).toContain(digest.slice(7));
     expect((await readdir(work)).filter((n) => n.startsWith('.splinter-staging'))).toEqual([]);
 
     const again = await fetch('release', 'fetch-home');
-    expect(JSON.parse(again.stdout).download).toMatchObject({ requests: 0, bytes: 0 });
+    expect(JSON.parse(again.stdout).transfer).toMatchObject({ requests: 0, bytes: 0 });
     const pulled = await pull(
       pushed.pinned,
       'fetched-out',
@@ -147,7 +147,7 @@ describe('signing on push, verification before download (CLI, real registry)', (
       'fetch-home',
     );
     expect(pulled.code, pulled.stderr).toBe(0);
-    expect(JSON.parse(pulled.stdout).download).toMatchObject({ requests: 0, bytes: 0 });
+    expect(JSON.parse(pulled.stdout).transfer).toMatchObject({ requests: 0, bytes: 0 });
     expect(await snapshot(join(work, 'fetched-out'))).toEqual(await snapshot(SAMPLE));
   });
 

@@ -68,10 +68,14 @@ export async function splinterCli(args: string[], env: Record<string, string>): 
   }
 }
 
-/** What `--json` pull and fetch report about the pack bytes they downloaded. */
-export interface DownloadJson {
-  requests: number;
+/** What `--json` push, pull and fetch report about what they moved (`transfer`): one vocabulary. */
+export interface TransferJson {
+  transferred: number;
+  reused: number;
+  mounted: number;
   bytes: number;
+  reusedBytes: number;
+  requests: number;
   wholePacks: number;
 }
 

@@ -109,7 +109,7 @@ export async function syncMods(splinter: Splinter, options: ModSyncOptions): Pro
         concurrency: options.concurrency,
         expect: { digest: pin.digest, source: release ? `release statement #${release.sequence}` : 'patch' },
       });
-      result.installed.push({ name, digest: pulled.digest, downloaded: pulled.download.bytes });
+      result.installed.push({ name, digest: pulled.digest, downloaded: pulled.transfer.bytes });
     }
     now[name] = pin.digest;
     // Recorded as each mod lands, so an interrupted round never forgets a folder it created.

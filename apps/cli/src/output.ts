@@ -1,3 +1,4 @@
+import type { TransferStats } from '@splintertree/core';
 import { isSplinterError } from '@splintertree/errors';
 import { ExitCode, type ExitCodeValue, exitCodeFor } from './exit-codes.js';
 
@@ -13,6 +14,12 @@ export function printResult(options: OutputOptions, json: unknown, human: string
     return;
   }
   for (const line of human) process.stdout.write(`${line}\n`);
+}
+
+/** A transfer, push or pull, in the field names of its --json `transfer` object. */
+export function transferLine(stats: TransferStats): string {
+  const mounted = stats.mounted > 0 ? `, ${stats.mounted} mounted` : '';
+  return `${stats.transferred} transferred, ${stats.reused} reused${mounted}; ${stats.bytes} bytes in ${stats.requests} requests`;
 }
 
 export function warn(message: string): void {

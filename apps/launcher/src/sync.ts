@@ -2,7 +2,6 @@ import { join, resolve } from 'node:path';
 import {
   ArtifactAnnotation,
   acceptReleaseStatement,
-  type DownloadStats,
   type ExpectedManifest,
   fetchRealmView,
   isFolder,
@@ -15,6 +14,7 @@ import {
   requestReleaseStatement,
   requestUnlock,
   type Splinter,
+  type TransferStats,
   writeRecord,
 } from '@splintertree/core';
 import { SplinterError } from '@splintertree/errors';
@@ -48,6 +48,8 @@ export interface SyncOptions {
    * cannot hold the launcher back. Either way nothing in it is trusted until it verifies.
    */
   releaseFrom?: 'api' | 'registry' | undefined;
+  /** Stops the round (INTERRUPTED): what is staged or installed so far stays, nothing cut short does. */
+  signal?: AbortSignal | undefined;
 }
 
 interface InstalledState {
@@ -64,9 +66,9 @@ export interface SyncResult {
   head: { id: string; version: string; digest: string } | null;
   action: 'installed' | 'up-to-date' | 'no-head';
   /** What the install downloaded (nothing after a preload was staged, or for a rollback). */
-  download?: DownloadStats;
+  transfer?: TransferStats;
   /** Preloaded patches whose (encrypted) content is now in the cache. */
-  staged: Array<{ id: string; version: string; digest: string; download: DownloadStats }>;
+  staged: Array<{ id: string; version: string; digest: string; transfer: TransferStats }>;
   /** The cache after the round, pruned to the kept versions and the staged preloads (bytes on disk). */
   cache?: { before: number; after: number; keep: number } | undefined;
   /** The signed release statement the head was accepted under (with release keys only). */
@@ -107,8 +109,9 @@ export async function syncRealm(splinter: Splinter, options: SyncOptions): Promi
       trust: options.trust,
       concurrency: options.concurrency,
       locale: options.locale,
+      signal: options.signal,
     });
-    staged.push({ ...summary(patch), download: fetched.download });
+    staged.push({ ...summary(patch), transfer: fetched.transfer });
   }
   if (!view.head) return { realm: options.realm, head: null, action: 'no-head', staged };
 
@@ -181,6 +184,7 @@ export async function syncRealm(splinter: Splinter, options: SyncOptions): Promi
     keys,
     locale: options.locale,
     concurrency: options.concurrency,
+    signal: options.signal,
   });
   await writeRecord(stateFile, {
     output,
@@ -193,7 +197,7 @@ export async function syncRealm(splinter: Splinter, options: SyncOptions): Promi
     realm: options.realm,
     head: summary(head),
     action: 'installed',
-    download: pulled.download,
+    transfer: pulled.transfer,
     staged,
     cache: await prune(),
     ...(release ? { release } : {}),

@@ -44,7 +44,7 @@ export type { Location } from './locations.js';
 export { destinationFor, formatLocation, parseLocation } from './locations.js';
 export type { CreatedToken } from './preload.js';
 export { generateKek, readPatchKeyFile, writeKeyFile } from './preload.js';
-export type { ProgressSink } from './progress.js';
+export type { ProgressEvent, ProgressSink } from './progress.js';
 export { isFolder, readRecord, writeRecord } from './records.js';
 export type { LoginInput, LoginResult } from './registry-login.js';
 export { registryHostOf, registryLogin, registryLogout } from './registry-login.js';
@@ -67,7 +67,6 @@ export { openSplinter, Splinter } from './splinter.js';
 export type { RegistryAccess } from './stores.js';
 export type {
   DownloadInput,
-  DownloadStats,
   ExpectedManifest,
   FetchResult,
   InspectResult,

@@ -3,10 +3,13 @@ import { readdir } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import { SplinterError } from '@splintertree/errors';
 import {
+  abortable,
   type Descriptor,
+  emptyTransferStats,
   type ImageManifest,
   MAX_MANIFEST_BYTES,
   type OciLayoutTarget,
+  type ProgressListener,
   parseManifest,
   readAllLimited,
   type Target,
@@ -90,7 +93,9 @@ export interface VersionSource {
   state: ClientState;
   keys: KeyRing;
   concurrency: number;
-  onBytes?: ((bytes: number) => void) | undefined;
+  onProgress?: ProgressListener | undefined;
+  /** Stops the download and install (INTERRUPTED); cache and folder keep nothing cut short. */
+  signal?: AbortSignal | undefined;
 }
 
 /** The root layer of a chunked version, or UNSUPPORTED_MEDIA_TYPE. */
@@ -109,8 +114,18 @@ export function rootLayer(manifest: ImageManifest): Descriptor {
 async function rootBytes(source: VersionSource): Promise<Buffer> {
   const layer = rootLayer(source.manifest);
   const local = source.state.blobs;
+  const { signal } = source;
   if (!(await local.exists(layer)))
-    await local.push(layer, await source.remote.fetch(layer), { verifiedUpstream: true });
+    await abortable(signal, async () => {
+      const stream = await source.remote.fetch(layer, signal ? { signal } : undefined);
+      const stop = () => stream.destroy();
+      signal?.addEventListener('abort', stop, { once: true });
+      try {
+        await local.push(layer, stream, { verifiedUpstream: true, signal });
+      } finally {
+        signal?.removeEventListener('abort', stop);
+      }
+    });
   return readAllLimited(await local.fetch(layer), 64 * 1024 * 1024);
 }
 
@@ -129,7 +144,8 @@ export async function openVersion(source: VersionSource): Promise<OpenedVersion>
     keys: source.keys,
     store: source.state.indexes,
     concurrency: source.concurrency,
-    onBytes: source.onBytes,
+    onProgress: source.onProgress,
+    signal: source.signal,
   });
   return { root, entries };
 }
@@ -169,7 +185,8 @@ export async function installVersion(input: InstallInput): Promise<Installed> {
         ? { entries: decodeIndex(previousBytes), installedAt: record.installedAt }
         : undefined,
     concurrency: input.concurrency,
-    onBytes: input.onBytes,
+    onProgress: input.onProgress,
+    signal: input.signal,
     journal: input.state.journal,
     keepUnowned: input.keepUnowned,
     platform: input.platform,
@@ -217,7 +234,8 @@ export async function prefetchVersion(
       remote: source.remote,
       packs: new Map(version.root.packs.map((p) => [p.number, p])),
       concurrency: source.concurrency,
-      onBytes: source.onBytes,
+      onProgress: source.onProgress,
+      signal: source.signal,
     });
     await source.state.retention.remember({
       manifestDigest: source.manifestDigest,
@@ -228,11 +246,16 @@ export async function prefetchVersion(
     return stats;
   }
   await rootBytes(source);
-  const stats: FetchStats = { requests: 0, bytes: 0, wholePacks: 0 };
+  const stats: FetchStats = emptyTransferStats();
   for (const pack of source.manifest.layers.slice(1)) {
     if (pack.mediaType !== ChunkedMediaType.Pack) continue;
     if (await source.state.packs.touched(pack.digest)) continue;
-    await fetchWholePack(source.remote, pack, { cache: source.state.packs, onBytes: source.onBytes }, stats);
+    await fetchWholePack(
+      source.remote,
+      pack,
+      { cache: source.state.packs, onProgress: source.onProgress, signal: source.signal },
+      stats,
+    );
   }
   // Sealed: which records it needs is unknown until its key is released, so every pack it lists stays.
   await source.state.retention.remember({

@@ -11,7 +11,16 @@ import type {
   StoredStatement,
 } from '@splintertree/chain';
 import { SplinterError } from '@splintertree/errors';
-import type { CopyOptions, CopyStats, Descriptor, ImageManifest, Target } from '@splintertree/oci';
+import {
+  type CopyOptions,
+  type CopyStats,
+  type Descriptor,
+  type ImageManifest,
+  type ProgressListener,
+  progressTo,
+  type Target,
+  throwIfAborted,
+} from '@splintertree/oci';
 import {
   type BaseVersion,
   FormatAnnotation,
@@ -48,7 +57,6 @@ import { publicKeysFromPem, publicKeysToPem, signManifest } from './signing.js';
 import { type RegistryAccess, Stores } from './stores.js';
 import type {
   DownloadInput,
-  DownloadStats,
   ExpectedManifest,
   FetchResult,
   InspectResult,
@@ -210,6 +218,7 @@ export class Splinter {
       `push ${leaf}`,
       destination,
       'destination',
+      input.signal,
       (copy) =>
         publishFolder({
           kind: input.kind,
@@ -236,6 +245,8 @@ export class Splinter {
     );
     const manifestDescriptor = manifest.descriptor;
     await this.recordBlobLocations(destination, manifest.manifest);
+    // Stopped meanwhile: the version is neither tagged nor registered.
+    throwIfAborted(input.signal);
     await target.tag(manifestDescriptor, version);
     const signatures = input.signer
       ? await signManifest(
@@ -250,7 +261,7 @@ export class Splinter {
       kind: input.kind,
       digest: manifestDescriptor.digest,
       reference: formatLocation(destination),
-      blobs: transferStats(stats),
+      transfer: transferStats(stats),
       chunks,
       signatures,
     };
@@ -325,8 +336,9 @@ export class Splinter {
     verb: 'pull' | 'fetch',
     run: (
       source: VersionSource & { manifestDigest: string; selection: Selection },
-    ) => Promise<{ outcome: T; stats: Omit<DownloadStats, 'bytes'> }>,
+    ) => Promise<{ outcome: T; stats: TransferStats }>,
   ): Promise<{ outcome: T; fetched: FetchResult }> {
+    throwIfAborted(input.signal);
     const { location, target, descriptor } = await this.locate(input.reference);
     const verifiedBy = await this.requireTrust(target, location, descriptor, input.trust);
     const manifest = await fetchManifest(target, descriptor);
@@ -343,7 +355,8 @@ export class Splinter {
         state: await this.clientState(),
         keys: keyRing(input.keys ?? []),
         concurrency: input.concurrency ?? this.options.concurrency ?? DEFAULT_CONCURRENCY,
-        onBytes: counter.add,
+        onProgress: counter.listener,
+        signal: input.signal,
         selection: { locale: input.locale, platform: input.platform },
       });
       await this.recordBlobLocations(location, manifest);
@@ -353,7 +366,8 @@ export class Splinter {
           kind: input.kind,
           digest: descriptor.digest,
           reference: formatLocation({ ...location, digest: descriptor.digest }),
-          download: { requests: stats.requests, bytes: counter.total(), wholePacks: stats.wholePacks },
+          // Index records included: every pack byte the run downloaded.
+          transfer: { ...stats, bytes: counter.total() },
           verifiedBy,
           verificationSkipped: !('keys' in input.trust),
         },
@@ -726,15 +740,16 @@ export class Splinter {
     return keys;
   }
 
-  /** Counts downloaded bytes and draws them on the progress bar. */
-  private byteCounter(label: string): { add: (bytes: number) => void; total: () => number; end: () => void } {
+  /** Counts downloaded bytes and draws the download's events on the progress bar. */
+  private byteCounter(label: string): { listener: ProgressListener; total: () => number; end: () => void } {
     const progress = this.options.progress;
+    const draw = progressTo(progress);
     progress?.begin(label, 0);
     let total = 0;
     return {
-      add: (bytes) => {
-        total += bytes;
-        progress?.advance(bytes);
+      listener: (event) => {
+        if (event.type === 'bytes') total += event.bytes;
+        draw?.(event);
       },
       total: () => total,
       end: () => progress?.end(),
@@ -862,6 +877,7 @@ export class Splinter {
     label: string,
     remote: Location,
     side: 'source' | 'destination',
+    signal: AbortSignal | undefined,
     run: (copy: Omit<CopyOptions, 'concurrency'>) => Promise<T>,
   ): Promise<T> {
     const progress = this.options.progress;
@@ -873,12 +889,8 @@ export class Splinter {
     try {
       return await run({
         ...(mountFrom ? { mountFrom } : {}),
-        onProgress: progress
-          ? (event) => {
-              if (event.type === 'planned') progress.expect(event.bytes);
-              else if (event.type === 'bytes') progress.advance(event.bytes);
-            }
-          : undefined,
+        onProgress: progressTo(progress),
+        signal,
       });
     } finally {
       progress?.end();
@@ -903,8 +915,9 @@ function modTrustView(stored: ModTrust): ModTrustView {
   };
 }
 
-function transferStats(stats: CopyStats): TransferStats {
-  return { uploaded: stats.transferred, skipped: stats.reused, mounted: stats.mounted, bytes: stats.bytes };
+/** A copy's stats without its manifest count: what push and pull both report. */
+function transferStats({ manifests: _manifests, ...stats }: CopyStats): TransferStats {
+  return stats;
 }
 
 function assertArtifactKind(manifest: ImageManifest, kind: PullInput['kind'], reference: string): void {

@@ -1,3 +1,4 @@
+import type { TransferStats } from '@splintertree/oci';
 import type { KeepPolicy, PublishStats, TagRule } from '@splintertree/pack';
 import type { Signer, TrustedKey } from '@splintertree/sign';
 import type { ArtifactKind } from './artifact.js';
@@ -45,14 +46,11 @@ export interface PushInput {
   allowUnportable?: boolean | undefined;
   /** Follow symlinks that leave the folder, copying in what they point at (`tar -h`, `cp -L`). */
   dereference?: boolean | undefined;
+  /** Stops the push (INTERRUPTED): no new upload starts, those under way are cut short, nothing is tagged. */
+  signal?: AbortSignal | undefined;
 }
 
-export interface TransferStats {
-  uploaded: number;
-  skipped: number;
-  mounted: number;
-  bytes: number;
-}
+export type { TransferStats };
 
 export interface PushResult {
   kind: ArtifactKind;
@@ -65,7 +63,8 @@ export interface PushResult {
   keyId?: string;
   /** A patch version pushed again with the same content: nothing was registered or uploaded. */
   alreadyPushed?: boolean;
-  blobs: TransferStats;
+  /** What was uploaded (blobs), and what the registry already held or mounted. */
+  transfer: TransferStats;
   /** What chunking found: files, chunks, and how many were new. */
   chunks: PublishStats;
   signatures: SignatureRecord[];
@@ -91,6 +90,11 @@ export interface PullInput {
    * any content (RELEASE_HEAD_MISMATCH), so a re-tagged or substituted manifest installs nothing.
    */
   expect?: ExpectedManifest | undefined;
+  /**
+   * Stops the download and install (INTERRUPTED): no new request starts, those under way are cut short,
+   * the cache lists nothing cut short, and `output` is left as it was.
+   */
+  signal?: AbortSignal | undefined;
 }
 
 export interface ExpectedManifest {
@@ -104,19 +108,13 @@ export interface ExpectedManifest {
 /** What pull and fetch take: which artifact, whose signatures to trust, keys, and which files. */
 export type DownloadInput = Omit<PullInput, 'output' | 'replace'>;
 
-/** What a transfer downloaded: HTTP requests for pack bytes, bytes, and packs read whole (no Range). */
-export interface DownloadStats {
-  requests: number;
-  bytes: number;
-  wholePacks: number;
-}
-
 /** What `prefetch` (`splinter patch fetch`, the launcher's preload staging) did. */
 export interface FetchResult {
   kind: ArtifactKind;
   digest: string;
   reference: string;
-  download: DownloadStats;
+  /** What was downloaded (records), and what the cache already held. */
+  transfer: TransferStats;
   /** Signatures that verified; empty only when verification was skipped. */
   verifiedBy: VerifiedSignature[];
   verificationSkipped: boolean;

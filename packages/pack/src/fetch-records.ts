@@ -1,11 +1,17 @@
 import { type Readable, Transform } from 'node:stream';
 import { SplinterError } from '@splintertree/errors';
 import {
+  abortable,
   type Descriptor,
+  emptyTransferStats,
+  interruptedError,
   isRangeReadable,
+  type ProgressListener,
   type RangeReadable,
   runLimited,
   type Target,
+  type TransferStats,
+  throwIfAborted,
 } from '@splintertree/oci';
 import { ChunkedMediaType, type ChunkRef, type PackEntry } from './format.js';
 import type { PackCache } from './pack-cache.js';
@@ -15,12 +21,12 @@ export const MERGE_GAP_BYTES = 64 * 1024;
 /** One ranged request reads at most this much, so parallel requests share the work. */
 export const MAX_SPAN_BYTES = 8 * 1024 * 1024;
 
-export interface FetchStats {
-  requests: number;
-  bytes: number;
-  /** Packs read whole because the registry would not serve a range. */
-  wholePacks: number;
-}
+/**
+ * What a fetch of records did, in the words a push uses too: `transferred` and `reused` count records
+ * (downloaded, or found in the cache), `bytes` the pack bytes downloaded (merge gaps and whole packs
+ * included), `reusedBytes` the stored bytes of the cached records; `mounted` is always 0.
+ */
+export type FetchStats = TransferStats;
 
 export interface RecordSourceOptions {
   cache: PackCache;
@@ -28,7 +34,14 @@ export interface RecordSourceOptions {
   remote?: (Target & Partial<RangeReadable>) | undefined;
   packs: Map<number, PackEntry>;
   concurrency: number;
-  onBytes?: ((bytes: number) => void) | undefined;
+  /** `planned` with the bytes to download once they are known, then `bytes` as they arrive. */
+  onProgress?: ProgressListener | undefined;
+  /**
+   * Stops the fetch: no new request starts, the downloads under way are cut short, and it rejects with
+   * INTERRUPTED once they have settled. The cache lists nothing cut short (a range is listed only once
+   * all of it is written and synced, a whole pack is renamed in only when complete).
+   */
+  signal?: AbortSignal | undefined;
 }
 
 /**
@@ -40,15 +53,23 @@ export async function fetchRecords(
   refs: Iterable<ChunkRef>,
   options: RecordSourceOptions,
 ): Promise<FetchStats> {
-  const stats: FetchStats = { requests: 0, bytes: 0, wholePacks: 0 };
+  const stats: FetchStats = emptyTransferStats();
+  const { signal } = options;
+  throwIfAborted(signal);
   const byPack = new Map<number, Array<[number, number]>>();
   const seen = new Set<string>();
+  let missing = 0;
   for (const ref of refs) {
     const key = `${ref.pack}:${ref.offset}`;
     if (seen.has(key)) continue;
     seen.add(key);
     const pack = packOf(options.packs, ref);
-    if (await options.cache.has(pack.digest, ref.offset, ref.offset + ref.storedLength)) continue;
+    if (await options.cache.has(pack.digest, ref.offset, ref.offset + ref.storedLength)) {
+      stats.reused += 1;
+      stats.reusedBytes += ref.storedLength;
+      continue;
+    }
+    missing += 1;
     const list = byPack.get(ref.pack) ?? [];
     byPack.set(ref.pack, list);
     list.push([ref.offset, ref.offset + ref.storedLength]);
@@ -62,30 +83,47 @@ export async function fetchRecords(
     const pack = options.packs.get(number)!;
     for (const [start, end] of mergeSpans(spans)) jobs.push({ pack, start, end });
   }
-  const whole = new Map<number, Promise<void>>();
   const remote = options.remote;
-  await runLimited(jobs, options.concurrency, async ({ pack, start, end }) => {
-    const pending = whole.get(pack.number);
-    if (pending) return pending;
-    const desc = packDescriptor(pack);
-    if (!isRangeReadable(remote)) {
-      const read = fetchWholePack(remote, pack, options, stats);
-      whole.set(pack.number, read);
-      return read;
-    }
-    stats.requests += 1;
-    const answer = await remote.fetchRange(desc, start, end);
-    if (answer.kind === 'whole') {
-      const read = options.cache
-        .writeWhole(pack.digest, pack.size, counted(answer.stream, options, stats))
-        .then(() => {
-          stats.wholePacks += 1;
-        });
-      whole.set(pack.number, read);
-      return read;
-    }
-    await options.cache.writeRange(pack.digest, start, end, counted(answer.stream, options, stats));
+  // A store without ranges is read a pack at a time: the plan is those packs.
+  options.onProgress?.({
+    type: 'planned',
+    bytes: isRangeReadable(remote)
+      ? jobs.reduce((sum, job) => sum + job.end - job.start, 0)
+      : [...byPack.keys()].reduce((sum, number) => sum + options.packs.get(number)!.size, 0),
   });
+  const whole = new Map<number, Promise<void>>();
+  await runLimited(
+    jobs,
+    options.concurrency,
+    async ({ pack, start, end }) => {
+      const pending = whole.get(pack.number);
+      if (pending) return pending;
+      const desc = packDescriptor(pack);
+      if (!isRangeReadable(remote)) {
+        const read = fetchWholePack(remote, pack, options, stats, true);
+        whole.set(pack.number, read);
+        return read;
+      }
+      stats.requests += 1;
+      await abortable(signal, async () => {
+        const answer = await remote.fetchRange(desc, start, end, signal ? { signal } : undefined);
+        if (answer.kind === 'whole') {
+          // More than planned: the rest of the pack comes too.
+          options.onProgress?.({ type: 'planned', bytes: pack.size - (end - start) });
+          const read = options.cache
+            .writeWhole(pack.digest, pack.size, counted(answer.stream, options, stats))
+            .then(() => {
+              stats.wholePacks += 1;
+            });
+          whole.set(pack.number, read);
+          return read;
+        }
+        await options.cache.writeRange(pack.digest, start, end, counted(answer.stream, options, stats));
+      });
+    },
+    signal,
+  );
+  stats.transferred += missing;
   return stats;
 }
 
@@ -122,27 +160,53 @@ export async function readRecordHealing<T>(
 export async function fetchWholePack(
   remote: Target,
   pack: PackEntry | Descriptor,
-  options: Pick<RecordSourceOptions, 'cache' | 'onBytes'>,
+  options: Pick<RecordSourceOptions, 'cache' | 'onProgress' | 'signal'>,
   stats: FetchStats,
+  planned = false,
 ): Promise<void> {
+  const { signal } = options;
+  throwIfAborted(signal);
   stats.requests += 1;
   stats.wholePacks += 1;
   const desc = 'number' in pack ? packDescriptor(pack) : pack;
-  await options.cache.writeWhole(desc.digest, desc.size, counted(await remote.fetch(desc), options, stats));
+  if (!planned) options.onProgress?.({ type: 'planned', bytes: desc.size });
+  await abortable(signal, async () =>
+    options.cache.writeWhole(
+      desc.digest,
+      desc.size,
+      counted(await remote.fetch(desc, signal ? { signal } : undefined), options, stats),
+    ),
+  );
 }
 
+/**
+ * Counts a download's bytes as they pass; an abort of `options.signal` destroys both ends, so the
+ * cache write fails and keeps nothing.
+ */
 function counted(
   stream: Readable,
-  options: Pick<RecordSourceOptions, 'onBytes'>,
+  options: Pick<RecordSourceOptions, 'onProgress' | 'signal'>,
   stats: FetchStats,
 ): Readable {
   const counter = new Transform({
     transform(chunk: Buffer, _encoding, done) {
       stats.bytes += chunk.byteLength;
-      options.onBytes?.(chunk.byteLength);
+      options.onProgress?.({ type: 'bytes', bytes: chunk.byteLength });
       done(null, chunk);
     },
   });
+  const { signal } = options;
+  if (signal) {
+    // An abort may come before the cache has started reading (it is still opening its file): the
+    // error is kept for that read, not thrown as uncaught.
+    counter.on('error', () => undefined);
+    const stop = () => counter.destroy(interruptedError(signal));
+    if (signal.aborted) stop();
+    else {
+      signal.addEventListener('abort', stop, { once: true });
+      counter.on('close', () => signal.removeEventListener('abort', stop));
+    }
+  }
   stream.on('error', (error) => counter.destroy(error));
   // A consumer that stops early (a full disk) releases the download, or its connection is held open.
   counter.on('close', () => {

@@ -12,7 +12,7 @@ import {
 } from 'node:fs/promises';
 import { dirname, join, posix, resolve as resolvePath } from 'node:path';
 import { SplinterError } from '@splintertree/errors';
-import { runLimited } from '@splintertree/oci';
+import { runLimited, throwIfAborted } from '@splintertree/oci';
 import {
   type FetchStats,
   fetchRecords,
@@ -130,7 +130,10 @@ export async function installTree(options: InstallOptions): Promise<InstallResul
   await mkdir(dirname(output), { recursive: true }).catch((error: unknown) => {
     throw fileSystemError(error);
   });
-  const unlock = await lockOutput(output, () => options.journal?.throwIfInterrupted());
+  const unlock = await lockOutput(output, () => {
+    throwIfAborted(options.signal);
+    options.journal?.throwIfInterrupted();
+  });
   try {
     // A tree a killed --replace left set aside is put back before the plan reads it: what is unchanged
     // is linked, not fetched again, and the player's own files in it are seen and kept.
@@ -185,6 +188,7 @@ async function installLocked(
   });
   const journal = options.journal;
   const checkpoint: FinalizeOptions['checkpoint'] = (step) => {
+    throwIfAborted(options.signal);
     journal?.throwIfInterrupted();
     options.checkpoint?.(step);
   };
@@ -196,6 +200,8 @@ async function installLocked(
     }
     let kept = 0;
     await runLimited(files, options.concurrency, async (file) => {
+      // An abort stops between files: the staging folder is removed below, `output` is untouched.
+      throwIfAborted(options.signal);
       const target = prepareParent(staging, file.path, knownFolders);
       if (keep.has(file.path) && (await linkFrom(join(output, file.path), target))) {
         kept += 1;
@@ -211,6 +217,7 @@ async function installLocked(
         ),
       );
     });
+    throwIfAborted(options.signal);
     for (const entry of selected) {
       if (entry.type === 'symlink')
         await symlink(entry.target, prepareParent(staging, entry.path, knownFolders));

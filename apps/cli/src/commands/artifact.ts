@@ -9,7 +9,7 @@ import type {
 import { SplinterError } from '@splintertree/errors';
 import type { Command } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
-import { printResult } from '../output.js';
+import { printResult, transferLine } from '../output.js';
 import { addRegistryAccessOptions } from '../registry-flags.js';
 import {
   addTrustOptions,
@@ -134,7 +134,7 @@ export async function runPush(
       dereference: flags.dereference === true,
     }),
   );
-  const human = [result.digest, result.reference];
+  const human = [result.digest, result.reference, `transfer: ${transferLine(result.transfer)}`];
   human.push(
     `${result.chunks.files} files, ${result.chunks.chunks} chunks, ${result.chunks.newChunks} new (${result.chunks.newRecordBytes} bytes)`,
   );
@@ -176,7 +176,7 @@ async function runFetch(
     }),
   );
   printResult(output, result, [
-    `${result.digest}: ${result.download.bytes} bytes downloaded in ${result.download.requests} requests`,
+    `${result.digest}: ${transferLine(result.transfer)}`,
     ...verifiedLines(result),
   ]);
 }
@@ -216,7 +216,7 @@ export async function runPull(
     }),
   );
   printResult(output, result, [
-    `${result.digest} -> ${result.output} (${result.files} files, ${result.bytes} bytes; ${result.kept} unchanged; ${result.download.bytes} bytes downloaded in ${result.download.requests} requests)`,
+    `${result.digest} -> ${result.output} (${result.files} files, ${result.bytes} bytes; ${result.kept} unchanged; ${transferLine(result.transfer)})`,
     ...verifiedLines(result),
   ]);
 }

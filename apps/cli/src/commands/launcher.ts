@@ -3,7 +3,7 @@ import { SplinterError } from '@splintertree/errors';
 import { type Command, Option } from 'commander';
 import { globalOptions, withSplinter } from '../context.js';
 import { addTokenOptions, launcherToken, type TokenFlags } from '../launcher-token.js';
-import { printResult } from '../output.js';
+import { printResult, transferLine } from '../output.js';
 import { addReleaseTrustOptions, type ReleaseTrustFlags, releaseTrustFromFlags } from '../release-flags.js';
 import { addTrustOptions, type TrustFlags, trustFromFlags } from '../signing-flags.js';
 import { addTransferOptions, parseConcurrency } from './artifact.js';
@@ -87,15 +87,12 @@ export function registerLauncherCommands(program: Command): void {
         releaseFrom: flags.releaseFrom,
       }),
     );
-    const lines = result.staged.map(
-      (p) =>
-        `staged ${p.version} (${p.digest}): ${p.download.bytes} bytes in ${p.download.requests} requests`,
-    );
+    const lines = result.staged.map((p) => `staged ${p.version} (${p.digest}): ${transferLine(p.transfer)}`);
     if (result.head === null) lines.push(`realm ${result.realm} has no active patch`);
     else if (result.action === 'up-to-date') lines.push(`${flags.output} is at ${result.head.version}`);
     else
       lines.push(
-        `installed ${result.head.version} (${result.head.digest}) into ${flags.output}: ${result.download?.bytes} bytes in ${result.download?.requests} requests`,
+        `installed ${result.head.version} (${result.head.digest}) into ${flags.output}${result.transfer ? `: ${transferLine(result.transfer)}` : ''}`,
       );
     printResult(globalOptions(this), result, lines);
   });
