@@ -1,4 +1,5 @@
 import { openSplinter, type Settings, type Splinter, settingsFromEnvironment } from '@splintertree/core';
+import { SplinterError } from '@splintertree/errors';
 import type { Command } from 'commander';
 import { ExitCode } from './exit-codes.js';
 import { createProgress, progressMode } from './progress.js';
@@ -18,16 +19,21 @@ export function loadSettings(): Settings {
   return settingsFromEnvironment(process.env);
 }
 
+/** How long Ctrl-C waits for the transfers it aborted to settle before it cleans up regardless. */
+const ABORT_SETTLE_MS = 3000;
+
 /**
  * Opens the core for one command and always closes it (database handles, HTTP agents). Opening cleans
  * up after killed runs. With `interruptible`, Ctrl-C (SIGINT) or SIGTERM stops the command cleanly:
- * its staging and work folders are removed, an old tree set aside is put back, its registry upload
- * sessions are cancelled, and it exits with 130 (`splinter: INTERRUPTED`).
+ * the AbortSignal `run` passes to the core aborts (no new transfer starts, those under way are cut
+ * short and clean up as any failure does, so staging and work folders go and an old tree set aside is
+ * put back), then `interrupt` cancels any registry upload session still open and sweeps this run's
+ * temporaries, and it exits with 130 (`splinter: INTERRUPTED`).
  */
 export async function withSplinter<T>(
   command: Command,
   options: RegistryFlags & { interruptible?: boolean },
-  run: (splinter: Splinter, settings: Settings) => Promise<T>,
+  run: (splinter: Splinter, settings: Settings, signal: AbortSignal) => Promise<T>,
 ): Promise<T> {
   const settings = loadSettings();
   const { json } = globalOptions(command);
@@ -44,12 +50,26 @@ export async function withSplinter<T>(
     ),
     warn: (message) => process.stderr.write(`splinter: warning: ${message}\n`),
   });
+  const controller = new AbortController();
   let stopping = false;
+  let running: Promise<unknown> = Promise.resolve();
   const onSignal = () => {
     if (stopping) return;
     stopping = true;
-    void splinter
-      .interrupt()
+    controller.abort(new SplinterError('INTERRUPTED', 'stopped'));
+    let timer: NodeJS.Timeout | undefined;
+    // The run rejects once what it had under way has cleaned up; a request a store cannot cut short
+    // costs at most ABORT_SETTLE_MS, after which the journal cleans up for it.
+    void Promise.race([
+      running.catch(() => undefined),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, ABORT_SETTLE_MS);
+      }),
+    ])
+      .then(() => {
+        clearTimeout(timer);
+        return splinter.interrupt();
+      })
       .catch(() => undefined)
       .finally(() => {
         process.stderr.write('splinter: INTERRUPTED: stopped; nothing of this run was left behind\n');
@@ -63,7 +83,9 @@ export async function withSplinter<T>(
     process.on('SIGTERM', onSignal);
   }
   try {
-    return await run(splinter, settings);
+    const result = run(splinter, settings, controller.signal);
+    running = result;
+    return await result;
   } catch (error) {
     // Stopped work fails as it is cut short: the interrupt handler reports and exits, once.
     if (stopping) return new Promise<never>(() => undefined);

@@ -120,19 +120,23 @@ export async function runPush(
   // The key is opened before anything is packed or uploaded: a wrong password costs nothing.
   const signer = flags.key === undefined ? undefined : await loadSignerFlag(flags.key);
   const tagRules = flags.tags === undefined ? undefined : await readTagRules(flags.tags);
-  const result: PushResult = await withSplinter(command, { ...flags, interruptible: true }, (splinter) =>
-    splinter.push({
-      kind,
-      dir,
-      ...identity,
-      registry: flags.registry,
-      concurrency,
-      signer,
-      signatureFormat: flags.signatureFormat,
-      tagRules,
-      allowUnportable: flags.allowUnportable === true,
-      dereference: flags.dereference === true,
-    }),
+  const result: PushResult = await withSplinter(
+    command,
+    { ...flags, interruptible: true },
+    (splinter, _settings, signal) =>
+      splinter.push({
+        kind,
+        dir,
+        ...identity,
+        registry: flags.registry,
+        concurrency,
+        signer,
+        signatureFormat: flags.signatureFormat,
+        tagRules,
+        allowUnportable: flags.allowUnportable === true,
+        dereference: flags.dereference === true,
+        signal,
+      }),
   );
   const human = [result.digest, result.reference, `transfer: ${transferLine(result.transfer)}`];
   human.push(
@@ -165,15 +169,19 @@ async function runFetch(
   flags: FetchFlags,
 ): Promise<void> {
   const { output, concurrency, trust } = await prepareDownload(command, flags);
-  const result: FetchResult = await withSplinter(command, { ...flags, interruptible: true }, (splinter) =>
-    splinter.prefetch({
-      kind,
-      reference,
-      trust,
-      concurrency,
-      locale: flags.locale,
-      platform: flags.platform,
-    }),
+  const result: FetchResult = await withSplinter(
+    command,
+    { ...flags, interruptible: true },
+    (splinter, _settings, signal) =>
+      splinter.prefetch({
+        kind,
+        reference,
+        trust,
+        concurrency,
+        locale: flags.locale,
+        platform: flags.platform,
+        signal,
+      }),
   );
   printResult(output, result, [
     `${result.digest}: ${transferLine(result.transfer)}`,
@@ -202,18 +210,22 @@ export async function runPull(
   keys: Uint8Array[] = [],
 ): Promise<void> {
   const { output, concurrency, trust } = await prepareDownload(command, flags);
-  const result: PullResult = await withSplinter(command, { ...flags, interruptible: true }, (splinter) =>
-    splinter.pull({
-      kind,
-      reference,
-      output: flags.output,
-      replace: flags.replace === true,
-      concurrency,
-      trust,
-      keys,
-      locale: flags.locale,
-      platform: flags.platform,
-    }),
+  const result: PullResult = await withSplinter(
+    command,
+    { ...flags, interruptible: true },
+    (splinter, _settings, signal) =>
+      splinter.pull({
+        kind,
+        reference,
+        output: flags.output,
+        replace: flags.replace === true,
+        concurrency,
+        trust,
+        keys,
+        locale: flags.locale,
+        platform: flags.platform,
+        signal,
+      }),
   );
   printResult(output, result, [
     `${result.digest} -> ${result.output} (${result.files} files, ${result.bytes} bytes; ${result.kept} unchanged; ${transferLine(result.transfer)})`,

@@ -72,20 +72,24 @@ export function registerLauncherCommands(program: Command): void {
       );
     }
     const { syncRealm } = await import('@splintertree/launcher');
-    const result = await withSplinter(this, { ...flags, interruptible: true }, async (splinter, settings) =>
-      syncRealm(splinter, {
-        api: flags.api,
-        token: await launcherToken(flags, settings),
-        realm: flags.realm,
-        output: flags.output,
-        trust,
-        stateDir: join(settings.home, 'launcher'),
-        concurrency,
-        locale: flags.locale,
-        keepVersions,
-        release,
-        releaseFrom: flags.releaseFrom,
-      }),
+    const result = await withSplinter(
+      this,
+      { ...flags, interruptible: true },
+      async (splinter, settings, signal) =>
+        syncRealm(splinter, {
+          api: flags.api,
+          token: await launcherToken(flags, settings),
+          realm: flags.realm,
+          output: flags.output,
+          trust,
+          stateDir: join(settings.home, 'launcher'),
+          concurrency,
+          locale: flags.locale,
+          keepVersions,
+          release,
+          releaseFrom: flags.releaseFrom,
+          signal,
+        }),
     );
     const lines = result.staged.map((p) => `staged ${p.version} (${p.digest}): ${transferLine(p.transfer)}`);
     if (result.head === null) lines.push(`realm ${result.realm} has no active patch`);
