@@ -1,5 +1,6 @@
+import { LauncherService, type Principal } from '@splintertree/api';
 import { ChainStore, migrate, openPostgres, type SqlClient } from '@splintertree/chain';
-import { LauncherService, type Principal, patchIdFrom, settingsFromEnvironment } from '@splintertree/core';
+import { patchIdFrom, settingsFromEnvironment } from '@splintertree/core';
 import { generatePatchKey } from '@splintertree/seal';
 import { freshDatabase } from '@splintertree/testkit';
 import { table } from './support.js';

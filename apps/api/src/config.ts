@@ -1,7 +1,8 @@
 import { isIP } from 'node:net';
-import { DEFAULT_HEARTBEAT_MS, launcherConfigProblems, type Settings } from '@splintertree/core';
+import { launcherConfigProblems, type Settings } from '@splintertree/core';
 import { SplinterError } from '@splintertree/errors';
 import { z } from 'zod';
+import { DEFAULT_HEARTBEAT_MS } from './launcher-service.js';
 import { DEFAULT_JWT_ALGORITHMS, type PlayerTokenConfig } from './player-tokens.js';
 
 export interface ApiConfig {

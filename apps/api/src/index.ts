@@ -1,6 +1,9 @@
 export { AuthFailures } from './auth-failures.js';
+export { LISTENER_APPLICATION_NAME } from './change-listener.js';
 export type { ApiConfig, ApiFlags } from './config.js';
 export { apiConfig } from './config.js';
+export type { LauncherOptions, ListenerState, Principal } from './launcher-service.js';
+export { DEFAULT_HEARTBEAT_MS, LauncherService } from './launcher-service.js';
 export type { Player, PlayerTokenConfig } from './player-tokens.js';
 export { PlayerTokens } from './player-tokens.js';
 export type { Problem } from './problems.js';

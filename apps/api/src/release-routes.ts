@@ -1,6 +1,6 @@
-import type { LauncherService, Principal } from '@splintertree/core';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import type { LauncherService, Principal } from './launcher-service.js';
 
 const realmParams = z.object({ realm: z.string() });
 

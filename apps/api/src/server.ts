@@ -1,11 +1,5 @@
 import { createHash } from 'node:crypto';
-import {
-  LauncherService,
-  type Principal,
-  patchIdFrom,
-  type RealmView,
-  type Settings,
-} from '@splintertree/core';
+import { patchIdFrom, type RealmView, type Settings } from '@splintertree/core';
 import { isSplinterError, SplinterError } from '@splintertree/errors';
 import Fastify, {
   type FastifyInstance,
@@ -16,6 +10,7 @@ import Fastify, {
 import { z } from 'zod';
 import { AuthFailures } from './auth-failures.js';
 import { type ApiConfig, type ApiFlags, apiConfig } from './config.js';
+import { LauncherService, type Principal } from './launcher-service.js';
 import { type Buckets, type LimitStore, memoryLimitStore, redisLimitStore } from './limit-store.js';
 import { type ApiMetrics, createMetrics } from './metrics.js';
 import { PlayerTokens } from './player-tokens.js';

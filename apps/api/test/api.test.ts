@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { type RunningApi, startApi } from '@splintertree/api';
+import { LISTENER_APPLICATION_NAME, type RunningApi, startApi } from '@splintertree/api';
 import { AccessStore, type ChainStore, type SqlClient } from '@splintertree/chain';
 import {
   createLauncherToken,
-  LISTENER_APPLICATION_NAME,
   requestUnlock,
   type Settings,
   type Splinter,

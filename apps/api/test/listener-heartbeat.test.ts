@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { type RunningApi, startApi } from '@splintertree/api';
+import { type ListenerState, type RunningApi, startApi } from '@splintertree/api';
 import { AccessStore, ChainStore, openPostgres, type SqlClient } from '@splintertree/chain';
 import {
   createLauncherToken,
-  type ListenerState,
   openSplinter,
   type Splinter,
   settingsFromEnvironment,

@@ -52,7 +52,11 @@ export async function openSqlClient(settings: DatabaseSettings): Promise<SqlClie
  * only read) works. The embedded PGlite database belongs to this process alone and is migrated.
  */
 export async function openChainDatabase(settings: DatabaseSettings): Promise<ChainDatabase> {
-  const client = await openSqlClient(settings);
+  return chainDatabaseOver(await openSqlClient(settings));
+}
+
+/** The release database over an open client, checked or migrated as openChainDatabase says; closed if refused. */
+export async function chainDatabaseOver(client: SqlClient): Promise<ChainDatabase> {
   try {
     if (client.kind === 'pglite') await migrate(client);
     else await assertSchemaCurrent(client);

@@ -1,22 +1,25 @@
 export type {
+  AccessChange,
   ChainEntry,
   HeadChange,
   ModPin,
   PatchRow,
   PatchStatus,
   ReleaseRow,
+  ReleaseSigned,
   SchemaStatus,
   ShownRealm,
   StoredStatement,
   TokenRow,
+  UnlockState,
 } from '@splintertree/chain';
+export { ACCESS_CHANGED_CHANNEL, HEAD_CHANGED_CHANNEL, RELEASE_SIGNED_CHANNEL } from '@splintertree/chain';
 export type { TagRule } from '@splintertree/pack';
 export type { DsseEnvelope, ReleaseStatement, Signer, TrustedKey } from '@splintertree/sign';
 export { signReleaseKeyList } from '@splintertree/sign';
 export { createLauncherToken, listLauncherTokens, revokeLauncherToken, rotateKekFromFile } from './admin.js';
 export type { ArtifactKind } from './artifact.js';
 export { ArtifactAnnotation, ArtifactType, buildArtifactManifest } from './artifact.js';
-export { LISTENER_APPLICATION_NAME } from './change-listener.js';
 export type { DatabaseSettings, MigrationResult } from './database.js';
 export { chainDatabaseStatus, migrateChainDatabase } from './database.js';
 export type { CanonicalId } from './ids.js';
@@ -24,6 +27,8 @@ export { canonicalId, patchIdFrom } from './ids.js';
 export type { KeyMaterial } from './key-refs.js';
 export { readKeyRef, SERVICE_ACCOUNT_DIR } from './key-refs.js';
 export { generateKeyPairFiles } from './keys.js';
+export type { LauncherTokenRecord } from './launcher-access.js';
+export { LauncherAccess, launcherConfigProblems } from './launcher-access.js';
 export type { Backoff, TaggedRealmView } from './launcher-client.js';
 export {
   fetchRealmView,
@@ -31,15 +36,7 @@ export {
   requestReleaseStatement,
   requestUnlock,
 } from './launcher-client.js';
-export type {
-  LauncherOptions,
-  ListenerState,
-  Principal,
-  RealmPatch,
-  RealmView,
-  UnlockGrant,
-} from './launcher-service.js';
-export { DEFAULT_HEARTBEAT_MS, LauncherService, launcherConfigProblems } from './launcher-service.js';
+export type { RealmPatch, RealmView, UnlockGrant } from './launcher-types.js';
 export type { Location } from './locations.js';
 export { destinationFor, formatLocation, parseLocation } from './locations.js';
 export type { CreatedToken } from './preload.js';

@@ -1,7 +1,7 @@
 import { ERROR_CODES, type ErrorCode, SplinterError } from '@splintertree/errors';
 import { decodeKey32, KEY_BYTES, keyIdOf } from '@splintertree/seal';
 import { canonicalId } from './ids.js';
-import type { RealmView } from './launcher-service.js';
+import type { RealmView } from './launcher-types.js';
 
 /**
  * Asks the launcher API for a patch key (`POST /launcher/patches/:id/unlock`). An answer other than

@@ -2,22 +2,19 @@ import { EventEmitter } from 'node:events';
 import {
   ACCESS_CHANGED_CHANNEL,
   type AccessChange,
-  AccessStore,
-  assertSchemaCurrent,
-  ChainStore,
+  type CanonicalId,
+  canonicalId,
   HEAD_CHANGED_CHANNEL,
   type HeadChange,
-  openPostgres,
-  type SqlClient,
+  LauncherAccess,
+  type LauncherTokenRecord,
+  type RealmView,
+  type Settings,
+  type UnlockGrant,
   type UnlockState,
-} from '@splintertree/chain';
+} from '@splintertree/core';
 import { SplinterError } from '@splintertree/errors';
-import { kekIdOf, unwrapKey } from '@splintertree/seal';
 import { type ChangeListener, openChangeListener } from './change-listener.js';
-import { type CanonicalId, canonicalId } from './ids.js';
-import { validateName } from './names.js';
-import { assertKekMatches, parseToken, resolveKek, secretMatches } from './preload.js';
-import type { Settings } from './settings.js';
 
 /** Who is calling: a launcher token, or a player's JWT, and the realm it is scoped to. */
 export interface Principal {
@@ -26,35 +23,6 @@ export interface Principal {
   /** A player authenticated by a JWT: its issuer and subject (`iss#sub`). */
   player?: string;
   realm: string;
-}
-
-export interface UnlockGrant {
-  patchId: string;
-  keyId: string;
-  /** The 32-byte patch key, base64. */
-  key: string;
-  /** The keys of the patch's sealed ancestors, whose records its version reuses (all live with it). */
-  ancestors: Array<{ patchId: string; keyId: string; key: string }>;
-}
-
-export interface RealmPatch {
-  id: string;
-  version: string;
-  parent: string | null;
-  reference: string;
-  digest: string;
-  status: string;
-  /** Set when the patch was pushed with --preload: the key its layers need. */
-  keyId: string | null;
-}
-
-export interface RealmView {
-  realm: string;
-  head: RealmPatch | null;
-  /** Root first, ending with the head. */
-  chain: RealmPatch[];
-  /** Published for preload, not yet activated: launchers may download these now. */
-  preload: RealmPatch[];
 }
 
 export interface LauncherOptions {
@@ -81,22 +49,6 @@ export const DEFAULT_HEARTBEAT_MS = 3000;
 /** Emitted as `listener` when the LISTEN connection is lost and when it is back. */
 export type ListenerState = { listening: false; error: Error } | { listening: true };
 
-/** Start-up checks of what the launcher API needs, one message per problem (empty when all is well). */
-export async function launcherConfigProblems(settings: Settings): Promise<string[]> {
-  const problems: string[] = [];
-  if (settings.databaseUrl === undefined) {
-    problems.push(
-      'DATABASE_URL is not set: the launcher API needs PostgreSQL (the embedded PGlite database cannot be shared with the CLI that activates patches)',
-    );
-  }
-  try {
-    await resolveKek(settings, 'the launcher API');
-  } catch (error) {
-    problems.push((error as Error).message);
-  }
-  return problems;
-}
-
 /**
  * What the launcher API serves, over the release database. Decisions that release keys are cached in
  * memory and dropped by the NOTIFY of every head change and revocation; a locked answer is always
@@ -106,7 +58,7 @@ export async function launcherConfigProblems(settings: Settings): Promise<string
  */
 export class LauncherService extends EventEmitter<{ listener: [ListenerState] }> {
   private readonly grants = new Map<CanonicalId, UnlockGrant & { realm: string }>();
-  private readonly tokens = new Map<CanonicalId, { realm: string; tokenHash: Uint8Array }>();
+  private readonly tokens = new Map<CanonicalId, LauncherTokenRecord>();
   private readonly reads = new Map<
     CanonicalId,
     { running?: Promise<UnlockState | undefined>; queued?: Promise<UnlockState | undefined> }
@@ -121,52 +73,24 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
   private session = 0;
   private relistenTimer: NodeJS.Timeout | undefined;
   private closed = false;
-  private readonly kekId: string;
   private readonly heartbeatMs: number;
 
   private constructor(
-    private readonly client: SqlClient,
-    private readonly chain: ChainStore,
-    private readonly access: AccessStore,
-    private readonly kek: Uint8Array,
+    private readonly access: LauncherAccess,
     private readonly options: LauncherOptions,
-    private readonly counter: { queries: number } = { queries: 0 },
   ) {
     super();
-    this.kekId = kekIdOf(kek);
     this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
   }
 
   static async open(options: LauncherOptions): Promise<LauncherService> {
-    const problems = await launcherConfigProblems(options.settings);
-    if (problems.length > 0) {
-      throw new SplinterError('INVALID_CONFIG', problems.join('; '), { details: { problems } });
-    }
-    const kek = await resolveKek(options.settings, 'the launcher API');
-    const pool = await openPostgres(options.settings.databaseUrl!, {
-      max: options.poolSize ?? options.settings.databasePoolSize,
-      timeouts: options.settings.databaseTimeouts,
-      applicationName: options.settings.databaseApplicationName,
-    });
-    // Every statement this service sends is counted (queries()): release-day capacity is planned on it.
-    const counter = { queries: 0 };
-    const client: SqlClient = {
-      ...pool,
-      query: (text, params) => {
-        counter.queries += 1;
-        return pool.query(text, params);
-      },
-    };
+    const access = await LauncherAccess.open(options.settings, { poolSize: options.poolSize });
     try {
-      // Never migrates: the API runs as a role that may only read and write rows (`splinter db migrate`).
-      await assertSchemaCurrent(client);
-      const access = new AccessStore(client);
-      await assertKekMatches(access, kek);
-      const launcher = new LauncherService(client, new ChainStore(client), access, kek, options, counter);
+      const launcher = new LauncherService(access, options);
       await launcher.listen();
       return launcher;
     } catch (error) {
-      await client.close();
+      await access.close();
       throw error;
     }
   }
@@ -176,23 +100,16 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
    * (with `details.tokenId` when the token named a canonical id, for limits on failures per token).
    */
   async authenticate(token: string | undefined): Promise<Principal> {
-    const parsed = token === undefined ? undefined : parseToken(token);
-    if (!parsed)
-      throw new SplinterError('UNAUTHENTICATED', 'a launcher token is required (Authorization: Bearer ...)');
-    const id = canonicalId(parsed.id);
-    if (id === undefined) throw new SplinterError('UNAUTHENTICATED', 'unknown or revoked launcher token');
-    let known = this.listening ? this.tokens.get(id) : undefined;
-    if (!known) {
-      const generation = this.generation;
-      known = await this.access.activeToken(id);
-      if (known && this.listening && generation === this.generation) this.tokens.set(id, known);
-    }
-    if (!known || !secretMatches(parsed.secret, known.tokenHash)) {
-      throw new SplinterError('UNAUTHENTICATED', 'unknown or revoked launcher token', {
-        details: { tokenId: id },
-      });
-    }
-    return { tokenId: id, realm: known.realm };
+    return this.access.authenticate(token, (id) => this.tokenRecord(id));
+  }
+
+  private async tokenRecord(id: CanonicalId): Promise<LauncherTokenRecord | undefined> {
+    const cached = this.listening ? this.tokens.get(id) : undefined;
+    if (cached) return cached;
+    const generation = this.generation;
+    const known = await this.access.tokenRecord(id);
+    if (known && this.listening && generation === this.generation) this.tokens.set(id, known);
+    return known;
   }
 
   /**
@@ -200,16 +117,16 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
    * until it expires or a head change drops it, and callers that arrive while it runs share it.
    */
   async realm(realm: string, principal: Principal): Promise<RealmView> {
-    validateName('realm', realm);
+    this.access.checkRealm(realm);
     assertRealm(principal, realm, `realm ${realm}`);
     const ttl = this.options.viewTtlMs ?? 0;
-    if (!this.listening || ttl <= 0) return this.readView(realm);
+    if (!this.listening || ttl <= 0) return this.access.realmView(realm);
     const cached = this.views.get(realm);
     if (cached && cached.expires > performance.now()) return cached.view;
     const generation = this.generation;
     let pending = this.viewReads.get(realm);
     if (!pending || pending.generation !== generation) {
-      const read = this.readView(realm);
+      const read = this.access.realmView(realm);
       const slot = { generation, read };
       pending = slot;
       this.viewReads.set(realm, slot);
@@ -226,23 +143,6 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
     return pending.read;
   }
 
-  private async readView(realm: string): Promise<RealmView> {
-    const shown = await this.chain.showRealm(realm);
-    const keyIds = await this.access.keyIdsOf(shown.chain.map((p) => p.id));
-    const view = (p: (typeof shown.chain)[number]): RealmPatch => ({
-      id: p.id,
-      version: p.version,
-      parent: p.parent,
-      reference: p.reference,
-      digest: p.digest,
-      status: p.status,
-      keyId: keyIds.get(p.id) ?? null,
-    });
-    const chain = shown.chain.map(view);
-    const preload = (await this.access.preloads(realm)).map((p) => ({ ...p, status: 'preload' }));
-    return { realm, head: chain.at(-1) ?? null, chain, preload };
-  }
-
   /**
    * The realm's newest signed release statement (a DSSE envelope, JSON, exactly as signed at
    * activation or refresh: nothing is signed per request). RELEASE_MISSING when there is none.
@@ -251,13 +151,9 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
     realm: string,
     principal: Principal,
   ): Promise<{ sequence: string; envelope: string }> {
-    validateName('realm', realm);
+    this.access.checkRealm(realm);
     assertRealm(principal, realm, `realm ${realm}`);
-    const statement = await this.chain.latestStatement(realm);
-    if (!statement) {
-      throw new SplinterError('RELEASE_MISSING', `realm ${realm} has no signed release statement`);
-    }
-    return { sequence: statement.sequence, envelope: statement.envelope };
+    return this.access.releaseStatement(realm);
   }
 
   async unlock(patchId: CanonicalId, principal: Principal): Promise<UnlockGrant> {
@@ -270,42 +166,7 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
     const state = await this.freshState(patchId);
     if (!state) throw new SplinterError('PATCH_UNKNOWN', `no patch ${JSON.stringify(patchId)}`);
     assertRealm(principal, state.realm, `patch ${patchId}`);
-    if (state.status === 'revoked' || state.key?.wrappedKey === null) {
-      throw new SplinterError('KEY_REVOKED', `patch ${patchId} is revoked: its key is destroyed`);
-    }
-    if (!state.key) {
-      throw new SplinterError('NOT_FOUND', `patch ${patchId} was not pushed with --preload: it has no key`);
-    }
-    if (!state.live) {
-      throw new SplinterError(
-        'KEY_LOCKED',
-        state.status === 'preload'
-          ? `patch ${patchId} is in preload: its key is released when it is activated`
-          : `patch ${patchId} is not in the chain of the head of ${state.realm}: its key is locked`,
-        { details: { patchId, status: state.status } },
-      );
-    }
-    if (state.key.kekId !== this.kekId) {
-      throw new SplinterError(
-        'KEK_MISMATCH',
-        `the key of patch ${patchId} is wrapped with ${state.key.kekId}, not with this server's KEK ${this.kekId}`,
-      );
-    }
-    const key = Buffer.from(unwrapKey(this.kek, state.key.wrappedKey, state.key.keyId)).toString('base64');
-    const ancestors = (await this.access.ancestorKeys(patchId)).map((row) => {
-      if (row.kekId !== this.kekId) {
-        throw new SplinterError(
-          'KEK_MISMATCH',
-          `the key of patch ${row.patchId} is wrapped with ${row.kekId}, not with this server's KEK ${this.kekId}`,
-        );
-      }
-      return {
-        patchId: row.patchId,
-        keyId: row.keyId,
-        key: Buffer.from(unwrapKey(this.kek, row.wrappedKey, row.keyId)).toString('base64'),
-      };
-    });
-    const grant = { patchId, keyId: state.key.keyId, key, ancestors };
+    const grant = await this.access.grant(state);
     if (this.listening && generation === this.generation)
       this.grants.set(patchId, { ...grant, realm: state.realm });
     return grant;
@@ -318,10 +179,7 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
   async ready(): Promise<{ ready: boolean; database: boolean; listening: boolean }> {
     let deadline: NodeJS.Timeout | undefined;
     const database = await Promise.race([
-      this.client.query('SELECT 1').then(
-        () => true,
-        () => false,
-      ),
+      this.access.ping(),
       new Promise<false>((resolve) => {
         deadline = setTimeout(() => resolve(false), this.heartbeatMs);
       }),
@@ -332,14 +190,14 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
 
   /** Statements sent to the database so far (the LISTEN connection's heartbeats aside). */
   queries(): number {
-    return this.counter.queries;
+    return this.access.queries();
   }
 
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.relistenTimer);
     await this.listener?.close();
-    await this.client.close();
+    await this.access.close();
   }
 
   /**
