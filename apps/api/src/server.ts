@@ -10,6 +10,7 @@ import Fastify, {
 import { z } from 'zod';
 import { AuthFailures } from './auth-failures.js';
 import { type ApiConfig, type ApiFlags, apiConfig } from './config.js';
+import { matchesIfNoneMatch } from './etag.js';
 import { LauncherService, type Principal } from './launcher-service.js';
 import { type Buckets, type LimitStore, memoryLimitStore, redisLimitStore } from './limit-store.js';
 import { type ApiMetrics, createMetrics } from './metrics.js';
@@ -351,13 +352,6 @@ function tagged(view: RealmView): { body: string; etag: string } {
     taggedViews.set(view, entry);
   }
   return entry;
-}
-
-/** RFC 9110 13.1.2: `*` or any listed tag equal to ours under the weak comparison. */
-function matchesIfNoneMatch(header: string | undefined, etag: string): boolean {
-  if (header === undefined) return false;
-  if (header.trim() === '*') return true;
-  return header.split(',').some((candidate) => candidate.trim().replace(/^W\//, '') === etag);
 }
 
 /** Refusals of a token the caller presented: charged to its address and the id it named. */
