@@ -8,7 +8,9 @@ import {
   type HeadChange,
   LauncherAccess,
   type LauncherTokenRecord,
+  RELEASE_SIGNED_CHANNEL,
   type RealmView,
+  type ReleaseSigned,
   type Settings,
   type UnlockGrant,
   type UnlockState,
@@ -46,14 +48,20 @@ export interface LauncherOptions {
 
 export const DEFAULT_HEARTBEAT_MS = 3000;
 
+/** A realm's newest signed release statement: its sequence number and its DSSE envelope (JSON). */
+export interface ReleaseStatement {
+  sequence: string;
+  envelope: string;
+}
+
 /** Emitted as `listener` when the LISTEN connection is lost and when it is back. */
 export type ListenerState = { listening: false; error: Error } | { listening: true };
 
 /**
  * What the launcher API serves, over the release database. Decisions that release keys are cached in
- * memory and dropped by the NOTIFY of every head change and revocation; a locked answer is always
- * re-read from the database, so an unlock succeeds as soon as the activation has committed, even
- * before its notification arrives. While the LISTEN connection is lost or silent (see
+ * memory and dropped by the NOTIFY of every head change and revocation, release statements by that
+ * of every statement stored; a locked answer is always re-read from the database, so an unlock
+ * succeeds as soon as the activation has committed, even before its notification arrives. While the LISTEN connection is lost or silent (see
  * LauncherOptions.heartbeatMs), nothing is cached: every answer is read from the database.
  */
 export class LauncherService extends EventEmitter<{ listener: [ListenerState] }> {
@@ -65,6 +73,11 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
   >();
   private readonly views = new Map<string, { view: RealmView; expires: number }>();
   private readonly viewReads = new Map<string, { generation: number; read: Promise<RealmView> }>();
+  private readonly statements = new Map<string, ReleaseStatement>();
+  private readonly statementReads = new Map<
+    string,
+    { generation: number; read: Promise<ReleaseStatement> }
+  >();
   /** Bumped by every invalidation: a read that started before one must not fill the cache after it. */
   private generation = 0;
   private listening = false;
@@ -146,14 +159,32 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
   /**
    * The realm's newest signed release statement (a DSSE envelope, JSON, exactly as signed at
    * activation or refresh: nothing is signed per request). RELEASE_MISSING when there is none.
+   * Every statement stored is announced (RELEASE_SIGNED_CHANNEL) in its own transaction, so one
+   * read serves every caller of the realm until the next announcement; callers that arrive while
+   * it runs share it.
    */
-  async releaseStatement(
-    realm: string,
-    principal: Principal,
-  ): Promise<{ sequence: string; envelope: string }> {
+  async releaseStatement(realm: string, principal: Principal): Promise<ReleaseStatement> {
     this.access.checkRealm(realm);
     assertRealm(principal, realm, `realm ${realm}`);
-    return this.access.releaseStatement(realm);
+    if (!this.listening) return this.access.releaseStatement(realm);
+    const cached = this.statements.get(realm);
+    if (cached) return cached;
+    const generation = this.generation;
+    let pending = this.statementReads.get(realm);
+    if (!pending || pending.generation !== generation) {
+      const read = this.access.releaseStatement(realm);
+      const slot = { generation, read };
+      pending = slot;
+      this.statementReads.set(realm, slot);
+      const done = () => {
+        if (this.statementReads.get(realm) === slot) this.statementReads.delete(realm);
+      };
+      read.then((statement) => {
+        if (this.listening && generation === this.generation) this.statements.set(realm, statement);
+        done();
+      }, done);
+    }
+    return pending.read;
   }
 
   async unlock(patchId: CanonicalId, principal: Principal): Promise<UnlockGrant> {
@@ -236,6 +267,7 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
       this.grants.clear();
       this.tokens.clear();
       this.views.clear();
+      this.statements.clear();
       return;
     }
     for (const [id, grant] of this.grants) if (grant.realm === realm) this.grants.delete(id);
@@ -251,6 +283,7 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
       channels: {
         [HEAD_CHANGED_CHANNEL]: (payload) => this.headChanged(parseChange<HeadChange>(payload)),
         [ACCESS_CHANGED_CHANNEL]: (payload) => this.revoked(parseChange<AccessChange>(payload)),
+        [RELEASE_SIGNED_CHANNEL]: (payload) => this.signed(parseChange<ReleaseSigned>(payload)),
       },
       onLost: (error) => this.lost(session, error),
     });
@@ -262,6 +295,15 @@ export class LauncherService extends EventEmitter<{ listener: [ListenerState] }>
 
   private headChanged(change: Partial<HeadChange> | undefined): void {
     this.invalidate(typeof change?.realm === 'string' ? change.realm : undefined);
+  }
+
+  private signed(change: Partial<ReleaseSigned> | undefined): void {
+    if (typeof change?.realm !== 'string') {
+      this.invalidate();
+      return;
+    }
+    this.generation += 1;
+    this.statements.delete(change.realm);
   }
 
   private revoked(change: Partial<AccessChange> | undefined): void {

@@ -29,6 +29,12 @@ describe('GET /launcher/realms/:realm/release: ETag, 304 and one read per signed
     fetch(`${api.url}/launcher/realms/eu-1/release`, {
       headers: { authorization: `Bearer ${token}`, ...headers },
     });
+  const queries = async () =>
+    Number(
+      /^splinter_api_database_queries_total (\d+)/m.exec(
+        await (await fetch(`${api.url}/metrics`)).text(),
+      )?.[1],
+    );
 
   beforeAll(async () => {
     backend = await openBackend('api_release', kek);
@@ -70,5 +76,19 @@ describe('GET /launcher/realms/:realm/release: ETag, 304 and one read per signed
     await chain.refreshStatement({ realm: 'eu-1', statement: sign });
     expect(await eventually(async () => (await release({ 'if-none-match': etag! })).status, 200)).toBe(200);
     expect((await release()).headers.get('etag')).not.toBe(etag);
+  });
+
+  it('answers a poll storm from one kept read, and reads again once a new statement is announced', async () => {
+    const before = (await release()).headers.get('etag');
+    const spent = await queries();
+    const statuses = await Promise.all(Array.from({ length: 200 }, async () => (await release()).status));
+    expect(new Set(statuses)).toEqual(new Set([200]));
+    // One read of the statement is one query; 200 uncached answers would be 200.
+    expect((await queries()) - spent).toBeLessThan(10);
+
+    const refreshed = await chain.refreshStatement({ realm: 'eu-1', statement: sign });
+    const tag = `"release-${refreshed.sequence}"`;
+    expect(tag).not.toBe(before);
+    expect(await eventually(async () => (await release()).headers.get('etag'), tag)).toBe(tag);
   });
 });
