@@ -1,15 +1,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { type ErrorCode, SplinterError } from '@splintertree/errors';
-import {
-  createRemoteJWKSet,
-  customFetch,
-  decodeJwt,
-  decodeProtectedHeader,
-  errors,
-  type JWTPayload,
-  jwtVerify,
-} from 'jose';
+import { createRemoteJWKSet, customFetch, decodeJwt, errors, type JWTVerifyGetKey, jwtVerify } from 'jose';
 
 /** Asymmetric algorithms only: a player token is never checked with a shared secret. */
 export const DEFAULT_JWT_ALGORITHMS = [
@@ -72,7 +64,8 @@ export class PlayerTokens {
 
   private constructor(
     private readonly config: PlayerTokenConfig,
-    private readonly key: KeyObject | ReturnType<typeof createRemoteJWKSet>,
+    /** The verification key: the JWKS's, chosen by the token's header, or always the PEM key. */
+    private readonly key: JWTVerifyGetKey,
   ) {}
 
   static async open(config: PlayerTokenConfig): Promise<PlayerTokens> {
@@ -87,7 +80,7 @@ export class PlayerTokens {
           { cause: error },
         );
       }
-      return new PlayerTokens(config, key);
+      return new PlayerTokens(config, async () => key);
     }
     const url = new URL(config.jwksUrl!);
     const jwks = createRemoteJWKSet(url, {
@@ -125,29 +118,16 @@ export class PlayerTokens {
       this.verified.delete(token);
     }
     this.verifications += 1;
-    let payload: JWTPayload;
-    try {
-      const header = decodeProtectedHeader(token);
-      if (typeof header.alg !== 'string' || !config.algorithms.includes(header.alg)) {
-        throw refused(
-          'TOKEN_ALGORITHM_REFUSED',
-          `player token signed with ${JSON.stringify(header.alg ?? null)}: only ${config.algorithms.join(', ')} are accepted`,
-        );
-      }
-      const options = {
-        issuer: config.issuer,
-        audience: config.audience,
-        algorithms: config.algorithms,
-        clockTolerance: config.clockTolerance,
-        requiredClaims: ['exp', 'sub'],
-      };
-      payload =
-        typeof this.key === 'function'
-          ? (await jwtVerify(token, this.key, options)).payload
-          : (await jwtVerify(token, this.key, options)).payload;
-    } catch (error) {
-      throw refusal(error);
-    }
+    // jose refuses an algorithm not listed before it looks for a key (JOSEAlgNotAllowed).
+    const { payload } = await jwtVerify(token, this.key, {
+      issuer: config.issuer,
+      audience: config.audience,
+      algorithms: config.algorithms,
+      clockTolerance: config.clockTolerance,
+      requiredClaims: ['exp', 'sub'],
+    }).catch((error: unknown) => {
+      throw refusal(error, config.algorithms);
+    });
     const realm = payload[config.realmClaim];
     if (typeof realm !== 'string' || realm.length === 0) {
       throw refused('TOKEN_INVALID', `player token has no ${config.realmClaim} claim naming its realm`);
@@ -165,7 +145,7 @@ function refused(code: ErrorCode, message: string, cause?: unknown): SplinterErr
 }
 
 /** The refusal a jose failure stands for, one code each (a SplinterError is passed on as it is). */
-function refusal(error: unknown): SplinterError {
+function refusal(error: unknown, algorithms: string[]): SplinterError {
   if (error instanceof SplinterError) return error;
   if (error instanceof errors.JWTExpired) return refused('TOKEN_EXPIRED', 'player token has expired', error);
   if (error instanceof errors.JWTClaimValidationFailed) {
@@ -183,7 +163,11 @@ function refusal(error: unknown): SplinterError {
     );
   }
   if (error instanceof errors.JOSEAlgNotAllowed) {
-    return refused('TOKEN_ALGORITHM_REFUSED', 'player token algorithm is not accepted', error);
+    return refused(
+      'TOKEN_ALGORITHM_REFUSED',
+      `player token algorithm is not accepted: only ${algorithms.join(', ')} are`,
+      error,
+    );
   }
   if (error instanceof errors.JWKSTimeout) {
     return refused('JWKS_UNAVAILABLE', 'the identity provider did not send its keys (JWKS) in time', error);
