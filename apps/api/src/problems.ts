@@ -23,6 +23,14 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   SCHEMA_BEHIND: 503,
 };
 
+/**
+ * Refusals of a token the caller presented (every code answered 401): charged, as failures, to the
+ * client address and to the token id or JWT subject it named.
+ */
+export function isAuthFailure(code: ErrorCode): boolean {
+  return STATUS[code] === 401;
+}
+
 const TITLE: Record<number, string> = {
   400: 'Bad Request',
   401: 'Unauthorized',

@@ -15,7 +15,7 @@ import { LauncherService, type Principal } from './launcher-service.js';
 import { type Buckets, type LimitStore, memoryLimitStore, redisLimitStore } from './limit-store.js';
 import { type ApiMetrics, createMetrics } from './metrics.js';
 import { PlayerTokens } from './player-tokens.js';
-import { problemFor } from './problems.js';
+import { isAuthFailure, problemFor } from './problems.js';
 import { registerReleaseRoutes } from './release-routes.js';
 
 const realmParams = z.object({ realm: z.string() });
@@ -200,7 +200,7 @@ function registerRoutes(
         principal = await launcher.authenticate(token);
       }
     } catch (error) {
-      if (!isSplinterError(error) || !AUTH_FAILURES.has(error.code)) throw error;
+      if (!isSplinterError(error) || !isAuthFailure(error.code)) throw error;
       const tokenId = error.details?.tokenId;
       const named = isJwt
         ? PlayerTokens.claimedSubject(token)
@@ -353,17 +353,6 @@ function tagged(view: RealmView): { body: string; etag: string } {
   }
   return entry;
 }
-
-/** Refusals of a token the caller presented: charged to its address and the id it named. */
-const AUTH_FAILURES = new Set<string>([
-  'UNAUTHENTICATED',
-  'TOKEN_INVALID',
-  'TOKEN_EXPIRED',
-  'TOKEN_ISSUER_INVALID',
-  'TOKEN_AUDIENCE_INVALID',
-  'TOKEN_KEY_UNKNOWN',
-  'TOKEN_ALGORITHM_REFUSED',
-]);
 
 /** The bucket a request is charged to: the player (JWT issuer and subject) or the realm token. */
 function principalKey(principal: Principal): string {
