@@ -11,15 +11,12 @@ export interface Buckets {
 /** Where the buckets live: this process's memory (the default), or Redis, shared by every replica. */
 export interface LimitStore {
   buckets(name: string, rate: number, burst: number): Buckets;
-  /** Failures to reach the store so far (each one let its request through). */
-  errors(): number;
   close(): Promise<void>;
 }
 
 export function memoryLimitStore(): LimitStore {
   return {
     buckets: (_name, rate, burst) => new RateLimiter(rate, burst),
-    errors: () => 0,
     close: async () => {},
   };
 }
@@ -55,8 +52,9 @@ type TakeRedis = Redis & { splinterTake(key: string, rate: number, burst: number
 /**
  * Buckets in Redis, under `prefix`, so that every replica charges the same ones. Redis answering
  * slowly or not at all must not stop the game: a command that fails or takes over `timeoutMs` lets
- * its request through, is counted (`errors()`) and reported through `onError`; the connection is
- * retried in the background. An unreachable Redis at start-up is a configuration error.
+ * its request through and is reported through `onError` (counted there, as
+ * splinter_api_limit_store_errors_total); the connection is retried in the background. An
+ * unreachable Redis at start-up is a configuration error.
  */
 export async function redisLimitStore(options: {
   url: string;
@@ -64,7 +62,6 @@ export async function redisLimitStore(options: {
   timeoutMs?: number;
   onError?: (error: Error) => void;
 }): Promise<LimitStore> {
-  let failures = 0;
   const redis = new Redis(options.url, {
     lazyConnect: true,
     enableOfflineQueue: false,
@@ -95,14 +92,12 @@ export async function redisLimitStore(options: {
         try {
           return Number(await redis.splinterTake(`${name}:${key}`, rate, burst));
         } catch (error) {
-          failures += 1;
           options.onError?.(error as Error);
           return 0;
         }
       },
       close() {},
     }),
-    errors: () => failures,
     async close() {
       await redis.quit().catch(() => redis.disconnect());
     },
