@@ -45,70 +45,39 @@ export function registerActivatorCommands(program: Command): void {
     // One JSON document per round, one per line, so --watch output can be read as a stream.
     const report = (result: ModSyncResult) =>
       process.stdout.write(`${output.json ? JSON.stringify(result) : summary(result)}\n`);
-    const { syncMods } = await import('@splintertree/activator');
+    const { syncMods, watchMods } = await import('@splintertree/activator');
     await withSplinter(this, flags, async (splinter, settings) => {
-      const sync = () =>
-        syncMods(splinter, {
-          realm: flags.realm,
-          output: flags.output,
-          trust,
-          stateDir: join(settings.home, 'activator'),
-          concurrency,
-          release,
-        });
-      report(await sync());
-      if (!flags.watch) return;
-      // One round at a time; head changes that arrive during a round fold into one more round.
-      let running: Promise<void> = Promise.resolve();
-      let pending = false;
-      const again = () => {
-        if (pending) return;
-        pending = true;
-        running = running.then(async () => {
-          pending = false;
-          report(await sync());
-        });
-        running.catch((error: Error) =>
-          process.stderr.write(`splinter: warning: activator round failed: ${error.message}\n`),
-        );
-        running = running.catch(() => undefined);
+      const options = {
+        realm: flags.realm,
+        output: flags.output,
+        trust,
+        stateDir: join(settings.home, 'activator'),
+        concurrency,
+        release,
       };
-      // A lost LISTEN connection means head changes may be missed: stop with DATABASE_ERROR (exit 9)
-      // rather than keep a folder silently stale; a service manager restarts the activator.
-      let lost: ((error: Error) => void) | undefined;
-      const listenerLost = new Promise<never>((_resolve, reject) => {
-        lost = reject;
-      });
-      const stopHeads = await splinter.watchHeadChanges(
-        (change) => {
-          if (change.realm === flags.realm) again();
-        },
-        (error) => lost?.(error),
-      );
-      // With release keys, a refresh that signs a head no statement named yet is a reason to look again.
-      const stopStatements = release
-        ? await splinter.watchReleaseStatements(
-            (signed) => {
-              if (signed.realm === flags.realm) again();
-            },
-            (error) => lost?.(error),
-          )
-        : undefined;
-      const stop = async () => {
-        await stopHeads();
-        await stopStatements?.();
-      };
+      if (!flags.watch) {
+        report(await syncMods(splinter, options));
+        return;
+      }
+      const stop = new AbortController();
+      const abort = () => stop.abort();
       try {
-        await Promise.race([
-          listenerLost,
-          new Promise<void>((resolve) => {
-            process.once('SIGINT', resolve);
-            process.once('SIGTERM', resolve);
-          }),
-        ]);
+        // A lost LISTEN connection rejects with DATABASE_ERROR (exit 9).
+        await watchMods(splinter, {
+          ...options,
+          onRound: report,
+          onRoundError: (error) =>
+            process.stderr.write(`splinter: warning: activator round failed: ${error.message}\n`),
+          // Until then a signal ends the process as usual, a first round cut short included.
+          onWatching: () => {
+            process.once('SIGINT', abort);
+            process.once('SIGTERM', abort);
+          },
+          signal: stop.signal,
+        });
       } finally {
-        await stop();
-        await running;
+        process.off('SIGINT', abort);
+        process.off('SIGTERM', abort);
       }
     });
   });
