@@ -27,4 +27,4 @@ export type {
   StatementSigner,
   StoredStatement,
 } from './store.js';
-export { ChainStore, HEAD_CHANGED_CHANNEL, REALM_VIEW_ANCESTORS } from './store.js';
+export { ChainStore, HEAD_CHANGED_CHANNEL, REALM_VIEW_ANCESTORS, RELEASE_SIGNED_CHANNEL } from './store.js';

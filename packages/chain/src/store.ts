@@ -84,7 +84,7 @@ export const HEAD_CHANGED_CHANNEL = 'splinter_head_changed';
  * Every stored release statement is announced on this channel, in the transaction that stores it, with
  * a JSON payload `{"realm","sequence","head"}`: a refresh re-signs a head without moving it.
  */
-const RELEASE_SIGNED_CHANNEL = 'splinter_release_signed';
+export const RELEASE_SIGNED_CHANNEL = 'splinter_release_signed';
 
 export interface ReleaseSigned {
   realm: string;
