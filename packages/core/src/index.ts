@@ -38,13 +38,13 @@ export {
 } from './launcher-client.js';
 export type { RealmPatch, RealmView, UnlockGrant } from './launcher-types.js';
 export type { Location } from './locations.js';
-export { destinationFor, formatLocation, parseLocation } from './locations.js';
+export { destinationFor, formatLocation, parseLocation, registryHostOf } from './locations.js';
 export type { CreatedToken } from './preload.js';
 export { generateKek, readPatchKeyFile, writeKeyFile } from './preload.js';
 export type { ProgressEvent, ProgressSink } from './progress.js';
 export { isFolder, readRecord, writeRecord } from './records.js';
 export type { LoginInput, LoginResult } from './registry-login.js';
-export { registryHostOf, registryLogin, registryLogout } from './registry-login.js';
+export { registryLogin, registryLogout } from './registry-login.js';
 export type { ReleaseSigning, ReleaseTrust } from './release.js';
 export {
   acceptReleaseStatement,

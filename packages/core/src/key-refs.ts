@@ -49,12 +49,17 @@ export async function readKeyRef(
       `${ref}: ${scheme[1]} keys are not supported; use a file, env://VAR or k8s://NAMESPACE/NAME`,
     );
   }
+  return { pem: await readKeyFile(ref), password: undefined, source: ref };
+}
+
+/** A key file's text (PEM, a trust file, a signed key list); KEY_INVALID when it cannot be read. */
+export async function readKeyFile(file: string): Promise<string> {
   try {
-    return { pem: await readFile(ref, 'utf8'), password: undefined, source: ref };
+    return await readFile(file, 'utf8');
   } catch (error) {
     throw new SplinterError(
       'KEY_INVALID',
-      `cannot read key file ${ref}: ${(error as NodeJS.ErrnoException).code}`,
+      `cannot read key file ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
     );
   }
 }

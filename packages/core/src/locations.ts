@@ -1,6 +1,5 @@
 import { SplinterError } from '@splintertree/errors';
 import { type Digest, isDigest } from '@splintertree/oci';
-import { registryHostOf } from './registry-login.js';
 
 /**
  * Where an artifact lives. Docker's rule tells the two apart: a reference whose first path component
@@ -10,6 +9,35 @@ import { registryHostOf } from './registry-login.js';
 export type Location =
   | { kind: 'registry'; registry: string; repository: string; tag?: string; digest?: Digest }
   | { kind: 'embedded'; repository: string; tag?: string; digest?: Digest };
+
+/** A leading `scheme://` (lower-cased) and what follows it; undefined when there is none. */
+function schemeOf(text: string): { name: string; rest: string } | undefined {
+  const match = /^([a-z][a-z0-9+.-]*):\/\//i.exec(text);
+  return match ? { name: match[1]!.toLowerCase(), rest: text.slice(match[0].length) } : undefined;
+}
+
+/**
+ * A registry host as `login`, `logout` and `--registry` take it: `host[:port]`. `https://` is
+ * accepted and dropped, as `docker login https://host` does (https is the default); `http://` is
+ * refused with the way to say it (`--plain-http`), instead of being read as a repository name.
+ */
+export function registryHostOf(value: string, what = 'registry'): string {
+  const trimmed = value.trim();
+  const scheme = schemeOf(trimmed);
+  if (scheme?.name === 'http') {
+    throw new SplinterError(
+      'INVALID_REFERENCE',
+      `${what} ${JSON.stringify(value)}: give it without http:// and add --plain-http (or SPLINTER_PLAIN_HTTP=1), as oras does`,
+    );
+  }
+  if (scheme && scheme.name !== 'https') {
+    throw new SplinterError(
+      'INVALID_REFERENCE',
+      `${what} ${JSON.stringify(value)}: ${scheme.name}:// is not a registry scheme; give host[:port]`,
+    );
+  }
+  return (scheme?.rest ?? trimmed).replace(/\/+$/, '');
+}
 
 const REPOSITORY = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
@@ -22,11 +50,11 @@ export function parseLocation(reference: string): Location {
   const invalid = (why: string) =>
     new SplinterError('INVALID_REFERENCE', `invalid reference ${JSON.stringify(reference)}: ${why}`);
   let rest = reference.trim();
-  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(rest);
+  const scheme = schemeOf(rest);
   if (scheme) {
     // `http://host/repo` would otherwise read as registry "http:" and a repository "/host/repo".
     throw invalid(
-      scheme[1]!.toLowerCase() === 'http'
+      scheme.name === 'http'
         ? 'references take no scheme: give host[:port]/repository and --plain-http for plain HTTP'
         : 'references take no scheme: give host[:port]/repository[:tag|@digest]',
     );

@@ -1,35 +1,8 @@
 import { SplinterError } from '@splintertree/errors';
 import { authFilePath, RegistryClient, removeLogin, storeLogin } from '@splintertree/oci';
+import { registryHostOf } from './locations.js';
 import type { Settings } from './settings.js';
 import type { RegistryAccess } from './stores.js';
-
-/**
- * A registry host as `login`, `logout` and `--registry` take it: `host[:port]`. `https://` is
- * accepted and dropped, as `docker login https://host` does (https is the default); `http://` is
- * refused with the way to say it (`--plain-http`), instead of being read as a repository name.
- */
-export function registryHostOf(value: string, what = 'registry'): string {
-  const trimmed = value.trim();
-  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(trimmed);
-  let rest = trimmed;
-  if (scheme) {
-    const name = scheme[1]!.toLowerCase();
-    if (name === 'http') {
-      throw new SplinterError(
-        'INVALID_REFERENCE',
-        `${what} ${JSON.stringify(value)}: give it without http:// and add --plain-http (or SPLINTER_PLAIN_HTTP=1), as oras does`,
-      );
-    }
-    if (name !== 'https') {
-      throw new SplinterError(
-        'INVALID_REFERENCE',
-        `${what} ${JSON.stringify(value)}: ${name}:// is not a registry scheme; give host[:port]`,
-      );
-    }
-    rest = trimmed.slice(scheme[0].length);
-  }
-  return rest.replace(/\/+$/, '');
-}
 
 export interface LoginInput {
   registry: string;

@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import type { StatementSigner } from '@splintertree/chain';
 import { SplinterError } from '@splintertree/errors';
 import {
@@ -14,6 +13,7 @@ import {
   type TrustedKey,
   type TrustedReleaseKeys,
 } from '@splintertree/sign';
+import { readKeyFile } from './key-refs.js';
 import { readRecord, writeRecord } from './records.js';
 
 /** How long a release statement stays valid unless the operator says otherwise: re-sign before then. */
@@ -84,20 +84,12 @@ export async function loadReleaseTrust(input: {
     }
     return undefined;
   }
-  const read = async (file: string) => {
-    try {
-      return await readFile(file, 'utf8');
-    } catch (error) {
-      throw new SplinterError(
-        'KEY_INVALID',
-        `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-      );
-    }
-  };
-  const keys = await Promise.all(input.keyFiles.map(async (file) => loadPublicKey(await read(file), file)));
+  const keys = await Promise.all(
+    input.keyFiles.map(async (file) => loadPublicKey(await readKeyFile(file), file)),
+  );
   const keyLists: string[] = [];
   for (const file of input.keyListFiles) {
-    const text = (await read(file)).trim();
+    const text = (await readKeyFile(file)).trim();
     // A file holds one signed list, or a JSON array of them (the whole rotation history).
     if (text.startsWith('[')) {
       let lists: unknown;

@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { SplinterError } from '@splintertree/errors';
 import type { Descriptor, Target } from '@splintertree/oci';
@@ -10,7 +9,7 @@ import {
   type Signer,
   type TrustedKey,
 } from '@splintertree/sign';
-import { readKeyRef } from './key-refs.js';
+import { readKeyFile, readKeyRef } from './key-refs.js';
 import { formatLocation, type Location } from './locations.js';
 import type { SignatureFormat, SignatureRecord } from './types.js';
 
@@ -71,17 +70,6 @@ async function trustFileKeys(trustFile: string): Promise<TrustedKey[]> {
   }
   if (keys.length === 0) throw new SplinterError('KEY_INVALID', `${trustFile} lists no public keys`);
   return keys;
-}
-
-async function readKeyFile(file: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (error) {
-    throw new SplinterError(
-      'KEY_INVALID',
-      `cannot read key file ${file}: ${(error as NodeJS.ErrnoException).code}`,
-    );
-  }
 }
 
 /** Signs a manifest digest in the chosen cosign formats; returns where each signature went. */
