@@ -75,3 +75,14 @@ export function encodeManifest(manifest: ImageManifest): EncodedManifest {
 function sortedRecord(record: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(record).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
+
+/** Refuses a manifest that is not a splinter artifact of `kind` (UNSUPPORTED_MEDIA_TYPE). */
+export function assertArtifactKind(manifest: ImageManifest, kind: ArtifactKind, reference: string): void {
+  const expected = kind === 'patch' ? ArtifactType.Patch : ArtifactType.Mod;
+  if (manifest.artifactType !== expected) {
+    throw new SplinterError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      `${reference} is ${manifest.artifactType ?? 'not an artifact'}, not a ${kind} (${expected})`,
+    );
+  }
+}
