@@ -512,7 +512,9 @@ describe('splinter CLI end to end', () => {
     await writeFile(join(output, 'save.dat'), 'player progress');
     const pulled = await splinter(['patch', 'pull', 'patches/demo:1.0.0', '--output', output, ...trust], env);
     expect(pulled.code).toBe(2);
-    expect(pulled.stderr).toMatch(/^splinter: OUTPUT_EXISTS: /);
+    expect(pulled.stderr).toMatch(
+      /^splinter: OUTPUT_EXISTS: .*occupied already exists and is not empty\nsplinter: hint: pass --replace to replace it\n/,
+    );
     expect(await readFile(join(output, 'save.dat'), 'utf8')).toBe('player progress');
   });
 

@@ -96,7 +96,7 @@ describe('database operations with the roles of deploy/postgres/grants.sql', () 
       const refused = await splinterCli(args, as.superuser);
       expect(refused.code, refused.stderr).toBe(SCHEMA_BEHIND_EXIT);
       expect(refused.stderr).toMatch(
-        /^splinter: SCHEMA_BEHIND: the release database schema is at version 0 and this splinter needs \d+ \(pending 1, 2, .*\): run `splinter db migrate` as the schema owner first\n$/,
+        /^splinter: SCHEMA_BEHIND: the release database schema is at version 0 and this splinter needs \d+ \(pending 1, 2, .*\)\nsplinter: hint: run `splinter db migrate` as the schema owner first\n$/,
       );
     }
     // The launcher API does not start on it either.

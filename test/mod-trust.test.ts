@@ -89,7 +89,7 @@ describe("a patch's mods are checked against its realm's trust at push and at ac
     const noPolicy = await push('1', mod('minimap'));
     refused(noPolicy, '');
     expect(noPolicy.stderr).toMatch(
-      /^splinter: MOD_UNTRUSTED: realm eu-1 trusts no mod keys: set them with splinter realm trust set/,
+      /^splinter: MOD_UNTRUSTED: realm eu-1 trusts no mod keys and none were given\nsplinter: hint: set them with splinter realm trust set --realm eu-1 --key PUB, or pass --mod-key PUB\n/,
     );
 
     const set = await ok(['realm', 'trust', 'set', '--realm', 'eu-1', '--key', join(work, 'studio.pub')]);

@@ -118,7 +118,10 @@ describe('encrypted preload end to end: real registry, PostgreSQL, splinter serv
       { ...env, SPLINTER_KEK: '' },
     );
     expect(withoutKek.code).toBe(8);
-    expect(withoutKek.json.error?.code).toBe('KEK_MISSING');
+    expect(withoutKek.json.error).toMatchObject({
+      code: 'KEK_MISSING',
+      hint: 'splinter kek generate makes one',
+    });
 
     const v2 = await splinter(
       ['patch', 'push', tree, '--realm', 'eu-1', '--version', '2', '--preload', '--plain-http', ...sign()],

@@ -294,11 +294,21 @@ describe('login, push, pull, logout against TLS Distribution with its own CA and
       env,
     );
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/INVALID_REFERENCE: .*without http:\/\/ and add --plain-http/);
+    // The core states the fact; the CLI, which knows its flags, adds the way out.
+    expect(result.stderr).toMatch(
+      /^splinter: INVALID_REFERENCE: registry "http:.*": http:\/\/ is not how a registry is given; give host\[:port\]\nsplinter: hint: give it without http:\/\/ and add --plain-http \(or SPLINTER_PLAIN_HTTP=1\), as oras does\n/,
+    );
     expect(result.stderr).not.toMatch(/lowercase/);
-    const reference = await splinter(['inspect', `http://${registry.host}/game/eu-1:1.0.0`], env);
+    const reference = await splinter(['inspect', `http://${registry.host}/game/eu-1:1.0.0`, '--json'], env);
     expect(reference.code).toBe(2);
-    expect(reference.stderr).toMatch(/--plain-http/);
+    expect(reference.stderr).toMatch(
+      /^splinter: INVALID_REFERENCE: invalid reference .*: references take no scheme/,
+    );
+    expect(JSON.parse(reference.stdout).error).toMatchObject({
+      code: 'INVALID_REFERENCE',
+      details: { reason: 'http-scheme' },
+      hint: expect.stringMatching(/--plain-http/),
+    });
   });
 });
 

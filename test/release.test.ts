@@ -68,7 +68,7 @@ for (const backend of ['PostgreSQL (DATABASE_URL)', 'embedded PGlite'] as const)
       );
       expect(notAMod.code).toBe(4);
       expect(notAMod.stderr).toMatch(
-        /^splinter: UNSUPPORTED_MEDIA_TYPE: --mod patches\/eu-1:1\.0\.0 is .*, not a mod/,
+        /^splinter: UNSUPPORTED_MEDIA_TYPE: bundled mod patches\/eu-1:1\.0\.0 is .*, not a mod/,
       );
       const duplicate = await splinter(
         ['patch', 'push', SAMPLE, '--realm', 'eu-1', '--version', '1.1.0'],
@@ -109,6 +109,7 @@ for (const backend of ['PostgreSQL (DATABASE_URL)', 'embedded PGlite'] as const)
       const ahead = await splinter(['patch', 'push', SAMPLE, '--realm', 'eu-1', '--version', '1.3.0'], env);
       expect(ahead.json).toMatchObject({ status: 'draft', parent: v1.json.id });
       expect(ahead.stderr).toContain('eu-1 has drafts newer than its head (1.1.0)');
+      expect(ahead.stderr).toContain('\nsplinter: hint: pass --parent to build on a draft\n');
 
       await splinter(['patch', 'activate', '1.1.0', '--realm', 'eu-1'], env);
       const shown = await splinter(['realm', 'show', 'eu-1'], env);
@@ -126,7 +127,14 @@ for (const backend of ['PostgreSQL (DATABASE_URL)', 'embedded PGlite'] as const)
       );
       const refused = await splinter(['patch', 'activate', String(sideline.json.id)], env);
       expect(refused.code).toBe(7);
-      expect(refused.json.error?.code).toBe('HEAD_CONFLICT');
+      expect(refused.json.error).toMatchObject({
+        code: 'HEAD_CONFLICT',
+        details: { reason: 'not-descendant' },
+        hint: 'pass --force to activate it anyway',
+      });
+      expect(refused.stderr).toMatch(
+        /does not descend from the head \d+ of eu-1\nsplinter: hint: pass --force/,
+      );
 
       const back = await splinter(['patch', 'rollback', '--realm', 'eu-1'], env);
       expect(back.json).toMatchObject({ action: 'rollback', fromHead: v2.json.id, toHead: v1.json.id });

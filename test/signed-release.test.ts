@@ -352,6 +352,9 @@ describe('signed releases: a launcher trusts no unsigned word about which patch 
     });
     expect(unsignedMove.code, unsignedMove.stderr).toBe(0);
     expect(unsignedMove.stderr).toContain('this head move is not signed');
+    expect(unsignedMove.stderr).toContain(
+      'splinter: hint: pass --release-key, or run splinter release refresh --realm eu-1 after the move\n',
+    );
     await expectRefused(await sync(), 'RELEASE_HEAD_MISMATCH', before);
     await operatorDo(['release', 'refresh', '--realm', 'eu-1']);
     expect((await sync()).json).toMatchObject({ action: 'installed', head: { version: '3' } });

@@ -2,6 +2,7 @@ import { openSplinter, type Settings, type Splinter, settingsFromEnvironment } f
 import { SplinterError } from '@splintertree/errors';
 import type { Command } from 'commander';
 import { ExitCode } from './exit-codes.js';
+import { warn } from './output.js';
 import { createProgress, progressMode } from './progress.js';
 import { plainHttpOf, type RegistryFlags, registryAccessOf } from './registry-flags.js';
 
@@ -48,7 +49,7 @@ export async function withSplinter<T>(
       mode,
       Number.isFinite(interval) && interval >= 0 ? { intervalMs: interval } : {},
     ),
-    warn: (message) => process.stderr.write(`splinter: warning: ${message}\n`),
+    warn,
   });
   const controller = new AbortController();
   let stopping = false;

@@ -264,8 +264,8 @@ export async function assertSchemaCurrent(db: Queryable): Promise<SchemaStatus> 
     const pending = status.pending.map((migration) => migration.version);
     throw new SplinterError(
       'SCHEMA_BEHIND',
-      `the release database schema is at version ${status.version} and this splinter needs ${status.latest} (pending ${pending.join(', ')}): run \`splinter db migrate\` as the schema owner first`,
-      { details: { version: status.version, latest: status.latest, pending } },
+      `the release database schema is at version ${status.version} and this splinter needs ${status.latest} (pending ${pending.join(', ')})`,
+      { details: { reason: 'schema-behind', version: status.version, latest: status.latest, pending } },
     );
   }
   return status;

@@ -266,7 +266,8 @@ export class ChainStore {
       if (forced && !input.force) {
         throw new SplinterError(
           'HEAD_CONFLICT',
-          `patch ${patch.id} (${patch.version}) does not descend from the head ${realm.head} of ${patch.realm}; use --force to activate it anyway`,
+          `patch ${patch.id} (${patch.version}) does not descend from the head ${realm.head} of ${patch.realm}`,
+          { details: { reason: 'not-descendant', patch: patch.id, head: realm.head, realm: patch.realm } },
         );
       }
       const release = await moveHead(tx, patch.realm, realm.head, patch.id, 'activate', input.actor, forced);
@@ -377,7 +378,8 @@ export class ChainStore {
     if (!/^\d+$/.test(idOrVersion)) {
       throw new SplinterError(
         'INVALID_ARGUMENT',
-        `${JSON.stringify(idOrVersion)} is not a patch id (pass --realm to name a version)`,
+        `${JSON.stringify(idOrVersion)} is not a patch id, and a version needs its realm`,
+        { details: { reason: 'version-without-realm', patch: idOrVersion } },
       );
     }
     return patchById(this.db, idOrVersion);

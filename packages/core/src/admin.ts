@@ -27,10 +27,12 @@ export async function rotateKekFromFile(
   settings: Settings,
   newKekFile: string,
 ): Promise<{ keys: number; from: string; to: string }> {
-  const current = await resolveKek(settings, 'kek rotate');
-  const next = await readKekFile(newKekFile, '--new-kek-file');
+  const current = await resolveKek(settings, 'rotating the KEK');
+  const next = await readKekFile(newKekFile, 'the new KEK file');
   if (Buffer.from(current).equals(Buffer.from(next))) {
-    throw new SplinterError('INVALID_ARGUMENT', '--new-kek-file holds the current KEK: nothing to rotate');
+    throw new SplinterError('INVALID_ARGUMENT', `${newKekFile} holds the current KEK: nothing to rotate`, {
+      details: { reason: 'same-kek' },
+    });
   }
   return rotateKek(await splinter.access(), current, next);
 }

@@ -14,7 +14,11 @@ export async function pruneCache(
   input: { keep: number; preloads?: string[] | undefined },
 ): Promise<PruneResult> {
   if (!Number.isSafeInteger(input.keep) || input.keep < 1) {
-    throw new SplinterError('INVALID_ARGUMENT', `--keep must be a whole number >= 1, not ${input.keep}`);
+    throw new SplinterError(
+      'INVALID_ARGUMENT',
+      `the number of installed versions to keep must be a whole number >= 1, not ${input.keep}`,
+      { details: { reason: 'keep-invalid', keep: input.keep } },
+    );
   }
   const state = await ctx.clientState();
   const current = await state.currentInstalls();

@@ -17,7 +17,8 @@ export interface OpenOptions {
   /** CA file, --insecure and the auth file, already merged with their environment variables. */
   registryAccess?: RegistryAccess | undefined;
   progress?: ProgressSink | undefined;
-  warn?: (message: string) => void;
+  /** Warnings: a fact, and `details.reason` for an app that knows how to say the way out. */
+  warn?: (message: string, details?: { reason: string; [key: string]: unknown }) => void;
   /** Parallel blob transfers; 4 unless a call says otherwise. */
   concurrency?: number;
   /** The operating system installs are for (default: this one); only Linux takes unportable trees. */
@@ -54,8 +55,8 @@ export class CoreContext {
     });
   }
 
-  warn(message: string): void {
-    this.options.warn?.(message);
+  warn(message: string, details?: { reason: string; [key: string]: unknown }): void {
+    this.options.warn?.(message, details);
   }
 
   /** Parallel blob transfers: the call's, else the façade's, else 4. */

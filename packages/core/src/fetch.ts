@@ -124,7 +124,8 @@ async function requireTrust(
 ): Promise<VerifiedSignature[]> {
   if ('keys' in trust) return (await requireTrustedSignature(target, descriptor, trust.keys)).verified;
   ctx.warn(
-    `reading ${formatLocation({ ...location, digest: descriptor.digest })} without verifying any signature (--insecure-skip-verify)`,
+    `reading ${formatLocation({ ...location, digest: descriptor.digest })} without verifying any signature`,
+    { reason: 'verification-skipped' },
   );
   return [];
 }
@@ -148,13 +149,13 @@ function byteCounter(
   };
 }
 
-/** A version pushed with --allow-unportable is for Linux: refused elsewhere before any layer is read. */
+/** A version that records unportable paths is for Linux: refused elsewhere before any layer is read. */
 function assertPortableHere(manifest: ImageManifest, reference: string, platform: NodeJS.Platform): void {
   if (manifest.annotations?.[FormatAnnotation.Portable] !== 'false' || platform === 'linux') return;
   throw new SplinterError(
     'UNPORTABLE_PATH',
-    `${reference} was pushed with --allow-unportable: its paths are for Linux file systems and cannot all exist on ${platformName(platform)}; nothing was downloaded`,
-    { details: { platform } },
+    `${reference} records paths for Linux file systems only: they cannot all exist on ${platformName(platform)}; nothing was downloaded`,
+    { details: { reason: 'unportable-version', platform } },
   );
 }
 

@@ -19,7 +19,7 @@ function schemeOf(text: string): { name: string; rest: string } | undefined {
 /**
  * A registry host as `login`, `logout` and `--registry` take it: `host[:port]`. `https://` is
  * accepted and dropped, as `docker login https://host` does (https is the default); `http://` is
- * refused with the way to say it (`--plain-http`), instead of being read as a repository name.
+ * refused (details.reason `http-scheme`: plain HTTP is a setting), instead of being read as a repository.
  */
 export function registryHostOf(value: string, what = 'registry'): string {
   const trimmed = value.trim();
@@ -27,7 +27,8 @@ export function registryHostOf(value: string, what = 'registry'): string {
   if (scheme?.name === 'http') {
     throw new SplinterError(
       'INVALID_REFERENCE',
-      `${what} ${JSON.stringify(value)}: give it without http:// and add --plain-http (or SPLINTER_PLAIN_HTTP=1), as oras does`,
+      `${what} ${JSON.stringify(value)}: http:// is not how a registry is given; give host[:port]`,
+      { details: { reason: 'http-scheme' } },
     );
   }
   if (scheme && scheme.name !== 'https') {
@@ -47,16 +48,17 @@ export function isRegistryHost(component: string): boolean {
 }
 
 export function parseLocation(reference: string): Location {
-  const invalid = (why: string) =>
-    new SplinterError('INVALID_REFERENCE', `invalid reference ${JSON.stringify(reference)}: ${why}`);
+  const invalid = (why: string, details?: Record<string, unknown>) =>
+    new SplinterError('INVALID_REFERENCE', `invalid reference ${JSON.stringify(reference)}: ${why}`, {
+      details,
+    });
   let rest = reference.trim();
   const scheme = schemeOf(rest);
   if (scheme) {
     // `http://host/repo` would otherwise read as registry "http:" and a repository "/host/repo".
     throw invalid(
-      scheme.name === 'http'
-        ? 'references take no scheme: give host[:port]/repository and --plain-http for plain HTTP'
-        : 'references take no scheme: give host[:port]/repository[:tag|@digest]',
+      'references take no scheme: give host[:port]/repository[:tag|@digest]',
+      scheme.name === 'http' ? { reason: 'http-scheme' } : undefined,
     );
   }
   let digest: Digest | undefined;
@@ -108,7 +110,7 @@ export function destinationFor(
 ): Location {
   if (base === undefined)
     return { kind: 'embedded', repository: `${defaultNamespace}/${leaf}`, tag: version };
-  const trimmed = registryHostOf(base, '--registry');
+  const trimmed = registryHostOf(base);
   const slash = trimmed.indexOf('/');
   const host = slash >= 0 ? trimmed.slice(0, slash) : trimmed;
   const namespace = slash >= 0 ? trimmed.slice(slash + 1) : defaultNamespace;

@@ -61,11 +61,9 @@ export async function requireTrustedMods(
       throw error;
     });
     if (!stored) {
-      throw new SplinterError(
-        'MOD_UNTRUSTED',
-        `realm ${realm} trusts no mod keys: set them with splinter realm trust set --realm ${realm} --key PUB, or pass --mod-key PUB`,
-        { details: { realm, mods: mods.map((m) => m.reference) } },
-      );
+      throw new SplinterError('MOD_UNTRUSTED', `realm ${realm} trusts no mod keys and none were given`, {
+        details: { reason: 'no-mod-trust', realm, mods: mods.map((m) => m.reference) },
+      });
     }
     keys = publicKeysFromPem(stored.keys, `realm ${realm} mod trust`);
   }
@@ -97,7 +95,7 @@ export async function requireTrustedMods(
 export async function pinMod(ctx: CoreContext, reference: string): Promise<ModPin> {
   const { location, target, descriptor } = await ctx.locate(reference);
   const manifest = await fetchManifest(target, descriptor);
-  assertArtifactKind(manifest, 'mod', `--mod ${reference}`);
+  assertArtifactKind(manifest, 'mod', `bundled mod ${reference}`);
   return { reference: formatLocation(pinned(location, descriptor.digest)), digest: descriptor.digest };
 }
 

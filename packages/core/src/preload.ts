@@ -15,7 +15,8 @@ export async function resolveKek(
   if (settings.kekFile !== undefined) return readKekFile(settings.kekFile, 'SPLINTER_KEK_FILE');
   throw new SplinterError(
     'KEK_MISSING',
-    `${purpose} needs the key-encryption key: set SPLINTER_KEK or SPLINTER_KEK_FILE (splinter kek generate makes one)`,
+    `${purpose} needs the key-encryption key: set SPLINTER_KEK or SPLINTER_KEK_FILE`,
+    { details: { reason: 'kek-missing' } },
   );
 }
 
@@ -25,7 +26,7 @@ export async function readKekFile(path: string, what: string): Promise<Uint8Arra
 
 /** A patch key file as `splinter patch unlock --output` writes it (base64; hex is accepted too). */
 export async function readPatchKeyFile(path: string): Promise<Uint8Array> {
-  return readKeyText(path, '--key-file', 'INVALID_ARGUMENT');
+  return readKeyText(path, 'the patch key file', 'INVALID_ARGUMENT');
 }
 
 async function readKeyText(
@@ -91,7 +92,7 @@ export type PreloadKey = ReturnType<typeof newPatchKey>;
 
 /** `push --preload`: the KEK is checked before anything is packed or uploaded. */
 export async function preparePreload(settings: Settings, access: AccessStore): Promise<PreloadKey> {
-  const kek = await resolveKek(settings, '--preload');
+  const kek = await resolveKek(settings, 'a preload push');
   await assertKekMatches(access, kek);
   return newPatchKey(kek);
 }

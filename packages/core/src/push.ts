@@ -18,10 +18,16 @@ export function push(ctx: CoreContext, input: PushInput): Promise<PushResult> {
 
 async function pushMod(ctx: CoreContext, input: PushInput): Promise<PushResult> {
   const version = validateVersion(input.version);
-  const name = validateName('mod name', required(input.name, '--name'));
+  const name = validateName('mod name', required(input.name, 'a mod push needs a name', 'name-required'));
   const destination = destinationFor(input.registry ?? ctx.settings.modRegistry, 'mods', name, version);
   if (input.preload || input.parent !== undefined || (input.mods?.length ?? 0) > 0) {
-    throw new SplinterError('INVALID_ARGUMENT', '--preload, --parent and --mod apply to patches only');
+    throw new SplinterError(
+      'INVALID_ARGUMENT',
+      'a preload, a parent and bundled mods apply to patches only',
+      {
+        details: { reason: 'patch-only' },
+      },
+    );
   }
   const { result } = await upload(ctx, input, {
     leaf: name,
@@ -42,7 +48,7 @@ async function pushMod(ctx: CoreContext, input: PushInput): Promise<PushResult> 
  */
 async function pushPatch(ctx: CoreContext, input: PushInput): Promise<PushResult> {
   const version = validateVersion(input.version);
-  const realm = validateName('realm', required(input.realm, '--realm'));
+  const realm = validateName('realm', required(input.realm, 'a patch push needs a realm', 'realm-required'));
   const destination = destinationFor(input.registry ?? ctx.settings.patchRegistry, 'patches', realm, version);
   const chain = await ctx.chain();
   const existing = await chain.findVersion(realm, version);
@@ -124,7 +130,8 @@ async function warnOfNewerDrafts(ctx: CoreContext, chain: ChainStore, pushed: Pa
   if (drafts.length === 0) return;
   ctx.warn(
     `${pushed.realm} has drafts newer than its head (${drafts.map((p) => p.version).join(', ')}): ` +
-      `${pushed.version} builds on ${pushed.parent === null ? 'nothing' : `the head (patch ${pushed.parent})`}; pass --parent to build on a draft`,
+      `${pushed.version} builds on ${pushed.parent === null ? 'nothing' : `the head (patch ${pushed.parent})`}`,
+    { reason: 'newer-drafts', realm: pushed.realm },
   );
 }
 
@@ -144,7 +151,7 @@ async function dedupBase(chain: ChainStore, realm: string): Promise<PatchRow | n
   }
 }
 
-function required(value: string | undefined, flag: string): string {
-  if (value === undefined) throw new SplinterError('INVALID_ARGUMENT', `${flag} is required`);
+function required(value: string | undefined, message: string, reason: string): string {
+  if (value === undefined) throw new SplinterError('INVALID_ARGUMENT', message, { details: { reason } });
   return value;
 }

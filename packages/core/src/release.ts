@@ -79,7 +79,8 @@ export async function loadReleaseTrust(input: {
     if (input.keyListFiles.length > 0) {
       throw new SplinterError(
         'INVALID_ARGUMENT',
-        '--release-keys needs --release-key-file: the key lists are checked from the pinned release key',
+        'signed release key lists need a pinned release key: the lists are checked from it',
+        { details: { reason: 'key-lists-without-key' } },
       );
     }
     return undefined;

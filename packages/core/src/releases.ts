@@ -46,7 +46,8 @@ export async function publishOrWarn(ctx: CoreContext, statement: StoredStatement
     await publishStored(ctx, statement);
   } catch (error) {
     ctx.warn(
-      `release statement #${statement.sequence} of ${statement.realm} is signed and served by the API, but publishing it to the registry failed (${(error as Error).message}); run release publish --realm ${statement.realm}`,
+      `release statement #${statement.sequence} of ${statement.realm} is signed and served by the API, but publishing it to the registry failed (${(error as Error).message})`,
+      { reason: 'release-not-published', realm: statement.realm, sequence: statement.sequence },
     );
   }
 }
@@ -56,7 +57,8 @@ export async function warnOfUnsignedRelease(ctx: CoreContext, realm: string): Pr
   const latest = await (await ctx.chain()).latestStatement(realm);
   if (latest) {
     ctx.warn(
-      `${realm} has signed release statements (newest #${latest.sequence}) but this head move is not signed: launchers that check releases refuse the new head until it is (pass --release-key or run release refresh)`,
+      `${realm} has signed release statements (newest #${latest.sequence}) but this head move is not signed: launchers that check releases refuse the new head until it is`,
+      { reason: 'unsigned-head-move', realm, sequence: latest.sequence },
     );
   }
 }
@@ -80,10 +82,9 @@ export async function releaseStatement(ctx: CoreContext, realm: string): Promise
   validateName('realm', realm);
   const statement = await (await ctx.chain()).latestStatement(realm);
   if (!statement) {
-    throw new SplinterError(
-      'RELEASE_MISSING',
-      `realm ${realm} has no signed release statement (activate with --release-key, or run release refresh)`,
-    );
+    throw new SplinterError('RELEASE_MISSING', `realm ${realm} has no signed release statement`, {
+      details: { reason: 'never-signed', realm },
+    });
   }
   return statement;
 }

@@ -41,7 +41,14 @@ describe('registry access from the environment', () => {
   it('takes https:// on a registry host and explains http://', () => {
     expect(registryHostOf('https://registry.example.com:5000/')).toBe('registry.example.com:5000');
     expect(registryHostOf('registry.example.com')).toBe('registry.example.com');
-    expect(() => registryHostOf('http://127.0.0.1:5000')).toThrow(/without http:\/\/ and add --plain-http/);
+    // A fact without CLI flags; the reason lets an app add the way out (--plain-http in the CLI).
+    expect(() => registryHostOf('http://127.0.0.1:5000')).toThrow(
+      expect.objectContaining({
+        code: 'INVALID_REFERENCE',
+        message: expect.not.stringMatching(/--/),
+        details: { reason: 'http-scheme' },
+      }),
+    );
     expect(() => registryHostOf('oci://127.0.0.1:5000')).toThrow(/oci:\/\/ is not a registry scheme/);
   });
 });

@@ -70,8 +70,9 @@ describe('--allow-unportable is recorded in the manifest; other platforms refuse
           .catch((e: unknown) => e);
         expect(isSplinterError(error) && error.code).toBe('UNPORTABLE_PATH');
         expect((error as Error).message).toMatch(
-          /was pushed with --allow-unportable: its paths are for Linux file systems and cannot all exist on (Windows|macOS); nothing was downloaded$/,
+          /records paths for Linux file systems only: they cannot all exist on (Windows|macOS); nothing was downloaded$/,
         );
+        expect((error as { details?: unknown }).details).toMatchObject({ reason: 'unportable-version' });
         expect(proxy.log.slice(mark).filter((r) => r.path.includes('/blobs/'))).toEqual([]);
         expect(await readdir(join(work, `out-${platform}`)).catch(() => [])).toEqual([]);
       } finally {

@@ -101,10 +101,9 @@ export async function finalizeTree(
     return;
   }
   if (!options.replace) {
-    throw new SplinterError(
-      'OUTPUT_EXISTS',
-      `${output} already exists and is not empty (pass --replace to replace it)`,
-    );
+    throw new SplinterError('OUTPUT_EXISTS', `${output} already exists and is not empty`, {
+      details: { reason: 'not-empty', output },
+    });
   }
   const aside = join(dirname(output), `${basename(output)}${ASIDE_MARK}${process.pid}-${Date.now()}`);
   const move = options.rename ?? rename;

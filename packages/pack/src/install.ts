@@ -117,7 +117,8 @@ export async function installTree(options: InstallOptions): Promise<InstallResul
   if (!options.root.portable && platform !== 'linux') {
     throw new SplinterError(
       'UNPORTABLE_PATH',
-      `this version was published with --allow-unportable: some of its paths cannot exist on ${platformName(platform)}`,
+      `this version records paths for Linux file systems only: some cannot exist on ${platformName(platform)}`,
+      { details: { reason: 'unportable-version', platform } },
     );
   }
   const selected = selectEntries(options.entries, options.selection);
