@@ -111,7 +111,9 @@ describe('login, push, pull, logout against TLS Distribution with its own CA and
   it('says how to trust the CA when it is not given', async () => {
     const result = await splinter(['login', registry.host, '-u', 'splinter', '--password-stdin'], env, 'x\n');
     expect(result.code).toBe(6);
-    expect(result.stderr).toMatch(/REGISTRY_UNREACHABLE: .*--ca-file or SPLINTER_CA_FILE/);
+    expect(result.stderr).toMatch(
+      /REGISTRY_UNREACHABLE: .*certificate is not trusted\)\nsplinter: hint: give the registry's CA with --ca-file or SPLINTER_CA_FILE/,
+    );
   });
 
   it('logs in with --password-stdin, pushes with SPLINTER_CA_FILE, pulls through a proxy, logs out', async () => {

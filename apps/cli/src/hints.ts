@@ -33,6 +33,9 @@ const HINTS: Partial<Record<HintKey, (details: Details) => string>> = {
   'UNPORTABLE_PATH:unportable-version': () =>
     'it was pushed with --allow-unportable, for Linux file systems only',
   // registries
+  'REGISTRY_UNREACHABLE:tls-untrusted': () =>
+    "give the registry's CA with --ca-file or SPLINTER_CA_FILE, or --insecure to skip verification",
+  'REGISTRY_UNAUTHORIZED:login-required': (d) => `run splinter login ${d.registry}`,
   'INVALID_REFERENCE:http-scheme': () =>
     'give it without http:// and add --plain-http (or SPLINTER_PLAIN_HTTP=1), as oras does',
   // keys and the database

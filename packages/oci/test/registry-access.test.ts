@@ -65,14 +65,15 @@ describe('a TLS registry with its own CA and htpasswd', () => {
     await registry?.stop();
   });
 
-  it('refuses an unknown CA, and says how to trust it', async () => {
+  it('refuses an unknown CA, and says why for the app to say how to trust it', async () => {
     const error = await failure({
       registry: registry.host,
       repository: 'tls/none',
       dockerConfigDir: registry.dockerConfigDir,
     });
     expect(await errorCodeOf(Promise.reject(error))).toBe('REGISTRY_UNREACHABLE');
-    expect(error.message).toMatch(/--ca-file/);
+    expect(error.message).toMatch(/TLS: the registry's certificate is not trusted/);
+    expect((error as { details?: unknown }).details).toMatchObject({ reason: 'tls-untrusted' });
   });
 
   it('pushes and pulls with --ca-file, and with --insecure', async () => {

@@ -309,7 +309,13 @@ describe('registry authentication', () => {
       });
       expect(await errorCodeOf(wrong.resolve('v1'))).toBe('REGISTRY_UNAUTHORIZED');
       const none = targetFor(registry, 'auth/basic', { credentials: async () => undefined });
-      expect(await errorCodeOf(none.resolve('v1'))).toBe('REGISTRY_UNAUTHORIZED');
+      const refused = await none.resolve('v1').catch((error: unknown) => error);
+      // The fact and the registry; the CLI turns the reason into `run splinter login HOST`.
+      expect(refused).toMatchObject({
+        code: 'REGISTRY_UNAUTHORIZED',
+        message: expect.not.stringMatching(/splinter login/),
+        details: { reason: 'login-required', registry: registry.host },
+      });
       await Promise.all([wrong.close(), none.close()]);
     } finally {
       await registry.stop();

@@ -149,7 +149,7 @@ export class RegistryClient {
           throw new SplinterError(
             'REGISTRY_UNREACHABLE',
             `${request.method} ${this.describe(request.url)}: ${networkMessage(error)}`,
-            { cause: error },
+            { cause: error, details: networkDetails(error) },
           );
         }
         lastCause = (error as Error).message || String((error as { code?: string }).code);
@@ -249,7 +249,8 @@ export class RegistryClient {
         const why = credential?.identityToken !== undefined ? ', which an identity token cannot answer' : '';
         throw new SplinterError(
           'REGISTRY_UNAUTHORIZED',
-          `${this.registry} needs a login (Basic auth${why}; ${credential?.source ?? 'anonymous'}): run splinter login ${this.registry}`,
+          `${this.registry} needs a login (Basic auth${why}; ${credential?.source ?? 'anonymous'})`,
+          { details: { reason: 'login-required', registry: this.registry } },
         );
       }
       return;
@@ -310,9 +311,7 @@ export class RegistryClient {
       throw new SplinterError(
         'REGISTRY_UNREACHABLE',
         `token service ${url.origin}: ${networkMessage(error)}`,
-        {
-          cause: error,
-        },
+        { cause: error, details: networkDetails(error) },
       );
     }
     if (response.statusCode === 401 || response.statusCode === 403) {
@@ -352,18 +351,27 @@ export class RegistryClient {
 
 const TLS_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS|HOSTNAME_MISMATCH/;
 
-/** A network error's message, with the way out when it is a certificate the client does not trust. */
+/** A network error's message, saying so when it is a certificate the client does not trust. */
 function networkMessage(error: unknown): string {
   const message = (error as Error).message || String((error as { code?: string }).code);
+  return isUntrustedCertificate(error)
+    ? `${message} (TLS: the registry's certificate is not trusted)`
+    : message;
+}
+
+/** `reason: 'tls-untrusted'` for a certificate the client does not trust: apps say how to trust it. */
+function networkDetails(error: unknown): Record<string, unknown> | undefined {
+  return isUntrustedCertificate(error) ? { reason: 'tls-untrusted' } : undefined;
+}
+
+function isUntrustedCertificate(error: unknown): boolean {
   let current: unknown = error;
   for (let depth = 0; current && depth < 4; depth++) {
     const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string' && TLS_ERROR.test(code)) {
-      return `${message} (TLS: give the registry's CA with --ca-file or SPLINTER_CA_FILE, or --insecure to skip verification)`;
-    }
+    if (typeof code === 'string' && TLS_ERROR.test(code)) return true;
     current = (current as { cause?: unknown }).cause;
   }
-  return message;
+  return false;
 }
 
 function scopeKey(scopes: string[]): string {
