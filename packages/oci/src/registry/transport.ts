@@ -105,6 +105,10 @@ function proxyUri(value: string): string {
   return /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`;
 }
 
+/** `::1` in all its spellings (`0:0:0:0:0:0:0:1`, ...): BlockList compares addresses, not text. */
+const LOOPBACK6 = new BlockList();
+LOOPBACK6.addAddress('::1', 'ipv6');
+
 interface NoProxyRule {
   host: string;
   port: number | undefined;
@@ -152,7 +156,7 @@ export class NoProxyRules {
     if (host === 'localhost' || host.endsWith('.localhost')) return true;
     const family = isIP(host);
     if (family === 4 && host.startsWith('127.')) return true;
-    if (family === 6 && this.isLoopback6(host)) return true;
+    if (family === 6 && LOOPBACK6.check(host, 'ipv6')) return true;
     if (this.everything) return true;
     if (family !== 0 && this.ranges.check(host, family === 6 ? 'ipv6' : 'ipv4')) return true;
     for (const rule of this.rules) {
@@ -161,12 +165,6 @@ export class NoProxyRules {
       if (family === 0 && host.endsWith(`.${rule.host}`)) return true;
     }
     return false;
-  }
-
-  private isLoopback6(host: string): boolean {
-    const loopback = new BlockList();
-    loopback.addAddress('::1', 'ipv6');
-    return loopback.check(host, 'ipv6');
   }
 }
 
