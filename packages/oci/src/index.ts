@@ -37,10 +37,11 @@ export {
   readAllLimited,
   readBodyLimited,
 } from './read-limited.js';
+export { parseChallenge } from './registry/auth.js';
 export type { StoredLogin } from './registry/auth-file.js';
 export { removeLogin, storeLogin } from './registry/auth-file.js';
 export type { RegistryClientOptions, RegistryStats } from './registry/client.js';
-export { parseChallenge, RegistryClient } from './registry/client.js';
+export { RegistryClient } from './registry/client.js';
 export type { AuthFileOptions, Credential, CredentialSource, DockerConfig } from './registry/credentials.js';
 export { authFilePath, dockerConfigCredentials, readDockerConfig } from './registry/credentials.js';
 export { MAX_REDIRECT_RENEWALS } from './registry/ranges.js';

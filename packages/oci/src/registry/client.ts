@@ -1,7 +1,8 @@
 import { SplinterError } from '@splintertree/errors';
 import type { Dispatcher } from 'undici';
-import { MAX_TOKEN_RESPONSE_BYTES, readBodyLimited } from '../read-limited.js';
-import type { Credential, CredentialSource } from './credentials.js';
+import { RegistryAuth } from './auth.js';
+import type { CredentialSource } from './credentials.js';
+import { networkDetails, networkMessage } from './failure.js';
 import {
   DEFAULT_RETRY_POLICY,
   delayFor,
@@ -47,8 +48,6 @@ export interface RegistryResponse {
   credentialSource?: string;
 }
 
-type Challenge = { scheme: 'basic' } | { scheme: 'bearer'; realm: string; service: string | undefined };
-
 /** Counts of what crossed the wire, for tests and benchmarks. */
 export interface RegistryStats {
   requests: number;
@@ -64,7 +63,7 @@ export interface RegistryStats {
 
 /**
  * HTTP to one registry on undici: keep-alive connections, the distribution auth flows (anonymous,
- * Basic, Bearer tokens cached per scope), and one retry policy for resets, 5xx and 429.
+ * Basic, Bearer tokens cached per scope: auth.ts), and one retry policy for resets, 5xx and 429.
  *
  * Credentials follow one origin rule: the registry's credentials and its tokens are attached only to
  * requests to the registry's own origin (scheme, host and port), and only a 401 from that origin is
@@ -89,21 +88,25 @@ export class RegistryClient {
   readonly retry: RetryPolicy;
   private readonly dispatcher: Dispatcher;
   private readonly ownsDispatcher: boolean;
-  private readonly credentials: CredentialSource | undefined;
-  private credential: Promise<Credential | undefined> | undefined;
-  private challenge: Challenge | undefined;
-  private readonly tokens = new Map<string, { token: string; expiresAt: number }>();
+  private readonly auth: RegistryAuth;
   private readonly userAgent: string;
 
   constructor(options: RegistryClientOptions) {
     this.registry = options.registry;
     this.userAgent = options.userAgent ?? USER_AGENT;
     this.origin = new URL(`${options.plainHttp ? 'http' : 'https'}://${options.registry}`).origin;
-    this.credentials = options.credentials;
     this.retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
     this.ownsDispatcher = options.dispatcher === undefined;
     this.dispatcher =
       options.dispatcher ?? createRegistryDispatcher({ ...options.transport, timeoutMs: options.timeoutMs });
+    this.auth = new RegistryAuth({
+      registry: this.registry,
+      origin: this.origin,
+      credentials: options.credentials,
+      dispatcher: this.dispatcher,
+      userAgent: this.userAgent,
+      stats: this.stats,
+    });
   }
 
   /**
@@ -126,8 +129,8 @@ export class RegistryClient {
   }
 
   /** Where the credential the client uses comes from (never the secret). */
-  async credentialSource(): Promise<string> {
-    return (await this.loadCredential())?.source ?? 'anonymous';
+  credentialSource(): Promise<string> {
+    return this.auth.credentialSource();
   }
 
   async close(): Promise<void> {
@@ -158,7 +161,7 @@ export class RegistryClient {
         if (response.status === 401 && !authRetried && this.isRegistryOrigin(response.url)) {
           await response.body.dump();
           authRetried = true;
-          await this.authenticate(response, request.scopes);
+          await this.auth.authenticate(response, request.scopes);
           attempt -= 1;
           continue;
         }
@@ -188,9 +191,9 @@ export class RegistryClient {
     const headers: Record<string, string> = { 'user-agent': this.userAgent, ...request.headers };
     let credentialSource: string | undefined;
     if (this.isRegistryOrigin(url)) {
-      const authorization = await this.authorizationFor(request.scopes);
+      const authorization = await this.auth.authorizationFor(request.scopes);
       if (authorization) headers.authorization = authorization;
-      if (this.challenge) credentialSource = await this.credentialSource();
+      if (this.auth.challenged) credentialSource = await this.credentialSource();
     }
     this.stats.requests += 1;
     const response = await this.dispatcher.request({
@@ -215,178 +218,4 @@ export class RegistryClient {
   private isRegistryOrigin(url: URL): boolean {
     return url.origin === this.origin;
   }
-
-  private async authorizationFor(scopes: string[]): Promise<string | undefined> {
-    if (!this.challenge) return undefined;
-    if (this.challenge.scheme === 'basic') {
-      const credential = await this.loadCredential();
-      if (credential?.username === undefined) return undefined;
-      return `Basic ${Buffer.from(`${credential.username}:${credential.password ?? ''}`).toString('base64')}`;
-    }
-    const cached = this.tokens.get(scopeKey(scopes));
-    if (cached && cached.expiresAt > Date.now()) return `Bearer ${cached.token}`;
-    return `Bearer ${await this.fetchToken(this.challenge, scopes)}`;
-  }
-
-  private loadCredential(): Promise<Credential | undefined> {
-    this.credential ??= this.credentials ? this.credentials(this.registry) : Promise.resolve(undefined);
-    return this.credential;
-  }
-
-  private async authenticate(response: RegistryResponse, scopes: string[]): Promise<void> {
-    const header = response.headers['www-authenticate'];
-    const challenge = header ? parseChallenge(header) : undefined;
-    if (!challenge) {
-      throw new SplinterError(
-        'REGISTRY_UNAUTHORIZED',
-        `${this.registry} refused the request (401) without a usable challenge`,
-      );
-    }
-    this.challenge = challenge;
-    if (challenge.scheme === 'basic') {
-      const credential = await this.loadCredential();
-      if (credential?.username === undefined) {
-        const why = credential?.identityToken !== undefined ? ', which an identity token cannot answer' : '';
-        throw new SplinterError(
-          'REGISTRY_UNAUTHORIZED',
-          `${this.registry} needs a login (Basic auth${why}; ${credential?.source ?? 'anonymous'})`,
-          { details: { reason: 'login-required', registry: this.registry } },
-        );
-      }
-      return;
-    }
-    this.tokens.delete(scopeKey(scopes));
-    await this.fetchToken(challenge, scopes);
-  }
-
-  private async fetchToken(
-    challenge: Extract<Challenge, { scheme: 'bearer' }>,
-    scopes: string[],
-  ): Promise<string> {
-    const url = new URL(challenge.realm);
-    const credential = await this.loadCredential();
-    const source = credential?.source ?? 'anonymous';
-    const headers: Record<string, string> = { 'user-agent': this.userAgent };
-    const secretBearing = credential?.username !== undefined || credential?.identityToken !== undefined;
-    if (secretBearing && url.protocol !== 'https:' && this.origin.startsWith('https:')) {
-      throw new SplinterError(
-        'REGISTRY_UNAUTHORIZED',
-        `${this.registry} names token service ${url.origin}, which is plain http: the login is not sent there`,
-        { details: { realm: url.origin } },
-      );
-    }
-    let method: 'GET' | 'POST' = 'GET';
-    let form: string | undefined;
-    if (credential?.identityToken !== undefined) {
-      // An identity token is an OAuth2 refresh token: docker and oras POST it to the realm
-      // (distribution's token spec, "OAuth2 token"), with the scopes space-separated.
-      method = 'POST';
-      const params = new URLSearchParams({
-        grant_type: 'refresh_token',
-        refresh_token: credential.identityToken,
-      });
-      if (challenge.service) params.set('service', challenge.service);
-      if (scopes.length > 0) params.set('scope', scopes.join(' '));
-      params.set('client_id', 'splinter');
-      form = params.toString();
-      headers['content-type'] = 'application/x-www-form-urlencoded';
-    } else {
-      if (challenge.service) url.searchParams.set('service', challenge.service);
-      for (const scope of scopes) url.searchParams.append('scope', scope);
-      if (credential?.username !== undefined) {
-        headers.authorization = `Basic ${Buffer.from(`${credential.username}:${credential.password ?? ''}`).toString('base64')}`;
-      }
-    }
-    this.stats.tokenRequests += 1;
-    let response: Dispatcher.ResponseData;
-    try {
-      response = await this.dispatcher.request({
-        origin: url.origin,
-        path: `${url.pathname}${url.search}`,
-        method,
-        headers,
-        body: form ?? null,
-      });
-    } catch (error) {
-      throw new SplinterError(
-        'REGISTRY_UNREACHABLE',
-        `token service ${url.origin}: ${networkMessage(error)}`,
-        { cause: error, details: networkDetails(error) },
-      );
-    }
-    if (response.statusCode === 401 || response.statusCode === 403) {
-      await response.body.dump();
-      throw new SplinterError(
-        'REGISTRY_UNAUTHORIZED',
-        `token service for ${this.registry} refused the credentials (${response.statusCode}; ${source})`,
-        { details: { credentialSource: source } },
-      );
-    }
-    if (response.statusCode !== 200) {
-      await response.body.dump();
-      throw new SplinterError(
-        'REGISTRY_ERROR',
-        `token service for ${this.registry} answered ${response.statusCode}`,
-      );
-    }
-    const text = await readBodyLimited(
-      response.body,
-      MAX_TOKEN_RESPONSE_BYTES,
-      `token response from ${url.origin}`,
-    );
-    let body: { token?: string; access_token?: string; expires_in?: number };
-    try {
-      body = JSON.parse(text.toString());
-    } catch {
-      throw new SplinterError('REGISTRY_ERROR', `token service for ${this.registry} answered no JSON`);
-    }
-    const token = body.access_token ?? body.token;
-    if (!token)
-      throw new SplinterError('REGISTRY_ERROR', `token service for ${this.registry} returned no token`);
-    const lifetime = (body.expires_in ?? 60) * 1000;
-    this.tokens.set(scopeKey(scopes), { token, expiresAt: Date.now() + Math.max(0, lifetime - 5_000) });
-    return token;
-  }
-}
-
-const TLS_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS|HOSTNAME_MISMATCH/;
-
-/** A network error's message, saying so when it is a certificate the client does not trust. */
-function networkMessage(error: unknown): string {
-  const message = (error as Error).message || String((error as { code?: string }).code);
-  return isUntrustedCertificate(error)
-    ? `${message} (TLS: the registry's certificate is not trusted)`
-    : message;
-}
-
-/** `reason: 'tls-untrusted'` for a certificate the client does not trust: apps say how to trust it. */
-function networkDetails(error: unknown): Record<string, unknown> | undefined {
-  return isUntrustedCertificate(error) ? { reason: 'tls-untrusted' } : undefined;
-}
-
-function isUntrustedCertificate(error: unknown): boolean {
-  let current: unknown = error;
-  for (let depth = 0; current && depth < 4; depth++) {
-    const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string' && TLS_ERROR.test(code)) return true;
-    current = (current as { cause?: unknown }).cause;
-  }
-  return false;
-}
-
-function scopeKey(scopes: string[]): string {
-  return [...scopes].sort().join(' ');
-}
-
-/** Parses `Basic realm="x"` or `Bearer realm="...",service="...",scope="..."`. */
-export function parseChallenge(header: string): Challenge | undefined {
-  const match = /^\s*(\w+)\s*(.*)$/.exec(header);
-  if (!match) return undefined;
-  const scheme = match[1]!.toLowerCase();
-  if (scheme === 'basic') return { scheme: 'basic' };
-  if (scheme !== 'bearer') return undefined;
-  const params: Record<string, string> = {};
-  for (const part of match[2]!.matchAll(/(\w+)="([^"]*)"/g)) params[part[1]!.toLowerCase()] = part[2]!;
-  if (!params.realm) return undefined;
-  return { scheme: 'bearer', realm: params.realm, service: params.service };
 }

@@ -57,3 +57,28 @@ function codeFor(status: number, registryCode: string | undefined): ErrorCode {
   if (status === 413) return 'MANIFEST_TOO_LARGE';
   return 'REGISTRY_ERROR';
 }
+
+const TLS_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS|HOSTNAME_MISMATCH/;
+
+/** A network error's message, saying so when it is a certificate the client does not trust. */
+export function networkMessage(error: unknown): string {
+  const message = (error as Error).message || String((error as { code?: string }).code);
+  return isUntrustedCertificate(error)
+    ? `${message} (TLS: the registry's certificate is not trusted)`
+    : message;
+}
+
+/** `reason: 'tls-untrusted'` for a certificate the client does not trust: apps say how to trust it. */
+export function networkDetails(error: unknown): Record<string, unknown> | undefined {
+  return isUntrustedCertificate(error) ? { reason: 'tls-untrusted' } : undefined;
+}
+
+function isUntrustedCertificate(error: unknown): boolean {
+  let current: unknown = error;
+  for (let depth = 0; current && depth < 4; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && TLS_ERROR.test(code)) return true;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
+}
