@@ -40,12 +40,12 @@ export {
 export { parseChallenge } from './registry/auth.js';
 export type { StoredLogin } from './registry/auth-file.js';
 export { removeLogin, storeLogin } from './registry/auth-file.js';
+export { MAX_REDIRECT_RENEWALS } from './registry/blobs.js';
 export type { RegistryClientOptions, RegistryStats } from './registry/client.js';
 export { RegistryClient } from './registry/client.js';
 export type { AuthFileOptions, Credential, CredentialSource, DockerConfig } from './registry/credentials.js';
 export { authFilePath, dockerConfigCredentials, readDockerConfig } from './registry/credentials.js';
-export { MAX_REDIRECT_RENEWALS } from './registry/ranges.js';
-export type { RegistryTargetOptions, UploadSession, UploadSessions } from './registry/registry-target.js';
+export type { RegistryTargetOptions } from './registry/registry-target.js';
 export { RegistryTarget } from './registry/registry-target.js';
 export type { RetryPolicy } from './registry/retry.js';
 export { DEFAULT_RETRY_POLICY } from './registry/retry.js';
@@ -56,6 +56,7 @@ export {
   proxySettingsFromEnvironment,
   USER_AGENT,
 } from './registry/transport.js';
+export type { UploadSession, UploadSessions } from './registry/uploads.js';
 export type {
   FetchOptions,
   Mountable,

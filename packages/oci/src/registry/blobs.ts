@@ -5,8 +5,8 @@ import type { Descriptor } from '../descriptor.js';
 import { VerifyingStream } from '../digest.js';
 import type { RangeRead } from '../target.js';
 import { BlobDownload, type ByteWindow } from './blob-download.js';
-import type { RegistryClient, RegistryResponse } from './client.js';
-import { registryFailure } from './failure.js';
+import type { RegistryResponse } from './client.js';
+import type { Repository } from './repository.js';
 
 /**
  * How often one request for a blob asks the registry for a fresh redirect after the storage URL it
@@ -20,18 +20,28 @@ const MAX_REDIRECT_HOPS = 5;
 const REMEMBERED_REDIRECTS = 256;
 
 /**
- * Blob reads from one repository: the whole blob, or a byte range of it with `Range`, through the
+ * Blob reads from one repository: HEAD, the whole blob, or a byte range of it with `Range`, through the
  * registry's redirects to blob storage. A storage URL that served a blob is reused for its next reads
- * until it stops serving, and then asked for afresh.
+ * until it stops serving, and then asked for afresh. The bytes stream through a BlobDownload, which
+ * resumes after a dropped connection.
  */
 export class BlobReader {
   private readonly redirects = new Map<string, string>();
 
-  constructor(
-    private readonly client: RegistryClient,
-    private readonly repository: string,
-    private readonly location: string,
-  ) {}
+  constructor(private readonly repo: Repository) {}
+
+  async exists(desc: Descriptor): Promise<boolean> {
+    const response = await this.repo.client.send({
+      method: 'HEAD',
+      url: this.repo.path('blobs', desc.digest),
+      scopes: this.repo.scopes(),
+      replayable: true,
+    });
+    if (response.status !== 200 && response.status !== 404)
+      throw await this.repo.failure(response, `HEAD ${desc.digest}`);
+    await response.body.dump();
+    return response.status === 200;
+  }
 
   /** The whole blob, verified while it streams, resumed after dropped connections. */
   async fetch(desc: Descriptor): Promise<Readable> {
@@ -52,7 +62,7 @@ export class BlobReader {
       await first.body.dump();
       return { kind: 'whole', stream: this.whole(desc, await this.served(desc, undefined)) };
     }
-    throw await registryFailure(first, this.location, `GET blob ${desc.digest} bytes ${start}-${end - 1}`);
+    throw await this.repo.failure(first, `GET blob ${desc.digest} bytes ${start}-${end - 1}`);
   }
 
   private whole(desc: Descriptor, first: RegistryResponse): Readable {
@@ -69,7 +79,7 @@ export class BlobReader {
   private download(desc: Descriptor, window: ByteWindow | undefined, first: RegistryResponse): BlobDownload {
     return new BlobDownload({
       desc,
-      client: this.client,
+      client: this.repo.client,
       window,
       first,
       reopen: (rest) => this.served(desc, rest),
@@ -80,7 +90,7 @@ export class BlobReader {
   private async served(desc: Descriptor, window: ByteWindow | undefined): Promise<RegistryResponse> {
     const response = await this.open(desc, window);
     if (response.status === 200 || response.status === 206) return response;
-    throw await registryFailure(response, this.location, `GET blob ${desc.digest}`);
+    throw await this.repo.failure(response, `GET blob ${desc.digest}`);
   }
 
   /**
@@ -94,7 +104,7 @@ export class BlobReader {
     for (let renewals = 0; ; renewals++) {
       const remembered = this.redirects.get(desc.digest);
       const { response, redirected } = await this.follow(
-        remembered ?? `/v2/${this.repository}/blobs/${desc.digest}`,
+        remembered ?? this.repo.path('blobs', desc.digest),
         headers,
       );
       if (!redirected && remembered === undefined) return response;
@@ -107,11 +117,11 @@ export class BlobReader {
       if (renewals >= MAX_REDIRECT_RENEWALS) {
         throw new SplinterError(
           'REDIRECT_REFUSED',
-          `${this.location}: GET blob ${desc.digest}: the storage URL the registry redirected to answered ${response.status}, ${renewals + 1} times`,
+          `${this.repo.location}: GET blob ${desc.digest}: the storage URL the registry redirected to answered ${response.status}, ${renewals + 1} times`,
           { details: { status: response.status, attempts: renewals + 1, storage: response.url.origin } },
         );
       }
-      this.client.stats.redirectRenewals += 1;
+      this.repo.client.stats.redirectRenewals += 1;
     }
   }
 
@@ -120,11 +130,11 @@ export class BlobReader {
     headers: Record<string, string>,
   ): Promise<{ response: RegistryResponse; redirected: boolean }> {
     const get = (target: string) =>
-      this.client.send({
+      this.repo.client.send({
         method: 'GET',
         url: target,
         headers,
-        scopes: [`repository:${this.repository}:pull`],
+        scopes: this.repo.scopes(),
         replayable: true,
       });
     let response = await get(url);
