@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type {
   Descriptor,
   FetchOptions,
-  OciLayoutTarget,
+  PrivateCopyable,
   PushOptions,
   RangeRead,
   RangeReadable,
@@ -20,7 +20,7 @@ export class ScopedTarget implements Target, RangeReadable {
   readonly location: string;
 
   constructor(
-    private readonly inner: Target & RangeReadable & Pick<OciLayoutTarget, 'isShared'>,
+    private readonly inner: Target & RangeReadable & PrivateCopyable,
     readonly repository: string,
   ) {
     this.location = `${inner.location}#${repository}`;
@@ -39,7 +39,7 @@ export class ScopedTarget implements Target, RangeReadable {
   }
 
   push(expected: Descriptor, content: Readable | Uint8Array, options?: PushOptions): Promise<void> {
-    return this.inner.push(expected, content, { ...options, privateCopy: true });
+    return this.inner.pushPrivate(expected, content, options);
   }
 
   resolve(reference: string, options?: FetchOptions): Promise<Descriptor> {

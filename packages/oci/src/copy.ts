@@ -5,7 +5,7 @@ import { isManifestMediaType } from './descriptor.js';
 import { parseManifest, successors } from './graph.js';
 import { MAX_MANIFEST_BYTES } from './media-types.js';
 import { readAllLimited } from './read-limited.js';
-import { isMountable, type Target } from './target.js';
+import { isMountable, pushAbsent, type Target } from './target.js';
 import {
   abortable,
   emptyTransferStats,
@@ -164,9 +164,8 @@ export class BlobCopier {
         stream = await source.open();
         try {
           throwIfAborted(signal);
-          await dst.push(blob, stream, {
+          await pushAbsent(dst, blob, stream, {
             verifiedUpstream: source.verified,
-            absent: true,
             signal,
             onProgress: (done) => {
               options.onProgress?.({ type: 'bytes', bytes: done - reported });

@@ -58,8 +58,10 @@ export {
 } from './registry/transport.js';
 export type { UploadSession, UploadSessions } from './registry/uploads.js';
 export type {
+  AbsentPushable,
   FetchOptions,
   Mountable,
+  PrivateCopyable,
   PushOptions,
   RangeRead,
   RangeReadable,

@@ -15,14 +15,6 @@ export interface PushOptions {
    * keep nothing from a stream that errors.
    */
   verifiedUpstream?: boolean;
-  /** The caller has just seen that the store lacks this blob: a store whose check costs a round trip skips it. */
-  absent?: boolean;
-  /**
-   * For stores whose blob files a pull may hard-link into client trees (the OCI layout): store a copy
-   * that no tree shares, even when the blob is already held, because this store is about to become
-   * the content's home rather than a cache of it.
-   */
-  privateCopy?: boolean;
 }
 
 /**
@@ -61,6 +53,41 @@ export interface Mountable {
 
 export function isMountable(target: unknown): target is Mountable {
   return typeof (target as Partial<Mountable> | null)?.mount === 'function';
+}
+
+/**
+ * Optional capability of stores whose existence check costs a round trip (a registry's HEAD): push a
+ * blob the caller has just seen the store lack, without asking the store again.
+ */
+export interface AbsentPushable {
+  pushAbsent(expected: Descriptor, content: Readable | Uint8Array, options?: PushOptions): Promise<void>;
+}
+
+export function isAbsentPushable(target: unknown): target is AbsentPushable {
+  return typeof (target as Partial<AbsentPushable> | null)?.pushAbsent === 'function';
+}
+
+/** Pushes a blob the caller has just seen `target` lack, skipping the store's own check where it can. */
+export function pushAbsent(
+  target: Storage,
+  expected: Descriptor,
+  content: Readable | Uint8Array,
+  options?: PushOptions,
+): Promise<void> {
+  return isAbsentPushable(target)
+    ? target.pushAbsent(expected, content, options)
+    : target.push(expected, content, options);
+}
+
+/**
+ * Optional capability of stores whose blob files a pull may hard-link into client trees (the OCI
+ * layout): `pushPrivate` stores a copy no tree shares, even when the blob is held already, because the
+ * store is about to become the content's home rather than a cache of it.
+ */
+export interface PrivateCopyable {
+  pushPrivate(expected: Descriptor, content: Readable | Uint8Array, options?: PushOptions): Promise<void>;
+  /** Whether the stored blob's file is also linked into a client tree. */
+  isShared(desc: Pick<Descriptor, 'digest'>): Promise<boolean>;
 }
 
 /**

@@ -19,7 +19,7 @@ import { type Descriptor, type ImageIndex, isManifestMediaType } from '../descri
 import { digestHex, isDigest, VerifyingStream } from '../digest.js';
 import { parseManifest } from '../graph.js';
 import { Annotation, MAX_MANIFEST_BYTES, MediaType } from '../media-types.js';
-import type { PushOptions, RangeRead, RangeReadable, Target } from '../target.js';
+import type { PrivateCopyable, PushOptions, RangeRead, RangeReadable, Target } from '../target.js';
 
 const LAYOUT_VERSION = '1.0.0';
 const STALE_LOCK_MS = 30_000;
@@ -38,7 +38,7 @@ export const IO_BUFFER_BYTES = 1 << 20;
  * too, so referrers stay discoverable. index.json changes happen under a lock file, so several
  * processes can share one layout.
  */
-export class OciLayoutTarget implements Target, RangeReadable {
+export class OciLayoutTarget implements Target, RangeReadable, PrivateCopyable {
   readonly location: string;
   private indexQueue: Promise<unknown> = Promise.resolve();
 
@@ -137,7 +137,24 @@ export class OciLayoutTarget implements Target, RangeReadable {
     }
   }
 
-  async push(expected: Descriptor, content: Readable | Uint8Array, options?: PushOptions): Promise<void> {
+  push(expected: Descriptor, content: Readable | Uint8Array, options?: PushOptions): Promise<void> {
+    return this.pushContent(expected, content, options, false);
+  }
+
+  /**
+   * A push that makes this store the content's home: a blob held only as a file a client tree shares
+   * (isShared) is stored again as a copy of its own.
+   */
+  pushPrivate(expected: Descriptor, content: Readable | Uint8Array, options?: PushOptions): Promise<void> {
+    return this.pushContent(expected, content, options, true);
+  }
+
+  private async pushContent(
+    expected: Descriptor,
+    content: Readable | Uint8Array,
+    options: PushOptions | undefined,
+    privateCopy: boolean,
+  ): Promise<void> {
     const isManifest = isManifestMediaType(expected.mediaType);
     if (isManifest) {
       const bytes = await readVerified(expected, content, MAX_MANIFEST_BYTES);
@@ -157,7 +174,7 @@ export class OciLayoutTarget implements Target, RangeReadable {
       });
       return;
     }
-    if ((await this.exists(expected)) && !(options?.privateCopy && (await this.isShared(expected)))) {
+    if ((await this.exists(expected)) && !(privateCopy && (await this.isShared(expected)))) {
       if (!(content instanceof Uint8Array)) content.resume();
       return;
     }

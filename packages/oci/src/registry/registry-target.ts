@@ -3,7 +3,7 @@ import { readVerified } from '../content.js';
 import { type Descriptor, isManifestMediaType } from '../descriptor.js';
 import { VerifyingStream } from '../digest.js';
 import { MAX_MANIFEST_BYTES } from '../media-types.js';
-import type { Mountable, PushOptions, RangeRead, RangeReadable, Target } from '../target.js';
+import type { AbsentPushable, Mountable, PushOptions, RangeRead, RangeReadable, Target } from '../target.js';
 import { BlobReader } from './blobs.js';
 import { RegistryClient, type RegistryClientOptions } from './client.js';
 import { type AuthFileOptions, dockerConfigCredentials } from './credentials.js';
@@ -35,7 +35,7 @@ const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
  * One repository of an OCI distribution registry, as a Target: blob reads (blobs.ts), blob uploads and
  * mounts (uploads.ts), manifests (manifests.ts) and referrers (referrers.ts) over one client.
  */
-export class RegistryTarget implements Target, Mountable, RangeReadable {
+export class RegistryTarget implements Target, Mountable, RangeReadable, AbsentPushable {
   readonly registryHost: string;
   readonly repository: string;
   readonly location: string;
@@ -101,11 +101,17 @@ export class RegistryTarget implements Target, Mountable, RangeReadable {
       await this.referrersOf.pushed(expected, expected.digest, put);
       return;
     }
-    if (!options?.absent && (await this.blobs.exists(expected))) {
+    if (await this.blobs.exists(expected)) {
       if (!(content instanceof Uint8Array)) content.resume();
       return;
     }
     await this.uploads.upload(expected, content, options);
+  }
+
+  /** A blob the caller has just seen missing goes straight up, without a second HEAD. */
+  pushAbsent(expected: Descriptor, content: Readable | Uint8Array, options?: PushOptions): Promise<void> {
+    if (isManifestMediaType(expected.mediaType)) return this.push(expected, content, options);
+    return this.uploads.upload(expected, content, options);
   }
 
   /**
