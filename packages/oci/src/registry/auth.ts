@@ -3,7 +3,7 @@ import type { Dispatcher } from 'undici';
 import { MAX_TOKEN_RESPONSE_BYTES, readBodyLimited } from '../read-limited.js';
 import type { RegistryResponse, RegistryStats } from './client.js';
 import type { Credential, CredentialSource } from './credentials.js';
-import { networkDetails, networkMessage } from './failure.js';
+import { abortedError, networkDetails, networkMessage } from './failure.js';
 
 type Challenge = { scheme: 'basic' } | { scheme: 'bearer'; realm: string; service: string | undefined };
 
@@ -54,7 +54,7 @@ export class RegistryAuth {
   }
 
   /** The Authorization header for a request needing `scopes`, once a challenge named the scheme. */
-  async authorizationFor(scopes: string[]): Promise<string | undefined> {
+  async authorizationFor(scopes: string[], signal?: AbortSignal): Promise<string | undefined> {
     if (!this.challenge) return undefined;
     if (this.challenge.scheme === 'basic') {
       const credential = await this.loadCredential();
@@ -63,7 +63,7 @@ export class RegistryAuth {
     }
     const cached = this.tokens.get(scopeKey(scopes));
     if (cached && cached.expiresAt > Date.now()) return `Bearer ${cached.token}`;
-    return `Bearer ${await this.fetchToken(this.challenge, scopes)}`;
+    return `Bearer ${await this.fetchToken(this.challenge, scopes, signal)}`;
   }
 
   private loadCredential(): Promise<Credential | undefined> {
@@ -72,7 +72,7 @@ export class RegistryAuth {
   }
 
   /** Answers a 401 from the registry: takes its challenge, and fetches a token for `scopes` (Bearer). */
-  async authenticate(response: RegistryResponse, scopes: string[]): Promise<void> {
+  async authenticate(response: RegistryResponse, scopes: string[], signal?: AbortSignal): Promise<void> {
     const header = response.headers['www-authenticate'];
     const challenge = header ? parseChallenge(header) : undefined;
     if (!challenge) {
@@ -95,12 +95,13 @@ export class RegistryAuth {
       return;
     }
     this.tokens.delete(scopeKey(scopes));
-    await this.fetchToken(challenge, scopes);
+    await this.fetchToken(challenge, scopes, signal);
   }
 
   private async fetchToken(
     challenge: Extract<Challenge, { scheme: 'bearer' }>,
     scopes: string[],
+    signal: AbortSignal | undefined,
   ): Promise<string> {
     const url = new URL(challenge.realm);
     const credential = await this.loadCredential();
@@ -145,8 +146,10 @@ export class RegistryAuth {
         method,
         headers,
         body: form ?? null,
+        ...(signal ? { signal } : {}),
       });
     } catch (error) {
+      if (signal?.aborted) throw abortedError(signal, `token service ${url.origin}`);
       throw new SplinterError(
         'REGISTRY_UNREACHABLE',
         `token service ${url.origin}: ${networkMessage(error)}`,

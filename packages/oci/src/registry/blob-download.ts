@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { SplinterError } from '@splintertree/errors';
 import type { Descriptor } from '../descriptor.js';
 import type { RegistryClient, RegistryResponse } from './client.js';
+import { abortedError } from './failure.js';
 import { delayFor, isRetryableNetworkError, sleep } from './retry.js';
 
 /** Bytes [start, end) of a blob. */
@@ -19,6 +20,8 @@ export interface BlobDownloadOptions {
   first: RegistryResponse;
   /** Asks for the rest after a dropped connection; must answer 200 or 206. */
   reopen: (rest: ByteWindow) => Promise<RegistryResponse>;
+  /** Aborting it ends the stream at once with abortedError (INTERRUPTED), paused or waiting to resume. */
+  signal?: AbortSignal | undefined;
 }
 
 /**
@@ -39,6 +42,8 @@ export class BlobDownload extends Readable {
   private pending: RegistryResponse | undefined;
   private body: Readable | undefined;
   private done = false;
+  private readonly signal: AbortSignal | undefined;
+  private readonly onAbort = () => this.fail(this.abortError());
 
   constructor(options: BlobDownloadOptions) {
     super();
@@ -48,6 +53,13 @@ export class BlobDownload extends Readable {
     this.start = options.window?.start ?? 0;
     this.end = options.window?.end ?? options.desc.size;
     this.pending = options.first;
+    this.signal = options.signal;
+    if (this.signal?.aborted) queueMicrotask(this.onAbort);
+    else this.signal?.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  private abortError(): SplinterError {
+    return abortedError(this.signal!, `GET blob ${this.desc.digest}`);
   }
 
   override _read(): void {
@@ -122,7 +134,8 @@ export class BlobDownload extends Readable {
     body.once('error', (error) => {
       if (this.done) return;
       this.body = undefined;
-      void this.resumeAfter(error);
+      if (this.signal?.aborted) this.fail(this.abortError());
+      else void this.resumeAfter(error);
     });
   }
 
@@ -167,7 +180,10 @@ export class BlobDownload extends Readable {
       return;
     }
     this.client.stats.resumes += 1;
-    await sleep(delayFor(this.client.retry, this.resumes, undefined));
+    // An abort meanwhile has ended the stream already (onAbort): only the wait is cut short.
+    await sleep(delayFor(this.client.retry, this.resumes, undefined), undefined, {
+      ...(this.signal ? { signal: this.signal } : {}),
+    }).catch(() => undefined);
     if (this.destroyed) return;
     let response: RegistryResponse;
     try {
@@ -181,6 +197,7 @@ export class BlobDownload extends Readable {
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.done = true;
+    this.signal?.removeEventListener('abort', this.onAbort);
     this.body?.destroy();
     (this.pending?.body as unknown as Readable | undefined)?.destroy();
     callback(error);

@@ -30,12 +30,13 @@ export class BlobReader {
 
   constructor(private readonly repo: Repository) {}
 
-  async exists(desc: Descriptor): Promise<boolean> {
+  async exists(desc: Descriptor, signal?: AbortSignal): Promise<boolean> {
     const response = await this.repo.client.send({
       method: 'HEAD',
       url: this.repo.path('blobs', desc.digest),
       scopes: this.repo.scopes(),
       replayable: true,
+      signal,
     });
     if (response.status !== 200 && response.status !== 404)
       throw await this.repo.failure(response, `HEAD ${desc.digest}`);
@@ -44,30 +45,30 @@ export class BlobReader {
   }
 
   /** The whole blob, verified while it streams, resumed after dropped connections. */
-  async fetch(desc: Descriptor): Promise<Readable> {
-    return this.whole(desc, await this.served(desc, undefined));
+  async fetch(desc: Descriptor, signal?: AbortSignal): Promise<Readable> {
+    return this.whole(desc, await this.served(desc, undefined, signal), signal);
   }
 
   /**
    * Bytes [start, end) with one single-range request. A registry that ignores Range (200), or refuses
    * it (416, or 400 from the registry itself), gets the whole blob instead: kind `whole`.
    */
-  async fetchRange(desc: Descriptor, start: number, end: number): Promise<RangeRead> {
+  async fetchRange(desc: Descriptor, start: number, end: number, signal?: AbortSignal): Promise<RangeRead> {
     checkRange(desc, start, end);
     const window = { start, end };
-    const first = await this.open(desc, window);
-    if (first.status === 206) return { kind: 'range', stream: this.download(desc, window, first) };
-    if (first.status === 200) return { kind: 'whole', stream: this.whole(desc, first) };
+    const first = await this.open(desc, window, signal);
+    if (first.status === 206) return { kind: 'range', stream: this.download(desc, window, first, signal) };
+    if (first.status === 200) return { kind: 'whole', stream: this.whole(desc, first, signal) };
     if (first.status === 416 || first.status === 400) {
       await first.body.dump();
-      return { kind: 'whole', stream: this.whole(desc, await this.served(desc, undefined)) };
+      return { kind: 'whole', stream: this.whole(desc, await this.served(desc, undefined, signal), signal) };
     }
     throw await this.repo.failure(first, `GET blob ${desc.digest} bytes ${start}-${end - 1}`);
   }
 
-  private whole(desc: Descriptor, first: RegistryResponse): Readable {
+  private whole(desc: Descriptor, first: RegistryResponse, signal: AbortSignal | undefined): Readable {
     const verifying = new VerifyingStream(desc);
-    const source = this.download(desc, undefined, first);
+    const source = this.download(desc, undefined, first, signal);
     source.on('error', (error) => verifying.destroy(error));
     // Stopped early by its reader: the download is released, not left holding its connection.
     verifying.on('close', () => {
@@ -76,19 +77,29 @@ export class BlobReader {
     return source.pipe(verifying);
   }
 
-  private download(desc: Descriptor, window: ByteWindow | undefined, first: RegistryResponse): BlobDownload {
+  private download(
+    desc: Descriptor,
+    window: ByteWindow | undefined,
+    first: RegistryResponse,
+    signal: AbortSignal | undefined,
+  ): BlobDownload {
     return new BlobDownload({
       desc,
       client: this.repo.client,
       window,
       first,
-      reopen: (rest) => this.served(desc, rest),
+      reopen: (rest) => this.served(desc, rest, signal),
+      signal,
     });
   }
 
   /** `open`, failing unless the answer carries the blob's bytes. */
-  private async served(desc: Descriptor, window: ByteWindow | undefined): Promise<RegistryResponse> {
-    const response = await this.open(desc, window);
+  private async served(
+    desc: Descriptor,
+    window: ByteWindow | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<RegistryResponse> {
+    const response = await this.open(desc, window, signal);
     if (response.status === 200 || response.status === 206) return response;
     throw await this.repo.failure(response, `GET blob ${desc.digest}`);
   }
@@ -97,7 +108,11 @@ export class BlobReader {
    * GET of the blob, with `Range` for a window, through redirects; a storage URL that refuses is asked
    * for afresh from the registry, at most MAX_REDIRECT_RENEWALS times.
    */
-  private async open(desc: Descriptor, window: ByteWindow | undefined): Promise<RegistryResponse> {
+  private async open(
+    desc: Descriptor,
+    window: ByteWindow | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<RegistryResponse> {
     const headers: Record<string, string> = window
       ? { range: `bytes=${window.start}-${window.end - 1}` }
       : {};
@@ -106,6 +121,7 @@ export class BlobReader {
       const { response, redirected } = await this.follow(
         remembered ?? this.repo.path('blobs', desc.digest),
         headers,
+        signal,
       );
       if (!redirected && remembered === undefined) return response;
       if (!STORAGE_REFUSALS.has(response.status)) {
@@ -128,6 +144,7 @@ export class BlobReader {
   private async follow(
     url: string,
     headers: Record<string, string>,
+    signal: AbortSignal | undefined,
   ): Promise<{ response: RegistryResponse; redirected: boolean }> {
     const get = (target: string) =>
       this.repo.client.send({
@@ -136,6 +153,7 @@ export class BlobReader {
         headers,
         scopes: this.repo.scopes(),
         replayable: true,
+        signal,
       });
     let response = await get(url);
     let redirected = false;

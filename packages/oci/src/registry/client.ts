@@ -2,7 +2,7 @@ import { SplinterError } from '@splintertree/errors';
 import type { Dispatcher } from 'undici';
 import { RegistryAuth } from './auth.js';
 import type { CredentialSource } from './credentials.js';
-import { networkDetails, networkMessage } from './failure.js';
+import { abortedError, networkDetails, networkMessage } from './failure.js';
 import {
   DEFAULT_RETRY_POLICY,
   delayFor,
@@ -37,6 +37,8 @@ export interface RegistryRequest {
   replayable?: boolean;
   /** Token scopes, e.g. `repository:game/eu-1:pull,push`. */
   scopes: string[];
+  /** Cancels the request, a retry's wait and the response body: then it fails with abortedError. */
+  signal?: AbortSignal | undefined;
 }
 
 export interface RegistryResponse {
@@ -142,11 +144,14 @@ export class RegistryClient {
     const started = Date.now();
     let authRetried = false;
     let lastCause = '';
+    const { signal } = request;
     for (let attempt = 1; ; attempt++) {
+      if (signal?.aborted) throw abortedError(signal, `${request.method} ${this.describe(request.url)}`);
       let response: RegistryResponse | undefined;
       try {
         response = await this.once(request);
       } catch (error) {
+        if (signal?.aborted) throw abortedError(signal, `${request.method} ${this.describe(request.url)}`);
         if (error instanceof SplinterError) throw error;
         if (!isRetryableNetworkError(error) || !request.replayable) {
           throw new SplinterError(
@@ -161,7 +166,7 @@ export class RegistryClient {
         if (response.status === 401 && !authRetried && this.isRegistryOrigin(response.url)) {
           await response.body.dump();
           authRetried = true;
-          await this.auth.authenticate(response, request.scopes);
+          await this.auth.authenticate(response, request.scopes, signal);
           attempt -= 1;
           continue;
         }
@@ -178,7 +183,12 @@ export class RegistryClient {
         );
       }
       this.stats.retries += 1;
-      await sleep(delay);
+      try {
+        await sleep(delay, undefined, signal ? { signal } : undefined);
+      } catch (error) {
+        if (signal?.aborted) throw abortedError(signal, `${request.method} ${this.describe(request.url)}`);
+        throw error;
+      }
     }
   }
 
@@ -191,7 +201,7 @@ export class RegistryClient {
     const headers: Record<string, string> = { 'user-agent': this.userAgent, ...request.headers };
     let credentialSource: string | undefined;
     if (this.isRegistryOrigin(url)) {
-      const authorization = await this.auth.authorizationFor(request.scopes);
+      const authorization = await this.auth.authorizationFor(request.scopes, request.signal);
       if (authorization) headers.authorization = authorization;
       if (this.auth.challenged) credentialSource = await this.credentialSource();
     }
@@ -202,6 +212,7 @@ export class RegistryClient {
       method: request.method,
       headers,
       body: request.body?.() ?? null,
+      ...(request.signal ? { signal: request.signal } : {}),
     });
     const flat: Record<string, string | undefined> = {};
     for (const [key, value] of Object.entries(response.headers))

@@ -82,3 +82,28 @@ function isUntrustedCertificate(error: unknown): boolean {
   }
   return false;
 }
+
+/**
+ * What a request the caller aborted ends with: the abort's reason when it is a SplinterError already
+ * (a copy stopping its other transfers after a first failure), else INTERRUPTED.
+ */
+export function abortedError(signal: AbortSignal, what: string): SplinterError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof SplinterError) return reason;
+  return new SplinterError('INTERRUPTED', `${what}: stopped`, { cause: reason });
+}
+
+/** Runs `work`; if it fails after `signal` aborted, the failure is the abort's (see abortedError). */
+export async function unlessAborted<T>(
+  signal: AbortSignal | undefined,
+  what: string,
+  work: () => Promise<T>,
+): Promise<T> {
+  if (signal?.aborted) throw abortedError(signal, what);
+  try {
+    return await work();
+  } catch (error) {
+    if (signal?.aborted) throw abortedError(signal, what);
+    throw error;
+  }
+}

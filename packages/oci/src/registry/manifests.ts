@@ -25,13 +25,14 @@ export interface PutManifest {
 export class ManifestStore {
   constructor(private readonly repo: Repository) {}
 
-  async exists(desc: Descriptor): Promise<boolean> {
+  async exists(desc: Descriptor, signal?: AbortSignal): Promise<boolean> {
     const response = await this.repo.client.send({
       method: 'HEAD',
       url: this.repo.path('manifests', desc.digest),
       headers: { accept: MANIFEST_ACCEPT.join(', ') },
       scopes: this.repo.scopes(),
       replayable: true,
+      signal,
     });
     if (response.status !== 200 && response.status !== 404)
       throw await this.repo.failure(response, `HEAD ${desc.digest}`);
@@ -39,13 +40,14 @@ export class ManifestStore {
     return response.status === 200;
   }
 
-  async fetch(reference: string): Promise<FetchedManifest> {
+  async fetch(reference: string, signal?: AbortSignal): Promise<FetchedManifest> {
     const response = await this.repo.client.send({
       method: 'GET',
       url: this.repo.path('manifests', reference),
       headers: { accept: MANIFEST_ACCEPT.join(', ') },
       scopes: this.repo.scopes(),
       replayable: true,
+      signal,
     });
     if (response.status !== 200) throw await this.repo.failure(response, `GET manifest ${reference}`);
     const declared = Number(response.headers['content-length']);
@@ -71,7 +73,7 @@ export class ManifestStore {
   }
 
   /** PUT under `reference` (its digest or a tag). */
-  async put(desc: Descriptor, bytes: Buffer, reference: string): Promise<PutManifest> {
+  async put(desc: Descriptor, bytes: Buffer, reference: string, signal?: AbortSignal): Promise<PutManifest> {
     if (bytes.byteLength > MAX_MANIFEST_BYTES) {
       throw new SplinterError(
         'MANIFEST_TOO_LARGE',
@@ -87,6 +89,7 @@ export class ManifestStore {
         body: () => bytes,
         scopes: this.repo.scopes(true),
         replayable: true,
+        signal,
       });
       if (response.status === 201) {
         const subjectHeader = response.headers['oci-subject'] as string | undefined;
@@ -99,17 +102,18 @@ export class ManifestStore {
       // window names a blob the registry briefly cannot read (MANIFEST_BLOB_UNKNOWN): ask again, bounded.
       const codes = (error.details?.registryCodes ?? []) as string[];
       if (!codes.includes('MANIFEST_BLOB_UNKNOWN') || attempt >= MANIFEST_BLOB_RETRIES) throw error;
-      await sleep(delayFor(this.repo.client.retry, attempt, undefined));
+      await sleep(delayFor(this.repo.client.retry, attempt, undefined), undefined, { signal });
     }
   }
 
-  async resolve(reference: string): Promise<Descriptor> {
+  async resolve(reference: string, signal?: AbortSignal): Promise<Descriptor> {
     const response = await this.repo.client.send({
       method: 'HEAD',
       url: this.repo.path('manifests', reference),
       headers: { accept: MANIFEST_ACCEPT.join(', ') },
       scopes: this.repo.scopes(),
       replayable: true,
+      signal,
     });
     if (response.status === 404) {
       await response.body.dump();
@@ -127,7 +131,7 @@ export class ManifestStore {
       return { mediaType, digest, size };
     }
     // HEAD without the headers we need: fall back to GET.
-    const fetched = await this.fetch(reference);
+    const fetched = await this.fetch(reference, signal);
     return {
       mediaType: fetched.mediaType,
       digest: fetched.digest as Descriptor['digest'],

@@ -21,7 +21,7 @@ export class Referrers {
     private readonly manifests: ManifestStore,
   ) {}
 
-  async list(subject: Descriptor, artifactType?: string): Promise<Descriptor[]> {
+  async list(subject: Descriptor, artifactType?: string, signal?: AbortSignal): Promise<Descriptor[]> {
     let found: Descriptor[] | undefined;
     if (this.api !== false) {
       const response = await this.repo.client.send({
@@ -30,6 +30,7 @@ export class Referrers {
         headers: { accept: MediaType.ImageIndex },
         scopes: this.repo.scopes(),
         replayable: true,
+        signal,
       });
       const type = (response.headers['content-type'] ?? '').split(';')[0]!.trim();
       if (response.status === 200 && type === MediaType.ImageIndex) {
@@ -46,7 +47,7 @@ export class Referrers {
         this.api = false;
       }
     }
-    found ??= (await this.readFallbackIndex(subject))?.manifests ?? [];
+    found ??= (await this.readFallbackIndex(subject, signal))?.manifests ?? [];
     return artifactType === undefined ? found : found.filter((d) => d.artifactType === artifactType);
   }
 
@@ -54,22 +55,30 @@ export class Referrers {
    * After a manifest went up under `reference`: one with a subject, pushed by digest, is listed in the
    * subject's fallback index unless the registry answered that it indexed the subject itself.
    */
-  async pushed(desc: Descriptor, reference: string, { manifest, subjectHeader }: PutManifest): Promise<void> {
+  async pushed(
+    desc: Descriptor,
+    reference: string,
+    { manifest, subjectHeader }: PutManifest,
+    signal?: AbortSignal,
+  ): Promise<void> {
     if (!manifest.subject || !isDigest(reference)) return;
     if (subjectHeader === manifest.subject.digest) {
       this.api = true;
       return;
     }
-    await this.addToFallbackIndex(manifest.subject, referrerEntry(desc, manifest));
+    await this.addToFallbackIndex(manifest.subject, referrerEntry(desc, manifest), signal);
   }
 
   private fallbackTag(subject: Descriptor): string {
     return `sha256-${digestHex(subject.digest)}`;
   }
 
-  private async readFallbackIndex(subject: Descriptor): Promise<ImageIndex | undefined> {
+  private async readFallbackIndex(
+    subject: Descriptor,
+    signal?: AbortSignal,
+  ): Promise<ImageIndex | undefined> {
     try {
-      const { bytes } = await this.manifests.fetch(this.fallbackTag(subject));
+      const { bytes } = await this.manifests.fetch(this.fallbackTag(subject), signal);
       const index = parseManifest(bytes);
       return 'manifests' in index ? index : undefined;
     } catch (error) {
@@ -83,14 +92,19 @@ export class Referrers {
    * The referrers tag schema: read `sha256-<hex>`, append the referrer if new, put it back. Two
    * referrers written at once (two signers) would otherwise overwrite each other's entry.
    */
-  private async addToFallbackIndex(subject: Descriptor, entry: Descriptor): Promise<void> {
+  private async addToFallbackIndex(
+    subject: Descriptor,
+    entry: Descriptor,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const listed = async () =>
-      (await this.readFallbackIndex(subject))?.manifests.some((d) => d.digest === entry.digest) === true;
+      (await this.readFallbackIndex(subject, signal))?.manifests.some((d) => d.digest === entry.digest) ===
+      true;
     await confirmedMerge({
       what: `${this.repo.location}:${this.fallbackTag(subject)}`,
       present: listed,
       merge: async () => {
-        const index: ImageIndex = (await this.readFallbackIndex(subject)) ?? {
+        const index: ImageIndex = (await this.readFallbackIndex(subject, signal)) ?? {
           schemaVersion: 2,
           mediaType: MediaType.ImageIndex,
           manifests: [],
@@ -104,7 +118,7 @@ export class Referrers {
           size: bytes.byteLength,
         };
         // An index has no subject: nothing to list in turn.
-        await this.manifests.put(desc, bytes, this.fallbackTag(subject));
+        await this.manifests.put(desc, bytes, this.fallbackTag(subject), signal);
       },
     });
   }

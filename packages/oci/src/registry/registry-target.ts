@@ -3,10 +3,19 @@ import { readVerified } from '../content.js';
 import { type Descriptor, isManifestMediaType } from '../descriptor.js';
 import { VerifyingStream } from '../digest.js';
 import { MAX_MANIFEST_BYTES } from '../media-types.js';
-import type { AbsentPushable, Mountable, PushOptions, RangeRead, RangeReadable, Target } from '../target.js';
+import type {
+  AbsentPushable,
+  FetchOptions,
+  Mountable,
+  PushOptions,
+  RangeRead,
+  RangeReadable,
+  Target,
+} from '../target.js';
 import { BlobReader } from './blobs.js';
 import { RegistryClient, type RegistryClientOptions } from './client.js';
 import { type AuthFileOptions, dockerConfigCredentials } from './credentials.js';
+import { unlessAborted } from './failure.js';
 import { ManifestStore } from './manifests.js';
 import { Referrers } from './referrers.js';
 import { Repository } from './repository.js';
@@ -78,40 +87,60 @@ export class RegistryTarget implements Target, Mountable, RangeReadable, AbsentP
     if (this.ownsClient) await this.client.close();
   }
 
-  exists(desc: Descriptor): Promise<boolean> {
-    return isManifestMediaType(desc.mediaType) ? this.manifests.exists(desc) : this.blobs.exists(desc);
+  exists(desc: Descriptor, options?: FetchOptions): Promise<boolean> {
+    const signal = options?.signal;
+    return unlessAborted(signal, `${this.location}: HEAD ${desc.digest}`, () =>
+      isManifestMediaType(desc.mediaType)
+        ? this.manifests.exists(desc, signal)
+        : this.blobs.exists(desc, signal),
+    );
   }
 
-  async fetch(desc: Descriptor): Promise<Readable> {
-    if (isManifestMediaType(desc.mediaType)) {
-      const { bytes } = await this.manifests.fetch(desc.digest);
+  fetch(desc: Descriptor, options?: FetchOptions): Promise<Readable> {
+    const signal = options?.signal;
+    return unlessAborted(signal, `${this.location}: GET ${desc.digest}`, async () => {
+      if (!isManifestMediaType(desc.mediaType)) return this.blobs.fetch(desc, signal);
+      const { bytes } = await this.manifests.fetch(desc.digest, signal);
       return Readable.from([bytes]).pipe(new VerifyingStream(desc));
-    }
-    return this.blobs.fetch(desc);
+    });
   }
 
-  fetchRange(desc: Descriptor, start: number, end: number): Promise<RangeRead> {
-    return this.blobs.fetchRange(desc, start, end);
+  fetchRange(desc: Descriptor, start: number, end: number, options?: FetchOptions): Promise<RangeRead> {
+    const signal = options?.signal;
+    return unlessAborted(signal, `${this.location}: GET ${desc.digest}`, () =>
+      this.blobs.fetchRange(desc, start, end, signal),
+    );
   }
 
-  async push(expected: Descriptor, content: Readable | Uint8Array, options?: PushOptions): Promise<void> {
-    if (isManifestMediaType(expected.mediaType)) {
-      const bytes = await readVerified(expected, content, MAX_MANIFEST_BYTES);
-      const put = await this.manifests.put(expected, bytes, expected.digest);
-      await this.referrersOf.pushed(expected, expected.digest, put);
-      return;
-    }
-    if (await this.blobs.exists(expected)) {
-      if (!(content instanceof Uint8Array)) content.resume();
-      return;
-    }
-    await this.uploads.upload(expected, content, options);
+  push(expected: Descriptor, content: Readable | Uint8Array, options?: PushOptions): Promise<void> {
+    return this.pushBlobOrManifest(expected, content, options, true);
   }
 
   /** A blob the caller has just seen missing goes straight up, without a second HEAD. */
   pushAbsent(expected: Descriptor, content: Readable | Uint8Array, options?: PushOptions): Promise<void> {
-    if (isManifestMediaType(expected.mediaType)) return this.push(expected, content, options);
-    return this.uploads.upload(expected, content, options);
+    return this.pushBlobOrManifest(expected, content, options, false);
+  }
+
+  private pushBlobOrManifest(
+    expected: Descriptor,
+    content: Readable | Uint8Array,
+    options: PushOptions | undefined,
+    check: boolean,
+  ): Promise<void> {
+    const signal = options?.signal;
+    return unlessAborted(signal, `${this.location}: push ${expected.digest}`, async () => {
+      if (isManifestMediaType(expected.mediaType)) {
+        const bytes = await readVerified(expected, content, MAX_MANIFEST_BYTES);
+        const put = await this.manifests.put(expected, bytes, expected.digest, signal);
+        await this.referrersOf.pushed(expected, expected.digest, put, signal);
+        return;
+      }
+      if (check && (await this.blobs.exists(expected, signal))) {
+        if (!(content instanceof Uint8Array)) content.resume();
+        return;
+      }
+      await this.uploads.upload(expected, content, options);
+    });
   }
 
   /**
@@ -122,20 +151,32 @@ export class RegistryTarget implements Target, Mountable, RangeReadable, AbsentP
     return this.uploads.cancel(url);
   }
 
-  mount(desc: Descriptor, fromRepository: string): Promise<boolean> {
-    return this.uploads.mount(desc, fromRepository);
+  mount(desc: Descriptor, fromRepository: string, options?: FetchOptions): Promise<boolean> {
+    const signal = options?.signal;
+    return unlessAborted(signal, `${this.location}: mount ${desc.digest}`, () =>
+      this.uploads.mount(desc, fromRepository, signal),
+    );
   }
 
-  resolve(reference: string): Promise<Descriptor> {
-    return this.manifests.resolve(reference);
+  resolve(reference: string, options?: FetchOptions): Promise<Descriptor> {
+    const signal = options?.signal;
+    return unlessAborted(signal, `${this.location}: resolve ${reference}`, () =>
+      this.manifests.resolve(reference, signal),
+    );
   }
 
-  async tag(desc: Descriptor, reference: string): Promise<void> {
-    const { bytes } = await this.manifests.fetch(desc.digest);
-    await this.manifests.put(desc, bytes, reference);
+  tag(desc: Descriptor, reference: string, options?: FetchOptions): Promise<void> {
+    const signal = options?.signal;
+    return unlessAborted(signal, `${this.location}: tag ${reference}`, async () => {
+      const { bytes } = await this.manifests.fetch(desc.digest, signal);
+      await this.manifests.put(desc, bytes, reference, signal);
+    });
   }
 
-  referrers(subject: Descriptor, artifactType?: string): Promise<Descriptor[]> {
-    return this.referrersOf.list(subject, artifactType);
+  referrers(subject: Descriptor, artifactType?: string, options?: FetchOptions): Promise<Descriptor[]> {
+    const signal = options?.signal;
+    return unlessAborted(signal, `${this.location}: referrers of ${subject.digest}`, () =>
+      this.referrersOf.list(subject, artifactType, signal),
+    );
   }
 }

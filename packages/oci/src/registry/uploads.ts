@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { progressStream, sizeLimit, toReadable } from '../content.js';
 import type { Descriptor } from '../descriptor.js';
 import type { PushOptions } from '../target.js';
+import { abortedError } from './failure.js';
 import type { Repository } from './repository.js';
 
 /** An open upload session, as a journal needs it to cancel the session later (`cancelUpload`). */
@@ -42,7 +43,8 @@ export class BlobUploads {
   /** Sends a blob the registry lacks; the registry checks its digest when the session is committed. */
   async upload(expected: Descriptor, content: Readable | Uint8Array, options?: PushOptions): Promise<void> {
     const { client } = this.repo;
-    let location = await this.start();
+    const signal = options?.signal;
+    let location = await this.start(signal);
     const session = (url: string): UploadSession => ({
       origin: client.origin,
       repository: this.repo.name,
@@ -61,6 +63,9 @@ export class BlobUploads {
     source.on('error', (error) => verifying.destroy(error));
     verifying.on('error', (error) => counted.destroy(error));
     source.pipe(verifying).pipe(counted);
+    // A source that stalls must not hold an abort up: the bytes stop at once, whatever is waiting on them.
+    const onAbort = () => counted.destroy(abortedError(signal!, `upload of ${expected.digest}`));
+    signal?.addEventListener('abort', onAbort, { once: true });
     client.stats.blobUploads += 1;
     try {
       if (expected.size > this.options.chunkThreshold) {
@@ -77,6 +82,7 @@ export class BlobUploads {
             },
             body: () => Readable.from(chunk.body),
             scopes: this.repo.scopes(true),
+            signal,
           });
           await response.body.dump();
           if (response.status !== 202 || !response.headers.location)
@@ -86,16 +92,19 @@ export class BlobUploads {
           offset = end + 1;
           client.stats.chunks += 1;
         }
-        await this.finish(location, expected, undefined);
+        await this.finish(location, expected, undefined, signal);
       } else {
-        await this.finish(location, expected, counted);
+        await this.finish(location, expected, counted, signal);
       }
       await journal?.closed();
     } catch (error) {
       counted.destroy();
-      // Cancelled now; if the registry cannot be told, the journal keeps it for the next run.
+      // Cancelled now (also after an abort: the DELETE does not carry the signal); if the registry cannot
+      // be told, the journal keeps it for the next run.
       if (await this.cancel(location).catch(() => false)) await journal?.closed();
-      throw error;
+      throw signal?.aborted ? abortedError(signal, `upload of ${expected.digest}`) : error;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
     }
   }
 
@@ -112,7 +121,7 @@ export class BlobUploads {
   }
 
   /** True if the blob was mounted from `fromRepository`; false if the registry declined. */
-  async mount(desc: Descriptor, fromRepository: string): Promise<boolean> {
+  async mount(desc: Descriptor, fromRepository: string, signal?: AbortSignal): Promise<boolean> {
     const { client } = this.repo;
     const from = encodeURIComponent(fromRepository);
     const response = await client.send({
@@ -121,6 +130,7 @@ export class BlobUploads {
       headers: { 'content-length': '0' },
       scopes: this.repo.scopes(true, [`repository:${fromRepository}:pull`]),
       replayable: true,
+      signal,
     });
     await response.body.dump();
     if (response.status === 201) {
@@ -135,13 +145,14 @@ export class BlobUploads {
     throw await this.repo.failure(response, `mount ${desc.digest} from ${fromRepository}`);
   }
 
-  private async start(): Promise<string> {
+  private async start(signal: AbortSignal | undefined): Promise<string> {
     const response = await this.repo.client.send({
       method: 'POST',
       url: `/v2/${this.repo.name}/blobs/uploads/`,
       headers: { 'content-length': '0' },
       scopes: this.repo.scopes(true),
       replayable: true,
+      signal,
     });
     await response.body.dump();
     if (response.status !== 202 || !response.headers.location)
@@ -150,7 +161,12 @@ export class BlobUploads {
   }
 
   /** The closing PUT with the digest: with the whole body (monolithic) or empty after the chunks. */
-  private async finish(location: string, expected: Descriptor, body: Readable | undefined): Promise<void> {
+  private async finish(
+    location: string,
+    expected: Descriptor,
+    body: Readable | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
     const url = new URL(location);
     url.searchParams.set('digest', expected.digest);
     const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
@@ -161,6 +177,7 @@ export class BlobUploads {
       headers,
       ...(body ? { body: () => body } : {}),
       scopes: this.repo.scopes(true),
+      signal,
     });
     if (response.status !== 201)
       throw await this.repo.failure(response, `finish upload of ${expected.digest}`);
