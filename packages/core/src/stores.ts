@@ -1,7 +1,10 @@
 import { join } from 'node:path';
 import {
+  dockerConfigCredentials,
   OciLayoutTarget,
   type ProxySettings,
+  RegistryClient,
+  type RegistryClientOptions,
   RegistryTarget,
   type RegistryTargetOptions,
   type Target,
@@ -32,10 +35,14 @@ export interface RegistryAccess {
   insecure?: boolean | undefined;
 }
 
-/** Opens targets for locations: one embedded OCI layout, and one client per registry repository. */
+/**
+ * Opens targets for locations: one embedded OCI layout, one target per registry repository, and one
+ * client per registry host, which its repositories share (connections, tokens, the CA file read once).
+ */
 export class Stores {
   private embedded: Promise<OciLayoutTarget> | undefined;
   private readonly registries = new Map<string, RegistryTarget>();
+  private readonly clients = new Map<string, RegistryClient>();
 
   constructor(private readonly options: StoreOptions) {}
 
@@ -51,8 +58,10 @@ export class Stores {
     const key = `${location.registry}/${location.repository}`;
     let target = this.registries.get(key);
     if (!target) {
-      target = this.registryTarget(location.registry, location.repository, {
-        plainHttp: this.options.plainHttp,
+      target = new RegistryTarget({
+        registry: location.registry,
+        repository: location.repository,
+        client: this.client(location.registry),
         sessions: this.options.sessions,
       });
       this.registries.set(key, target);
@@ -60,27 +69,49 @@ export class Stores {
     return target;
   }
 
-  /**
-   * A client of one repository with this process's registry access: credentials from the auth file
-   * the flags and environment name, the CA or --insecure, proxies. Not cached (see target()).
-   */
-  registryTarget(
+  /** The client of one registry host, shared by the targets of its repositories. */
+  private client(registry: string): RegistryClient {
+    let client = this.clients.get(registry);
+    if (!client) {
+      client = new RegistryClient(this.clientOptions(registry, { plainHttp: this.options.plainHttp }));
+      this.clients.set(registry, client);
+    }
+    return client;
+  }
+
+  /** This process's registry access: credentials from the auth file the flags and environment name, the CA or --insecure, proxies. */
+  private clientOptions(
     registry: string,
-    repository: string,
-    options: Pick<RegistryTargetOptions, 'plainHttp' | 'sessions' | 'retry' | 'timeoutMs'>,
-  ): RegistryTarget {
-    return new RegistryTarget({
+    options: Pick<RegistryClientOptions, 'plainHttp' | 'retry' | 'timeoutMs'>,
+  ): RegistryClientOptions {
+    return {
       registry,
-      repository,
-      dockerConfigDir: this.options.dockerConfigDir,
-      authFile: { authFile: this.options.access?.authFile, registryAuthFile: this.options.registryAuthFile },
+      credentials: dockerConfigCredentials({
+        configDir: this.options.dockerConfigDir,
+        authFile: this.options.access?.authFile,
+        registryAuthFile: this.options.registryAuthFile,
+      }),
       transport: {
         caFile: this.options.access?.caFile,
         insecure: this.options.access?.insecure,
         proxy: this.options.proxy,
       },
       ...options,
-    });
+    };
+  }
+
+  /**
+   * A target of one repository with its own client and this process's registry access, for one-off
+   * requests with their own retry and timeouts (cancelling a leftover upload session). Not cached, and
+   * closing it closes its client (see target() for the shared ones).
+   */
+  registryTarget(
+    registry: string,
+    repository: string,
+    options: Pick<RegistryTargetOptions, 'plainHttp' | 'sessions' | 'retry' | 'timeoutMs'>,
+  ): RegistryTarget {
+    const { sessions, ...client } = options;
+    return new RegistryTarget({ ...this.clientOptions(registry, client), repository, sessions });
   }
 
   describe(location: Location): string {
@@ -88,7 +119,8 @@ export class Stores {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.registries.values()].map((target) => target.close()));
+    await Promise.all([...this.clients.values()].map((client) => client.close()));
     this.registries.clear();
+    this.clients.clear();
   }
 }
