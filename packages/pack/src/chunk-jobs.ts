@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { ChunkerOptions } from '@splintertree/cdc';
 import { chunkId, worthDeflating } from './records.js';
@@ -6,7 +7,7 @@ import { chunkId, worthDeflating } from './records.js';
 /** A worker sends a file's chunks in batches of about this many bytes. */
 export const BATCH_BYTES = 1024 * 1024;
 /** Batches of one file a worker may have sent and the publisher not yet placed. */
-export const CREDITS_PER_JOB = 2;
+export const CREDITS_PER_JOB = 4;
 
 export type PoolRequest =
   | { type: 'file'; job: number; path: string; size: number; options: ChunkerOptions }
@@ -79,5 +80,21 @@ export async function hashFile(path: string): Promise<`sha256:${string}`> {
     }
   } finally {
     await file.close();
+  }
+}
+
+/** hashFile, blocking the calling thread (a worker's). */
+export function hashFileSync(path: string): `sha256:${string}` {
+  const fd = openSync(path, 'r');
+  try {
+    const hash = createHash('sha256');
+    const buffer = new Uint8Array(4 * 1024 * 1024);
+    for (;;) {
+      const bytesRead = readSync(fd, buffer, 0, buffer.byteLength, null);
+      if (bytesRead === 0) return `sha256:${hash.digest('hex')}`;
+      hash.update(buffer.subarray(0, bytesRead));
+    }
+  } finally {
+    closeSync(fd);
   }
 }

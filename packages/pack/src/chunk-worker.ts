@@ -1,4 +1,4 @@
-import { type FileHandle, open } from 'node:fs/promises';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { type ChunkerOptions, nextCut } from '@splintertree/cdc';
 import { SplinterError } from '@splintertree/errors';
@@ -8,7 +8,7 @@ import {
   CompressionHint,
   CREDITS_PER_JOB,
   chunkFacts,
-  hashFile,
+  hashFileSync,
   type PoolRequest,
   type PoolResponse,
 } from './chunk-jobs.js';
@@ -79,6 +79,10 @@ async function run(job: number, work: () => Promise<void>): Promise<void> {
 }
 
 /**
+ * Reads block this thread, not the process: a worker has nothing else to do meanwhile, and 5,000 small
+ * files cost 20,000 round trips through libuv's thread pool otherwise (a latency-bound push: the
+ * publisher sat idle 73% of the time).
+ *
  * Reads the file straight into batch buffers and cuts it there (nextCut, as chunkStream does), so no
  * chunk is copied; the tail after a batch's last cut starts the next batch. A file shorter than a batch
  * gets a buffer of its own size (plus one byte, to see its end in the same buffer).
@@ -87,7 +91,7 @@ async function chunkOne(job: number, path: string, options: ChunkerOptions, size
   credits.set(job, CREDITS_PER_JOB);
   const hint = new CompressionHint();
   const full = BATCH_BYTES + options.maxSize;
-  const file = await openForReading(path);
+  const fd = openForReading(path);
   try {
     let position = 0;
     let carried: Uint8Array | undefined;
@@ -100,7 +104,7 @@ async function chunkOne(job: number, path: string, options: ChunkerOptions, size
       let filled = carried?.length ?? 0;
       let end = false;
       while (filled < batch.bytes.byteLength) {
-        const { bytesRead } = await file.read(batch.bytes, filled, batch.bytes.byteLength - filled, position);
+        const bytesRead = readSync(fd, batch.bytes, filled, batch.bytes.byteLength - filled, position);
         if (bytesRead === 0) {
           end = true;
           break;
@@ -125,13 +129,13 @@ async function chunkOne(job: number, path: string, options: ChunkerOptions, size
       if (end) return;
     }
   } finally {
-    await file.close();
+    closeSync(fd);
   }
 }
 
-async function openForReading(path: string): Promise<FileHandle> {
+function openForReading(path: string): number {
   try {
-    return await open(path, 'r');
+    return openSync(path, 'r');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new SplinterError('NOT_FOUND', `no file at ${path}`, { cause: error, details: { path } });
@@ -184,7 +188,7 @@ async function send(batch: OpenBatch, last: boolean): Promise<void> {
 }
 
 async function hashOne(job: number, path: string): Promise<void> {
-  post({ type: 'hashed', job, digest: await hashFile(path) });
+  post({ type: 'hashed', job, digest: hashFileSync(path) });
 }
 
 function post(message: PoolResponse): void {
