@@ -34,7 +34,7 @@ export interface Settings {
   plainHttp: boolean;
   /** HTTP_PROXY, HTTPS_PROXY, NO_PROXY (and lower-case spellings), as Go programs read them. */
   proxy: ProxySettings;
-  /** SPLINTER_CHUNK_THREADS: worker threads that chunk a push (default one per core, at most 4; 0 for none). */
+  /** SPLINTER_CHUNK_THREADS: worker threads that chunk a push (default: see defaultChunkThreads in pack). */
   chunkThreads: number | undefined;
   /** SOURCE_DATE_EPOCH, for reproducible `org.opencontainers.image.created` values. */
   sourceDateEpoch: number | undefined;

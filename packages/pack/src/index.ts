@@ -1,3 +1,4 @@
+export { defaultChunkThreads } from './chunk-pool.js';
 export type { FetchStats, RecordSourceOptions } from './fetch-records.js';
 export {
   fetchRecords,
