@@ -18,7 +18,7 @@ export const DEFAULT_JWT_ALGORITHMS = [
 ];
 
 /** Largest JWKS document read; a larger one is refused (JWKS_UNAVAILABLE) before it is parsed. */
-export const JWKS_MAX_BYTES = 256 * 1024;
+const JWKS_MAX_BYTES = 256 * 1024;
 
 /** Verified tokens kept (about 1 KiB each with the token text). */
 const VERIFIED_MAX = 100_000;

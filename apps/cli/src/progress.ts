@@ -3,7 +3,7 @@ import { SplinterError } from '@splintertree/errors';
 
 export type ProgressMode = 'auto' | 'bar' | 'plain' | 'none';
 
-export const PROGRESS_MODES: readonly ProgressMode[] = ['auto', 'bar', 'plain', 'none'];
+const PROGRESS_MODES: readonly ProgressMode[] = ['auto', 'bar', 'plain', 'none'];
 
 /**
  * Which progress to draw, as docker's and buildx's `--progress` choose: `--progress`, else

@@ -59,7 +59,7 @@ export function buildArtifactManifest(input: ArtifactManifestInput): EncodedMani
   return encodeManifest(manifest);
 }
 
-export function encodeManifest(manifest: ImageManifest): EncodedManifest {
+function encodeManifest(manifest: ImageManifest): EncodedManifest {
   const bytes = Buffer.from(JSON.stringify(manifest), 'utf8');
   if (bytes.byteLength > MAX_MANIFEST_BYTES) {
     throw new SplinterError(

@@ -99,7 +99,7 @@ export interface VersionSource {
 }
 
 /** The root layer of a chunked version, or UNSUPPORTED_MEDIA_TYPE. */
-export function rootLayer(manifest: ImageManifest): Descriptor {
+function rootLayer(manifest: ImageManifest): Descriptor {
   const root = manifest.layers[0];
   if (!root || (root.mediaType !== ChunkedMediaType.Root && root.mediaType !== ChunkedMediaType.SealedRoot)) {
     throw new SplinterError(

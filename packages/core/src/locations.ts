@@ -43,7 +43,7 @@ export function registryHostOf(value: string, what = 'registry'): string {
 const REPOSITORY = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
-export function isRegistryHost(component: string): boolean {
+function isRegistryHost(component: string): boolean {
   return component.includes('.') || component.includes(':') || component === 'localhost';
 }
 

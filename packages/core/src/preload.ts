@@ -82,7 +82,7 @@ export async function assertKekMatches(access: AccessStore, kek: Uint8Array): Pr
 }
 
 /** A fresh patch key, its public id and its wrapped form for `cluster.patch_keys`. */
-export function newPatchKey(kek: Uint8Array) {
+function newPatchKey(kek: Uint8Array) {
   const key = generatePatchKey();
   const keyId = keyIdOf(key);
   return { key, keyId, stored: { keyId, wrappedKey: wrapKey(kek, key, keyId), kekId: kekIdOf(kek) } };

@@ -63,7 +63,7 @@ export interface AbsentPushable {
   pushAbsent(expected: Descriptor, content: Readable | Uint8Array, options?: PushOptions): Promise<void>;
 }
 
-export function isAbsentPushable(target: unknown): target is AbsentPushable {
+function isAbsentPushable(target: unknown): target is AbsentPushable {
   return typeof (target as Partial<AbsentPushable> | null)?.pushAbsent === 'function';
 }
 

@@ -19,7 +19,7 @@ import type { PackCache } from './pack-cache.js';
 /** Records closer than this are fetched in one range: a gap costs less than another round trip. */
 export const MERGE_GAP_BYTES = 64 * 1024;
 /** One ranged request reads at most this much, so parallel requests share the work. */
-export const MAX_SPAN_BYTES = 8 * 1024 * 1024;
+const MAX_SPAN_BYTES = 8 * 1024 * 1024;
 
 /**
  * What a fetch of records did, in the words a push uses too: `transferred` and `reused` count records

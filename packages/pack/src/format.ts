@@ -151,7 +151,7 @@ export function decodeRoot(bytes: Uint8Array): IndexRoot {
 }
 
 /** A record must lie inside a pack the root lists. */
-export function assertRefInPack(ref: ChunkRef, packs: readonly PackEntry[] | Map<number, PackEntry>): void {
+function assertRefInPack(ref: ChunkRef, packs: readonly PackEntry[] | Map<number, PackEntry>): void {
   const pack = packs instanceof Map ? packs.get(ref.pack) : packs.find((p) => p.number === ref.pack);
   if (!pack || ref.offset + ref.storedLength > pack.size) {
     throw new SplinterError(

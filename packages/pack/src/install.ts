@@ -28,7 +28,7 @@ import {
   stagingPath,
   syncFolder,
 } from './finalize.js';
-import type { ChunkRef, IndexRoot, PackEntry } from './format.js';
+import type { ChunkRef, IndexRoot } from './format.js';
 import { fileSystemError } from './fs-errors.js';
 import type { IndexEntry } from './index-codec.js';
 import { type KeyRing, keyForPack } from './index-reader.js';
@@ -495,5 +495,3 @@ function resolveInside(path: string, target: string, links: Map<string, string>)
   };
   walk(posix.dirname(path) === '.' ? [] : posix.dirname(path).split('/'), target);
 }
-
-export type { PackEntry };

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { open as openFile } from 'node:fs/promises';
-import { type ChunkerOptions, chunkerOptions, chunkStream } from '@splintertree/cdc';
+import { chunkerOptions, chunkStream } from '@splintertree/cdc';
 import { SplinterError } from '@splintertree/errors';
 import { keyIdOf } from '@splintertree/seal';
 import picomatch from 'picomatch';
@@ -384,5 +384,3 @@ function tagMatcher(rules: TagRule[]): (path: string) => string[] {
       .map((rule) => rule.tag)
       .sort();
 }
-
-export type { ChunkerOptions };

@@ -144,12 +144,12 @@ function linkStaysInside(path: string, target: string): boolean {
   }
 }
 
-export function compareBytes(a: string, b: string): number {
+function compareBytes(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
 /** A symlink at `path` pointing at `target` must be relative and stay inside the tree. */
-export function assertLinkInside(path: string, target: string): void {
+function assertLinkInside(path: string, target: string): void {
   if (target.startsWith('/') || target.includes('\0')) {
     throw new SplinterError('UNSAFE_LINK', `${path}: symlink to absolute path ${JSON.stringify(target)}`);
   }

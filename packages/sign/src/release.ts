@@ -12,7 +12,7 @@ const RELEASE_KEYS_TYPE = 'https://splinter.dev/release-keys/v1';
 /** A statement or key list larger than this is refused unread: real ones are about a kilobyte. */
 export const MAX_RELEASE_ENVELOPE_BYTES = 64 * 1024;
 /** How far in the future an issue time may lie before the statement is refused (clock skew). */
-export const RELEASE_CLOCK_SKEW_MS = 5 * 60 * 1000;
+const RELEASE_CLOCK_SKEW_MS = 5 * 60 * 1000;
 
 export interface ReleaseHead {
   /** The patch id in the release database. */

@@ -61,7 +61,7 @@ export function addPushOptions(command: Command, registryEnv: string): Command {
     .addOption(signatureFormatOption());
 }
 
-export interface FetchFlags extends TrustFlags {
+interface FetchFlags extends TrustFlags {
   plainHttp?: boolean;
   concurrency?: string;
   locale?: string;
