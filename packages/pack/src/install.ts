@@ -86,6 +86,9 @@ export interface InstallResult {
   fetch: FetchStats;
 }
 
+/** Rebuilt files synced at once. */
+const SYNC_CONCURRENCY = 32;
+
 /** Chunks decoded ahead of the one being written, per file. */
 const DECODE_AHEAD = 4;
 
@@ -200,6 +203,7 @@ async function installLocked(
       if (entry.type === 'directory') prepareParent(staging, `${entry.path}/.`, knownFolders);
     }
     let kept = 0;
+    const written: Array<{ path: string; target: string }> = [];
     await runLimited(files, options.concurrency, async (file) => {
       // An abort stops between files: the staging folder is removed below, `output` is untouched.
       throwIfAborted(options.signal);
@@ -209,6 +213,7 @@ async function installLocked(
         return;
       }
       // A kept file that cannot be linked (EMLINK, say) is copied from itself, like a patched one.
+      written.push({ path: file.path, target });
       await writeFileFromChunks(file, target, bases.get(file.path), (ref) =>
         readRecordHealing(
           ref,
@@ -218,6 +223,9 @@ async function installLocked(
         ),
       );
     });
+    // Synced once all are written, many at a time, so the file system commits them together (one
+    // fsync per file as it was written cost a fresh 5,000-file install 5,005 serial journal commits).
+    await runLimited(written, SYNC_CONCURRENCY, ({ path, target }) => syncFile(target, path));
     throwIfAborted(options.signal);
     for (const entry of selected) {
       if (entry.type === 'symlink')
@@ -329,7 +337,7 @@ async function linkFrom(source: string, target: string): Promise<boolean> {
 }
 
 /**
- * Writes a file from its chunks, checked against the file digest, and syncs it. With the file's
+ * Writes a file from its chunks, checked against the file digest (the caller syncs it). With the file's
  * installed previous version: chunks it holds are read from it instead of the cache, and when most of
  * the new file's bytes lie where they lay before (an edit in place), the old file is copied first (by
  * the kernel, or as a reflink where the file system shares blocks) and only the chunks that moved or
@@ -390,13 +398,26 @@ async function writeFileFromChunks(
       );
     }
     await handle.chmod(mode);
-    await handle.sync();
   } catch (error) {
     // A write names no file: name the one of the tree.
     throw fileSystemError(error, file.path);
   } finally {
     await handle.close();
     await old?.close();
+  }
+}
+
+/** fsyncs a written file (opened for writing: Windows flushes no read-only handle). */
+async function syncFile(target: string, path: string): Promise<void> {
+  try {
+    const handle = await open(target, 'r+');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch (error) {
+    throw fileSystemError(error, path);
   }
 }
 
