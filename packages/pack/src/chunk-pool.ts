@@ -35,13 +35,13 @@ const LOOKAHEAD_BYTES = 16 * 1024 * 1024;
 const LOOKAHEAD_FILES = 64;
 
 /**
- * Worker threads by default: none on a machine of two cores or fewer, where they bought nothing (a
- * 1 GiB push took 7.00 s with two against 6.98 s without, at twice the memory: the publisher, the
- * workers and a local registry share the cores), else one per core but one, at most four.
+ * Worker threads by default: one per core, at most four. On this 2-vCPU machine, whose disk makes
+ * every figure vary, four A/B runs of a 1 GiB push gave 7.00, 7.04, 3.99 and 8.28 s with two threads
+ * against 6.98, 11.32, 7.80 and 7.38 s without (21% less on average), at about 330 MiB peak RSS
+ * against 170 MiB; packing alone, 4-20% less.
  */
 export function defaultChunkThreads(): number {
-  const cores = availableParallelism();
-  return cores <= 2 ? 0 : Math.min(4, cores - 1);
+  return Math.min(4, availableParallelism());
 }
 
 /**
