@@ -38,6 +38,18 @@ async function world() {
   return { publish, install, emptyCache };
 }
 
+/** A 16 MiB archive published and installed: the version an update starts from. */
+async function installedV1() {
+  const client = await world();
+  const tree = await tempDir('tree');
+  const original = randomBytes(16 * MiB);
+  await writeFile(join(tree, 'archive.pak'), original);
+  const v1 = await client.publish(tree);
+  const output = join(await tempDir('out'), 'game');
+  await client.install(v1, output);
+  return { ...client, tree, original, v1, output, installedAt: Date.now() };
+}
+
 /** 16 MiB with 1 MiB overwritten at 8 MiB, or (insert) 1 MiB inserted there. */
 function edited(original: Buffer, insert: boolean): Buffer {
   const middle = randomBytes(MiB);
@@ -51,14 +63,7 @@ function edited(original: Buffer, insert: boolean): Buffer {
 describe('updating an installed file from its previous version', () => {
   for (const insert of [false, true]) {
     it(`fetches only the new chunks of a 1 MiB ${insert ? 'insertion' : 'overwrite'}, with an empty cache`, async () => {
-      const { publish, install, emptyCache } = await world();
-      const tree = await tempDir('tree');
-      const original = randomBytes(16 * MiB);
-      await writeFile(join(tree, 'archive.pak'), original);
-      const v1 = await publish(tree);
-      const output = join(await tempDir('out'), 'game');
-      await install(v1, output);
-      const installedAt = Date.now();
+      const { publish, install, emptyCache, tree, original, v1, output, installedAt } = await installedV1();
       const before = await stat(join(output, 'archive.pak'));
 
       const next = edited(original, insert);
@@ -75,14 +80,7 @@ describe('updating an installed file from its previous version', () => {
   }
 
   it('does not trust an installed file a player changed since, even at the same size', async () => {
-    const { publish, install } = await world();
-    const tree = await tempDir('tree');
-    const original = randomBytes(16 * MiB);
-    await writeFile(join(tree, 'archive.pak'), original);
-    const v1 = await publish(tree);
-    const output = join(await tempDir('out'), 'game');
-    await install(v1, output);
-    const installedAt = Date.now();
+    const { publish, install, tree, original, v1, output, installedAt } = await installedV1();
     await fileClockPast(installedAt, output);
     // The player overwrites bytes far from the publisher's edit and puts the old times back: the
     // change time still tells.
