@@ -30,18 +30,8 @@ export class BlobReader {
 
   constructor(private readonly repo: Repository) {}
 
-  async exists(desc: Descriptor, signal?: AbortSignal): Promise<boolean> {
-    const response = await this.repo.client.send({
-      method: 'HEAD',
-      url: this.repo.path('blobs', desc.digest),
-      scopes: this.repo.scopes(),
-      replayable: true,
-      signal,
-    });
-    if (response.status !== 200 && response.status !== 404)
-      throw await this.repo.failure(response, `HEAD ${desc.digest}`);
-    await response.body.dump();
-    return response.status === 200;
+  exists(desc: Descriptor, signal?: AbortSignal): Promise<boolean> {
+    return this.repo.has('blobs', desc.digest, signal);
   }
 
   /** The whole blob, verified while it streams, resumed after dropped connections. */

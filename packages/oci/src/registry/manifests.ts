@@ -25,19 +25,8 @@ export interface PutManifest {
 export class ManifestStore {
   constructor(private readonly repo: Repository) {}
 
-  async exists(desc: Descriptor, signal?: AbortSignal): Promise<boolean> {
-    const response = await this.repo.client.send({
-      method: 'HEAD',
-      url: this.repo.path('manifests', desc.digest),
-      headers: { accept: MANIFEST_ACCEPT.join(', ') },
-      scopes: this.repo.scopes(),
-      replayable: true,
-      signal,
-    });
-    if (response.status !== 200 && response.status !== 404)
-      throw await this.repo.failure(response, `HEAD ${desc.digest}`);
-    await response.body.dump();
-    return response.status === 200;
+  exists(desc: Descriptor, signal?: AbortSignal): Promise<boolean> {
+    return this.repo.has('manifests', desc.digest, signal, { accept: MANIFEST_ACCEPT.join(', ') });
   }
 
   async fetch(reference: string, signal?: AbortSignal): Promise<FetchedManifest> {

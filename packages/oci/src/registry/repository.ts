@@ -25,4 +25,25 @@ export class Repository {
   failure(response: RegistryResponse, what: string): Promise<SplinterError> {
     return registryFailure(response, this.location, what);
   }
+
+  /** HEAD of a blob or manifest: true on 200, false on 404, the registry's refusal otherwise. */
+  async has(
+    kind: 'blobs' | 'manifests',
+    digest: string,
+    signal: AbortSignal | undefined,
+    headers?: Record<string, string>,
+  ): Promise<boolean> {
+    const response = await this.client.send({
+      method: 'HEAD',
+      url: this.path(kind, digest),
+      ...(headers ? { headers } : {}),
+      scopes: this.scopes(),
+      replayable: true,
+      signal,
+    });
+    if (response.status !== 200 && response.status !== 404)
+      throw await this.failure(response, `HEAD ${digest}`);
+    await response.body.dump();
+    return response.status === 200;
+  }
 }
