@@ -35,8 +35,9 @@ let running = false;
 port.on('message', (message: PoolRequest) => {
   if (message.type === 'credit') {
     if (message.spare && spares.length < CREDITS_PER_JOB + 1) spares.push(message.spare);
-    if (message.job < 0) return;
-    credits.set(message.job, (credits.get(message.job) ?? 0) + 1);
+    // A credit for a batch of a file already done (its last batch went first) is dropped.
+    if (!credits.has(message.job)) return;
+    credits.set(message.job, credits.get(message.job)! + 1);
     waiting.get(message.job)?.();
     return;
   }
