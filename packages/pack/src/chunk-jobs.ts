@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { ChunkerOptions } from '@splintertree/cdc';
 import { chunkId, worthDeflating } from './records.js';
@@ -80,21 +79,5 @@ export async function hashFile(path: string): Promise<`sha256:${string}`> {
     }
   } finally {
     await file.close();
-  }
-}
-
-/** hashFile, blocking the calling thread (a worker's). */
-export function hashFileSync(path: string): `sha256:${string}` {
-  const fd = openSync(path, 'r');
-  try {
-    const hash = createHash('sha256');
-    const buffer = new Uint8Array(4 * 1024 * 1024);
-    for (;;) {
-      const bytesRead = readSync(fd, buffer, 0, buffer.byteLength, null);
-      if (bytesRead === 0) return `sha256:${hash.digest('hex')}`;
-      hash.update(buffer.subarray(0, bytesRead));
-    }
-  } finally {
-    closeSync(fd);
   }
 }

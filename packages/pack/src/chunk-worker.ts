@@ -8,7 +8,7 @@ import {
   CompressionHint,
   CREDITS_PER_JOB,
   chunkFacts,
-  hashFileSync,
+  hashFile,
   type PoolRequest,
   type PoolResponse,
 } from './chunk-jobs.js';
@@ -189,7 +189,7 @@ async function send(batch: OpenBatch, last: boolean): Promise<void> {
 }
 
 async function hashOne(job: number, path: string): Promise<void> {
-  post({ type: 'hashed', job, digest: hashFileSync(path) });
+  post({ type: 'hashed', job, digest: await hashFile(path) });
 }
 
 function post(message: PoolResponse): void {

@@ -1,4 +1,3 @@
-import { createHash, type Hash } from 'node:crypto';
 import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MAX_PACK_BYTES, type PackEntry } from './format.js';
@@ -21,13 +20,11 @@ const WRITE_BYTES = 4 * 1024 * 1024;
 
 /**
  * Appends records to pack files in a work folder, in the order given: a pack closes once it reaches the
- * target size and is handed to `onClosed` (which starts its upload while packing goes on). Records are
- * written through and hashed as they come; memory holds no pack.
+ * target size, is hashed by `digestOf` (a worker thread, when there are any) and handed to `onClosed`
+ * (which starts its upload while packing goes on). Records are written through; memory holds no pack.
  */
 export class PackWriter {
-  private current:
-    | { number: number; path: string; file: FileHandle; hash: Hash | undefined; size: number }
-    | undefined;
+  private current: { number: number; path: string; file: FileHandle; size: number } | undefined;
   /** Packs closed and being hashed by `digestOf`. */
   private readonly hashing = new Set<Promise<void>>();
   /** Records not yet written, and how many bytes of it they fill: one write per WRITE_BYTES. */
@@ -39,9 +36,9 @@ export class PackWriter {
     private nextNumber: number,
     private readonly keyId: string | undefined,
     private readonly onClosed: (pack: ClosedPack) => void,
+    /** `sha256:<hex>` of a closed pack's file. */
+    private readonly digestOf: (path: string) => Promise<`sha256:${string}`>,
     private readonly targetBytes = TARGET_PACK_BYTES,
-    /** Hashes a closed pack off this thread; without it, records are hashed as they are appended. */
-    private readonly digestOf?: (path: string) => Promise<`sha256:${string}`>,
   ) {}
 
   /** The number the next pack would take (what the root records as `nextPack`). */
@@ -60,7 +57,6 @@ export class PackWriter {
     if (!this.current) await this.openNext();
     const pack = this.current!;
     const offset = pack.size;
-    pack.hash?.update(record);
     if (this.buffered + record.byteLength > WRITE_BYTES) await this.flush(pack);
     if (record.byteLength >= WRITE_BYTES) await pack.file.write(record, 0, record.byteLength, offset);
     else {
@@ -74,8 +70,8 @@ export class PackWriter {
 
   /**
    * Closes the pack being written, if any. Its file is not synced: it is a work file, read back for
-   * upload and removed, and stores sync what they keep. With `digestOf`, the pack is handed on once
-   * hashed (`settled` waits for that).
+   * upload and removed, and stores sync what they keep. It is handed on once hashed (`settled` waits
+   * for that).
    */
   async close(): Promise<void> {
     const pack = this.current;
@@ -83,13 +79,12 @@ export class PackWriter {
     this.current = undefined;
     await this.flush(pack);
     await pack.file.close();
-    const handOn = (digest: `sha256:${string}`) =>
+    const hashed = this.digestOf(pack.path).then((digest) =>
       this.onClosed({
         path: pack.path,
         entry: { number: pack.number, digest, size: pack.size, ...(this.keyId ? { keyId: this.keyId } : {}) },
-      });
-    if (pack.hash) return handOn(`sha256:${pack.hash.digest('hex')}`);
-    const hashed = this.digestOf!(pack.path).then(handOn);
+      }),
+    );
     this.hashing.add(hashed);
     hashed.then(
       () => this.hashing.delete(hashed),
@@ -119,7 +114,6 @@ export class PackWriter {
   private async openNext(): Promise<void> {
     const number = this.nextNumber++;
     const path = join(this.workDir, `pack-${number}`);
-    const file = await open(path, 'wx', 0o600);
-    this.current = { number, path, file, hash: this.digestOf ? undefined : createHash('sha256'), size: 0 };
+    this.current = { number, path, file: await open(path, 'wx', 0o600), size: 0 };
   }
 }

@@ -111,7 +111,6 @@ export async function publishTree(options: PublishOptions): Promise<Published> {
       newPacks.set(pack.entry.number, pack.entry);
       options.onPack(pack);
     },
-    undefined,
     (path) => pool.digestOf(path),
   );
   const newPacks = new Map<number, PackEntry>();
