@@ -263,12 +263,28 @@ function previousFiles(previous: InstalledTree | undefined): Map<string, FileEnt
   return map;
 }
 
-/** A file of the tree being replaced, as the last install wrote it, and where each of its chunks lies. */
-interface InstalledFile {
-  path: string;
-  entry: FileEntry;
-  /** Chunk id (hex) -> its first offset in the file. */
-  offsets: Map<string, number>;
+/** A file of the tree being replaced, as the last install wrote it. */
+class InstalledFile {
+  private chunkOffsets: Map<string, number> | undefined;
+
+  constructor(
+    readonly path: string,
+    readonly entry: FileEntry,
+  ) {}
+
+  /** Chunk id (hex) -> its first offset in the file; worked out only for a file that is rebuilt. */
+  get offsets(): Map<string, number> {
+    if (!this.chunkOffsets) {
+      this.chunkOffsets = new Map();
+      let offset = 0;
+      for (const ref of this.entry.chunks) {
+        const hex = ref.id.toString('hex');
+        if (!this.chunkOffsets.has(hex)) this.chunkOffsets.set(hex, offset);
+        offset += ref.plainLength;
+      }
+    }
+    return this.chunkOffsets;
+  }
 }
 
 /**
@@ -297,14 +313,7 @@ async function installedBase(
       info.ctimeMs > installedAt
     )
       return undefined;
-    const offsets = new Map<string, number>();
-    let offset = 0;
-    for (const ref of before.chunks) {
-      const hex = ref.id.toString('hex');
-      if (!offsets.has(hex)) offsets.set(hex, offset);
-      offset += ref.plainLength;
-    }
-    return { path, entry: before, offsets };
+    return new InstalledFile(path, before);
   } catch {
     return undefined;
   }
