@@ -1,6 +1,7 @@
 import { type ErrorCode, SplinterError } from '@splintertree/errors';
 import { MAX_ERROR_BODY_BYTES, readBodyLimited } from '../read-limited.js';
 import type { RegistryResponse } from './client.js';
+import { hasCauseCode } from './retry.js';
 
 /** The SplinterError for a registry answer that was not what `what` needed, from its status and error body. */
 export async function registryFailure(
@@ -74,13 +75,7 @@ export function networkDetails(error: unknown): Record<string, unknown> | undefi
 }
 
 function isUntrustedCertificate(error: unknown): boolean {
-  let current: unknown = error;
-  for (let depth = 0; current && depth < 4; depth++) {
-    const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string' && TLS_ERROR.test(code)) return true;
-    current = (current as { cause?: unknown }).cause;
-  }
-  return false;
+  return hasCauseCode(error, (code) => TLS_ERROR.test(code));
 }
 
 /**

@@ -30,10 +30,15 @@ const RETRYABLE_ERROR_CODES = new Set([
 ]);
 
 export function isRetryableNetworkError(error: unknown): boolean {
+  return hasCauseCode(error, (code) => RETRYABLE_ERROR_CODES.has(code));
+}
+
+/** Whether the error, or one of the first causes it wraps (undici nests them), has a code `matches` takes. */
+export function hasCauseCode(error: unknown, matches: (code: string) => boolean): boolean {
   let current: unknown = error;
   for (let depth = 0; current && depth < 4; depth++) {
     const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string' && RETRYABLE_ERROR_CODES.has(code)) return true;
+    if (typeof code === 'string' && matches(code)) return true;
     current = (current as { cause?: unknown }).cause;
   }
   return false;
