@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { openSplinter, type Settings, type Splinter, settingsFromEnvironment } from '@splintertree/core';
 import { SplinterError } from '@splintertree/errors';
 import type { Command } from 'commander';
@@ -52,6 +53,9 @@ export async function withSplinter<T>(
     warn,
   });
   const controller = new AbortController();
+  // Every request and wait under way listens on it (a few per parallel transfer): Node's leak warning
+  // at 11 listeners would fire on every busy pull.
+  setMaxListeners(0, controller.signal);
   let stopping = false;
   let running: Promise<unknown> = Promise.resolve();
   const onSignal = () => {
