@@ -73,6 +73,7 @@ export { isMountable, isRangeReadable } from './target.js';
 export type { ProgressEvent, ProgressListener, ProgressSink, TransferStats } from './transfer.js';
 export {
   abortable,
+  addTransferStats,
   emptyTransferStats,
   interruptedError,
   progressTo,

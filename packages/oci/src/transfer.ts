@@ -25,6 +25,11 @@ export function emptyTransferStats(): TransferStats {
   return { transferred: 0, reused: 0, mounted: 0, bytes: 0, reusedBytes: 0, requests: 0, wholePacks: 0 };
 }
 
+/** Adds `more` into `into`, figure by figure. */
+export function addTransferStats(into: TransferStats, more: TransferStats): void {
+  for (const key of Object.keys(into) as Array<keyof TransferStats>) into[key] += more[key];
+}
+
 /** What a transfer reports while it runs, push and pull alike. */
 export type ProgressEvent =
   /** Work joined the transfer: the bytes it adds (done once sent or found already there). */

@@ -2,6 +2,7 @@ import { type Readable, Transform } from 'node:stream';
 import { SplinterError } from '@splintertree/errors';
 import {
   abortable,
+  addTransferStats,
   type Descriptor,
   emptyTransferStats,
   interruptedError,
@@ -53,6 +54,34 @@ export async function fetchRecords(
   refs: Iterable<ChunkRef>,
   options: RecordSourceOptions,
 ): Promise<FetchStats> {
+  return (await planFetch(refs, options)).run();
+}
+
+/** A fetch planned but not yet run: what `run` downloads, and when each record can be read. */
+export interface PlannedFetch {
+  /** Downloads the missing records; the stats once every one is cached. */
+  run(): Promise<FetchStats>;
+  /**
+   * Settles once `ref` can be read from the cache: at once for a record cached before, else when the
+   * request holding it has written and listed it (so an install writes files while later ranges are
+   * still arriving). Rejects with the error that stopped the request, or the fetch, first.
+   */
+  cached(ref: ChunkRef): Promise<void>;
+}
+
+interface FetchJob {
+  pack: PackEntry;
+  start: number;
+  end: number;
+  settled: Promise<void>;
+  settle(error?: unknown): void;
+}
+
+/** Plans a fetch (which records are cached, which ranges to request) without downloading a byte. */
+export async function planFetch(
+  refs: Iterable<ChunkRef>,
+  options: RecordSourceOptions,
+): Promise<PlannedFetch> {
   const stats: FetchStats = emptyTransferStats();
   const { signal } = options;
   throwIfAborted(signal);
@@ -74,57 +103,108 @@ export async function fetchRecords(
     byPack.set(ref.pack, list);
     list.push([ref.offset, ref.offset + ref.storedLength]);
   }
-  if (byPack.size === 0) return stats;
+  if (byPack.size === 0) return { run: async () => stats, cached: async () => undefined };
   if (!options.remote) {
     throw new SplinterError('BLOB_UNKNOWN', `${seen.size} records are neither cached nor fetchable`);
   }
-  const jobs: Array<{ pack: PackEntry; start: number; end: number }> = [];
+  const jobs: FetchJob[] = [];
+  /** Each pack's jobs in offset order, for `cached`. */
+  const jobsOfPack = new Map<number, FetchJob[]>();
   for (const [number, spans] of byPack) {
     const pack = options.packs.get(number)!;
-    for (const [start, end] of mergeSpans(spans)) jobs.push({ pack, start, end });
+    const list: FetchJob[] = [];
+    jobsOfPack.set(number, list);
+    for (const [start, end] of mergeSpans(spans)) {
+      let settle!: FetchJob['settle'];
+      const settled = new Promise<void>((resolve, reject) => {
+        settle = (error) => (error === undefined ? resolve() : reject(error));
+      });
+      settled.catch(() => undefined); // awaited by `cached`, or by no one
+      const job = { pack, start, end, settled, settle };
+      jobs.push(job);
+      list.push(job);
+    }
   }
   const remote = options.remote;
-  // A store without ranges is read a pack at a time: the plan is those packs.
-  options.onProgress?.({
-    type: 'planned',
-    bytes: isRangeReadable(remote)
-      ? jobs.reduce((sum, job) => sum + job.end - job.start, 0)
-      : [...byPack.keys()].reduce((sum, number) => sum + options.packs.get(number)!.size, 0),
+  const cached = (ref: ChunkRef): Promise<void> => {
+    const list = jobsOfPack.get(ref.pack);
+    if (!list) return Promise.resolve();
+    let low = 0;
+    let high = list.length - 1;
+    while (low <= high) {
+      const middle = (low + high) >> 1;
+      const job = list[middle]!;
+      if (ref.offset < job.start) high = middle - 1;
+      else if (ref.offset >= job.end) low = middle + 1;
+      else return job.settled;
+    }
+    return Promise.resolve();
+  };
+  const run = async (): Promise<FetchStats> => {
+    // A store without ranges is read a pack at a time: the plan is those packs.
+    options.onProgress?.({
+      type: 'planned',
+      bytes: isRangeReadable(remote)
+        ? jobs.reduce((sum, job) => sum + job.end - job.start, 0)
+        : [...byPack.keys()].reduce((sum, number) => sum + options.packs.get(number)!.size, 0),
+    });
+    const whole = new Map<number, Promise<void>>();
+    try {
+      await runLimited(
+        jobs,
+        options.concurrency,
+        async (job) => {
+          const fetched = fetchJob(job, remote, whole, options, stats);
+          fetched.then(
+            () => job.settle(),
+            (error: unknown) => job.settle(error),
+          );
+          return fetched;
+        },
+        signal,
+      );
+    } catch (error) {
+      // Jobs never started settle with the error that stopped the fetch.
+      for (const job of jobs) job.settle(error);
+      throw error;
+    }
+    stats.transferred += missing;
+    return stats;
+  };
+  return { run, cached };
+}
+
+function fetchJob(
+  { pack, start, end }: FetchJob,
+  remote: Target & Partial<RangeReadable>,
+  whole: Map<number, Promise<void>>,
+  options: RecordSourceOptions,
+  stats: FetchStats,
+): Promise<void> {
+  const { signal } = options;
+  const pending = whole.get(pack.number);
+  if (pending) return pending;
+  if (!isRangeReadable(remote)) {
+    const read = fetchWholePack(remote, pack, options, stats, true);
+    whole.set(pack.number, read);
+    return read;
+  }
+  stats.requests += 1;
+  return abortable(signal, async () => {
+    const answer = await remote.fetchRange(packDescriptor(pack), start, end, signal ? { signal } : undefined);
+    if (answer.kind === 'whole') {
+      // More than planned: the rest of the pack comes too.
+      options.onProgress?.({ type: 'planned', bytes: pack.size - (end - start) });
+      const read = options.cache
+        .writeWhole(pack.digest, pack.size, counted(answer.stream, options, stats))
+        .then(() => {
+          stats.wholePacks += 1;
+        });
+      whole.set(pack.number, read);
+      return read;
+    }
+    await options.cache.writeRange(pack.digest, start, end, counted(answer.stream, options, stats));
   });
-  const whole = new Map<number, Promise<void>>();
-  await runLimited(
-    jobs,
-    options.concurrency,
-    async ({ pack, start, end }) => {
-      const pending = whole.get(pack.number);
-      if (pending) return pending;
-      const desc = packDescriptor(pack);
-      if (!isRangeReadable(remote)) {
-        const read = fetchWholePack(remote, pack, options, stats, true);
-        whole.set(pack.number, read);
-        return read;
-      }
-      stats.requests += 1;
-      await abortable(signal, async () => {
-        const answer = await remote.fetchRange(desc, start, end, signal ? { signal } : undefined);
-        if (answer.kind === 'whole') {
-          // More than planned: the rest of the pack comes too.
-          options.onProgress?.({ type: 'planned', bytes: pack.size - (end - start) });
-          const read = options.cache
-            .writeWhole(pack.digest, pack.size, counted(answer.stream, options, stats))
-            .then(() => {
-              stats.wholePacks += 1;
-            });
-          whole.set(pack.number, read);
-          return read;
-        }
-        await options.cache.writeRange(pack.digest, start, end, counted(answer.stream, options, stats));
-      });
-    },
-    signal,
-  );
-  stats.transferred += missing;
-  return stats;
 }
 
 /** Codes of a cached record that is not what its ref names: damaged (or lost) on disk, or a bad download. */
@@ -151,7 +231,7 @@ export async function readRecordHealing<T>(
     const code = (error as { code?: unknown }).code;
     if (!options.remote || typeof code !== 'string' || !DAMAGED.has(code)) throw error;
     const healed = await fetchRecords([ref], options);
-    if (stats) for (const key of Object.keys(stats) as Array<keyof FetchStats>) stats[key] += healed[key];
+    if (stats) addTransferStats(stats, healed);
     return read();
   }
 }

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { constants } from 'node:fs';
 import {
   copyFile,
@@ -12,13 +13,8 @@ import {
 } from 'node:fs/promises';
 import { dirname, join, posix, resolve as resolvePath } from 'node:path';
 import { SplinterError } from '@splintertree/errors';
-import { runLimited, throwIfAborted } from '@splintertree/oci';
-import {
-  type FetchStats,
-  fetchRecords,
-  type RecordSourceOptions,
-  readRecordHealing,
-} from './fetch-records.js';
+import { addTransferStats, emptyTransferStats, runLimited, throwIfAborted } from '@splintertree/oci';
+import { type FetchStats, planFetch, type RecordSourceOptions, readRecordHealing } from './fetch-records.js';
 import {
   type FinalizeOptions,
   finalizeTree,
@@ -144,6 +140,7 @@ export async function installTree(options: InstallOptions): Promise<InstallResul
     recoverOutput(output);
     return await installLocked(options, selected, output);
   } finally {
+    await options.cache.closeReaders();
     await unlock();
   }
 }
@@ -183,13 +180,25 @@ async function installLocked(
     return base ? file.chunks.filter((ref) => !base.offsets.has(ref.id.toString('hex'))) : file.chunks;
   });
   for (const ref of needed) keyOf(ref); // every key is present before any byte is fetched
-  const fetch = await fetchRecords(needed, { ...options, packs });
+  // Files are written while later records are still arriving: a file waits only for its own records.
+  // A failed install stops the download (`stopFetch`); a failed download fails the files waiting on it.
+  const stopFetch = new AbortController();
+  const source: RecordSourceOptions = {
+    ...options,
+    packs,
+    signal: options.signal ? AbortSignal.any([options.signal, stopFetch.signal]) : stopFetch.signal,
+  };
+  setMaxListeners(0, source.signal!); // one listener per request under way
+  const planned = await planFetch(needed, source);
 
   const noted = await options.journal?.note({ kind: 'install', output, since: Date.now() });
   const staging = await makeStaging(output).catch(async (error: unknown) => {
     await noted?.done();
     throw fileSystemError(error);
   });
+  const fetching = planned.run();
+  fetching.catch(() => undefined); // awaited below, after the files or after a failure
+  const fetch: FetchStats = emptyTransferStats();
   const journal = options.journal;
   const checkpoint: FinalizeOptions['checkpoint'] = (step) => {
     throwIfAborted(options.signal);
@@ -214,15 +223,12 @@ async function installLocked(
       }
       // A kept file that cannot be linked (EMLINK, say) is copied from itself, like a patched one.
       written.push({ path: file.path, target });
-      await writeFileFromChunks(file, target, bases.get(file.path), (ref) =>
-        readRecordHealing(
-          ref,
-          { ...options, packs },
-          (stored) => decodeRecord(ref, stored, keyOf(ref)),
-          fetch,
-        ),
-      );
+      await writeFileFromChunks(file, target, bases.get(file.path), async (ref) => {
+        await planned.cached(ref);
+        return readRecordHealing(ref, source, (stored) => decodeRecord(ref, stored, keyOf(ref)), fetch);
+      });
     });
+    addTransferStats(fetch, await fetching);
     // Synced once all are written, many at a time, so the file system commits them together (one
     // fsync per file as it was written cost a fresh 5,000-file install 5,005 serial journal commits).
     await runLimited(written, SYNC_CONCURRENCY, ({ path, target }) => syncFile(target, path));
@@ -242,6 +248,8 @@ async function installLocked(
     await noted?.done();
     return { files: files.length, bytes: files.reduce((sum, f) => sum + f.size, 0), kept, fetch };
   } catch (error) {
+    stopFetch.abort();
+    await fetching.catch(() => undefined);
     await rm(staging, { recursive: true, force: true });
     await noted?.done();
     throw fileSystemError(error);
@@ -406,7 +414,8 @@ async function writeFileFromChunks(
         `${file.path}: rebuilt content does not match the file digest`,
       );
     }
-    await handle.chmod(mode);
+    // A file created here has its mode (less the umask, as tar gives it); a copy has the old file's.
+    if (copyFirst) await handle.chmod(mode);
   } catch (error) {
     // A write names no file: name the one of the tree.
     throw fileSystemError(error, file.path);
