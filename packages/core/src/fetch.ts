@@ -43,6 +43,7 @@ export async function pull(ctx: CoreContext, input: PullInput): Promise<PullResu
     files: outcome.files,
     bytes: outcome.bytes,
     kept: outcome.kept,
+    patched: outcome.patched,
   };
 }
 

@@ -127,6 +127,8 @@ export interface PullResult extends FetchResult {
   bytes: number;
   /** Files linked unchanged from the tree that was replaced. */
   kept: number;
+  /** Files of that tree patched in place: only their changed bytes were written. */
+  patched: number;
 }
 
 export interface VerifiedSignature {

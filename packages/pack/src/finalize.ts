@@ -3,15 +3,17 @@ import { lstat, mkdir, open, readdir, rename, rm, rmdir } from 'node:fs/promises
 import { basename, dirname, join, relative, sep } from 'node:path';
 import { SplinterError } from '@splintertree/errors';
 import { deadOwner, type OwnerGone, sweepOrphans } from './processes.js';
+import { applyRedo } from './redo.js';
 
 export interface FinalizeOptions {
   /** Replace a non-empty `output` (the old tree is removed once the new one is in place). */
   replace?: boolean;
   /**
    * Called before each rename that publishes (`aside`: the old tree is set aside; `swap`: the new one
-   * is renamed in); throwing stops there. An interrupted run stops this way, and tests kill here.
+   * is renamed in) and, once it is in, before the files patched in place are (`redo`); throwing stops
+   * there. An interrupted run stops this way before the swap, and tests kill here.
    */
-  checkpoint?: (step: 'aside' | 'swap') => void;
+  checkpoint?: (step: 'aside' | 'swap' | 'redo') => void;
   /**
    * The rename the swap makes (default fs.rename). On Windows it fails while a program holds a file of
    * the old tree open (a sharing violation); a test double of this one call stands in for that on Linux.
@@ -121,6 +123,9 @@ export async function finalizeTree(
     throw error;
   }
   await syncFolder(dirname(output));
+  // Published: the files patched in place get their new bytes now (or, after a kill, from recoverOutput).
+  options.checkpoint?.('redo');
+  applyRedo(output);
   await rm(aside, { recursive: true, force: true });
 }
 
@@ -172,7 +177,8 @@ async function heldOpen(
 /**
  * Cleans what a killed install left beside `output`: staging folders and old trees of owners that are
  * `gone`. When `output` is missing, the newest such old tree is renamed back first: a run killed
- * between the two renames of `--replace` is undone, never half done. Synchronous, so an interrupted run
+ * between the two renames of `--replace` is undone, never half done. A run killed after them is
+ * finished: the redo journals it published are applied (see redo.ts). Synchronous, so an interrupted run
  * cleans up before any more of it runs. Returns what it removed.
  */
 export function recoverOutput(output: string, gone: OwnerGone = deadOwner): string[] {
@@ -199,6 +205,8 @@ export function recoverOutput(output: string, gone: OwnerGone = deadOwner): stri
       }
     }
   }
+  // A run killed once its tree was published leaves the files it patched in place to patch.
+  if (exists(output)) applyRedo(output);
   clearStaleLock(join(parent, `${LOCK_MARK}${basename(output)}`), gone);
   return [
     ...sweepOrphans(parent, aside, gone),

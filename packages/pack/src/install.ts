@@ -33,6 +33,7 @@ import { carryUnowned, findUnowned, type KeepPolicy } from './keep.js';
 import { assertNoLinkOnPath, prepareParent, safeRelativePath } from './paths.js';
 import { assertPortable } from './portable.js';
 import { decodeRecord, fileDigest } from './records.js';
+import { REDO_FOLDER, RedoJournal, type RedoPlan } from './redo.js';
 
 /** Which tagged files a client installs: untagged files always, tagged ones when their value is chosen. */
 export interface Selection {
@@ -79,8 +80,16 @@ export interface InstallResult {
   bytes: number;
   /** Files hard-linked from the tree being replaced (unchanged, not rewritten). */
   kept: number;
+  /** Files patched in place: only their changed bytes were written (under a redo log, see redo.ts). */
+  patched: number;
   fetch: FetchStats;
 }
+
+/**
+ * A file whose changed bytes are at most this many is patched in place under a redo log instead of
+ * copied whole (the journal holds them, and is applied synchronously once the tree is published).
+ */
+const IN_PLACE_MAX_BYTES = 64 * 1024 * 1024;
 
 /** Rebuilt files synced at once. */
 const SYNC_CONCURRENCY = 32;
@@ -171,7 +180,8 @@ async function installLocked(
     ? await findUnowned(output, options.previous?.entries, selected, options.keepUnowned)
     : [];
   // A file system without hard links (exFAT, FAT, some network shares) copies the unchanged files.
-  if (keep.size > 0 && !(await canHardLink(output))) {
+  const linkable = bases.size > 0 && (await canHardLink(output));
+  if (keep.size > 0 && !linkable) {
     rebuild.push(...keep.values());
     keep.clear();
   }
@@ -201,8 +211,11 @@ async function installLocked(
   const fetch: FetchStats = emptyTransferStats();
   const journal = options.journal;
   const checkpoint: FinalizeOptions['checkpoint'] = (step) => {
-    throwIfAborted(options.signal);
-    journal?.throwIfInterrupted();
+    // Once the new tree is published an interrupt does not stop it: it finishes.
+    if (step !== 'redo') {
+      throwIfAborted(options.signal);
+      journal?.throwIfInterrupted();
+    }
     options.checkpoint?.(step);
   };
   const knownFolders = new Set<string>();
@@ -212,6 +225,13 @@ async function installLocked(
       if (entry.type === 'directory') prepareParent(staging, `${entry.path}/.`, knownFolders);
     }
     let kept = 0;
+    let patched = 0;
+    let journals = 0;
+    // In place only where the swap below replaces the tree the file lies in, and nothing else shares it.
+    const redo =
+      options.replace && linkable
+        ? (plan: RedoPlan) => RedoJournal.create(staging, journals++, plan)
+        : undefined;
     const written: Array<{ path: string; target: string }> = [];
     await runLimited(files, options.concurrency, async (file) => {
       // An abort stops between files: the staging folder is removed below, `output` is untouched.
@@ -222,11 +242,12 @@ async function installLocked(
         return;
       }
       // A kept file that cannot be linked (EMLINK, say) is copied from itself, like a patched one.
-      written.push({ path: file.path, target });
-      await writeFileFromChunks(file, target, bases.get(file.path), async (ref) => {
+      const how = await writeFileFromChunks(file, target, bases.get(file.path), redo, async (ref) => {
         await planned.cached(ref);
         return readRecordHealing(ref, source, (stored) => decodeRecord(ref, stored, keyOf(ref)), fetch);
       });
+      if (how === 'patched') patched += 1;
+      else written.push({ path: file.path, target });
     });
     addTransferStats(fetch, await fetching);
     // Synced once all are written, many at a time, so the file system commits them together (one
@@ -246,7 +267,13 @@ async function installLocked(
       platform: options.platform,
     });
     await noted?.done();
-    return { files: files.length, bytes: files.reduce((sum, f) => sum + f.size, 0), kept, fetch };
+    return {
+      files: files.length,
+      bytes: files.reduce((sum, f) => sum + f.size, 0),
+      kept,
+      patched,
+      fetch,
+    };
   } catch (error) {
     stopFetch.abort();
     await fetching.catch(() => undefined);
@@ -278,6 +305,8 @@ class InstalledFile {
   constructor(
     readonly path: string,
     readonly entry: FileEntry,
+    /** Its hard links: a file linked from elsewhere too is never patched in place. */
+    readonly links: number,
   ) {}
 
   /** Chunk id (hex) -> its first offset in the file; worked out only for a file that is rebuilt. */
@@ -321,7 +350,7 @@ async function installedBase(
       info.ctimeMs > installedAt
     )
       return undefined;
-    return new InstalledFile(path, before);
+    return new InstalledFile(path, before, info.nlink);
   } catch {
     return undefined;
   }
@@ -356,36 +385,77 @@ async function linkFrom(source: string, target: string): Promise<boolean> {
 /**
  * Writes a file from its chunks, checked against the file digest (the caller syncs it). With the file's
  * installed previous version: chunks it holds are read from it instead of the cache, and when most of
- * the new file's bytes lie where they lay before (an edit in place), the old file is copied first (by
- * the kernel, or as a reflink where the file system shares blocks) and only the chunks that moved or
- * changed are written over it.
+ * the new file's bytes lie where they lay before (an edit in place), only the chunks that moved or
+ * changed are written. Those go to a redo journal, the installed file itself linked into the staging
+ * tree, when `redo` is given and they are few ('patched': the file changes once the tree is swapped in,
+ * see redo.ts); else the old file is copied first (by the kernel, or as a reflink where the file system
+ * shares blocks) and they are written over the copy.
  */
 async function writeFileFromChunks(
   file: FileEntry,
   target: string,
   base: InstalledFile | undefined,
+  redo: ((plan: RedoPlan) => Promise<RedoJournal>) | undefined,
   record: (ref: ChunkRef) => Promise<Buffer>,
-): Promise<void> {
+): Promise<'written' | 'patched'> {
   const inPlace = base ? unmovedChunks(file, base.entry) : new Set<number>();
   const copyFirst = base !== undefined && bytesOf(file, inPlace) * 2 >= file.size;
+  const writes: Array<{ ref: ChunkRef; position: number }> = [];
+  let position = 0;
+  for (const [i, ref] of file.chunks.entries()) {
+    if (!(copyFirst && inPlace.has(i))) writes.push({ ref, position });
+    position += ref.plainLength;
+  }
+  const changed = writes.reduce((sum, write) => sum + write.ref.plainLength, 0);
+  const patch =
+    copyFirst &&
+    redo !== undefined &&
+    base.links === 1 &&
+    base.entry.executable === file.executable &&
+    changed <= IN_PLACE_MAX_BYTES &&
+    (await linkFrom(base.path, target));
   const mode = file.executable ? 0o755 : 0o644;
-  const created = copyFirst
-    ? copyFile(base.path, target, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE).then(() =>
-        open(target, 'r+'),
-      )
-    : open(target, 'wx', mode);
-  const handle = await created.catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'EEXIST') throw new SplinterError('UNSAFE_PATH', `${file.path}: written twice`);
-    throw fileSystemError(error, file.path);
-  });
+  let sink: {
+    put(bytes: Buffer, at: number): Promise<void>;
+    finish(): Promise<void>;
+    close(): Promise<void>;
+  };
+  if (patch) {
+    const journal = await redo({
+      path: file.path,
+      size: file.size,
+      writes: writes.map(({ ref, position: at }) => ({ position: at, length: ref.plainLength })),
+    });
+    sink = {
+      put: (bytes) => journal.append(bytes),
+      finish: () => journal.commit(),
+      close: () => journal.abandon(),
+    };
+  } else {
+    const created = copyFirst
+      ? copyFile(base.path, target, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE).then(() =>
+          open(target, 'r+'),
+        )
+      : open(target, 'wx', mode);
+    const handle = await created.catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'EEXIST') throw new SplinterError('UNSAFE_PATH', `${file.path}: written twice`);
+      throw fileSystemError(error, file.path);
+    });
+    sink = {
+      put: async (bytes, at) => {
+        await handle.write(bytes, 0, bytes.byteLength, at);
+      },
+      finish: async () => {
+        if (!copyFirst) return;
+        await handle.truncate(file.size);
+        // A file created here has its mode (less the umask, as tar gives it); a copy has the old file's.
+        await handle.chmod(mode);
+      },
+      close: () => handle.close(),
+    };
+  }
   const old = base && base.offsets.size > 0 ? await open(base.path, 'r') : undefined;
   try {
-    const writes: Array<{ ref: ChunkRef; position: number }> = [];
-    let position = 0;
-    for (const [i, ref] of file.chunks.entries()) {
-      if (!(copyFirst && inPlace.has(i))) writes.push({ ref, position });
-      position += ref.plainLength;
-    }
     const bytesOfChunk = (ref: ChunkRef): Promise<Buffer> => {
       const at = base?.offsets.get(ref.id.toString('hex'));
       return at === undefined || !old ? record(ref) : readExactly(old, at, ref.plainLength, base!.entry.path);
@@ -403,9 +473,8 @@ async function writeFileFromChunks(
     for (const { position: at } of writes) {
       const bytes = await ahead.shift()!;
       refill();
-      await handle.write(bytes, 0, bytes.byteLength, at);
+      await sink.put(bytes, at);
     }
-    if (copyFirst) await handle.truncate(file.size);
     // Every chunk was checked against its id as it was decoded (or lies where the checked install put
     // it): the ids name the file.
     if (!fileDigest(file.chunks.map((ref) => ref.id)).equals(file.digest)) {
@@ -414,13 +483,13 @@ async function writeFileFromChunks(
         `${file.path}: rebuilt content does not match the file digest`,
       );
     }
-    // A file created here has its mode (less the umask, as tar gives it); a copy has the old file's.
-    if (copyFirst) await handle.chmod(mode);
+    await sink.finish();
+    return patch ? 'patched' : 'written';
   } catch (error) {
     // A write names no file: name the one of the tree.
     throw fileSystemError(error, file.path);
   } finally {
-    await handle.close();
+    await sink.close();
     await old?.close();
   }
 }
@@ -481,6 +550,8 @@ export function checkTree(entries: readonly IndexEntry[]): void {
   const links = new Map<string, string>();
   for (const entry of entries) {
     const path = safeRelativePath(entry.path, 'index path');
+    if (path.split('/')[0] === REDO_FOLDER)
+      throw new SplinterError('UNSAFE_PATH', `${path}: ${REDO_FOLDER} is reserved for the installer`);
     if (kinds.has(path)) throw new SplinterError('UNSAFE_PATH', `${path}: listed twice in the index`);
     kinds.set(path, entry.type);
     if (entry.type === 'symlink') links.set(path, entry.target);

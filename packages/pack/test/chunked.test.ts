@@ -256,6 +256,9 @@ describe('hostile trees are refused before anything is written', () => {
     expect(await refused([file('f'), file('f')])).toBe('UNSAFE_PATH');
     expect(await refused([file('../x')])).toBe('UNSAFE_PATH');
     expect(await refused([file('a\\b')])).toBe('UNSAFE_PATH');
+    // The installer's redo journals live there (see redo.ts): an index may not name it.
+    expect(await refused([dir('.splinter-redo'), file('.splinter-redo/00000000.redo')])).toBe('UNSAFE_PATH');
+    expect(await refused([file('.splinter-redo')])).toBe('UNSAFE_PATH');
   });
 
   it('accepts links that stay inside, through other links', () => {

@@ -1,8 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { open, readFile, stat, utimes, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { link, open, readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { OciLayoutTarget } from '@splintertree/oci';
-import { type BaseVersion, type IndexEntry, installTree, PackCache } from '@splintertree/pack';
+import {
+  type BaseVersion,
+  type IndexEntry,
+  type InstallOptions,
+  installTree,
+  PackCache,
+  recoverOutput,
+} from '@splintertree/pack';
 import { describe, expect, it } from 'vitest';
 import { publishInto, tempDir } from './helpers.js';
 
@@ -20,8 +27,10 @@ async function world() {
     version: BaseVersion,
     output: string,
     previous?: { entries: IndexEntry[]; installedAt: number },
+    checkpoint?: InstallOptions['checkpoint'],
   ) =>
     installTree({
+      checkpoint,
       root: version.root,
       entries: version.entries,
       keys: new Map(),
@@ -73,11 +82,73 @@ describe('updating an installed file from its previous version', () => {
       await emptyCache();
       const update = await install(v2, output, { entries: v1.entries, installedAt });
       expect((await readFile(join(output, 'archive.pak'))).equals(next)).toBe(true);
-      expect(update.fetch.bytes).toBeLessThan(MiB + 3 * 256 * 1024);
-      // A new file, not the old one written over: the old tree stayed whole until the swap.
-      expect((await stat(join(output, 'archive.pak'))).ino).not.toBe(before.ino);
+      // At most the 2 MiB for a 1 MiB edit (the chunks around it are new too).
+      expect(update.fetch.bytes).toBeLessThan(2 * MiB);
+      const after = await stat(join(output, 'archive.pak'));
+      if (insert) {
+        // Most bytes moved: rebuilt as a new file beside the old one.
+        expect(update.patched).toBe(0);
+        expect(after.ino).not.toBe(before.ino);
+      } else {
+        // An edit in place is written in place (under a redo log): the same file, only 1 MiB written.
+        expect(update.patched).toBe(1);
+        expect(after.ino).toBe(before.ino);
+        expect(after.nlink).toBe(1);
+      }
+      expect(await readdir(output)).toEqual(['archive.pak']);
+      expect(await readdir(dirname(output))).toEqual(['game']);
     });
   }
+
+  it('leaves the installed file untouched when the install stops before its tree is swapped in', async () => {
+    const { publish, install, tree, original, v1, output, installedAt } = await installedV1();
+    await writeFile(join(tree, 'archive.pak'), edited(original, false));
+    const v2 = await publish(tree, v1);
+    const stop = (step: string) => {
+      if (step === 'swap') throw new Error('killed before the swap');
+    };
+    await expect(install(v2, output, { entries: v1.entries, installedAt }, stop)).rejects.toThrow(
+      'killed before the swap',
+    );
+    expect((await readFile(join(output, 'archive.pak'))).equals(original)).toBe(true);
+    // The journal went with the staging tree: a later recovery has nothing to apply to the old tree.
+    recoverOutput(output, () => true);
+    expect((await readFile(join(output, 'archive.pak'))).equals(original)).toBe(true);
+    expect(await readdir(dirname(output))).toEqual(['game']);
+  });
+
+  it('finishes a patch in place that a kill cut short once the tree was swapped in', async () => {
+    const { publish, install, tree, original, v1, output, installedAt } = await installedV1();
+    const next = edited(original, false);
+    await writeFile(join(tree, 'archive.pak'), next);
+    const v2 = await publish(tree, v1);
+    const kill = (step: string) => {
+      if (step === 'redo') throw new Error('killed after the swap');
+    };
+    await expect(install(v2, output, { entries: v1.entries, installedAt }, kill)).rejects.toThrow(
+      'killed after the swap',
+    );
+    // Published, not yet patched: the journal waits in the tree.
+    expect(await readdir(output)).toEqual(['.splinter-redo', 'archive.pak']);
+    expect((await readFile(join(output, 'archive.pak'))).equals(original)).toBe(true);
+    recoverOutput(output, () => true);
+    expect((await readFile(join(output, 'archive.pak'))).equals(next)).toBe(true);
+    expect(await readdir(output)).toEqual(['archive.pak']);
+    expect(await readdir(dirname(output))).toEqual(['game']);
+  });
+
+  it('copies, not patches, an installed file linked from elsewhere too', async () => {
+    const { publish, install, tree, original, v1, output, installedAt } = await installedV1();
+    const elsewhere = join(dirname(output), 'player-backup.pak');
+    await link(join(output, 'archive.pak'), elsewhere);
+    const next = edited(original, false);
+    await writeFile(join(tree, 'archive.pak'), next);
+    const v2 = await publish(tree, v1);
+    const update = await install(v2, output, { entries: v1.entries, installedAt });
+    expect(update.patched).toBe(0);
+    expect((await readFile(join(output, 'archive.pak'))).equals(next)).toBe(true);
+    expect((await readFile(elsewhere)).equals(original)).toBe(true);
+  });
 
   it('does not trust an installed file a player changed since, even at the same size', async () => {
     const { publish, install, tree, original, v1, output, installedAt } = await installedV1();

@@ -228,7 +228,7 @@ export async function runPull(
       }),
   );
   printResult(output, result, [
-    `${result.digest} -> ${result.output} (${result.files} files, ${result.bytes} bytes; ${result.kept} unchanged; ${transferLine(result.transfer)})`,
+    `${result.digest} -> ${result.output} (${result.files} files, ${result.bytes} bytes; ${result.kept} unchanged, ${result.patched} patched in place; ${transferLine(result.transfer)})`,
     ...verifiedLines(result),
   ]);
 }

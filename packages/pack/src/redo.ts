@@ -1,0 +1,205 @@
+import { createHash } from 'node:crypto';
+import {
+  closeSync,
+  fsyncSync,
+  ftruncateSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  readSync,
+  rmSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { type FileHandle, mkdir, open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SplinterError } from '@splintertree/errors';
+import { assertNoLinkOnPath, safeRelativePath } from './paths.js';
+
+/**
+ * Patching a file in place under a redo log. An edit of a few MiB in a 4 GiB archive would otherwise
+ * cost a copy of the whole archive and an fsync of it (longer than `cp` itself). Instead, the install
+ * links the installed file into its staging tree and writes the file's new bytes to a journal in that
+ * tree's `.splinter-redo` folder, synced. Nothing of the installed tree changes before the swap. Once
+ * the staging tree is renamed in, the journals are applied to the (shared) file and removed; a run
+ * killed before they are all applied leaves them in the published tree, and `recoverOutput`, which
+ * every install runs first, applies them then. So a tree is the old one or, once the recovery that
+ * follows any kill has run, the new one: the same guarantee as the swap, at the cost of a window in
+ * which a killed install leaves the new tree with the patched files not yet patched.
+ */
+export const REDO_FOLDER = '.splinter-redo';
+
+const MAGIC = Buffer.from('SPLREDO1', 'latin1');
+const DIGEST_BYTES = 32;
+/** What an apply reads of a journal at a time. */
+const APPLY_BYTES = 1024 * 1024;
+
+export interface RedoPlan {
+  /** The file's path in the tree. */
+  path: string;
+  /** Its size once patched. */
+  size: number;
+  /** Where the new bytes go, in journal order. */
+  writes: Array<{ position: number; length: number }>;
+}
+
+/**
+ * A journal being written: `append` the planned writes' bytes in order, then `commit` (checks that
+ * every planned byte came, seals it with its digest, syncs it).
+ */
+export class RedoJournal {
+  private readonly hash = createHash('sha256');
+  private written = 0;
+
+  private constructor(
+    private readonly handle: FileHandle,
+    private readonly expected: number,
+    private readonly name: string,
+  ) {}
+
+  /** Starts the journal `index` of a staging tree for `plan`. */
+  static async create(staging: string, index: number, plan: RedoPlan): Promise<RedoJournal> {
+    const folder = join(staging, REDO_FOLDER);
+    await mkdir(folder, { recursive: true, mode: 0o700 });
+    const handle = await open(join(folder, `${String(index).padStart(8, '0')}.redo`), 'wx', 0o600);
+    const header = Buffer.from(JSON.stringify(plan));
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(header.byteLength);
+    const journal = new RedoJournal(
+      handle,
+      plan.writes.reduce((sum, write) => sum + write.length, 0),
+      plan.path,
+    );
+    await journal.put(Buffer.concat([MAGIC, length, header]));
+    return journal;
+  }
+
+  async append(bytes: Buffer): Promise<void> {
+    this.written += bytes.byteLength;
+    await this.put(bytes);
+  }
+
+  async commit(): Promise<void> {
+    try {
+      if (this.written !== this.expected) {
+        throw new SplinterError(
+          'SIZE_MISMATCH',
+          `${this.name}: redo journal got ${this.written} of ${this.expected} bytes`,
+        );
+      }
+      await this.handle.write(this.hash.digest());
+      await this.handle.sync();
+    } finally {
+      await this.handle.close();
+    }
+  }
+
+  async abandon(): Promise<void> {
+    await this.handle.close().catch(() => undefined);
+  }
+
+  private async put(bytes: Buffer): Promise<void> {
+    this.hash.update(bytes);
+    let at = 0;
+    while (at < bytes.byteLength) {
+      const { bytesWritten } = await this.handle.write(bytes, at, bytes.byteLength - at);
+      at += bytesWritten;
+    }
+  }
+}
+
+/**
+ * Applies and removes the redo journals a published tree holds (see REDO_FOLDER); a no-op when it
+ * holds none. Idempotent: a run killed while applying leaves the journal, which is applied again
+ * whole. A journal that is not whole (it cannot be: it is synced before the swap that publishes it) is
+ * dropped unapplied. Synchronous, like recoverOutput: it runs before anything else reads the tree.
+ * Returns the paths patched.
+ */
+export function applyRedo(output: string): string[] {
+  const folder = join(output, REDO_FOLDER);
+  let names: string[];
+  try {
+    if (!lstatSync(folder).isDirectory()) return [];
+    names = readdirSync(folder).filter((name) => name.endsWith('.redo'));
+  } catch {
+    return [];
+  }
+  const patched: string[] = [];
+  for (const name of names.sort()) {
+    const journal = join(folder, name);
+    const path = applyJournal(output, journal);
+    if (path !== undefined) patched.push(path);
+    unlinkSync(journal);
+  }
+  rmSync(folder, { recursive: true, force: true });
+  syncFolderSync(output);
+  return patched;
+}
+
+function applyJournal(output: string, journal: string): string | undefined {
+  const fd = openSync(journal, 'r');
+  try {
+    const plan = readPlan(fd, journal);
+    if (!plan) return undefined;
+    const path = safeRelativePath(plan.plan.path, 'redo path');
+    assertNoLinkOnPath(output, path);
+    const target = openSync(join(output, path), 'r+');
+    try {
+      const buffer = Buffer.allocUnsafe(APPLY_BYTES);
+      let from = plan.dataAt;
+      for (const { position, length } of plan.plan.writes) {
+        for (let done = 0; done < length; ) {
+          const read = readSync(fd, buffer, 0, Math.min(buffer.byteLength, length - done), from);
+          if (read === 0) throw new SplinterError('SIZE_MISMATCH', `${journal}: ends early`);
+          for (let at = 0; at < read; ) at += writeSync(target, buffer, at, read - at, position + done + at);
+          done += read;
+          from += read;
+        }
+      }
+      ftruncateSync(target, plan.plan.size);
+      fsyncSync(target);
+    } finally {
+      closeSync(target);
+    }
+    return path;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The plan of a whole journal and where its data starts, or undefined for a journal that is not whole. */
+function readPlan(fd: number, journal: string): { plan: RedoPlan; dataAt: number } | undefined {
+  const size = lstatSync(journal).size;
+  if (size < MAGIC.byteLength + 4 + DIGEST_BYTES) return undefined;
+  const hash = createHash('sha256');
+  const buffer = Buffer.allocUnsafe(APPLY_BYTES);
+  for (let at = 0; at < size - DIGEST_BYTES; ) {
+    const read = readSync(fd, buffer, 0, Math.min(buffer.byteLength, size - DIGEST_BYTES - at), at);
+    if (read === 0) return undefined;
+    hash.update(buffer.subarray(0, read));
+    at += read;
+  }
+  const sealed = Buffer.alloc(DIGEST_BYTES);
+  readSync(fd, sealed, 0, DIGEST_BYTES, size - DIGEST_BYTES);
+  if (!hash.digest().equals(sealed)) return undefined;
+  const head = Buffer.alloc(MAGIC.byteLength + 4);
+  readSync(fd, head, 0, head.byteLength, 0);
+  if (!head.subarray(0, MAGIC.byteLength).equals(MAGIC)) return undefined;
+  const headerLength = head.readUInt32BE(MAGIC.byteLength);
+  const header = Buffer.alloc(headerLength);
+  readSync(fd, header, 0, headerLength, head.byteLength);
+  const plan = JSON.parse(header.toString('utf8')) as RedoPlan;
+  return { plan, dataAt: head.byteLength + headerLength };
+}
+
+function syncFolderSync(path: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    fsyncSync(fd);
+  } catch {
+    // a file system that cannot sync a folder (or Windows) keeps what it keeps
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
