@@ -581,7 +581,8 @@ export function checkTree(entries: readonly IndexEntry[]): void {
   const links = new Map<string, string>();
   for (const entry of entries) {
     const path = safeRelativePath(entry.path, 'index path');
-    if (path.split('/')[0] === REDO_FOLDER)
+    // Case-folded: on NTFS, APFS or exFAT `.Splinter-Redo` is the same folder.
+    if (path.split('/')[0]!.toLowerCase() === REDO_FOLDER)
       throw new SplinterError('UNSAFE_PATH', `${path}: ${REDO_FOLDER} is reserved for the installer`);
     if (kinds.has(path)) throw new SplinterError('UNSAFE_PATH', `${path}: listed twice in the index`);
     kinds.set(path, entry.type);

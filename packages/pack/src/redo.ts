@@ -141,9 +141,20 @@ function applyJournal(output: string, journal: string): string | undefined {
   try {
     const plan = readPlan(fd, journal);
     if (!plan) return undefined;
-    const path = safeRelativePath(plan.plan.path, 'redo path');
-    assertNoLinkOnPath(output, path);
-    const target = openSync(join(output, path), 'r+');
+    let path: string;
+    let target: number;
+    try {
+      path = safeRelativePath(plan.plan.path, 'redo path');
+      assertNoLinkOnPath(output, path);
+      target = openSync(join(output, path), 'r+');
+    } catch (error) {
+      // A file gone since (or a path that is not ours to write): nothing to finish; the next install
+      // rebuilds what is missing. Any other failure (a full disk) keeps the journal for the next run.
+      const code = (error as { code?: unknown }).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'UNSAFE_PATH' || code === 'UNSAFE_LINK')
+        return undefined;
+      throw error;
+    }
     try {
       const buffer = Buffer.allocUnsafe(APPLY_BYTES);
       let from = plan.dataAt;
@@ -188,8 +199,34 @@ function readPlan(fd: number, journal: string): { plan: RedoPlan; dataAt: number
   const headerLength = head.readUInt32BE(MAGIC.byteLength);
   const header = Buffer.alloc(headerLength);
   readSync(fd, header, 0, headerLength, head.byteLength);
-  const plan = JSON.parse(header.toString('utf8')) as RedoPlan;
-  return { plan, dataAt: head.byteLength + headerLength };
+  let plan: unknown;
+  try {
+    plan = JSON.parse(header.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  const dataAt = head.byteLength + headerLength;
+  if (!isPlan(plan)) return undefined;
+  const data = plan.writes.reduce((sum, write) => sum + write.length, 0);
+  if (dataAt + data + DIGEST_BYTES !== size) return undefined;
+  return { plan, dataAt };
+}
+
+/** A journal names its own file and where its bytes go; anything else is not one of ours. */
+function isPlan(value: unknown): value is RedoPlan {
+  const plan = value as Partial<RedoPlan> | null;
+  const count = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
+  return (
+    typeof plan === 'object' &&
+    plan !== null &&
+    typeof plan.path === 'string' &&
+    count(plan.size) &&
+    Array.isArray(plan.writes) &&
+    plan.writes.every(
+      (write) =>
+        count(write?.position) && count(write?.length) && write.position + write.length <= plan.size!,
+    )
+  );
 }
 
 function syncFolderSync(path: string): void {
