@@ -80,7 +80,9 @@ export class PackCache {
       return handle;
     }
     handle = open(this.dataPath(digest), 'r');
-    handle.catch(() => this.readers.delete(digest));
+    handle.catch(() => {
+      if (this.readers.get(digest) === handle) this.readers.delete(digest);
+    });
     this.readers.set(digest, handle);
     const oldest = this.readers.keys().next().value;
     if (this.readers.size > OPEN_READERS && oldest !== undefined) void this.dropReader(oldest);
@@ -181,6 +183,8 @@ export class PackCache {
     try {
       await pipeline(source, createWriteStream(temporary, { mode: 0o600, highWaterMark: WRITE_BYTES }));
       await this.serialized(digest, async () => {
+        // Windows renames over no file held open; and a handle kept would go on reading the old file.
+        await this.dropReader(digest);
         await rename(temporary, this.dataPath(digest));
         await this.dropReader(digest);
         await this.saveSpans(digest, [[0, size]]);
