@@ -31,7 +31,7 @@ import { type KeyRing, keyForPack } from './index-reader.js';
 import type { WorkJournal } from './journal.js';
 import { carryUnowned, findUnowned, type KeepPolicy } from './keep.js';
 import { assertNoLinkOnPath, prepareParent, safeRelativePath } from './paths.js';
-import { assertPortable } from './portable.js';
+import { assertPortable, caselessForm } from './portable.js';
 import { decodeRecord, fileDigest } from './records.js';
 import { REDO_FOLDER, RedoJournal, type RedoPlan } from './redo.js';
 
@@ -210,9 +210,11 @@ async function installLocked(
   fetching.catch(() => undefined); // awaited below, after the files or after a failure
   const fetch: FetchStats = emptyTransferStats();
   const journal = options.journal;
+  let published = false;
   const checkpoint: FinalizeOptions['checkpoint'] = (step) => {
     // Once the new tree is published an interrupt does not stop it: it finishes.
-    if (step !== 'redo') {
+    if (step === 'redo') published = true;
+    else {
       throwIfAborted(options.signal);
       journal?.throwIfInterrupted();
     }
@@ -278,7 +280,9 @@ async function installLocked(
     await fetching.catch(() => undefined);
     await syncs.close();
     await rm(staging, { recursive: true, force: true });
-    await noted?.done();
+    // Published but not finished (a journal could not be applied yet): the note stays, so the
+    // cleanup of the next command to run after this one applies it (recoverOutput).
+    if (!published) await noted?.done();
     throw fileSystemError(error);
   }
 }
@@ -459,13 +463,15 @@ async function writeFileFromChunks(
       close: () => (finished ? syncs.hold(handle, file.path) : handle.close()),
     };
   }
-  const old = base && base.offsets.size > 0 ? await open(base.path, 'r') : undefined;
+  let old: FileHandle | undefined;
+  const ahead: Array<Promise<Buffer>> = [];
+  let failure: unknown;
   try {
+    old = base && base.offsets.size > 0 ? await open(base.path, 'r') : undefined;
     const bytesOfChunk = (ref: ChunkRef): Promise<Buffer> => {
       const at = base?.offsets.get(ref.id.toString('hex'));
       return at === undefined || !old ? record(ref) : readExactly(old, at, ref.plainLength, base!.entry.path);
     };
-    const ahead: Array<Promise<Buffer>> = [];
     let next = 0;
     const refill = () => {
       while (ahead.length < DECODE_AHEAD && next < writes.length) {
@@ -489,14 +495,18 @@ async function writeFileFromChunks(
       );
     }
     await sink.finish();
-    return patch ? 'patched' : 'written';
   } catch (error) {
+    // Reads started ahead settle before their sources close (they would reopen a pack otherwise).
+    await Promise.allSettled(ahead);
     // A write names no file: name the one of the tree.
-    throw fileSystemError(error, file.path);
-  } finally {
-    await sink.close();
-    await old?.close();
+    failure = fileSystemError(error, file.path);
   }
+  // Each closes whatever the other does: a failed batch sync must not leak the installed file.
+  const closed = await Promise.allSettled([sink.close(), old?.close()]);
+  if (failure !== undefined) throw failure;
+  const failed = closed.find((result) => result.status === 'rejected');
+  if (failed) throw fileSystemError(failed.reason, file.path);
+  return patch ? 'patched' : 'written';
 }
 
 /**
@@ -581,8 +591,9 @@ export function checkTree(entries: readonly IndexEntry[]): void {
   const links = new Map<string, string>();
   for (const entry of entries) {
     const path = safeRelativePath(entry.path, 'index path');
-    // Case-folded: on NTFS, APFS or exFAT `.Splinter-Redo` is the same folder.
-    if (path.split('/')[0]!.toLowerCase() === REDO_FOLDER)
+    // Folded as a case-insensitive file system folds (NTFS, APFS, exFAT): `.Splinter-Redo` and
+    // `.ſplinter-redo` are the same folder there.
+    if (caselessForm(path.split('/')[0]!) === REDO_FOLDER)
       throw new SplinterError('UNSAFE_PATH', `${path}: ${REDO_FOLDER} is reserved for the installer`);
     if (kinds.has(path)) throw new SplinterError('UNSAFE_PATH', `${path}: listed twice in the index`);
     kinds.set(path, entry.type);

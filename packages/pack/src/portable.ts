@@ -211,7 +211,7 @@ function componentProblems(
 }
 
 /** The spelling two names share when a case-insensitive, normalisation-insensitive system sees one. */
-function caselessForm(name: string): string {
+export function caselessForm(name: string): string {
   let form = name.normalize('NFD');
   for (let round = 0; round < FOLD_ROUNDS; round++) {
     const folded = form.toUpperCase().toLowerCase().normalize('NFD');

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import {
   closeSync,
+  fstatSync,
   fsyncSync,
   ftruncateSync,
   lstatSync,
@@ -8,12 +9,12 @@ import {
   readdirSync,
   readSync,
   rmSync,
-  unlinkSync,
   writeSync,
 } from 'node:fs';
 import { type FileHandle, mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SplinterError } from '@splintertree/errors';
+import { fileSystemError } from './fs-errors.js';
 import { assertNoLinkOnPath, safeRelativePath } from './paths.js';
 
 /**
@@ -53,6 +54,7 @@ export class RedoJournal {
 
   private constructor(
     private readonly handle: FileHandle,
+    private readonly folder: string,
     private readonly expected: number,
     private readonly name: string,
   ) {}
@@ -67,10 +69,16 @@ export class RedoJournal {
     length.writeUInt32BE(header.byteLength);
     const journal = new RedoJournal(
       handle,
+      folder,
       plan.writes.reduce((sum, write) => sum + write.length, 0),
       plan.path,
     );
-    await journal.put(Buffer.concat([MAGIC, length, header]));
+    try {
+      await journal.put(Buffer.concat([MAGIC, length, header]));
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      throw error;
+    }
     return journal;
   }
 
@@ -92,6 +100,8 @@ export class RedoJournal {
     } finally {
       await this.handle.close();
     }
+    // Its name too survives a power cut (the staging folder is synced, not the folders below it).
+    syncFolderSync(this.folder);
   }
 
   async abandon(): Promise<void> {
@@ -127,17 +137,43 @@ export function applyRedo(output: string): string[] {
   const patched: string[] = [];
   for (const name of names.sort()) {
     const journal = join(folder, name);
-    const path = applyJournal(output, journal);
+    let path: string | undefined;
+    try {
+      path = applyJournal(output, journal);
+    } catch (error) {
+      throw fileSystemError(error, journal);
+    }
     if (path !== undefined) patched.push(path);
-    unlinkSync(journal);
+    // Another run's recovery may have applied and removed it meanwhile: the same bytes either way.
+    rmSync(journal, { force: true });
   }
   rmSync(folder, { recursive: true, force: true });
   syncFolderSync(output);
   return patched;
 }
 
+/**
+ * Failures that may pass (a full disk, a file held open on Windows): the journal is kept for the next
+ * run. Any other failure drops it: the install record still names the previous version, so the next
+ * install does not trust a file it left unpatched or half patched (its mtime is newer), and rebuilds it.
+ */
+const RETRYABLE = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EBUSY', 'EAGAIN', 'EMFILE', 'ENFILE']);
+const RETRYABLE_ON_WINDOWS = new Set(['EPERM', 'EACCES']);
+
+function retryable(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  if (typeof code !== 'string') return false;
+  return RETRYABLE.has(code) || (process.platform === 'win32' && RETRYABLE_ON_WINDOWS.has(code));
+}
+
 function applyJournal(output: string, journal: string): string | undefined {
-  const fd = openSync(journal, 'r');
+  let fd: number;
+  try {
+    fd = openSync(journal, 'r');
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'ENOENT') return undefined; // applied by another run
+    throw error;
+  }
   try {
     const plan = readPlan(fd, journal);
     if (!plan) return undefined;
@@ -148,14 +184,15 @@ function applyJournal(output: string, journal: string): string | undefined {
       assertNoLinkOnPath(output, path);
       target = openSync(join(output, path), 'r+');
     } catch (error) {
-      // A file gone since (or a path that is not ours to write): nothing to finish; the next install
-      // rebuilds what is missing. Any other failure (a full disk) keeps the journal for the next run.
-      const code = (error as { code?: unknown }).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'UNSAFE_PATH' || code === 'UNSAFE_LINK')
-        return undefined;
-      throw error;
+      // A file gone since, a folder, or a path that is not ours to write: nothing to finish here.
+      if (retryable(error)) throw error;
+      return undefined;
     }
     try {
+      const info = fstatSync(target);
+      const end = plan.plan.writes.reduce((most, write) => Math.max(most, write.position + write.length), 0);
+      // A patch grows a file only by the bytes it writes past its end.
+      if (!info.isFile() || plan.plan.size > Math.max(info.size, end)) return undefined;
       const buffer = Buffer.allocUnsafe(APPLY_BYTES);
       let from = plan.dataAt;
       for (const { position, length } of plan.plan.writes) {
@@ -169,6 +206,9 @@ function applyJournal(output: string, journal: string): string | undefined {
       }
       ftruncateSync(target, plan.plan.size);
       fsyncSync(target);
+    } catch (error) {
+      if (retryable(error)) throw error;
+      return undefined;
     } finally {
       closeSync(target);
     }

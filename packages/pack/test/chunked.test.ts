@@ -259,6 +259,11 @@ describe('hostile trees are refused before anything is written', () => {
     // The installer's redo journals live there (see redo.ts): an index may not name it.
     expect(await refused([dir('.splinter-redo'), file('.splinter-redo/00000000.redo')])).toBe('UNSAFE_PATH');
     expect(await refused([file('.splinter-redo')])).toBe('UNSAFE_PATH');
+    // The same folder on NTFS, APFS or exFAT: case and Unicode case folding (U+017F folds to s).
+    expect(await refused([file('.Splinter-Redo')])).toBe('UNSAFE_PATH');
+    expect(await refused([dir('.\u017Fplinter-redo'), file('.\u017Fplinter-redo/1.redo')])).toBe(
+      'UNSAFE_PATH',
+    );
   });
 
   it('accepts links that stay inside, through other links', () => {

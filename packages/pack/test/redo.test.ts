@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { applyRedo, REDO_FOLDER, RedoJournal, type RedoPlan } from '../src/redo.js';
@@ -19,18 +19,26 @@ async function treeWithJournal(plan: RedoPlan, data: Buffer) {
 
 describe('redo journals', () => {
   it('apply their bytes, set the size, and go', async () => {
-    const patch = randomBytes(100);
+    const patch = randomBytes(200);
     const { output, original } = await treeWithJournal(
-      { path: 'file.bin', size: 70 * 1024, writes: [{ position: 1000, length: 100 }] },
+      {
+        path: 'file.bin',
+        size: 64 * 1024 + 100,
+        writes: [
+          { position: 1000, length: 100 },
+          { position: 64 * 1024, length: 100 },
+        ],
+      },
       patch,
     );
     expect(applyRedo(output)).toEqual(['file.bin']);
     const after = await readFile(join(output, 'file.bin'));
-    expect(after.byteLength).toBe(70 * 1024);
-    expect(after.subarray(1000, 1100).equals(patch)).toBe(true);
+    expect(after.byteLength).toBe(64 * 1024 + 100);
+    expect(after.subarray(1000, 1100).equals(patch.subarray(0, 100))).toBe(true);
+    expect(after.subarray(64 * 1024).equals(patch.subarray(100))).toBe(true);
     expect(after.subarray(0, 1000).equals(original.subarray(0, 1000))).toBe(true);
     expect(await readdir(output)).toEqual(['file.bin']);
-    // Applied twice (a kill between the apply and the removal): the same bytes.
+    // Nothing is left to apply again.
     expect(applyRedo(output)).toEqual([]);
   });
 
@@ -68,5 +76,23 @@ describe('redo journals', () => {
     );
     expect(applyRedo(outside.output)).toEqual([]);
     expect(await readdir(join(outside.output, '..'))).not.toContain('escape.bin');
+  });
+
+  it('that cannot apply (a folder, a size past what they write) are dropped, not kept to fail every install', async () => {
+    const folder = await treeWithJournal(
+      { path: 'data', size: 10, writes: [{ position: 0, length: 10 }] },
+      randomBytes(10),
+    );
+    await mkdir(join(folder.output, 'data'));
+    expect(applyRedo(folder.output)).toEqual([]);
+    expect((await readdir(folder.output)).sort()).toEqual(['data', 'file.bin']);
+
+    const huge = await treeWithJournal(
+      { path: 'file.bin', size: Number.MAX_SAFE_INTEGER, writes: [{ position: 0, length: 10 }] },
+      randomBytes(10),
+    );
+    expect(applyRedo(huge.output)).toEqual([]);
+    expect((await readFile(join(huge.output, 'file.bin'))).equals(huge.original)).toBe(true);
+    expect(await readdir(huge.output)).toEqual(['file.bin']);
   });
 });
