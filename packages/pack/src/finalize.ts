@@ -4,6 +4,7 @@ import { basename, dirname, join, relative, sep } from 'node:path';
 import { SplinterError } from '@splintertree/errors';
 import { deadOwner, type OwnerGone, sweepOrphans } from './processes.js';
 import { applyRedo } from './redo.js';
+import { syncFolder } from './sync-folder.js';
 
 export interface FinalizeOptions {
   /** Replace a non-empty `output` (the old tree is removed once the new one is in place). */
@@ -240,18 +241,4 @@ export async function makeStaging(output: string): Promise<string> {
 
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-/** fsync a folder, so the renames and creations in it survive a power cut (a no-op where unsupported). */
-export async function syncFolder(path: string): Promise<void> {
-  const handle = await open(path, 'r').catch(() => undefined);
-  if (!handle) return;
-  try {
-    await handle.sync();
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== 'EINVAL' && code !== 'EPERM' && code !== 'EISDIR') throw error;
-  } finally {
-    await handle.close();
-  }
 }

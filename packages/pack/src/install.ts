@@ -22,7 +22,6 @@ import {
   makeStaging,
   recoverOutput,
   stagingPath,
-  syncFolder,
 } from './finalize.js';
 import type { ChunkRef, IndexRoot } from './format.js';
 import { fileSystemError } from './fs-errors.js';
@@ -34,6 +33,7 @@ import { assertNoLinkOnPath, prepareParent, safeRelativePath } from './paths.js'
 import { assertPortable, caselessForm } from './portable.js';
 import { decodeRecord, fileDigest } from './records.js';
 import { REDO_FOLDER, RedoJournal, type RedoPlan } from './redo.js';
+import { syncFolder } from './sync-folder.js';
 
 /** Which tagged files a client installs: untagged files always, tagged ones when their value is chosen. */
 export interface Selection {

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { SplinterError } from '@splintertree/errors';
 import { fileSystemError } from './fs-errors.js';
 import { assertNoLinkOnPath, safeRelativePath } from './paths.js';
+import { syncFolderSync } from './sync-folder.js';
 
 /**
  * Patching a file in place under a redo log. An edit of a few MiB in a 4 GiB archive would otherwise
@@ -267,16 +268,4 @@ function isPlan(value: unknown): value is RedoPlan {
         count(write?.position) && count(write?.length) && write.position + write.length <= plan.size!,
     )
   );
-}
-
-function syncFolderSync(path: string): void {
-  let fd: number | undefined;
-  try {
-    fd = openSync(path, 'r');
-    fsyncSync(fd);
-  } catch {
-    // a file system that cannot sync a folder (or Windows) keeps what it keeps
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
 }
