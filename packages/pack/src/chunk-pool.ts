@@ -35,10 +35,10 @@ const LOOKAHEAD_BYTES = 16 * 1024 * 1024;
 const LOOKAHEAD_FILES = 64;
 
 /**
- * Worker threads by default: one per core, at most four. On this 2-vCPU machine, whose disk makes
- * every figure vary, four A/B runs of a 1 GiB push gave 7.00, 7.04, 3.99 and 8.28 s with two threads
- * against 6.98, 11.32, 7.80 and 7.38 s without (21% less on average), at about 330 MiB peak RSS
- * against 170 MiB; packing alone, 4-20% less.
+ * Worker threads by default: one per core, at most four. On a 2-vCPU machine shared with the registry
+ * the choice is close: of seven A/B pairs of a 1 GiB push (two threads against none) the threads won
+ * four, and took 7.19 s against 8.45 s on their mean, at about 340 MiB peak RSS against 170 MiB
+ * (npm run bench -- push prints each run's pair). More cores give the workers cores of their own.
  */
 export function defaultChunkThreads(): number {
   return Math.min(4, availableParallelism());
